@@ -1,0 +1,77 @@
+//! A small blocking HTTP client for the node's JSON API.
+
+use anyhow::{Context as _, anyhow};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Talks to one node.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// An error the node answered with.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct NodeError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    fn handle<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let mut resp = result.map_err(|e| {
+            anyhow!(
+                "cannot reach the node at {} ({e}); is it running? (start one with `ehrchain dev`, or set --node / EHRCHAIN_NODE)",
+                self.base
+            )
+        })?;
+        let status = resp.status().as_u16();
+        let body: Value = resp
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("node answered {path} with HTTP {status} and a non-JSON body"))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_value(body)
+                .with_context(|| format!("unexpected response shape from {path}"));
+        }
+        let err = &body["error"];
+        Err(NodeError {
+            status,
+            code: err["code"].as_str().unwrap_or("error").to_string(),
+            message: err["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {status}")),
+        }
+        .into())
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        self.handle(path, self.agent.get(&url).call())
+    }
+
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        self.handle(path, self.agent.post(&url).send_json(body))
+    }
+}

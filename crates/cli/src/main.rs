@@ -1,0 +1,521 @@
+//! `ehrchain`: the node, the development chain and the client commands in one binary.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod client;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use client::{Client, NodeError};
+use ehrchain_crypto::{Keypair, Keystore, keystore::DEFAULT_KDF};
+use ehrchain_node::{
+    NodeConfig,
+    api::{AccountView, StatusView, SubmitRequest, SubmitResponse, TxView},
+    dev,
+};
+use ehrchain_types::{AccountId, Hash, Role, Transaction, TxPayload};
+use serde_json::{Value, json};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "ehrchain",
+    version,
+    about = "Patient-owned health records on a permissioned BFT ledger",
+    long_about = "Patient-owned health records on a permissioned BFT ledger.\n\nStart a development chain with `ehrchain dev`, then use the client commands against it."
+)]
+struct Cli {
+    /// The node's API URL.
+    #[arg(long, global = true, env = "EHRCHAIN_NODE", default_value = "http://127.0.0.1:8080")]
+    node: String,
+    /// Directory of your keystores (default: ~/.ehrchain/keys).
+    #[arg(long, global = true, env = "EHRCHAIN_HOME")]
+    home: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the embedded development chain: one validator, the API, an admin and 10 funded demo accounts.
+    Dev {
+        /// Where the chain, its keys and config live (created on first use, reused after).
+        #[arg(long, default_value = "./ehrchain-dev")]
+        data_dir: PathBuf,
+        /// API listen address (peer-to-peer uses the next port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Run a validator node from a TOML config.
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage local keystores.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Register your account in a role (professional roles wait for the admin's approval).
+    Register {
+        #[command(flatten)]
+        key: KeyArg,
+        /// patient, doctor, pharmacist, organisation, insurer, regulator, researcher or guardian.
+        #[arg(long)]
+        role: String,
+        /// Organisation name (required for doctors and pharmacists).
+        #[arg(long)]
+        org: Option<String>,
+        /// Professional registration / licence number.
+        #[arg(long)]
+        licence: Option<String>,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Approve a pending professional account (consortium admin only).
+    Approve {
+        #[command(flatten)]
+        key: KeyArg,
+        /// The account to approve (ehr… id or a local key name).
+        account: String,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Transfer tokens.
+    Transfer {
+        #[command(flatten)]
+        key: KeyArg,
+        /// Recipient (ehr… id or a local key name).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Show an account: role, approval, balance, nonce.
+    Account {
+        /// ehr… id or a local key name.
+        account: String,
+    },
+    /// Inspect and verify the chain.
+    #[command(subcommand)]
+    Chain(ChainCmd),
+    /// Measure committed token-transfer throughput on a fresh single-validator chain.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create a new signing key, encrypted under a passphrase.
+    New { name: String },
+    /// List local keys.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ChainCmd {
+    /// The node's chain status.
+    Status,
+    /// A block by height.
+    Block { height: u64 },
+    /// A transaction by id.
+    Tx { hash: String },
+    /// Verify a stored chain offline: every block's hash, links, Merkle roots, signatures
+    /// and state root, replayed from the genesis file (stop the node first).
+    Verify {
+        /// The node's data dir (holding chain.redb).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The genesis file (default: DATA_DIR/genesis.json).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct KeyArg {
+    /// Name of the local key that signs.
+    #[arg(long = "key")]
+    name: String,
+}
+
+#[derive(Args)]
+struct WaitArg {
+    /// Return once the node accepts the transaction instead of waiting for finality.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+struct Ctx {
+    json: bool,
+    node: String,
+    home: PathBuf,
+}
+
+impl Ctx {
+    fn client(&self) -> Client {
+        Client::new(&self.node)
+    }
+
+    fn keystore(&self) -> Keystore {
+        Keystore::new(&self.home)
+    }
+
+    /// Prints a result: JSON when asked, else the human text.
+    fn print(&self, value: &Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value).expect("json"));
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    fn unlock(&self, name: &str) -> anyhow::Result<Keypair> {
+        let ks = self.keystore();
+        ks.read(name)?;
+        let pass = passphrase(&format!("Passphrase for key {name:?}: "))?;
+        Ok(ks.unlock(name, &pass)?)
+    }
+
+    /// Resolves an account argument: an `ehr…` id or the name of a local key.
+    fn resolve(&self, arg: &str) -> anyhow::Result<AccountId> {
+        if let Ok(id) = arg.parse::<AccountId>() {
+            return Ok(id);
+        }
+        match self.keystore().read(arg) {
+            Ok(file) => Ok(file.account),
+            Err(_) => bail!(
+                "{arg:?} is neither an account id (ehr + 40 hex characters) nor a key in {}",
+                self.home.display()
+            ),
+        }
+    }
+}
+
+fn passphrase(prompt: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("EHRCHAIN_PASSPHRASE") {
+        return Ok(p);
+    }
+    rpassword::prompt_password(prompt)
+        .context("no passphrase: set EHRCHAIN_PASSPHRASE or run in a terminal")
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".ehrchain")
+        .join("keys")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        json: cli.json,
+        node: cli.node.clone(),
+        home: cli.home.clone().unwrap_or_else(default_home),
+    };
+    init_tracing(matches!(cli.cmd, Cmd::Dev { .. } | Cmd::Node { .. }));
+    match run(&ctx, cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.downcast_ref::<NodeError>().map(|n| n.code.clone());
+            if ctx.json {
+                println!(
+                    "{}",
+                    json!({"error": {"code": code.as_deref().unwrap_or("error"), "message": format!("{e:#}")}})
+                );
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(server: bool) {
+    let default = if server { "info,commonware=warn" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EHRCHAIN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Dev { data_dir, listen } => run_dev(ctx, data_dir, listen),
+        Cmd::Node { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            ehrchain_node::run::run_node(&cfg, None, |_| {})
+        }
+        Cmd::Key(KeyCmd::New { name }) => {
+            let ks = ctx.keystore();
+            if ks.read(&name).is_ok() {
+                bail!("a key named {name:?} already exists in {}", ks.dir().display());
+            }
+            let pass = match std::env::var("EHRCHAIN_PASSPHRASE") {
+                Ok(p) => p,
+                Err(_) => {
+                    let a = passphrase(&format!("New passphrase for key {name:?}: "))?;
+                    let b = passphrase("Repeat the passphrase: ")?;
+                    if a != b {
+                        bail!("the passphrases differ");
+                    }
+                    a
+                }
+            };
+            if pass.is_empty() {
+                bail!("the passphrase must not be empty");
+            }
+            let key = Keypair::generate();
+            let file = ks.create(&name, &key, &pass, DEFAULT_KDF)?;
+            ctx.print(
+                &json!({"name": name, "account": file.account, "public_key": file.public_key, "path": ks.dir().join(format!("{name}.json"))}),
+                || format!("created key {name}\naccount: {}", file.account),
+            );
+            Ok(())
+        }
+        Cmd::Key(KeyCmd::List) => {
+            let keys = ctx.keystore().list()?;
+            let value: Vec<Value> = keys
+                .iter()
+                .map(|(n, f)| json!({"name": n, "account": f.account, "public_key": f.public_key}))
+                .collect();
+            ctx.print(&Value::Array(value), || {
+                if keys.is_empty() {
+                    format!("no keys in {}", ctx.home.display())
+                } else {
+                    keys.iter()
+                        .map(|(n, f)| format!("{n:<12} {}", f.account))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+            });
+            Ok(())
+        }
+        Cmd::Register {
+            key,
+            role,
+            org,
+            licence,
+            wait,
+        } => {
+            let role: Role = role.parse()?;
+            send(ctx, &key.name, TxPayload::Register { role, organisation: org, licence }, &wait)
+        }
+        Cmd::Approve { key, account, wait } => {
+            let account = ctx.resolve(&account)?;
+            send(ctx, &key.name, TxPayload::Approve { account }, &wait)
+        }
+        Cmd::Transfer {
+            key,
+            to,
+            amount,
+            wait,
+        } => {
+            let to = ctx.resolve(&to)?;
+            send(ctx, &key.name, TxPayload::Transfer { to, amount }, &wait)
+        }
+        Cmd::Account { account } => {
+            let id = ctx.resolve(&account)?;
+            let view: AccountView = ctx.client().get(&format!("/api/v1/accounts/{id}"))?;
+            ctx.print(&serde_json::to_value(&view)?, || {
+                let a = &view.account;
+                let mut s = format!("account: {}\n", view.id);
+                s += &format!(
+                    "role:    {}\nstatus:  {}\n",
+                    a.role.map_or("-".to_string(), |r| r.to_string()),
+                    a.status.name()
+                );
+                if let Some(o) = &a.organisation {
+                    s += &format!("org:     {o}\n");
+                }
+                if let Some(l) = &a.licence {
+                    s += &format!("licence: {l}\n");
+                }
+                s += &format!("balance: {}\nnonce:   {}", a.balance, a.nonce);
+                s
+            });
+            Ok(())
+        }
+        Cmd::Chain(ChainCmd::Status) => {
+            let s: StatusView = ctx.client().get("/api/v1/status")?;
+            ctx.print(&serde_json::to_value(&s)?, || {
+                format!(
+                    "chain:      {}\nheight:     {}\ntip:        {}\nstate root: {}\nvalidators: {}\naccounts:   {}\nmempool:    {}",
+                    s.chain_id, s.height, s.tip_id, s.state_root, s.validators, s.accounts, s.mempool_size
+                )
+            });
+            Ok(())
+        }
+        Cmd::Chain(ChainCmd::Block { height }) => {
+            let b: Value = ctx.client().get(&format!("/api/v1/blocks/{height}"))?;
+            ctx.print(&b, || {
+                let h = &b["header"];
+                let mut s = format!(
+                    "block {} ({})\nparent:    {}\ntime:      {} ms\nproposer:  {}\ntx root:   {}\nstate root:{}\ntxs:       {}",
+                    h["height"], b["id"].as_str().unwrap_or(""), h["parent"].as_str().unwrap_or(""),
+                    h["timestamp_ms"], h["proposer"].as_str().unwrap_or(""), h["tx_root"].as_str().unwrap_or(""),
+                    h["state_root"].as_str().unwrap_or(""), h["tx_count"]
+                );
+                if let (Some(txs), Some(rs)) = (b["txs"].as_array(), b["receipts"].as_array()) {
+                    for (t, r) in txs.iter().zip(rs) {
+                        s += &format!(
+                            "\n  {} {} {}",
+                            r["tx_id"].as_str().unwrap_or(""),
+                            t["tx"]["payload"]["type"].as_str().unwrap_or(""),
+                            r["outcome"]["status"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                s
+            });
+            Ok(())
+        }
+        Cmd::Chain(ChainCmd::Tx { hash }) => {
+            let id: Hash = hash.parse().map_err(|e| anyhow!("invalid transaction id: {e}"))?;
+            let t: TxView = ctx.client().get(&format!("/api/v1/transactions/{id}"))?;
+            ctx.print(&serde_json::to_value(&t)?, || describe_tx(&t));
+            Ok(())
+        }
+        Cmd::Chain(ChainCmd::Verify { data_dir, genesis }) => verify(ctx, data_dir, genesis),
+        Cmd::Bench(args) => bench::run(ctx.json, args),
+    }
+}
+
+fn describe_tx(t: &TxView) -> String {
+    let mut s = format!("transaction {}\nstatus: {}", t.id, t.status);
+    if let (Some(h), Some(i)) = (t.height, t.index) {
+        s += &format!("\nblock:  {h} (index {i})");
+    }
+    if let Some(r) = &t.receipt {
+        match &r.outcome {
+            ehrchain_types::TxOutcome::Applied => s += "\nresult: applied",
+            ehrchain_types::TxOutcome::Rejected { reason } => s += &format!("\nresult: rejected: {reason}"),
+        }
+    }
+    s
+}
+
+/// Signs a transaction with a local key, submits it and (unless told not to) waits for it to
+/// be finalized. A rejected receipt is an error.
+fn send(ctx: &Ctx, key_name: &str, payload: TxPayload, wait: &WaitArg) -> anyhow::Result<()> {
+    let key = ctx.unlock(key_name)?;
+    let client = ctx.client();
+    let status: StatusView = client.get("/api/v1/status")?;
+    let me: AccountView = client.get(&format!("/api/v1/accounts/{}", key.account()))?;
+    let stx = key.sign_tx(Transaction {
+        chain_id: status.chain_id,
+        signer: key.public_key(),
+        nonce: me.next_nonce,
+        payload,
+    });
+    let resp: SubmitResponse = client.post(
+        "/api/v1/transactions",
+        &SubmitRequest {
+            tx: hex::encode(ehrchain_types::encode(&stx)),
+        },
+    )?;
+    if wait.no_wait {
+        ctx.print(&json!({"id": resp.id, "status": "pending"}), || {
+            format!("submitted {} (pending)", resp.id)
+        });
+        return Ok(());
+    }
+    let t = wait_final(&client, &resp.id, Duration::from_secs(60))?;
+    ctx.print(&serde_json::to_value(&t)?, || describe_tx(&t));
+    if let Some(ehrchain_types::Receipt {
+        outcome: ehrchain_types::TxOutcome::Rejected { reason },
+        ..
+    }) = &t.receipt
+    {
+        if ctx.json {
+            std::process::exit(1);
+        }
+        bail!("transaction rejected: {reason}");
+    }
+    Ok(())
+}
+
+fn wait_final(client: &Client, id: &Hash, timeout: Duration) -> anyhow::Result<TxView> {
+    let start = Instant::now();
+    loop {
+        let t: TxView = client.get(&format!("/api/v1/transactions/{id}"))?;
+        if t.status == "finalized" {
+            return Ok(t);
+        }
+        if t.status == "unknown" && start.elapsed() > Duration::from_secs(5) {
+            bail!("transaction {id} is no longer pending and was not finalized (dropped from the mempool)");
+        }
+        if start.elapsed() > timeout {
+            bail!("transaction {id} not finalized after {}s; check `ehrchain chain tx {id}` later", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+    let (cfg, fresh) = dev::prepare(&data_dir, listen)?;
+    let keys = dev::DevLayout::new(&cfg.data_dir).keys;
+    let ks = Keystore::new(&keys);
+    let accounts: Vec<Value> = ks
+        .list()?
+        .into_iter()
+        .map(|(n, f)| json!({"name": n, "account": f.account}))
+        .collect();
+    let banner = json!({
+        "data_dir": cfg.data_dir,
+        "api": format!("http://{}", cfg.api_listen),
+        "fresh": fresh,
+        "keys": keys,
+        "passphrase": dev::DEV_PASSPHRASE,
+        "accounts": accounts,
+        "export": format!("export EHRCHAIN_HOME={} EHRCHAIN_PASSPHRASE={}", keys.display(), dev::DEV_PASSPHRASE),
+    });
+    let json_mode = ctx.json;
+    let api = cfg.api_listen;
+    ehrchain_node::run::run_node(&cfg, None, move |chain| {
+        let height = chain.snapshot().tip.height;
+        if json_mode {
+            println!("{banner}");
+        } else {
+            println!(
+                "ehrchain dev chain {} at height {height} ({})",
+                if fresh { "created" } else { "reopened" },
+                banner["data_dir"].as_str().unwrap_or("")
+            );
+            println!("API:     http://{api}/api/v1/status  (OpenAPI: /api/v1/openapi.json)");
+            println!("Keys (passphrase \"{}\"):", dev::DEV_PASSPHRASE);
+            for a in banner["accounts"].as_array().into_iter().flatten() {
+                println!("  {:<8} {}", a["name"].as_str().unwrap_or(""), a["account"].as_str().unwrap_or(""));
+            }
+            println!("Use the CLI against it:\n  {}", banner["export"].as_str().unwrap_or(""));
+            println!("Stop with Ctrl-C; `ehrchain dev` again reopens the same chain.");
+        }
+    })
+}
+
+fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Result<()> {
+    let genesis_path = genesis.unwrap_or_else(|| data_dir.join("genesis.json"));
+    let genesis = ehrchain_node::GenesisFile::load(&genesis_path)?;
+    let db = data_dir.join("chain.redb");
+    if !db.exists() {
+        bail!("no chain database at {}", db.display());
+    }
+    let summary = ehrchain_node::verify::verify_data_dir(&db, &genesis)?;
+    ctx.print(&serde_json::to_value(&summary)?, || {
+        format!(
+            "chain valid: {} blocks, {} transactions, {} finality certificates checked\ntip:        {}\nstate root: {}",
+            summary.blocks, summary.transactions, summary.certificates, summary.tip, summary.state_root
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Wiring of one validator: buffered broadcast, marshal (ordered finalized blocks with
+//! back-fill), the `Inline` application adapter and the simplex engine. Generic over the
+//! runtime and the network so the same code runs on the deterministic runtime with a
+//! simulated network (tests) and on tokio with authenticated TCP (production).
+
+use crate::{ChainBlock, Ledger};
+use commonware_actor::Feedback;
+use commonware_broadcast::buffered;
+use commonware_consensus::{
+    Application, Heightable as _, Reporter,
+    marshal::{
+        self, Start, Update,
+        ancestry::Ancestry,
+        core::{Actor as MarshalActor, Mailbox as MarshalMailbox},
+        resolver::p2p as marshal_resolver,
+        standard::{Inline, Standard},
+    },
+    simplex::{self, elector::RoundRobin, scheme::ed25519::Scheme, types::Context},
+    types::{Epoch, FixedEpocher, ViewDelta},
+};
+use commonware_codec::Encode as _;
+use commonware_cryptography::{
+    Digested, Digestible as _, Sha256, Signer as _, certificate::ConstantProvider, ed25519,
+    sha256::Digest,
+};
+use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_parallel::Sequential;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage, buffer::paged::CacheRef};
+use commonware_storage::{archive::prunable, translator::EightCap};
+use commonware_utils::{
+    Acknowledgement as _, NZDuration, NZU16, NZU64, NZUsize, channel::mpsc, ordered::Set,
+};
+use ehrchain_types::{Block, PublicKey};
+use futures::StreamExt as _;
+use std::{
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
+
+type PK = ed25519::PublicKey;
+
+/// Channel ids, the same on every node.
+pub const CH_VOTE: u64 = 0;
+pub const CH_CERT: u64 = 1;
+pub const CH_RESOLVE: u64 = 2;
+pub const CH_BACKFILL: u64 = 3;
+pub const CH_BROADCAST: u64 = 4;
+
+/// The five network channels a validator needs.
+pub struct Channels<S, R> {
+    pub vote: (S, R),
+    pub cert: (S, R),
+    pub resolve: (S, R),
+    pub backfill: (S, R),
+    pub broadcast: (S, R),
+}
+
+/// What a validator needs besides its network and runtime.
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub signer: ed25519::PrivateKey,
+    pub validators: Set<PK>,
+    /// The genesis block; every validator must have the same one.
+    pub genesis: Block,
+    /// Prefix of this validator's storage partitions.
+    pub partition_prefix: String,
+    /// How long a leader has to propose before the view times out.
+    pub leader_timeout: Duration,
+}
+
+/// The application handed to marshal's `Inline` adapter.
+#[derive(Clone)]
+struct App {
+    ledger: Arc<dyn Ledger>,
+}
+
+fn now_ms<E: Clock>(clock: &E) -> u64 {
+    clock
+        .current()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+fn ledger_key(pk: &PK) -> PublicKey {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(pk.as_ref());
+    PublicKey(out)
+}
+
+impl<E: Spawner + Metrics + Clock> Application<E> for App {
+    type SigningScheme = Scheme;
+    type Context = Context<Digest, PK>;
+    type Block = ChainBlock;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        (rt, ctx): (E, Self::Context),
+        mut ancestry: impl Ancestry<ChainBlock>,
+        _: (),
+    ) -> Option<Digested<ChainBlock>> {
+        let parent = ancestry.next().await?;
+        let ledger = self.ledger.clone();
+        let view = ctx.round.view().get();
+        let block = ledger.propose(&parent.inner().block, view, ledger_key(&ctx.leader), now_ms(&rt))?;
+        let block = ChainBlock::new(block);
+        let digest = block.digest();
+        Some(Digested::precomputed(block, digest))
+    }
+
+    async fn verify(
+        &mut self,
+        (rt, _ctx): (E, Self::Context),
+        mut ancestry: impl Ancestry<ChainBlock>,
+    ) -> bool {
+        let Some(block) = ancestry.next().await else {
+            return false;
+        };
+        let Some(parent) = ancestry.next().await else {
+            return false;
+        };
+        self.ledger
+            .verify(&parent.inner().block, &block.inner().block, now_ms(&rt))
+    }
+}
+
+/// Forwards marshal's ordered finalized blocks to the executor task.
+#[derive(Clone)]
+struct FinalizedBlocks(mpsc::UnboundedSender<Update<ChainBlock>>);
+
+impl Reporter for FinalizedBlocks {
+    type Activity = Update<ChainBlock>;
+    fn report(&mut self, update: Update<ChainBlock>) -> Feedback {
+        match self.0.send(update) {
+            Ok(()) => Feedback::Ok,
+            Err(_) => Feedback::Closed,
+        }
+    }
+}
+
+/// Applies finalized blocks in order; acknowledges each only once it is durable. A storage
+/// failure (a full disk) is retried until it clears, so nothing is skipped or half-applied.
+async fn run_executor<E: Clock>(
+    clock: E,
+    ledger: Arc<dyn Ledger>,
+    marshal: MarshalMailbox<Scheme, Standard<ChainBlock>>,
+    mut rx: mpsc::UnboundedReceiver<Update<ChainBlock>>,
+) {
+    while let Some(update) = rx.recv().await {
+        let Update::Block(block, ack) = update else {
+            continue;
+        };
+        let height = block.height();
+        if height.get() == 0 {
+            ack.acknowledge();
+            continue;
+        }
+        let finalization = marshal
+            .get_finalization(height)
+            .await
+            .map(|f| f.encode().to_vec());
+        let mut attempts = 0u64;
+        loop {
+            match ledger.finalized(&block.inner().block, finalization.clone()) {
+                Ok(()) => break,
+                Err(e) => {
+                    if attempts.is_power_of_two() {
+                        tracing::error!(height = height.get(), error = %e, attempts, "cannot apply finalized block; retrying");
+                    }
+                    attempts += 1;
+                    clock.sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        ack.acknowledge();
+    }
+}
+
+/// Starts one validator. Returns once every actor is running.
+pub async fn start_validator<E, S, R, Bl, Pv>(
+    context: E,
+    cfg: EngineConfig,
+    blocker: Bl,
+    peers: Pv,
+    ch: Channels<S, R>,
+    ledger: Arc<dyn Ledger>,
+) where
+    E: Spawner + Clock + Storage + Metrics + rand_core::CryptoRng,
+    S: Sender<PublicKey = PK>,
+    R: Receiver<PublicKey = PK>,
+    Bl: Blocker<PublicKey = PK>,
+    Pv: Provider<PublicKey = PK>,
+{
+    let me = cfg.signer.public_key();
+    let prefix = cfg.partition_prefix.clone();
+    let scheme = Scheme::signer(ehrchain_types::domain::CONSENSUS, cfg.validators.clone(), cfg.signer.clone())
+        .expect("this validator's key is in the validator set");
+    let page_cache = CacheRef::new(NZU16!(16_384), NZUsize!(1_000));
+    let epocher = FixedEpocher::new(NZU64!(u64::MAX));
+    let genesis = ChainBlock::new(cfg.genesis.clone());
+    let genesis_digest = genesis.digest();
+
+    let resolver = marshal_resolver::init(
+        context.child("marshal_resolver"),
+        marshal_resolver::Config {
+            public_key: me.clone(),
+            peer_provider: peers.clone(),
+            blocker: blocker.clone(),
+            mailbox_size: NZUsize!(1024),
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        ch.backfill,
+    );
+
+    let (broadcast_engine, buffer) = buffered::Engine::new(
+        context.child("broadcast"),
+        buffered::Config {
+            public_key: me.clone(),
+            mailbox_size: NZUsize!(1024),
+            deque_size: 16,
+            priority: false,
+            codec_config: (),
+            peer_provider: peers,
+            strategy: Sequential,
+        },
+    );
+    broadcast_engine.start(ch.broadcast);
+
+    let finalizations = prunable::Archive::init(
+        context.child("finalizations_by_height"),
+        prunable::Config {
+            translator: EightCap,
+            metadata_partition: format!("{prefix}-finalizations-metadata"),
+            key_partition: format!("{prefix}-finalizations-key"),
+            key_page_cache: page_cache.clone(),
+            value_partition: format!("{prefix}-finalizations-value"),
+            compression: None,
+            codec_config: <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded(),
+            items_per_section: NZU64!(1024),
+            key_write_buffer: NZUsize!(1 << 20),
+            value_write_buffer: NZUsize!(1 << 20),
+            replay_buffer: NZUsize!(1 << 20),
+        },
+    )
+    .await
+    .expect("finalizations archive opens");
+    let blocks = prunable::Archive::init(
+        context.child("finalized_blocks"),
+        prunable::Config {
+            translator: EightCap,
+            metadata_partition: format!("{prefix}-blocks-metadata"),
+            key_partition: format!("{prefix}-blocks-key"),
+            key_page_cache: page_cache.clone(),
+            value_partition: format!("{prefix}-blocks-value"),
+            compression: None,
+            codec_config: (),
+            items_per_section: NZU64!(1024),
+            key_write_buffer: NZUsize!(1 << 20),
+            value_write_buffer: NZUsize!(1 << 20),
+            replay_buffer: NZUsize!(1 << 20),
+        },
+    )
+    .await
+    .expect("blocks archive opens");
+
+    let (actor, marshal, _floor) = MarshalActor::init(
+        context.child("marshal"),
+        finalizations,
+        blocks,
+        marshal::Config {
+            provider: ConstantProvider::<Scheme, Epoch>::new(scheme.clone()),
+            epocher: epocher.clone(),
+            start: Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
+            partition_prefix: format!("{prefix}-marshal"),
+            mailbox_size: NZUsize!(1024),
+            view_retention: ViewDelta::new(10),
+            prunable_items_per_section: NZU64!(1024),
+            page_cache: page_cache.clone(),
+            replay_buffer: NZUsize!(1 << 20),
+            key_write_buffer: NZUsize!(1 << 20),
+            value_write_buffer: NZUsize!(1 << 20),
+            block_codec_config: (),
+            max_repair: NZUsize!(10),
+            max_pending_acks: NZUsize!(1),
+            strategy: Sequential,
+        },
+    )
+    .await;
+    let (tx, rx) = mpsc::unbounded_channel();
+    actor.start(FinalizedBlocks(tx), buffer, resolver);
+    let exec_marshal = marshal.clone();
+    let exec_ledger = ledger.clone();
+    context
+        .child("executor")
+        .spawn(move |ctx| run_executor(ctx, exec_ledger, exec_marshal, rx));
+
+    let inline = Inline::new(context.child("inline"), App { ledger }, marshal, epocher);
+    let engine = simplex::Engine::new(
+        context.child("simplex"),
+        simplex::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker,
+            automaton: inline.clone(),
+            relay: inline.clone(),
+            reporter: inline,
+            strategy: Sequential,
+            partition: format!("{prefix}-simplex"),
+            mailbox_size: NZUsize!(1024),
+            epoch: Epoch::zero(),
+            floor: simplex::Floor::Genesis(genesis_digest),
+            leader_timeout: cfg.leader_timeout,
+            certification_timeout: cfg.leader_timeout * 2,
+            timeout_retry: Duration::from_secs(10),
+            fetch_timeout: NZDuration!(Duration::from_secs(1)),
+            fetch_retry_delay: Duration::from_millis(100),
+            view_retention: ViewDelta::new(10),
+            skip: simplex::SkipPolicy::Enabled {
+                timeout: Duration::from_secs(11),
+                budget: simplex::SkipBudget::Participants,
+            },
+            replay_buffer: NZUsize!(1 << 20),
+            write_buffer: NZUsize!(1 << 20),
+            page_cache,
+            forward: simplex::ForwardPolicy::Disabled,
+            track_historical_votes: false,
+        },
+    );
+    engine.start(ch.vote, ch.cert, ch.resolve);
+}

@@ -1,0 +1,39 @@
+//! The one place that instantiates Commonware `simplex` + `marshal` for ehrchain.
+//!
+//! The rest of the node sees only [`Ledger`]: build a block on a parent, verify a block
+//! against its parent, apply a finalized block. Everything generic over the engine lives
+//! here and is instantiated here (for the tokio runtime in [`tcp`], for the deterministic
+//! runtime in this crate's tests), because those instantiations are expensive to compile.
+//!
+//! # Restart contract
+//! Marshal delivers finalized blocks in height order, at least once: after a crash every
+//! block above the last acknowledged height comes again. [`Ledger::finalized`] must
+//! therefore be idempotent, and must have made the block durable before it returns `Ok`;
+//! only then is the block acknowledged to marshal.
+
+pub mod block;
+pub mod certificate;
+pub mod engine;
+pub mod tcp;
+
+pub use block::{ChainBlock, digest_of, hash_of};
+pub use engine::{Channels, EngineConfig, start_validator};
+
+use ehrchain_types::{Block, PublicKey};
+
+/// The application seen by the consensus engine. Implemented by the node over its ledger
+/// state, mempool and storage; object-safe so the engine is instantiated once.
+pub trait Ledger: Send + Sync + 'static {
+    /// Builds a block on `parent` for `view`, proposed by `proposer` at `now_ms`. `None`
+    /// skips the slot (e.g. the parent's state is unknown).
+    fn propose(&self, parent: &Block, view: u64, proposer: PublicKey, now_ms: u64) -> Option<Block>;
+
+    /// Whether `block` is a valid child of `parent`. `false` is final: the engine will never
+    /// ask again, so answer `false` only for blocks that are invalid forever.
+    fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool;
+
+    /// Applies a finalized block durably. Blocks arrive in height order from 1 (genesis is
+    /// written at start-up); a block at or below the applied height is a redelivery and must
+    /// be ignored. `finalization` is the engine's encoded finality certificate.
+    fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String>;
+}

@@ -1,0 +1,20 @@
+//! The deterministic state machine of ehrchain: the "contracts".
+//!
+//! [`execute::execute_block`] is a pure function of the state before a block, the block's
+//! transactions and the block context (height, time, proposer): no IO, no clock, no
+//! randomness. Every honest node that executes the same blocks reaches the same state root.
+//! Each transaction either applies fully or not at all; its receipt says which and why.
+
+pub mod contracts;
+pub mod error;
+pub mod execute;
+pub mod state;
+pub mod verify;
+
+pub use error::{BlockError, TxError};
+pub use execute::{
+    BlockContext, BlockOutput, admit, build_block, execute_block, genesis, verify_block,
+    verify_signatures,
+};
+pub use state::{Account, AccountStatus, GenesisAccount, GenesisState, State};
+pub use verify::{ChainError, verify_chain};

@@ -1,0 +1,309 @@
+//! The node's chain: committed state, speculative states of blocks not yet finalized, the
+//! mempool and the store. Implements the consensus engine's [`Ledger`].
+
+use crate::{
+    config::BlockConfig,
+    mempool::{Mempool, MempoolError, MempoolLimits},
+    metrics::Metrics,
+    store::{ChainStore, StoreError, TxLocation},
+};
+use ehrchain_consensus::Ledger;
+use ehrchain_ledger::{BlockContext, BlockOutput, State};
+use ehrchain_types::{Block, BlockHeader, Hash, PublicKey, Receipt, SignedTransaction};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+/// The post-state of a block this node proposed or verified but that is not finalized yet.
+struct Speculative {
+    height: u64,
+    state: Arc<State>,
+    output: BlockOutput,
+}
+
+struct Inner {
+    state: Arc<State>,
+    tip: BlockHeader,
+    mempool: Mempool,
+    speculative: HashMap<Hash, Speculative>,
+}
+
+/// A consistent snapshot of the committed chain, for readers.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub state: Arc<State>,
+    pub tip: BlockHeader,
+    pub mempool_size: usize,
+}
+
+/// The node's chain.
+pub struct Chain {
+    store: ChainStore,
+    genesis: Block,
+    inner: Mutex<Inner>,
+    block_cfg: BlockConfig,
+    pub metrics: Metrics,
+    finalized: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Chain")
+    }
+}
+
+impl Chain {
+    /// Opens the chain in `store`, writing the genesis block first if the store is empty.
+    pub fn open(
+        store: ChainStore,
+        genesis: &ehrchain_ledger::GenesisState,
+        mempool: MempoolLimits,
+        block_cfg: BlockConfig,
+    ) -> Result<Chain, StoreError> {
+        let (gblock, gstate) = ehrchain_ledger::genesis(genesis);
+        store.init_genesis(&gblock, &gstate)?;
+        let tip = store.tip()?.expect("genesis was just written").header;
+        let state = store.load_state()?;
+        if state.root() != tip.state_root {
+            return Err(StoreError::Corrupt(format!(
+                "stored state root {} does not match block {}'s state root {}",
+                state.root(),
+                tip.height,
+                tip.state_root
+            )));
+        }
+        let metrics = Metrics::new();
+        metrics.height.set(tip.height as i64);
+        let (finalized, _) = tokio::sync::watch::channel(tip.height);
+        Ok(Chain {
+            store,
+            genesis: gblock,
+            inner: Mutex::new(Inner {
+                state: Arc::new(state),
+                tip,
+                mempool: Mempool::new(mempool),
+                speculative: HashMap::new(),
+            }),
+            block_cfg,
+            metrics,
+            finalized,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("chain lock poisoned")
+    }
+
+    pub fn genesis_block(&self) -> &Block {
+        &self.genesis
+    }
+
+    pub fn store(&self) -> &ChainStore {
+        &self.store
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        Snapshot {
+            state: inner.state.clone(),
+            tip: inner.tip.clone(),
+            mempool_size: inner.mempool.len(),
+        }
+    }
+
+    /// Subscribes to the height of the last finalized block.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.finalized.subscribe()
+    }
+
+    /// Admits a transaction to the mempool.
+    pub fn submit(&self, stx: SignedTransaction, now_ms: u64) -> Result<Hash, MempoolError> {
+        let id = stx.id();
+        if self.store.tx_location(&id).ok().flatten().is_some() {
+            let next = {
+                let inner = self.lock();
+                inner
+                    .state
+                    .account(&stx.tx.sender())
+                    .map_or(0, |a| a.nonce)
+            };
+            self.metrics.submissions_refused.inc();
+            return Err(ehrchain_ledger::TxError::NonceReplayed {
+                used: stx.tx.nonce,
+                next,
+            }
+            .into());
+        }
+        let mut inner = self.lock();
+        let state = inner.state.clone();
+        let next_height = inner.tip.height + 1;
+        let result = inner.mempool.insert(stx, &state, next_height, now_ms);
+        self.metrics.mempool_size.set(inner.mempool.len() as i64);
+        match &result {
+            Ok(_) => self.metrics.submissions_accepted.inc(),
+            Err(_) => self.metrics.submissions_refused.inc(),
+        };
+        result
+    }
+
+    /// The nonce a new transaction from `id` should carry: the committed nonce plus the
+    /// transactions it already has queued in the mempool.
+    pub fn next_nonce(&self, id: &ehrchain_types::AccountId) -> u64 {
+        let inner = self.lock();
+        let mut n = inner.state.account(id).map_or(0, |a| a.nonce);
+        while inner.mempool.has_nonce(id, n) {
+            n += 1;
+        }
+        n
+    }
+
+    pub fn is_pending(&self, id: &Hash) -> bool {
+        self.lock().mempool.contains(id)
+    }
+
+    /// Where a transaction was finalized, with its receipt and the transaction itself.
+    pub fn finalized_tx(
+        &self,
+        id: &Hash,
+    ) -> Result<Option<(TxLocation, SignedTransaction, Receipt)>, StoreError> {
+        let Some(loc) = self.store.tx_location(id)? else {
+            return Ok(None);
+        };
+        let block = self
+            .store
+            .block(loc.height)?
+            .ok_or_else(|| StoreError::Corrupt(format!("tx index points at missing block {}", loc.height)))?;
+        let receipts = self.store.receipts(loc.height)?;
+        let i = loc.index as usize;
+        match (block.txs.get(i), receipts.get(i)) {
+            (Some(t), Some(r)) => Ok(Some((loc, t.clone(), r.clone()))),
+            _ => Err(StoreError::Corrupt(format!(
+                "tx index points past block {}",
+                loc.height
+            ))),
+        }
+    }
+
+    /// The post-state of `parent` if this node knows it: the committed state when `parent`
+    /// is the tip, or a speculative state of a block proposed or verified earlier.
+    fn parent_state(inner: &Inner, parent: &Block) -> Option<Arc<State>> {
+        let id = parent.id();
+        if id == inner.tip.id() {
+            Some(inner.state.clone())
+        } else {
+            inner.speculative.get(&id).map(|s| s.state.clone())
+        }
+    }
+}
+
+impl Ledger for Chain {
+    fn propose(&self, parent: &Block, view: u64, proposer: PublicKey, now_ms: u64) -> Option<Block> {
+        let (state, candidates) = {
+            let inner = self.lock();
+            let state = Self::parent_state(&inner, parent)?;
+            (state, inner.mempool.candidates(self.block_cfg.max_txs))
+        };
+        let ctx = BlockContext {
+            height: parent.header.height + 1,
+            // Strictly after the parent even if this clock lags behind the parent's proposer.
+            timestamp_ms: now_ms.max(parent.header.timestamp_ms + 1),
+            proposer,
+        };
+        let (block, post, output) =
+            ehrchain_ledger::build_block(&parent.header, &state, candidates, &ctx, view, self.block_cfg.max_txs);
+        self.lock().speculative.insert(
+            block.id(),
+            Speculative {
+                height: block.header.height,
+                state: Arc::new(post),
+                output,
+            },
+        );
+        Some(block)
+    }
+
+    fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool {
+        if block.header.timestamp_ms > now_ms + self.block_cfg.max_clock_drift_ms {
+            tracing::warn!(height = block.header.height, "refusing block from the future");
+            return false;
+        }
+        if block.txs.len() > self.block_cfg.max_txs {
+            tracing::warn!(height = block.header.height, "refusing oversized block");
+            return false;
+        }
+        let Some(state) = Self::parent_state(&self.lock(), parent) else {
+            // The parent is below our committed tip or was never seen: it cannot extend the
+            // finalized chain we know.
+            tracing::warn!(height = block.header.height, "refusing block on an unknown parent state");
+            return false;
+        };
+        match ehrchain_ledger::verify_block(&parent.header, &state, block) {
+            Ok((post, output)) => {
+                self.lock().speculative.insert(
+                    block.id(),
+                    Speculative {
+                        height: block.header.height,
+                        state: Arc::new(post),
+                        output,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(height = block.header.height, error = %e, "refusing invalid block");
+                false
+            }
+        }
+    }
+
+    fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String> {
+        let id = block.id();
+        let (state, tip, spec) = {
+            let mut inner = self.lock();
+            if block.header.height <= inner.tip.height {
+                return Ok(());
+            }
+            assert_eq!(
+                block.header.height,
+                inner.tip.height + 1,
+                "marshal delivers finalized blocks in height order without gaps"
+            );
+            (inner.state.clone(), inner.tip.clone(), inner.speculative.remove(&id))
+        };
+        let (post, output) = match spec {
+            Some(s) => (s.state, s.output),
+            None => {
+                // Not seen during voting (back-filled): re-verify against the committed state.
+                let (post, output) = ehrchain_ledger::verify_block(&tip, &state, block).unwrap_or_else(|e| {
+                    panic!("finalized block {} does not apply to the committed state: {e}", block.header.height)
+                });
+                (Arc::new(post), output)
+            }
+        };
+        self.store
+            .commit_block(block, &output.receipts, finalization.as_deref(), &post, &output.touched)
+            .map_err(|e| e.to_string())?;
+        let rejected = output
+            .receipts
+            .iter()
+            .filter(|r| matches!(r.outcome, ehrchain_types::TxOutcome::Rejected { .. }))
+            .count();
+        {
+            let mut inner = self.lock();
+            inner.state = post.clone();
+            inner.tip = block.header.clone();
+            let senders: Vec<_> = block.txs.iter().map(|t| t.tx.sender()).collect();
+            inner.mempool.prune(&post, senders);
+            let h = block.header.height;
+            inner.speculative.retain(|_, s| s.height > h);
+            self.metrics.mempool_size.set(inner.mempool.len() as i64);
+        }
+        self.metrics.height.set(block.header.height as i64);
+        self.metrics.blocks_finalized.inc();
+        self.metrics.txs_finalized.inc_by(block.txs.len() as u64);
+        self.metrics.txs_rejected.inc_by(rejected as u64);
+        self.finalized.send_replace(block.header.height);
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! The node's TOML configuration.
+
+use crate::mempool::MempoolLimits;
+use serde::{Deserialize, Serialize};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+/// A validator node's configuration (`ehrchain node --config FILE`). Relative paths are
+/// taken relative to the directory of the config file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the chain database and the engine's storage live.
+    pub data_dir: PathBuf,
+    /// The genesis file (JSON).
+    pub genesis: PathBuf,
+    /// File holding this validator's consensus key seed (64 hex characters, mode 0600).
+    pub validator_key: PathBuf,
+    /// HTTP API listen address.
+    pub api_listen: SocketAddr,
+    /// Peer-to-peer listen address; must match this validator's entry in the genesis.
+    pub p2p_listen: SocketAddr,
+    #[serde(default)]
+    pub mempool: MempoolLimits,
+    #[serde(default)]
+    pub block: BlockConfig,
+}
+
+/// Block production settings.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    /// Most transactions per block.
+    pub max_txs: usize,
+    /// How long a leader has to propose before its view times out, in milliseconds.
+    pub leader_timeout_ms: u64,
+    /// How far in the future (by this node's clock) a block's timestamp may be.
+    pub max_clock_drift_ms: u64,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            max_txs: 5_000,
+            leader_timeout_ms: 1_000,
+            max_clock_drift_ms: 10_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a config file and resolves its relative paths.
+    pub fn load(path: &Path) -> anyhow::Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let mut cfg: NodeConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config {} is malformed: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.genesis, &mut cfg.validator_key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the rules a config must follow, naming the broken one.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=ehrchain_types::MAX_BLOCK_TXS).contains(&self.block.max_txs),
+            "block.max_txs must be between 1 and {}",
+            ehrchain_types::MAX_BLOCK_TXS
+        );
+        anyhow::ensure!(
+            self.block.leader_timeout_ms >= 50,
+            "block.leader_timeout_ms must be at least 50"
+        );
+        anyhow::ensure!(self.mempool.max_txs >= 1, "mempool.max_txs must be at least 1");
+        anyhow::ensure!(
+            self.mempool.max_per_sender >= 1,
+            "mempool.max_per_sender must be at least 1"
+        );
+        anyhow::ensure!(
+            self.api_listen != self.p2p_listen,
+            "api_listen and p2p_listen must differ"
+        );
+        Ok(())
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        write_atomic(path, toml::to_string_pretty(self)?.as_bytes())
+    }
+}
+
+/// Writes a file atomically: temp file, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Reads a validator key file (64 hex characters).
+pub fn read_validator_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read validator key {}: {e}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| {
+        anyhow::anyhow!("validator key {} must hold 64 hex characters", path.display())
+    })?;
+    Ok(seed)
+}
+
+/// Writes a validator key file readable only by its owner.
+pub fn write_validator_key(path: &Path, seed: &[u8; 32]) -> anyhow::Result<()> {
+    write_atomic(path, hex::encode(seed).as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}

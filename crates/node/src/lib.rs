@@ -1,0 +1,20 @@
+//! The ledger node: durable storage, mempool, the consensus application, HTTP API, metrics.
+//!
+//! [`chain::Chain`] owns the committed state and implements the consensus engine's
+//! [`ehrchain_consensus::Ledger`]; [`api`] serves it over HTTP; [`run`] starts a validator
+//! from a [`config::NodeConfig`]; [`dev`] prepares the single-validator development chain.
+
+pub mod api;
+pub mod chain;
+pub mod config;
+pub mod dev;
+pub mod genesis;
+pub mod mempool;
+pub mod metrics;
+pub mod run;
+pub mod store;
+pub mod verify;
+
+pub use chain::Chain;
+pub use config::NodeConfig;
+pub use genesis::GenesisFile;

@@ -1,0 +1,48 @@
+//! Prometheus metrics served at `/metrics`.
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+
+/// The node's own metrics.
+#[derive(Default)]
+pub struct Metrics {
+    registry: Registry,
+    pub height: Gauge,
+    pub blocks_finalized: Counter,
+    pub txs_finalized: Counter,
+    pub txs_rejected: Counter,
+    pub mempool_size: Gauge,
+    pub submissions_accepted: Counter,
+    pub submissions_refused: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics::default();
+        let r = &mut m.registry;
+        r.register("ehrchain_height", "Height of the last finalized block", m.height.clone());
+        r.register("ehrchain_blocks_finalized", "Finalized blocks applied", m.blocks_finalized.clone());
+        r.register("ehrchain_txs_finalized", "Finalized transactions", m.txs_finalized.clone());
+        r.register("ehrchain_txs_rejected", "Finalized transactions whose receipt is rejected", m.txs_rejected.clone());
+        r.register("ehrchain_mempool_size", "Transactions waiting in the mempool", m.mempool_size.clone());
+        r.register("ehrchain_submissions_accepted", "Transactions admitted to the mempool", m.submissions_accepted.clone());
+        r.register("ehrchain_submissions_refused", "Transactions refused at submission", m.submissions_refused.clone());
+        m
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
