@@ -151,6 +151,10 @@ struct WaitArg {
     /// Return once the node accepts the transaction instead of waiting for finality.
     #[arg(long)]
     no_wait: bool,
+    /// Use this nonce instead of the account's next one (to replace a stuck transaction; a
+    /// used nonce is refused as a replay).
+    #[arg(long)]
+    nonce: Option<u64>,
 }
 
 struct Ctx {
@@ -243,8 +247,10 @@ fn init_tracing(server: bool) {
     let default = if server { "info,commonware=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EHRCHAIN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -415,7 +421,7 @@ fn send(ctx: &Ctx, key_name: &str, payload: TxPayload, wait: &WaitArg) -> anyhow
     let stx = key.sign_tx(Transaction {
         chain_id: status.chain_id,
         signer: key.public_key(),
-        nonce: me.next_nonce,
+        nonce: wait.nonce.unwrap_or(me.next_nonce),
         payload,
     });
     let resp: SubmitResponse = client.post(

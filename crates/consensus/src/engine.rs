@@ -66,12 +66,16 @@ pub struct EngineConfig {
     pub partition_prefix: String,
     /// How long a leader has to propose before the view times out.
     pub leader_timeout: Duration,
+    /// With an empty mempool, how long after its parent an empty block is proposed. Must be
+    /// well below `leader_timeout`.
+    pub idle_block_interval: Duration,
 }
 
 /// The application handed to marshal's `Inline` adapter.
 #[derive(Clone)]
 struct App {
     ledger: Arc<dyn Ledger>,
+    idle_block_interval: Duration,
 }
 
 fn now_ms<E: Clock>(clock: &E) -> u64 {
@@ -103,6 +107,11 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         let parent = ancestry.next().await?;
         let ledger = self.ledger.clone();
         let view = ctx.round.view().get();
+        // An idle chain makes a block per idle interval, not one per round trip.
+        let idle_until = parent.inner().block.header.timestamp_ms + self.idle_block_interval.as_millis() as u64;
+        while !ledger.has_pending() && now_ms(&rt) < idle_until {
+            rt.sleep(Duration::from_millis(5)).await;
+        }
         let block = ledger.propose(&parent.inner().block, view, ledger_key(&ctx.leader), now_ms(&rt))?;
         let block = ChainBlock::new(block);
         let digest = block.digest();
@@ -298,7 +307,15 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
         .child("executor")
         .spawn(move |ctx| run_executor(ctx, exec_ledger, exec_marshal, rx));
 
-    let inline = Inline::new(context.child("inline"), App { ledger }, marshal, epocher);
+    let inline = Inline::new(
+        context.child("inline"),
+        App {
+            ledger,
+            idle_block_interval: cfg.idle_block_interval.min(cfg.leader_timeout / 2),
+        },
+        marshal,
+        epocher,
+    );
     let engine = simplex::Engine::new(
         context.child("simplex"),
         simplex::Config {

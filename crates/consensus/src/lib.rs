@@ -14,6 +14,7 @@
 pub mod block;
 pub mod certificate;
 pub mod engine;
+pub mod sim;
 pub mod tcp;
 
 pub use block::{ChainBlock, digest_of, hash_of};
@@ -31,6 +32,10 @@ pub trait Ledger: Send + Sync + 'static {
     /// Whether `block` is a valid child of `parent`. `false` is final: the engine will never
     /// ask again, so answer `false` only for blocks that are invalid forever.
     fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool;
+
+    /// Whether there are transactions waiting to be proposed. With none, a leader waits up to
+    /// the idle block interval before proposing an empty block.
+    fn has_pending(&self) -> bool;
 
     /// Applies a finalized block durably. Blocks arrive in height order from 1 (genesis is
     /// written at start-up); a block at or below the applied height is a redelivery and must

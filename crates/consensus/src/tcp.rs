@@ -32,6 +32,7 @@ pub struct TcpValidator {
     /// Directory for the engine's own storage (votes journal, finalized-block archives).
     pub storage_dir: PathBuf,
     pub leader_timeout: Duration,
+    pub idle_block_interval: Duration,
 }
 
 /// Why the validator could not start.
@@ -126,6 +127,7 @@ where
             genesis: v.genesis,
             partition_prefix: "ehrchain".into(),
             leader_timeout: v.leader_timeout,
+            idle_block_interval: v.idle_block_interval,
         };
         start_validator(context.child("validator"), cfg, oracle.clone(), oracle, channels, ledger).await;
         main.await;

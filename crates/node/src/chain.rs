@@ -223,6 +223,10 @@ impl Ledger for Chain {
         Some(block)
     }
 
+    fn has_pending(&self) -> bool {
+        !self.lock().mempool.is_empty()
+    }
+
     fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool {
         if block.header.timestamp_ms > now_ms + self.block_cfg.max_clock_drift_ms {
             tracing::warn!(height = block.header.height, "refusing block from the future");

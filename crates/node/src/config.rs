@@ -38,6 +38,13 @@ pub struct BlockConfig {
     pub leader_timeout_ms: u64,
     /// How far in the future (by this node's clock) a block's timestamp may be.
     pub max_clock_drift_ms: u64,
+    /// With nothing to propose, how long after its parent a leader proposes an empty block.
+    #[serde(default = "default_idle_ms")]
+    pub idle_block_interval_ms: u64,
+}
+
+fn default_idle_ms() -> u64 {
+    500
 }
 
 impl Default for BlockConfig {
@@ -46,6 +53,7 @@ impl Default for BlockConfig {
             max_txs: 5_000,
             leader_timeout_ms: 1_000,
             max_clock_drift_ms: 10_000,
+            idle_block_interval_ms: default_idle_ms(),
         }
     }
 }
@@ -77,6 +85,10 @@ impl NodeConfig {
         anyhow::ensure!(
             self.block.leader_timeout_ms >= 50,
             "block.leader_timeout_ms must be at least 50"
+        );
+        anyhow::ensure!(
+            self.block.idle_block_interval_ms * 2 <= self.block.leader_timeout_ms,
+            "block.idle_block_interval_ms must be at most half of block.leader_timeout_ms"
         );
         anyhow::ensure!(self.mempool.max_txs >= 1, "mempool.max_txs must be at least 1");
         anyhow::ensure!(

@@ -92,6 +92,7 @@ pub fn run_node(
             genesis: genesis.block(),
             storage_dir: cfg.data_dir.join("engine"),
             leader_timeout: Duration::from_millis(cfg.block.leader_timeout_ms),
+            idle_block_interval: Duration::from_millis(cfg.block.idle_block_interval_ms),
         },
         chain,
         main,
