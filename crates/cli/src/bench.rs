@@ -65,7 +65,11 @@ fn dir_size(p: &std::path::Path) -> u64 {
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
             let Ok(md) = e.metadata() else { continue };
-            total += if md.is_dir() { dir_size(&e.path()) } else { md.len() };
+            total += if md.is_dir() {
+                dir_size(&e.path())
+            } else {
+                md.len()
+            };
         }
     }
     total
@@ -79,7 +83,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
-    anyhow::ensure!(args.senders >= 1 && args.txs >= 1 && args.clients >= 1, "counts must be at least 1");
+    anyhow::ensure!(
+        args.senders >= 1 && args.txs >= 1 && args.clients >= 1,
+        "counts must be at least 1"
+    );
     let dir = tempfile::tempdir()?;
     let senders: Vec<Keypair> = (0..args.senders).map(|_| Keypair::generate()).collect();
     let sink = Keypair::generate().account();
@@ -100,7 +107,9 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
         },
         validators: vec![GenesisValidator {
             name: "bench".into(),
-            public_key: PublicKey(ehrchain_consensus::tcp::public_key_of_seed(&validator.seed())?),
+            public_key: PublicKey(ehrchain_consensus::tcp::public_key_of_seed(
+                &validator.seed(),
+            )?),
             p2p_address: p2p,
         }],
     };
@@ -132,7 +141,10 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
                 chain_id: "ehrchain-bench".into(),
                 signer: senders[s].public_key(),
                 nonce: n,
-                payload: TxPayload::Transfer { to: sink, amount: 1 },
+                payload: TxPayload::Transfer {
+                    to: sink,
+                    amount: 1,
+                },
             })
         })
         .collect();
@@ -151,7 +163,9 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
             },
         )
     });
-    let chain = ready_rx.recv_timeout(Duration::from_secs(60)).context("node did not start")?;
+    let chain = ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("node did not start")?;
     // Let the engine settle on its first views.
     let h0 = chain.snapshot().tip.height;
     let settle = Instant::now();
@@ -160,7 +174,8 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
     }
 
     let start = Instant::now();
-    let submitted_at: Arc<std::sync::Mutex<HashMap<ehrchain_types::Hash, Instant>>> = Default::default();
+    let submitted_at: Arc<std::sync::Mutex<HashMap<ehrchain_types::Hash, Instant>>> =
+        Default::default();
     let chunks: Vec<Vec<SignedTransaction>> = {
         // Keep each sender's transactions in one client, in nonce order.
         let mut c = vec![Vec::new(); args.clients];
@@ -191,7 +206,10 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
             })
         })
         .collect();
-    let refused: usize = handles.into_iter().map(|h| h.join().expect("submitter")).sum();
+    let refused: usize = handles
+        .into_iter()
+        .map(|h| h.join().expect("submitter"))
+        .sum();
     let expected = args.txs - refused;
     // Follow finalized blocks and time each transaction.
     let mut latencies = Vec::with_capacity(expected);
@@ -224,8 +242,15 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
     let blocks = seen - h0;
     let _ = stop_tx.send(());
     let _ = node.join();
-    anyhow::ensure!(latencies.len() == expected, "only {} of {expected} transactions finalized", latencies.len());
-    anyhow::ensure!(refused == 0, "{refused} transactions were refused at submission");
+    anyhow::ensure!(
+        latencies.len() == expected,
+        "only {} of {expected} transactions finalized",
+        latencies.len()
+    );
+    anyhow::ensure!(
+        refused == 0,
+        "{refused} transactions were refused at submission"
+    );
     latencies.sort_by(|a, b| a.total_cmp(b));
     Ok(RunResult {
         tps: expected as f64 / elapsed,
@@ -282,8 +307,16 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "transfers, 1 validator, {} txs from {} senders, median of {} runs:\n  committed: {:.0} tx/s (min {:.0}, max {:.0})\n  latency submit->finalized: p50 {:.0} ms, p99 {:.0} ms\n  blocks: {}, disk: {:.0} bytes/tx",
-            args.txs, args.senders, results.len(), m.tps, results[0].tps, results[results.len() - 1].tps,
-            m.p50_ms, m.p99_ms, m.blocks, m.disk_bytes as f64 / args.txs as f64
+            args.txs,
+            args.senders,
+            results.len(),
+            m.tps,
+            results[0].tps,
+            results[results.len() - 1].tps,
+            m.p50_ms,
+            m.p99_ms,
+            m.blocks,
+            m.disk_bytes as f64 / args.txs as f64
         );
     }
     Ok(())

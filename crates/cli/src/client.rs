@@ -45,10 +45,9 @@ impl Client {
             )
         })?;
         let status = resp.status().as_u16();
-        let body: Value = resp
-            .body_mut()
-            .read_json()
-            .with_context(|| format!("node answered {path} with HTTP {status} and a non-JSON body"))?;
+        let body: Value = resp.body_mut().read_json().with_context(|| {
+            format!("node answered {path} with HTTP {status} and a non-JSON body")
+        })?;
         if (200..300).contains(&status) {
             return serde_json::from_value(body)
                 .with_context(|| format!("unexpected response shape from {path}"));
@@ -70,7 +69,11 @@ impl Client {
         self.handle(path, self.agent.get(&url).call())
     }
 
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         self.handle(path, self.agent.post(&url).send_json(body))
     }

@@ -31,7 +31,12 @@ use std::{
 )]
 struct Cli {
     /// The node's API URL.
-    #[arg(long, global = true, env = "EHRCHAIN_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "EHRCHAIN_NODE",
+        default_value = "http://127.0.0.1:8080"
+    )]
     node: String,
     /// Directory of your keystores (default: ~/.ehrchain/keys).
     #[arg(long, global = true, env = "EHRCHAIN_HOME")]
@@ -244,7 +249,11 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(server: bool) {
-    let default = if server { "info,commonware=warn" } else { "warn" };
+    let default = if server {
+        "info,commonware=warn"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EHRCHAIN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal as _;
@@ -265,7 +274,10 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Key(KeyCmd::New { name }) => {
             let ks = ctx.keystore();
             if ks.read(&name).is_ok() {
-                bail!("a key named {name:?} already exists in {}", ks.dir().display());
+                bail!(
+                    "a key named {name:?} already exists in {}",
+                    ks.dir().display()
+                );
             }
             let pass = match std::env::var("EHRCHAIN_PASSPHRASE") {
                 Ok(p) => p,
@@ -315,7 +327,16 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
             wait,
         } => {
             let role: Role = role.parse()?;
-            send(ctx, &key.name, TxPayload::Register { role, organisation: org, licence }, &wait)
+            send(
+                ctx,
+                &key.name,
+                TxPayload::Register {
+                    role,
+                    organisation: org,
+                    licence,
+                },
+                &wait,
+            )
         }
         Cmd::Approve { key, account, wait } => {
             let account = ctx.resolve(&account)?;
@@ -387,7 +408,9 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Chain(ChainCmd::Tx { hash }) => {
-            let id: Hash = hash.parse().map_err(|e| anyhow!("invalid transaction id: {e}"))?;
+            let id: Hash = hash
+                .parse()
+                .map_err(|e| anyhow!("invalid transaction id: {e}"))?;
             let t: TxView = ctx.client().get(&format!("/api/v1/transactions/{id}"))?;
             ctx.print(&serde_json::to_value(&t)?, || describe_tx(&t));
             Ok(())
@@ -405,7 +428,9 @@ fn describe_tx(t: &TxView) -> String {
     if let Some(r) = &t.receipt {
         match &r.outcome {
             ehrchain_types::TxOutcome::Applied => s += "\nresult: applied",
-            ehrchain_types::TxOutcome::Rejected { reason } => s += &format!("\nresult: rejected: {reason}"),
+            ehrchain_types::TxOutcome::Rejected { reason } => {
+                s += &format!("\nresult: rejected: {reason}")
+            }
         }
     }
     s
@@ -459,10 +484,15 @@ fn wait_final(client: &Client, id: &Hash, timeout: Duration) -> anyhow::Result<T
             return Ok(t);
         }
         if t.status == "unknown" && start.elapsed() > Duration::from_secs(5) {
-            bail!("transaction {id} is no longer pending and was not finalized (dropped from the mempool)");
+            bail!(
+                "transaction {id} is no longer pending and was not finalized (dropped from the mempool)"
+            );
         }
         if start.elapsed() > timeout {
-            bail!("transaction {id} not finalized after {}s; check `ehrchain chain tx {id}` later", timeout.as_secs());
+            bail!(
+                "transaction {id} not finalized after {}s; check `ehrchain chain tx {id}` later",
+                timeout.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -501,9 +531,16 @@ fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<(
             println!("API:     http://{api}/api/v1/status  (OpenAPI: /api/v1/openapi.json)");
             println!("Keys (passphrase \"{}\"):", dev::DEV_PASSPHRASE);
             for a in banner["accounts"].as_array().into_iter().flatten() {
-                println!("  {:<8} {}", a["name"].as_str().unwrap_or(""), a["account"].as_str().unwrap_or(""));
+                println!(
+                    "  {:<8} {}",
+                    a["name"].as_str().unwrap_or(""),
+                    a["account"].as_str().unwrap_or("")
+                );
             }
-            println!("Use the CLI against it:\n  {}", banner["export"].as_str().unwrap_or(""));
+            println!(
+                "Use the CLI against it:\n  {}",
+                banner["export"].as_str().unwrap_or("")
+            );
             println!("Stop with Ctrl-C; `ehrchain dev` again reopens the same chain.");
         }
     })

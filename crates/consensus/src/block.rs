@@ -60,7 +60,10 @@ impl Read for ChainBlock {
             .map_err(|_| CodecError::Invalid("ehrchain::Block", "malformed block encoding"))?;
         // Canonical: re-encoding must give the same bytes, or two encodings could share a digest.
         if ehrchain_types::encode(&block).as_slice() != bytes.chunk() {
-            return Err(CodecError::Invalid("ehrchain::Block", "non-canonical encoding"));
+            return Err(CodecError::Invalid(
+                "ehrchain::Block",
+                "non-canonical encoding",
+            ));
         }
         let digest = digest_of(&block.id());
         Ok(ChainBlock {

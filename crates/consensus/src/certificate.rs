@@ -31,7 +31,9 @@ pub fn verify_finalization(
         return Err("finality certificate is for another block".into());
     }
     if !fin.verify(&mut rand::rng(), &scheme, &Sequential) {
-        return Err("finality certificate signatures do not verify against the genesis validators".into());
+        return Err(
+            "finality certificate signatures do not verify against the genesis validators".into(),
+        );
     }
     Ok(fin.round().view().get())
 }

@@ -6,6 +6,7 @@
 use crate::{ChainBlock, Ledger};
 use commonware_actor::Feedback;
 use commonware_broadcast::buffered;
+use commonware_codec::Encode as _;
 use commonware_consensus::{
     Application, Heightable as _, Reporter,
     marshal::{
@@ -18,7 +19,6 @@ use commonware_consensus::{
     simplex::{self, elector::RoundRobin, scheme::ed25519::Scheme, types::Context},
     types::{Epoch, FixedEpocher, ViewDelta},
 };
-use commonware_codec::Encode as _;
 use commonware_cryptography::{
     Digested, Digestible as _, Sha256, Signer as _, certificate::ConstantProvider, ed25519,
     sha256::Digest,
@@ -108,11 +108,17 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         let ledger = self.ledger.clone();
         let view = ctx.round.view().get();
         // An idle chain makes a block per idle interval, not one per round trip.
-        let idle_until = parent.inner().block.header.timestamp_ms + self.idle_block_interval.as_millis() as u64;
+        let idle_until =
+            parent.inner().block.header.timestamp_ms + self.idle_block_interval.as_millis() as u64;
         while !ledger.has_pending() && now_ms(&rt) < idle_until {
             rt.sleep(Duration::from_millis(5)).await;
         }
-        let block = ledger.propose(&parent.inner().block, view, ledger_key(&ctx.leader), now_ms(&rt))?;
+        let block = ledger.propose(
+            &parent.inner().block,
+            view,
+            ledger_key(&ctx.leader),
+            now_ms(&rt),
+        )?;
         let block = ChainBlock::new(block);
         let digest = block.digest();
         Some(Digested::precomputed(block, digest))
@@ -203,8 +209,12 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
 {
     let me = cfg.signer.public_key();
     let prefix = cfg.partition_prefix.clone();
-    let scheme = Scheme::signer(ehrchain_types::domain::CONSENSUS, cfg.validators.clone(), cfg.signer.clone())
-        .expect("this validator's key is in the validator set");
+    let scheme = Scheme::signer(
+        ehrchain_types::domain::CONSENSUS,
+        cfg.validators.clone(),
+        cfg.signer.clone(),
+    )
+    .expect("this validator's key is in the validator set");
     let page_cache = CacheRef::new(NZU16!(16_384), NZUsize!(1_000));
     let epocher = FixedEpocher::new(NZU64!(u64::MAX));
     let genesis = ChainBlock::new(cfg.genesis.clone());

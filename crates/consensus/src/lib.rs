@@ -27,7 +27,8 @@ use ehrchain_types::{Block, PublicKey};
 pub trait Ledger: Send + Sync + 'static {
     /// Builds a block on `parent` for `view`, proposed by `proposer` at `now_ms`. `None`
     /// skips the slot (e.g. the parent's state is unknown).
-    fn propose(&self, parent: &Block, view: u64, proposer: PublicKey, now_ms: u64) -> Option<Block>;
+    fn propose(&self, parent: &Block, view: u64, proposer: PublicKey, now_ms: u64)
+    -> Option<Block>;
 
     /// Whether `block` is a valid child of `parent`. `false` is final: the engine will never
     /// ask again, so answer `false` only for blocks that are invalid forever.

@@ -113,8 +113,14 @@ pub fn run(
                 vote: control.register(CH_VOTE, quota).await.expect("register"),
                 cert: control.register(CH_CERT, quota).await.expect("register"),
                 resolve: control.register(CH_RESOLVE, quota).await.expect("register"),
-                backfill: control.register(CH_BACKFILL, quota).await.expect("register"),
-                broadcast: control.register(CH_BROADCAST, quota).await.expect("register"),
+                backfill: control
+                    .register(CH_BACKFILL, quota)
+                    .await
+                    .expect("register"),
+                broadcast: control
+                    .register(CH_BROADCAST, quota)
+                    .await
+                    .expect("register"),
             };
             let engine_cfg = EngineConfig {
                 signer: key,
@@ -137,7 +143,10 @@ pub fn run(
         let start = context.current();
         loop {
             if done() {
-                return (true, context.current().duration_since(start).unwrap_or_default());
+                return (
+                    true,
+                    context.current().duration_since(start).unwrap_or_default(),
+                );
             }
             let elapsed = context.current().duration_since(start).unwrap_or_default();
             if elapsed > cfg.max_virtual_time {

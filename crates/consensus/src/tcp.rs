@@ -51,13 +51,15 @@ pub enum StartError {
 /// Decodes an ed25519 public key given as 32 bytes.
 pub fn public_key(bytes: &[u8; 32]) -> Result<ed25519::PublicKey, StartError> {
     use commonware_codec::DecodeExt as _;
-    ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(bytes)).map_err(|e| StartError::BadValidatorKey(e.to_string()))
+    ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(bytes))
+        .map_err(|e| StartError::BadValidatorKey(e.to_string()))
 }
 
 /// Decodes an ed25519 private key from its 32-byte seed.
 pub fn private_key(seed: &[u8; 32]) -> Result<ed25519::PrivateKey, StartError> {
     use commonware_codec::DecodeExt as _;
-    ed25519::PrivateKey::decode(bytes::Bytes::copy_from_slice(seed)).map_err(|_| StartError::BadSigner)
+    ed25519::PrivateKey::decode(bytes::Bytes::copy_from_slice(seed))
+        .map_err(|_| StartError::BadSigner)
 }
 
 /// The public key of a 32-byte seed, as bytes.
@@ -92,7 +94,8 @@ where
         .try_into()
         .map_err(|_| StartError::Duplicates)?;
     let n = keys.len();
-    let runner = cw_tokio::Runner::new(cw_tokio::Config::new().with_storage_directory(&v.storage_dir));
+    let runner =
+        cw_tokio::Runner::new(cw_tokio::Config::new().with_storage_directory(&v.storage_dir));
     runner.start(|context| async move {
         let p2p = lookup::Config::local(
             Cups::<_, ChaCha20Poly1305>::new(
@@ -129,7 +132,15 @@ where
             leader_timeout: v.leader_timeout,
             idle_block_interval: v.idle_block_interval,
         };
-        start_validator(context.child("validator"), cfg, oracle.clone(), oracle, channels, ledger).await;
+        start_validator(
+            context.child("validator"),
+            cfg,
+            oracle.clone(),
+            oracle,
+            channels,
+            ledger,
+        )
+        .await;
         main.await;
     });
     Ok(())

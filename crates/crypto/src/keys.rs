@@ -1,7 +1,7 @@
 //! An account's ed25519 signing key.
 
-use ehrchain_types::{AccountId, PublicKey, Signature, SignedTransaction, Transaction};
 use ed25519_dalek::{Signer, SigningKey};
+use ehrchain_types::{AccountId, PublicKey, Signature, SignedTransaction, Transaction};
 
 /// An ed25519 key pair. The secret half is zeroized on drop and never printed.
 #[derive(Clone)]
@@ -41,7 +41,11 @@ impl Keypair {
 
     /// Signs a transaction over its domain-tagged canonical bytes.
     pub fn sign_tx(&self, tx: Transaction) -> SignedTransaction {
-        assert_eq!(tx.signer, self.public_key(), "signing another account's transaction");
+        assert_eq!(
+            tx.signer,
+            self.public_key(),
+            "signing another account's transaction"
+        );
         let signature = Signature(self.0.sign(&tx.signing_bytes()).to_bytes());
         SignedTransaction { tx, signature }
     }

@@ -294,12 +294,21 @@ mod tests {
             ks.create("alice", &key, "x", FAST),
             Err(KeystoreError::Exists(_))
         ));
-        assert!(matches!(ks.unlock("bob", "x"), Err(KeystoreError::NotFound { .. })));
-        assert!(matches!(ks.unlock("../etc", "x"), Err(KeystoreError::BadName(_))));
+        assert!(matches!(
+            ks.unlock("bob", "x"),
+            Err(KeystoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            ks.unlock("../etc", "x"),
+            Err(KeystoreError::BadName(_))
+        ));
         let names: Vec<_> = ks.list().unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, vec!["alice"]);
         let raw = std::fs::read_to_string(dir.path().join("alice.json")).unwrap();
-        assert!(!raw.contains(&hex::encode(key.seed().as_ref())), "secret stored in clear");
+        assert!(
+            !raw.contains(&hex::encode(key.seed().as_ref())),
+            "secret stored in clear"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub enum TxError {
     WrongChain { expected: String, got: String },
     #[error("bad signature: {0}")]
     BadSignature(String),
-    #[error("replayed transaction: nonce {used} was already used (the account's next nonce is {next})")]
+    #[error(
+        "replayed transaction: nonce {used} was already used (the account's next nonce is {next})"
+    )]
     NonceReplayed { used: u64, next: u64 },
     #[error("out-of-order transaction: nonce {got} is ahead of the account's next nonce {next}")]
     NonceGap { got: u64, next: u64 },

@@ -62,8 +62,12 @@ pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), BlockError> {
     let mut sigs = Vec::with_capacity(txs.len());
     let mut msgs = Vec::with_capacity(txs.len());
     for (i, t) in txs.iter().enumerate() {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&t.tx.signer.0)
-            .map_err(|_| bad(i, "the signer field is not a valid ed25519 public key".into()))?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&t.tx.signer.0).map_err(|_| {
+            bad(
+                i,
+                "the signer field is not a valid ed25519 public key".into(),
+            )
+        })?;
         if key.is_weak() {
             return Err(bad(i, "the signer key has small order".into()));
         }

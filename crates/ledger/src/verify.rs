@@ -38,19 +38,29 @@ pub fn verify_chain(
     for item in blocks {
         let (height, stored_id, block) = item?;
         if block.header.height != height {
-            return Err(bad(height, format!("stored at height {height} but says {}", block.header.height)));
+            return Err(bad(
+                height,
+                format!("stored at height {height} but says {}", block.header.height),
+            ));
         }
         if block.id() != stored_id {
-            return Err(bad(height, format!("header hashes to {}, stored id is {stored_id}", block.id())));
+            return Err(bad(
+                height,
+                format!("header hashes to {}, stored id is {stored_id}", block.id()),
+            ));
         }
         if height == 0 {
             if block.header != parent {
-                return Err(bad(0, "genesis block does not match the genesis file".into()));
+                return Err(bad(
+                    0,
+                    "genesis block does not match the genesis file".into(),
+                ));
             }
             summary.blocks = 1;
             continue;
         }
-        let (post, _) = execute::verify_block(&parent, &state, &block).map_err(|e| bad(height, e.to_string()))?;
+        let (post, _) = execute::verify_block(&parent, &state, &block)
+            .map_err(|e| bad(height, e.to_string()))?;
         state = post;
         summary.blocks += 1;
         summary.transactions += block.txs.len() as u64;

@@ -28,12 +28,31 @@ fn world() -> World {
         chain_id: CHAIN.into(),
         timestamp_ms: 0,
         accounts: vec![
-            GenesisAccount { public_key: admin.public_key(), role: Some(Role::Admin), balance: 0 },
-            GenesisAccount { public_key: alice.public_key(), role: None, balance: 100 },
-            GenesisAccount { public_key: bob.public_key(), role: None, balance: 100 },
+            GenesisAccount {
+                public_key: admin.public_key(),
+                role: Some(Role::Admin),
+                balance: 0,
+            },
+            GenesisAccount {
+                public_key: alice.public_key(),
+                role: None,
+                balance: 100,
+            },
+            GenesisAccount {
+                public_key: bob.public_key(),
+                role: None,
+                balance: 100,
+            },
         ],
     };
-    World { admin, alice, bob, doc, state: State::genesis(&g), height: 0 }
+    World {
+        admin,
+        alice,
+        bob,
+        doc,
+        state: State::genesis(&g),
+        height: 0,
+    }
 }
 
 fn nonce_of(state: &State, k: &Keypair) -> u64 {
@@ -41,14 +60,23 @@ fn nonce_of(state: &State, k: &Keypair) -> u64 {
 }
 
 fn tx(state: &State, k: &Keypair, payload: TxPayload) -> SignedTransaction {
-    k.sign_tx(Transaction { chain_id: CHAIN.into(), signer: k.public_key(), nonce: nonce_of(state, k), payload })
+    k.sign_tx(Transaction {
+        chain_id: CHAIN.into(),
+        signer: k.public_key(),
+        nonce: nonce_of(state, k),
+        payload,
+    })
 }
 
 /// Runs one transaction in its own block and checks the user-visible outcome: "applied",
 /// "rejected: <reason substring>" or "invalid: <reason substring>" (the block is refused).
 fn check(w: &mut World, stx: SignedTransaction, expected: &str) {
     w.height += 1;
-    let ctx = BlockContext { height: w.height, timestamp_ms: w.height, proposer: PublicKey([0; 32]) };
+    let ctx = BlockContext {
+        height: w.height,
+        timestamp_ms: w.height,
+        proposer: PublicKey([0; 32]),
+    };
     let before = w.state.clone();
     let got = match ehrchain_ledger::verify_signatures(std::slice::from_ref(&stx))
         .and_then(|()| execute_block(&mut w.state, std::slice::from_ref(&stx), &ctx))
@@ -64,13 +92,19 @@ fn check(w: &mut World, stx: SignedTransaction, expected: &str) {
                 let a = expect.accounts.entry(stx.tx.sender()).or_default();
                 a.nonce += 1;
                 a.public_key.get_or_insert(stx.tx.signer);
-                assert_eq!(w.state, expect, "a rejected transaction did more than consume its nonce");
+                assert_eq!(
+                    w.state, expect,
+                    "a rejected transaction did more than consume its nonce"
+                );
                 format!("rejected: {reason}")
             }
         },
     };
     assert!(
-        got == expected || (expected != "applied" && got.starts_with(expected.split(':').next().unwrap()) && got.contains(expected.split_once(": ").map_or("", |x| x.1))),
+        got == expected
+            || (expected != "applied"
+                && got.starts_with(expected.split(':').next().unwrap())
+                && got.contains(expected.split_once(": ").map_or("", |x| x.1))),
         "expected {expected:?}, got {got:?}"
     );
 }
@@ -82,7 +116,11 @@ fn acct(w: &World, k: &Keypair) -> ehrchain_ledger::Account {
 #[test]
 fn registration_and_approval() {
     let mut w = world();
-    let reg = |role, org: Option<&str>| TxPayload::Register { role, organisation: org.map(Into::into), licence: Some("GMC-1".into()) };
+    let reg = |role, org: Option<&str>| TxPayload::Register {
+        role,
+        organisation: org.map(Into::into),
+        licence: Some("GMC-1".into()),
+    };
     let t = tx(&w.state, &w.alice, reg(Role::Patient, None));
     check(&mut w, t, "applied");
     assert_eq!(acct(&w, &w.alice).status, AccountStatus::Active);
@@ -96,43 +134,114 @@ fn registration_and_approval() {
     check(&mut w, t, "applied");
     assert_eq!(acct(&w, &w.doc).status, AccountStatus::Pending);
     // Only the admin approves, and only pending accounts.
-    let t = tx(&w.state, &w.bob, TxPayload::Approve { account: w.doc.account() });
+    let t = tx(
+        &w.state,
+        &w.bob,
+        TxPayload::Approve {
+            account: w.doc.account(),
+        },
+    );
     check(&mut w, t, "rejected: only the consortium admin");
-    let t = tx(&w.state, &w.admin, TxPayload::Approve { account: w.alice.account() });
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: w.alice.account(),
+        },
+    );
     check(&mut w, t, "rejected: is active, not pending");
-    let t = tx(&w.state, &w.admin, TxPayload::Approve { account: w.bob.account() });
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: w.bob.account(),
+        },
+    );
     check(&mut w, t, "rejected: is not registered");
-    let t = tx(&w.state, &w.admin, TxPayload::Approve { account: w.doc.account() });
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: w.doc.account(),
+        },
+    );
     check(&mut w, t, "applied");
     let d = acct(&w, &w.doc);
-    assert_eq!((d.status, d.approved_by, d.organisation.as_deref()), (AccountStatus::Active, Some(w.admin.account()), Some("St Mary")));
+    assert_eq!(
+        (d.status, d.approved_by, d.organisation.as_deref()),
+        (
+            AccountStatus::Active,
+            Some(w.admin.account()),
+            Some("St Mary")
+        )
+    );
     let long = "x".repeat(200);
-    let t = tx(&w.state, &w.bob, TxPayload::Register { role: Role::Pharmacist, organisation: Some(long), licence: None });
+    let t = tx(
+        &w.state,
+        &w.bob,
+        TxPayload::Register {
+            role: Role::Pharmacist,
+            organisation: Some(long),
+            licence: None,
+        },
+    );
     check(&mut w, t, "rejected: organisation is too long");
 }
 
 #[test]
 fn transfers_replays_and_overdrafts() {
     let mut w = world();
-    let to_bob = |amount| TxPayload::Transfer { to: AccountId::from_public_key(&Keypair::from_seed(&[3; 32]).public_key()), amount };
+    let to_bob = |amount| TxPayload::Transfer {
+        to: AccountId::from_public_key(&Keypair::from_seed(&[3; 32]).public_key()),
+        amount,
+    };
     let first = tx(&w.state, &w.alice, to_bob(30));
     check(&mut w, first.clone(), "applied");
-    assert_eq!((acct(&w, &w.alice).balance, acct(&w, &w.bob).balance), (70, 130));
+    assert_eq!(
+        (acct(&w, &w.alice).balance, acct(&w, &w.bob).balance),
+        (70, 130)
+    );
     // The same signed transaction again: a replay, refused, nothing changes.
-    check(&mut w, first, "invalid: replayed transaction: nonce 0 was already used");
+    check(
+        &mut w,
+        first,
+        "invalid: replayed transaction: nonce 0 was already used",
+    );
     // A nonce from the future.
     let mut gap = tx(&w.state, &w.alice, to_bob(1));
     gap.tx.nonce += 5;
     let gap = w.alice.sign_tx(gap.tx);
     check(&mut w, gap, "invalid: out-of-order transaction");
     let t = tx(&w.state, &w.alice, to_bob(71));
-    check(&mut w, t, "rejected: insufficient balance: have 70, need 71");
+    check(
+        &mut w,
+        t,
+        "rejected: insufficient balance: have 70, need 71",
+    );
     let t = tx(&w.state, &w.alice, to_bob(0));
     check(&mut w, t, "rejected: amount must be greater than zero");
-    let t = tx(&w.state, &w.alice, TxPayload::Transfer { to: w.alice.account(), amount: 1 });
-    check(&mut w, t, "rejected: cannot transfer to the sending account");
+    let t = tx(
+        &w.state,
+        &w.alice,
+        TxPayload::Transfer {
+            to: w.alice.account(),
+            amount: 1,
+        },
+    );
+    check(
+        &mut w,
+        t,
+        "rejected: cannot transfer to the sending account",
+    );
     // A transfer to a new account creates it; supply is conserved.
-    let t = tx(&w.state, &w.bob, TxPayload::Transfer { to: w.doc.account(), amount: 5 });
+    let t = tx(
+        &w.state,
+        &w.bob,
+        TxPayload::Transfer {
+            to: w.doc.account(),
+            amount: 5,
+        },
+    );
     check(&mut w, t, "applied");
     assert_eq!(acct(&w, &w.doc).balance, 5);
     assert_eq!(w.state.total_supply(), 200);
@@ -153,27 +262,67 @@ fn block_is_all_or_nothing_and_chain_verifies() {
         chain_id: CHAIN.into(),
         timestamp_ms: 0,
         accounts: vec![
-            GenesisAccount { public_key: w.alice.public_key(), role: None, balance: 100 },
-            GenesisAccount { public_key: w.bob.public_key(), role: None, balance: 100 },
+            GenesisAccount {
+                public_key: w.alice.public_key(),
+                role: None,
+                balance: 100,
+            },
+            GenesisAccount {
+                public_key: w.bob.public_key(),
+                role: None,
+                balance: 100,
+            },
         ],
     };
     let (g0, s0) = genesis(&g);
-    let ctx = |h| BlockContext { height: h, timestamp_ms: h * 10, proposer: PublicKey([7; 32]) };
+    let ctx = |h| BlockContext {
+        height: h,
+        timestamp_ms: h * 10,
+        proposer: PublicKey([7; 32]),
+    };
     // A valid transaction followed by a replay of it: the whole block is refused.
-    let t0 = tx(&s0, &w.alice, TxPayload::Transfer { to: w.bob.account(), amount: 10 });
+    let t0 = tx(
+        &s0,
+        &w.alice,
+        TxPayload::Transfer {
+            to: w.bob.account(),
+            amount: 10,
+        },
+    );
     let mut s = s0.clone();
     let err = execute_block(&mut s, &[t0.clone(), t0.clone()], &ctx(1)).unwrap_err();
     assert!(err.to_string().contains("replayed"), "{err}");
     assert_eq!(s, s0, "nothing half-applied");
     // build → verify → chain verification, and a tampered copy fails at the right height.
-    let (b1, s1, _) = build_block(&g0.header, &s0, vec![t0.clone(), t0.clone()], &ctx(1), 1, 100);
+    let (b1, s1, _) = build_block(
+        &g0.header,
+        &s0,
+        vec![t0.clone(), t0.clone()],
+        &ctx(1),
+        1,
+        100,
+    );
     assert_eq!(b1.txs.len(), 1, "the duplicate is skipped when building");
     let (post, _) = verify_block(&g0.header, &s0, &b1).unwrap();
     assert_eq!(post.root(), s1.root());
-    let t1 = tx(&s1, &w.bob, TxPayload::Transfer { to: w.alice.account(), amount: 500 });
+    let t1 = tx(
+        &s1,
+        &w.bob,
+        TxPayload::Transfer {
+            to: w.alice.account(),
+            amount: 500,
+        },
+    );
     let (b2, _, out2) = build_block(&b1.header, &s1, vec![t1], &ctx(2), 2, 100);
-    assert!(matches!(out2.receipts[0].outcome, ehrchain_types::TxOutcome::Rejected { .. }));
-    let chain = vec![(0, g0.id(), g0.clone()), (1, b1.id(), b1.clone()), (2, b2.id(), b2.clone())];
+    assert!(matches!(
+        out2.receipts[0].outcome,
+        ehrchain_types::TxOutcome::Rejected { .. }
+    ));
+    let chain = vec![
+        (0, g0.id(), g0.clone()),
+        (1, b1.id(), b1.clone()),
+        (2, b2.id(), b2.clone()),
+    ];
     let ok = verify_chain(&g, chain.clone().into_iter().map(Ok)).unwrap();
     assert_eq!((ok.blocks, ok.transactions), (3, 2));
     let mut bad = chain.clone();

@@ -4,9 +4,7 @@
 //! Errors are one type, [`ApiError`]: a status code, a stable machine code and a message
 //! for the user. Request bodies and patient data are never logged.
 
-use crate::{
-    GenesisFile, chain::Chain, mempool::MempoolError, store::StoreError,
-};
+use crate::{GenesisFile, chain::Chain, mempool::MempoolError, store::StoreError};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, Path, Query, State, rejection::JsonRejection},
@@ -81,15 +79,21 @@ impl From<StoreError> for ApiError {
 impl From<MempoolError> for ApiError {
     fn from(e: MempoolError) -> Self {
         let (status, code) = match &e {
-            MempoolError::Invalid(TxError::NonceReplayed { .. }) => (StatusCode::CONFLICT, "replayed"),
+            MempoolError::Invalid(TxError::NonceReplayed { .. }) => {
+                (StatusCode::CONFLICT, "replayed")
+            }
             MempoolError::Invalid(TxError::NonceGap { .. }) | MempoolError::TooFarAhead { .. } => {
                 (StatusCode::CONFLICT, "nonce_gap")
             }
             MempoolError::AlreadyPending(_) | MempoolError::NonceTaken { .. } => {
                 (StatusCode::CONFLICT, "already_pending")
             }
-            MempoolError::Invalid(TxError::BadSignature(_)) => (StatusCode::BAD_REQUEST, "bad_signature"),
-            MempoolError::Invalid(TxError::WrongChain { .. }) => (StatusCode::BAD_REQUEST, "wrong_chain"),
+            MempoolError::Invalid(TxError::BadSignature(_)) => {
+                (StatusCode::BAD_REQUEST, "bad_signature")
+            }
+            MempoolError::Invalid(TxError::WrongChain { .. }) => {
+                (StatusCode::BAD_REQUEST, "wrong_chain")
+            }
             MempoolError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
             MempoolError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "mempool_full"),
         };
@@ -195,19 +199,28 @@ struct Page {
     status: Option<String>,
 }
 
-async fn list_accounts(State(s): State<ApiState>, Query(q): Query<Page>) -> ApiResult<Vec<AccountView>> {
+async fn list_accounts(
+    State(s): State<ApiState>,
+    Query(q): Query<Page>,
+) -> ApiResult<Vec<AccountView>> {
     let limit = q.limit.unwrap_or(100).min(1000);
     let after: Option<AccountId> = q.after.as_deref().map(|a| parse("after", a)).transpose()?;
-    let role: Option<ehrchain_types::Role> = q.role.as_deref().map(|r| parse("role", r)).transpose()?;
+    let role: Option<ehrchain_types::Role> =
+        q.role.as_deref().map(|r| parse("role", r)).transpose()?;
     let status = q.status.as_deref();
     if let Some(st) = status
         && !["unregistered", "pending", "active"].contains(&st)
     {
-        return Err(ApiError::bad_request("invalid status: expected unregistered, pending or active"));
+        return Err(ApiError::bad_request(
+            "invalid status: expected unregistered, pending or active",
+        ));
     }
     let snap = s.chain.snapshot();
     let range = match after {
-        Some(a) => snap.state.accounts.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+        Some(a) => snap
+            .state
+            .accounts
+            .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
         None => snap.state.accounts.range(..),
     };
     let out = range
@@ -240,7 +253,8 @@ async fn submit(
     State(s): State<ApiState>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request(format!("request body: {}", e.body_text())))?;
+    let Json(req) =
+        body.map_err(|e| ApiError::bad_request(format!("request body: {}", e.body_text())))?;
     let bytes = hex::decode(req.tx.trim()).map_err(|_| ApiError::bad_request("tx is not hex"))?;
     let stx: SignedTransaction = ehrchain_types::decode(&bytes, ehrchain_types::MAX_TX_BYTES)
         .map_err(|e| ApiError::bad_request(format!("tx does not decode: {e}")))?;
@@ -274,7 +288,11 @@ async fn transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
             tx: Some(tx),
         }));
     }
-    let status = if s.chain.is_pending(&id) { "pending" } else { "unknown" };
+    let status = if s.chain.is_pending(&id) {
+        "pending"
+    } else {
+        "unknown"
+    };
     Ok(Json(TxView {
         id,
         status: status.into(),
@@ -311,7 +329,10 @@ async fn block(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResu
     }))
 }
 
-async fn block_raw(State(s): State<ApiState>, Path(height): Path<String>) -> Result<Response, ApiError> {
+async fn block_raw(
+    State(s): State<ApiState>,
+    Path(height): Path<String>,
+) -> Result<Response, ApiError> {
     let height: u64 = parse("height", &height)?;
     let bytes = s
         .chain
@@ -339,7 +360,10 @@ struct BlockPage {
     limit: Option<u64>,
 }
 
-async fn list_blocks(State(s): State<ApiState>, Query(q): Query<BlockPage>) -> ApiResult<Vec<BlockSummary>> {
+async fn list_blocks(
+    State(s): State<ApiState>,
+    Query(q): Query<BlockPage>,
+) -> ApiResult<Vec<BlockSummary>> {
     let tip = s.chain.snapshot().tip.height;
     let top = q.before.unwrap_or(tip).min(tip);
     let limit = q.limit.unwrap_or(20).min(200);
@@ -365,7 +389,10 @@ async fn openapi() -> impl IntoResponse {
 
 async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.chain.metrics.render(),
     )
 }

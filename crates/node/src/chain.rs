@@ -123,10 +123,7 @@ impl Chain {
         if self.store.tx_location(&id).ok().flatten().is_some() {
             let next = {
                 let inner = self.lock();
-                inner
-                    .state
-                    .account(&stx.tx.sender())
-                    .map_or(0, |a| a.nonce)
+                inner.state.account(&stx.tx.sender()).map_or(0, |a| a.nonce)
             };
             self.metrics.submissions_refused.inc();
             return Err(ehrchain_ledger::TxError::NonceReplayed {
@@ -170,10 +167,9 @@ impl Chain {
         let Some(loc) = self.store.tx_location(id)? else {
             return Ok(None);
         };
-        let block = self
-            .store
-            .block(loc.height)?
-            .ok_or_else(|| StoreError::Corrupt(format!("tx index points at missing block {}", loc.height)))?;
+        let block = self.store.block(loc.height)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("tx index points at missing block {}", loc.height))
+        })?;
         let receipts = self.store.receipts(loc.height)?;
         let i = loc.index as usize;
         match (block.txs.get(i), receipts.get(i)) {
@@ -198,7 +194,13 @@ impl Chain {
 }
 
 impl Ledger for Chain {
-    fn propose(&self, parent: &Block, view: u64, proposer: PublicKey, now_ms: u64) -> Option<Block> {
+    fn propose(
+        &self,
+        parent: &Block,
+        view: u64,
+        proposer: PublicKey,
+        now_ms: u64,
+    ) -> Option<Block> {
         let (state, candidates) = {
             let inner = self.lock();
             let state = Self::parent_state(&inner, parent)?;
@@ -210,8 +212,14 @@ impl Ledger for Chain {
             timestamp_ms: now_ms.max(parent.header.timestamp_ms + 1),
             proposer,
         };
-        let (block, post, output) =
-            ehrchain_ledger::build_block(&parent.header, &state, candidates, &ctx, view, self.block_cfg.max_txs);
+        let (block, post, output) = ehrchain_ledger::build_block(
+            &parent.header,
+            &state,
+            candidates,
+            &ctx,
+            view,
+            self.block_cfg.max_txs,
+        );
         self.lock().speculative.insert(
             block.id(),
             Speculative {
@@ -229,7 +237,10 @@ impl Ledger for Chain {
 
     fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool {
         if block.header.timestamp_ms > now_ms + self.block_cfg.max_clock_drift_ms {
-            tracing::warn!(height = block.header.height, "refusing block from the future");
+            tracing::warn!(
+                height = block.header.height,
+                "refusing block from the future"
+            );
             return false;
         }
         if block.txs.len() > self.block_cfg.max_txs {
@@ -239,7 +250,10 @@ impl Ledger for Chain {
         let Some(state) = Self::parent_state(&self.lock(), parent) else {
             // The parent is below our committed tip or was never seen: it cannot extend the
             // finalized chain we know.
-            tracing::warn!(height = block.header.height, "refusing block on an unknown parent state");
+            tracing::warn!(
+                height = block.header.height,
+                "refusing block on an unknown parent state"
+            );
             return false;
         };
         match ehrchain_ledger::verify_block(&parent.header, &state, block) {
@@ -273,20 +287,34 @@ impl Ledger for Chain {
                 inner.tip.height + 1,
                 "marshal delivers finalized blocks in height order without gaps"
             );
-            (inner.state.clone(), inner.tip.clone(), inner.speculative.remove(&id))
+            (
+                inner.state.clone(),
+                inner.tip.clone(),
+                inner.speculative.remove(&id),
+            )
         };
         let (post, output) = match spec {
             Some(s) => (s.state, s.output),
             None => {
                 // Not seen during voting (back-filled): re-verify against the committed state.
-                let (post, output) = ehrchain_ledger::verify_block(&tip, &state, block).unwrap_or_else(|e| {
-                    panic!("finalized block {} does not apply to the committed state: {e}", block.header.height)
-                });
+                let (post, output) = ehrchain_ledger::verify_block(&tip, &state, block)
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "finalized block {} does not apply to the committed state: {e}",
+                            block.header.height
+                        )
+                    });
                 (Arc::new(post), output)
             }
         };
         self.store
-            .commit_block(block, &output.receipts, finalization.as_deref(), &post, &output.touched)
+            .commit_block(
+                block,
+                &output.receipts,
+                finalization.as_deref(),
+                &post,
+                &output.touched,
+            )
             .map_err(|e| e.to_string())?;
         let rejected = output
             .receipts

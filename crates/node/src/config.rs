@@ -90,7 +90,10 @@ impl NodeConfig {
             self.block.idle_block_interval_ms * 2 <= self.block.leader_timeout_ms,
             "block.idle_block_interval_ms must be at most half of block.leader_timeout_ms"
         );
-        anyhow::ensure!(self.mempool.max_txs >= 1, "mempool.max_txs must be at least 1");
+        anyhow::ensure!(
+            self.mempool.max_txs >= 1,
+            "mempool.max_txs must be at least 1"
+        );
         anyhow::ensure!(
             self.mempool.max_per_sender >= 1,
             "mempool.max_per_sender must be at least 1"
@@ -127,7 +130,10 @@ pub fn read_validator_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         .map_err(|e| anyhow::anyhow!("cannot read validator key {}: {e}", path.display()))?;
     let mut seed = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| {
-        anyhow::anyhow!("validator key {} must hold 64 hex characters", path.display())
+        anyhow::anyhow!(
+            "validator key {} must hold 64 hex characters",
+            path.display()
+        )
     })?;
     Ok(seed)
 }

@@ -36,12 +36,18 @@ impl GenesisFile {
 
     /// Checks the rules a genesis must follow, naming the broken one.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.ledger.chain_id.is_empty(), "genesis: chain_id is empty");
+        anyhow::ensure!(
+            !self.ledger.chain_id.is_empty(),
+            "genesis: chain_id is empty"
+        );
         anyhow::ensure!(!self.validators.is_empty(), "genesis: no validators");
         let mut keys: Vec<_> = self.validators.iter().map(|v| v.public_key).collect();
         keys.sort();
         keys.dedup();
-        anyhow::ensure!(keys.len() == self.validators.len(), "genesis: duplicate validator keys");
+        anyhow::ensure!(
+            keys.len() == self.validators.len(),
+            "genesis: duplicate validator keys"
+        );
         let mut accounts: Vec<_> = self.ledger.accounts.iter().map(|a| a.public_key).collect();
         accounts.sort();
         accounts.dedup();

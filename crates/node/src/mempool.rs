@@ -31,7 +31,9 @@ pub enum MempoolError {
     AlreadyPending(Hash),
     #[error("nonce {nonce} already has a different pending transaction from this account")]
     NonceTaken { nonce: u64 },
-    #[error("nonce {nonce} is too far ahead of the account's next nonce {next} (at most {max} may queue)")]
+    #[error(
+        "nonce {nonce} is too far ahead of the account's next nonce {next} (at most {max} may queue)"
+    )]
     TooFarAhead { nonce: u64, next: u64, max: u64 },
     #[error("the mempool is full ({0} transactions); retry later")]
     Full(usize),
@@ -63,7 +65,9 @@ impl Mempool {
 
     /// Whether `sender` has a pending transaction with `nonce`.
     pub fn has_nonce(&self, sender: &AccountId, nonce: u64) -> bool {
-        self.by_sender.get(sender).is_some_and(|q| q.contains_key(&nonce))
+        self.by_sender
+            .get(sender)
+            .is_some_and(|q| q.contains_key(&nonce))
     }
 
     pub fn contains(&self, id: &Hash) -> bool {

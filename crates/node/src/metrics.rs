@@ -23,13 +23,41 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics::default();
         let r = &mut m.registry;
-        r.register("ehrchain_height", "Height of the last finalized block", m.height.clone());
-        r.register("ehrchain_blocks_finalized", "Finalized blocks applied", m.blocks_finalized.clone());
-        r.register("ehrchain_txs_finalized", "Finalized transactions", m.txs_finalized.clone());
-        r.register("ehrchain_txs_rejected", "Finalized transactions whose receipt is rejected", m.txs_rejected.clone());
-        r.register("ehrchain_mempool_size", "Transactions waiting in the mempool", m.mempool_size.clone());
-        r.register("ehrchain_submissions_accepted", "Transactions admitted to the mempool", m.submissions_accepted.clone());
-        r.register("ehrchain_submissions_refused", "Transactions refused at submission", m.submissions_refused.clone());
+        r.register(
+            "ehrchain_height",
+            "Height of the last finalized block",
+            m.height.clone(),
+        );
+        r.register(
+            "ehrchain_blocks_finalized",
+            "Finalized blocks applied",
+            m.blocks_finalized.clone(),
+        );
+        r.register(
+            "ehrchain_txs_finalized",
+            "Finalized transactions",
+            m.txs_finalized.clone(),
+        );
+        r.register(
+            "ehrchain_txs_rejected",
+            "Finalized transactions whose receipt is rejected",
+            m.txs_rejected.clone(),
+        );
+        r.register(
+            "ehrchain_mempool_size",
+            "Transactions waiting in the mempool",
+            m.mempool_size.clone(),
+        );
+        r.register(
+            "ehrchain_submissions_accepted",
+            "Transactions admitted to the mempool",
+            m.submissions_accepted.clone(),
+        );
+        r.register(
+            "ehrchain_submissions_refused",
+            "Transactions refused at submission",
+            m.submissions_refused.clone(),
+        );
         m
     }
 

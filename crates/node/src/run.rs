@@ -16,7 +16,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -71,10 +72,14 @@ pub fn run_node(
     tracing::info!(api = %cfg.api_listen, p2p = %cfg.p2p_listen, height, "node starting");
     let ready_chain = chain.clone();
     let main = async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("listener is non-blocking");
+        let listener =
+            tokio::net::TcpListener::from_std(listener).expect("listener is non-blocking");
         let stop = until.unwrap_or_else(|| Box::pin(shutdown_signal()));
         on_ready(ready_chain);
-        if let Err(e) = axum::serve(listener, router(state)).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, router(state))
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "API server failed");
         }
         tracing::info!("node stopping");

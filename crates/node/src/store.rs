@@ -29,7 +29,9 @@ pub enum StoreError {
     Db(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("data dir belongs to chain {stored:?} (genesis {stored_genesis}), not {expected:?} (genesis {expected_genesis})")]
+    #[error(
+        "data dir belongs to chain {stored:?} (genesis {stored_genesis}), not {expected:?} (genesis {expected_genesis})"
+    )]
     OtherChain {
         stored: String,
         stored_genesis: String,

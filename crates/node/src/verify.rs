@@ -27,8 +27,7 @@ pub fn verify_data_dir(db: &Path, genesis: &GenesisFile) -> anyhow::Result<Verif
     let mut certificates = 0u64;
     let mut items = Vec::with_capacity(raw.len());
     let bad = |height: u64, reason: String| ChainError::BadBlock { height, reason };
-    let mut expected = 0u64;
-    for (height, bytes) in raw {
+    for (expected, (height, bytes)) in (0u64..).zip(raw) {
         let item = (|| {
             if height != expected {
                 return Err(bad(expected, "missing from the store".into()));
@@ -43,8 +42,12 @@ pub fn verify_data_dir(db: &Path, genesis: &GenesisFile) -> anyhow::Result<Verif
                     .finalization(height)
                     .map_err(|e| bad(height, e.to_string()))?
                     .ok_or_else(|| bad(height, "no finality certificate stored".into()))?;
-                ehrchain_consensus::certificate::verify_finalization(&validators, &cert, &block.id())
-                    .map_err(|e| bad(height, e))?;
+                ehrchain_consensus::certificate::verify_finalization(
+                    &validators,
+                    &cert,
+                    &block.id(),
+                )
+                .map_err(|e| bad(height, e))?;
                 certificates += 1;
             }
             Ok((height, id, block))
@@ -54,7 +57,6 @@ pub fn verify_data_dir(db: &Path, genesis: &GenesisFile) -> anyhow::Result<Verif
         if failed {
             break;
         }
-        expected += 1;
     }
     let s = ehrchain_ledger::verify_chain(&genesis.ledger, items)?;
     Ok(VerifySummary {

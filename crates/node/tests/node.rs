@@ -4,12 +4,7 @@
 use ehrchain_consensus::{Ledger, sim};
 use ehrchain_crypto::Keypair;
 use ehrchain_ledger::{GenesisAccount, GenesisState};
-use ehrchain_node::{
-    Chain,
-    config::BlockConfig,
-    mempool::MempoolLimits,
-    store::ChainStore,
-};
+use ehrchain_node::{Chain, config::BlockConfig, mempool::MempoolLimits, store::ChainStore};
 use ehrchain_types::{Hash, SignedTransaction, Transaction, TxPayload};
 use std::sync::Arc;
 
@@ -41,9 +36,13 @@ fn open_chain(dir: &std::path::Path, g: &GenesisState) -> Arc<Chain> {
 }
 
 fn net(validators: usize, senders: usize) -> Net {
-    let senders: Vec<Keypair> = (0..senders).map(|i| Keypair::from_seed(&[i as u8 + 1; 32])).collect();
+    let senders: Vec<Keypair> = (0..senders)
+        .map(|i| Keypair::from_seed(&[i as u8 + 1; 32]))
+        .collect();
     let g = genesis(&senders);
-    let dirs: Vec<_> = (0..validators).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<_> = (0..validators)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
     let chains = dirs.iter().map(|d| open_chain(d.path(), &g)).collect();
     Net {
         _dirs: dirs,
@@ -63,7 +62,10 @@ fn transfers(senders: &[Keypair], per_sender: u64) -> Vec<SignedTransaction> {
                 chain_id: "sim".into(),
                 signer: k.public_key(),
                 nonce: n,
-                payload: TxPayload::Transfer { to: sink, amount: 1 },
+                payload: TxPayload::Transfer {
+                    to: sink,
+                    amount: 1,
+                },
             }));
         }
     }
@@ -85,12 +87,23 @@ fn finalized_count(c: &Chain) -> u64 {
 
 /// Checks the safety invariants and returns the block ids of the common prefix.
 fn check_agreement(chains: &[Arc<Chain>], expected_txs: u64) -> Vec<Hash> {
-    let min_height = chains.iter().map(|c| c.snapshot().tip.height).min().unwrap();
+    let min_height = chains
+        .iter()
+        .map(|c| c.snapshot().tip.height)
+        .min()
+        .unwrap();
     let mut ids = Vec::new();
     for h in 0..=min_height {
-        let blocks: Vec<_> = chains.iter().map(|c| c.store().block(h).unwrap().unwrap()).collect();
+        let blocks: Vec<_> = chains
+            .iter()
+            .map(|c| c.store().block(h).unwrap().unwrap())
+            .collect();
         for b in &blocks[1..] {
-            assert_eq!(b.id(), blocks[0].id(), "two different finalized blocks at height {h}");
+            assert_eq!(
+                b.id(),
+                blocks[0].id(),
+                "two different finalized blocks at height {h}"
+            );
             assert_eq!(b.header.state_root, blocks[0].header.state_root);
         }
         ids.push(blocks[0].id());
@@ -100,7 +113,10 @@ fn check_agreement(chains: &[Arc<Chain>], expected_txs: u64) -> Vec<Hash> {
         let total: u64 = (1..=c.snapshot().tip.height)
             .map(|h| c.store().block(h).unwrap().unwrap().txs.len() as u64)
             .sum();
-        assert_eq!(total, expected_txs, "each transaction is finalized exactly once");
+        assert_eq!(
+            total, expected_txs,
+            "each transaction is finalized exactly once"
+        );
         assert_eq!(finalized_count(c), expected_txs);
     }
     ids
@@ -112,10 +128,16 @@ fn run_sim(cfg: &sim::SimConfig, per_sender: u64) -> (Net, Vec<Hash>) {
     submit_all(&n.chains, &txs);
     let expected = txs.len() as u64;
     let watch = n.chains.clone();
-    let ledgers: Vec<Arc<dyn Ledger>> = n.chains.iter().map(|c| c.clone() as Arc<dyn Ledger>).collect();
+    let ledgers: Vec<Arc<dyn Ledger>> = n
+        .chains
+        .iter()
+        .map(|c| c.clone() as Arc<dyn Ledger>)
+        .collect();
     let gblock = ehrchain_ledger::genesis(&n.genesis).0;
     let (ok, _elapsed) = sim::run(cfg, gblock, ledgers, move || {
-        watch.iter().all(|c| finalized_count(c) == expected && c.snapshot().tip.height >= 5)
+        watch
+            .iter()
+            .all(|c| finalized_count(c) == expected && c.snapshot().tip.height >= 5)
     });
     assert!(ok, "the network did not finalize every transaction in time");
     let ids = check_agreement(&n.chains, expected);
@@ -153,7 +175,11 @@ fn same_seed_same_chain() {
     let (_b, ids_b) = run_sim(&cfg, 5);
     let common = ids_a.len().min(ids_b.len());
     assert!(common > 5);
-    assert_eq!(ids_a[..common], ids_b[..common], "same seed, different chain");
+    assert_eq!(
+        ids_a[..common],
+        ids_b[..common],
+        "same seed, different chain"
+    );
 }
 
 #[test]
@@ -168,7 +194,9 @@ fn restart_reopens_committed_state() {
         chain.submit(t.clone(), 0).unwrap();
     }
     let tip = chain.store().tip().unwrap().unwrap();
-    let b1 = chain.propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), 1_000).unwrap();
+    let b1 = chain
+        .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), 1_000)
+        .unwrap();
     assert_eq!(b1.txs.len(), 6);
     chain.finalized(&b1, None).unwrap();
     // A redelivery after restart is ignored.
@@ -187,7 +215,15 @@ fn restart_reopens_committed_state() {
     drop(store);
     drop(again);
     let store = ChainStore::open(&dir.path().join("chain.redb")).unwrap();
-    assert!(Chain::open(store, &other, MempoolLimits::default(), BlockConfig::default()).is_err());
+    assert!(
+        Chain::open(
+            store,
+            &other,
+            MempoolLimits::default(),
+            BlockConfig::default()
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -200,7 +236,9 @@ fn invalid_blocks_are_refused() {
     for t in transfers(&senders, 1) {
         chain.submit(t, 0).unwrap();
     }
-    let good = chain.propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), 1_000).unwrap();
+    let good = chain
+        .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), 1_000)
+        .unwrap();
     assert!(chain.verify(&tip, &good, 1_000));
     // A forged signature.
     let mut forged = good.clone();

@@ -17,7 +17,11 @@ pub enum IdError {
     UnknownRole(String),
 }
 
-fn parse_hex<const N: usize>(s: &str, prefix: &str, hint: &'static str) -> Result<[u8; N], IdError> {
+fn parse_hex<const N: usize>(
+    s: &str,
+    prefix: &str,
+    hint: &'static str,
+) -> Result<[u8; N], IdError> {
     let body = s.strip_prefix(prefix).unwrap_or(s);
     let mut out = [0u8; N];
     hex::decode_to_slice(body, &mut out).map_err(|_| IdError::BadHex {

@@ -3,7 +3,9 @@
 
 use ehrchain_types::{
     AccountId, Block, BlockHeader, Hash, PublicKey, Role, Signature, SignedTransaction,
-    Transaction, TxPayload, block::{receipts_root, tx_root}, decode, encode,
+    Transaction, TxPayload,
+    block::{receipts_root, tx_root},
+    decode, encode,
 };
 
 fn sample_tx() -> SignedTransaction {
@@ -12,7 +14,10 @@ fn sample_tx() -> SignedTransaction {
             chain_id: "ehrchain-dev".into(),
             signer: PublicKey([0x11; 32]),
             nonce: 7,
-            payload: TxPayload::Transfer { to: AccountId([0x22; 20]), amount: 42 },
+            payload: TxPayload::Transfer {
+                to: AccountId([0x22; 20]),
+                amount: 42,
+            },
         },
         signature: Signature([0x33; 64]),
     }
@@ -63,11 +68,20 @@ const BLOCK_ID: &str = "81b8c77211342906c79ce217d155f0ad1ee247ed97cbb5a23a67e230
 #[test]
 fn decoding_is_bounded_and_strict() {
     let bytes = encode(&sample_tx());
-    assert!(decode::<SignedTransaction>(&bytes, 10).is_err(), "over the limit");
+    assert!(
+        decode::<SignedTransaction>(&bytes, 10).is_err(),
+        "over the limit"
+    );
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(decode::<SignedTransaction>(&trailing, 1 << 20).is_err(), "trailing bytes");
-    assert!(decode::<SignedTransaction>(&bytes[..bytes.len() - 1], 1 << 20).is_err(), "truncated");
+    assert!(
+        decode::<SignedTransaction>(&trailing, 1 << 20).is_err(),
+        "trailing bytes"
+    );
+    assert!(
+        decode::<SignedTransaction>(&bytes[..bytes.len() - 1], 1 << 20).is_err(),
+        "truncated"
+    );
 }
 
 #[test]

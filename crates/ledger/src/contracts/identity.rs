@@ -7,7 +7,11 @@ use ehrchain_types::{
     tx::{MAX_LICENCE_LEN, MAX_ORGANISATION_LEN},
 };
 
-fn bounded(field: &'static str, value: Option<&str>, max: usize) -> Result<Option<String>, TxError> {
+fn bounded(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, TxError> {
     match value.map(str::trim) {
         None => Ok(None),
         Some("") => Err(TxError::FieldEmpty { field }),

@@ -46,7 +46,9 @@ impl<'a> TxScope<'a> {
         match (acct.role, acct.status) {
             (Some(r), crate::AccountStatus::Active) if r == role => Ok(acct),
             _ if role == Role::Admin => Err(TxError::NotAdmin),
-            (Some(r), crate::AccountStatus::Pending) if r == role => Err(TxError::NotApproved(role)),
+            (Some(r), crate::AccountStatus::Pending) if r == role => {
+                Err(TxError::NotApproved(role))
+            }
             _ => Err(TxError::RoleRequired(role)),
         }
     }

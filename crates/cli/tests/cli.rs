@@ -1,0 +1,304 @@
+//! Black-box tests of the real `ehrchain` binary: start `dev`, drive the CLI, kill -9,
+//! restart, verify the chain offline, tamper with a stored block.
+
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ehrchain");
+
+struct Dev {
+    dir: PathBuf,
+    node: String,
+    child: Child,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    // An even port whose successor (the p2p port) is free too.
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn start_dev(dir: &Path, port: u16) -> Dev {
+    let child = Command::new(BIN)
+        .args(["dev", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dev = Dev {
+        dir: dir.to_path_buf(),
+        node: format!("http://127.0.0.1:{port}"),
+        child,
+    };
+    let start = Instant::now();
+    while !cli(&dev, &["chain", "status"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "dev node did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    dev
+}
+
+fn cli_env(dev: &Dev, pass: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("EHRCHAIN_NODE", &dev.node)
+        .env("EHRCHAIN_HOME", dev.dir.join("keys"))
+        .env("EHRCHAIN_PASSPHRASE", pass)
+        .output()
+        .unwrap()
+}
+
+fn cli(dev: &Dev, args: &[&str]) -> Output {
+    cli_env(dev, "dev", args)
+}
+
+/// Runs a command that must succeed and returns its `--json` output.
+fn ok(dev: &Dev, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = cli(dev, &a);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Runs a command that must fail and returns its stderr.
+fn fails(dev: &Dev, pass: &str, args: &[&str]) -> String {
+    let out = cli_env(dev, pass, args);
+    assert!(!out.status.success(), "{args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn balance(dev: &Dev, who: &str) -> u64 {
+    ok(dev, &["account", who])["balance"].as_u64().unwrap()
+}
+
+#[test]
+fn dev_chain_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chain");
+    let port = free_port();
+    let mut dev = start_dev(&dir, port);
+
+    // The banner tells the user how to point the CLI at the demo keys.
+    let keys = ok(&dev, &["key", "list"]);
+    let names: Vec<_> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.contains(&"admin".to_string()) && names.contains(&"demo10".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(balance(&dev, "demo1"), 100);
+
+    ok(&dev, &["key", "new", "pat"]);
+    ok(&dev, &["key", "new", "doc"]);
+    let t = ok(
+        &dev,
+        &[
+            "transfer", "--key", "demo1", "--to", "pat", "--amount", "30",
+        ],
+    );
+    assert_eq!(t["receipt"]["outcome"]["status"], "applied");
+    ok(&dev, &["register", "--key", "pat", "--role", "patient"]);
+    ok(
+        &dev,
+        &[
+            "register",
+            "--key",
+            "doc",
+            "--role",
+            "doctor",
+            "--org",
+            "St Mary",
+            "--licence",
+            "GMC-7",
+        ],
+    );
+    assert_eq!(ok(&dev, &["account", "doc"])["status"], "pending");
+
+    // Wrong approver, then the admin.
+    let err = fails(&dev, "dev", &["approve", "--key", "demo2", "doc"]);
+    assert!(err.contains("only the consortium admin"), "{err}");
+    ok(&dev, &["approve", "--key", "admin", "doc"]);
+    let d = ok(&dev, &["account", "doc"]);
+    assert_eq!(
+        (d["status"].as_str(), d["role"].as_str()),
+        (Some("active"), Some("doctor"))
+    );
+
+    // A replayed transfer and an overdraft are refused with clear messages; nothing moves.
+    let err = fails(
+        &dev,
+        "dev",
+        &[
+            "transfer", "--key", "demo1", "--to", "pat", "--amount", "1", "--nonce", "0",
+        ],
+    );
+    assert!(
+        err.contains("replayed transaction: nonce 0 was already used"),
+        "{err}"
+    );
+    let err = fails(
+        &dev,
+        "dev",
+        &[
+            "transfer", "--key", "demo1", "--to", "pat", "--amount", "1000",
+        ],
+    );
+    assert!(
+        err.contains("insufficient balance: have 70, need 1000"),
+        "{err}"
+    );
+    assert_eq!((balance(&dev, "demo1"), balance(&dev, "pat")), (70, 30));
+
+    // Bad input gets a clear error.
+    let err = fails(
+        &dev,
+        "wrong",
+        &["transfer", "--key", "demo1", "--to", "pat", "--amount", "1"],
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let err = fails(
+        &dev,
+        "dev",
+        &[
+            "transfer", "--key", "demo1", "--to", "nobody", "--amount", "1",
+        ],
+    );
+    assert!(err.contains("neither an account id"), "{err}");
+    let err = fails(
+        &dev,
+        "dev",
+        &["register", "--key", "pat", "--role", "surgeon"],
+    );
+    assert!(err.contains("unknown role"), "{err}");
+    let err = fails(
+        &dev,
+        "dev",
+        &["transfer", "--key", "ghost", "--to", "pat", "--amount", "1"],
+    );
+    assert!(err.contains("no key named \"ghost\""), "{err}");
+
+    // kill -9 and restart: every finalized block and balance is still there.
+    let height = ok(&dev, &["chain", "status"])["height"].as_u64().unwrap();
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    drop(dev);
+    let dev = start_dev(&dir, port);
+    assert!(ok(&dev, &["chain", "status"])["height"].as_u64().unwrap() >= height);
+    assert_eq!((balance(&dev, "demo1"), balance(&dev, "pat")), (70, 30));
+    assert_eq!(ok(&dev, &["account", "doc"])["status"], "active");
+    let t = ok(
+        &dev,
+        &["transfer", "--key", "pat", "--to", "doc", "--amount", "5"],
+    );
+    let tx_height = t["height"].as_u64().unwrap();
+    let block = ok(&dev, &["chain", "block", &tx_height.to_string()]);
+    assert_eq!(block["txs"].as_array().unwrap().len(), 1);
+    assert!(
+        block["finalization"].is_string(),
+        "finalized blocks carry their certificate"
+    );
+    let node = dev.node.clone();
+    drop(dev);
+
+    // Offline verification passes, and fails naming the block after one byte changes.
+    let verify = |d: &Path| {
+        Command::new(BIN)
+            .args(["chain", "verify", "--data-dir"])
+            .arg(d)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&dir);
+    assert!(
+        out.status.success(),
+        "verify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("chain valid"));
+    let db = dir.join("chain.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let genesis: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("genesis.json")).unwrap()).unwrap();
+    let pat_pk = {
+        let keys: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("keys/pat.json")).unwrap()).unwrap();
+        hex::decode(keys["public_key"].as_str().unwrap()).unwrap()
+    };
+    let chain_id = genesis["chain_id"].as_str().unwrap();
+    let mut pattern = (chain_id.len() as u32).to_le_bytes().to_vec();
+    pattern.extend_from_slice(chain_id.as_bytes());
+    pattern.extend_from_slice(&pat_pk);
+    // pat's second transaction (nonce 1) is the transfer in block `tx_height`.
+    pattern.extend_from_slice(&1u64.to_le_bytes());
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern)
+        .expect("the stored transaction");
+    bytes[at + pattern.len() + 10] ^= 1;
+    std::fs::write(&db, bytes).unwrap();
+    let out = verify(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("block {tx_height}")), "{err}");
+    let _ = node;
+}
+
+#[test]
+fn cli_without_a_node_or_with_wrong_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["chain", "status"])
+        .env("EHRCHAIN_NODE", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the node"));
+    let out = Command::new(BIN)
+        .args(["transfer", "--amount", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--amount"));
+    let out = Command::new(BIN)
+        .args(["chain", "verify", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("genesis"));
+}
