@@ -253,8 +253,15 @@ async fn submit(
     State(s): State<ApiState>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let Json(req) =
-        body.map_err(|e| ApiError::bad_request(format!("request body: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, code, format!("request body: {}", e.body_text()))
+    })?;
     let bytes = hex::decode(req.tx.trim()).map_err(|_| ApiError::bad_request("tx is not hex"))?;
     let stx: SignedTransaction = ehrchain_types::decode(&bytes, ehrchain_types::MAX_TX_BYTES)
         .map_err(|e| ApiError::bad_request(format!("tx does not decode: {e}")))?;

@@ -181,6 +181,18 @@ impl Chain {
         }
     }
 
+    /// Keeps the post-state of a proposed or verified block until it is finalized or pruned.
+    fn remember(&self, block: &Block, post: State, output: BlockOutput) {
+        self.lock().speculative.insert(
+            block.id(),
+            Speculative {
+                height: block.header.height,
+                state: Arc::new(post),
+                output,
+            },
+        );
+    }
+
     /// The post-state of `parent` if this node knows it: the committed state when `parent`
     /// is the tip, or a speculative state of a block proposed or verified earlier.
     fn parent_state(inner: &Inner, parent: &Block) -> Option<Arc<State>> {
@@ -220,14 +232,7 @@ impl Ledger for Chain {
             view,
             self.block_cfg.max_txs,
         );
-        self.lock().speculative.insert(
-            block.id(),
-            Speculative {
-                height: block.header.height,
-                state: Arc::new(post),
-                output,
-            },
-        );
+        self.remember(&block, post, output);
         Some(block)
     }
 
@@ -258,14 +263,7 @@ impl Ledger for Chain {
         };
         match ehrchain_ledger::verify_block(&parent.header, &state, block) {
             Ok((post, output)) => {
-                self.lock().speculative.insert(
-                    block.id(),
-                    Speculative {
-                        height: block.header.height,
-                        state: Arc::new(post),
-                        output,
-                    },
-                );
+                self.remember(block, post, output);
                 true
             }
             Err(e) => {

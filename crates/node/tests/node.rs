@@ -254,3 +254,196 @@ fn invalid_blocks_are_refused() {
     future.header.timestamp_ms = 1_000 + 3_600_000;
     assert!(!chain.verify(&tip, &future, 1_000));
 }
+
+mod api {
+    use super::*;
+    use axum::{
+        body::{Body, to_bytes},
+        http::{Request, StatusCode},
+    };
+    use ehrchain_node::{
+        GenesisFile,
+        api::{ApiState, router},
+        genesis::GenesisValidator,
+    };
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    fn app() -> (tempfile::TempDir, axum::Router, Vec<Keypair>) {
+        let dir = tempfile::tempdir().unwrap();
+        let senders: Vec<Keypair> = (0..2).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+        let g = genesis(&senders);
+        let chain = open_chain(dir.path(), &g);
+        let genesis = GenesisFile {
+            ledger: g,
+            validators: vec![GenesisValidator {
+                name: "v0".into(),
+                public_key: ehrchain_types::PublicKey(sim::validator_public_key(0)),
+                p2p_address: "127.0.0.1:1".parse().unwrap(),
+            }],
+        };
+        let state = ApiState {
+            chain,
+            genesis: Arc::new(genesis),
+        };
+        (dir, router(state), senders)
+    }
+
+    async fn call(
+        app: &axum::Router,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn submit_body(t: &SignedTransaction) -> String {
+        serde_json::json!({"tx": hex::encode(ehrchain_types::encode(t))}).to_string()
+    }
+
+    #[tokio::test]
+    async fn submissions_get_clear_status_codes() {
+        let (_dir, app, senders) = app();
+        let (s, v) = call(&app, "GET", "/api/v1/status", None).await;
+        assert_eq!((s, v["chain_id"].as_str()), (StatusCode::OK, Some("sim")));
+        let t = transfers(&senders, 1).remove(0);
+        let (s, v) = call(&app, "POST", "/api/v1/transactions", Some(submit_body(&t))).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["id"].as_str().unwrap(), t.id().to_string());
+        let (s, v) = call(&app, "POST", "/api/v1/transactions", Some(submit_body(&t))).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("already_pending"))
+        );
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/api/v1/transactions/{}", t.id()),
+            None,
+        )
+        .await;
+        assert_eq!(v["status"], "pending");
+        let (_, v) = call(
+            &app,
+            "GET",
+            &format!("/api/v1/accounts/{}", t.tx.sender()),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (v["nonce"].as_u64(), v["next_nonce"].as_u64()),
+            (Some(0), Some(1))
+        );
+
+        let mut forged = transfers(&senders, 1).remove(1);
+        forged.signature.0[0] ^= 1;
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/v1/transactions",
+            Some(submit_body(&forged)),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_signature"))
+        );
+        let overdraft = senders[1].sign_tx(Transaction {
+            chain_id: "sim".into(),
+            signer: senders[1].public_key(),
+            nonce: 0,
+            payload: TxPayload::Transfer {
+                to: senders[0].account(),
+                amount: 5_000,
+            },
+        });
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/v1/transactions",
+            Some(submit_body(&overdraft)),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("insufficient balance: have 1000, need 5000")
+        );
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/api/v1/transactions",
+            Some("{\"tx\": \"zz\"}".into()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/api/v1/transactions",
+            Some("not json".into()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let huge = format!("{{\"tx\": \"{}\"}}", "00".repeat(100_000));
+        let (s, _) = call(&app, "POST", "/api/v1/transactions", Some(huge)).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        let (s, _) = call(&app, "GET", "/api/v1/accounts/nope", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = call(&app, "GET", "/api/v1/blocks/99", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn every_documented_path_is_served() {
+        let (_dir, app, senders) = app();
+        let doc: Value = serde_json::from_str(ehrchain_node::api::OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 12);
+        let acct = senders[0].account().to_string();
+        for (path, ops) in paths {
+            let concrete = path
+                .replace(
+                    "{id}",
+                    if path.contains("accounts") {
+                        &acct
+                    } else {
+                        "00"
+                    },
+                )
+                .replace("{height}", "0");
+            for method in ops.as_object().unwrap().keys() {
+                let body = (method == "post").then(|| "{}".to_string());
+                let (s, v) = call(&app, &method.to_uppercase(), &concrete, body).await;
+                assert_ne!(
+                    v["error"]["message"]
+                        .as_str()
+                        .map(|m| m.starts_with("no such endpoint")),
+                    Some(true),
+                    "{method} {path} is documented but not routed"
+                );
+                assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            }
+        }
+        let (s, v) = call(&app, "GET", "/api/v1/nothing", None).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+    }
+}
