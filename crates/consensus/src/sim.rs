@@ -1,18 +1,59 @@
 //! A seeded, deterministic multi-validator harness: Commonware's deterministic runtime and
-//! simulated network, with latency, jitter and message loss, driving real [`Ledger`]s.
-//! Used by tests (and later by simulation sweeps); the same seed gives the same run.
+//! simulated network, with latency, jitter and message loss, partitions that heal, crashed
+//! and restarted validators and Byzantine validators (the engine's own mocks), driving real
+//! [`Ledger`]s. The same configuration and seed give the same run, event for event.
 
 use crate::{
     Channels, EngineConfig, Ledger,
     engine::{CH_BACKFILL, CH_BROADCAST, CH_CERT, CH_RESOLVE, CH_VOTE},
     start_validator,
 };
-use commonware_cryptography::{Signer as _, ed25519};
+use commonware_consensus::{
+    simplex::{mocks, scheme::ed25519::Scheme},
+    types::ViewDelta,
+};
+use commonware_cryptography::{Sha256, Signer as _, ed25519};
 use commonware_p2p::simulated;
-use commonware_runtime::{Clock, Quota, Runner as _, Supervisor as _, deterministic};
+use commonware_runtime::{
+    Clock, Handle, Quota, Runner as _, Spawner as _, Supervisor as _, deterministic,
+};
 use commonware_utils::{NZU32, NZUsize, Probability, ordered::Set};
 use ehrchain_types::Block;
 use std::{sync::Arc, time::Duration};
+
+type Pk = ed25519::PublicKey;
+type Ctx = deterministic::Context;
+
+/// A fault injected at a point of virtual time (measured from the start of the run).
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Cut every link between `group` and the other validators during `[at, until)`.
+    Partition {
+        at: Duration,
+        until: Duration,
+        group: Vec<usize>,
+    },
+    /// Crash validator `v` (all its tasks stop; unsynced writes are lost) at `at` and start it
+    /// again on the same storage at `restart_at`.
+    Crash {
+        v: usize,
+        at: Duration,
+        restart_at: Duration,
+    },
+}
+
+/// A Byzantine behaviour, from the engine's mocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byzantine {
+    /// Votes for two different payloads in the same view.
+    Conflicter,
+    /// Votes to nullify and to finalize in the same view.
+    Nuller,
+    /// Re-signs proposals from old views.
+    Outdated,
+    /// Votes to nullify every proposal.
+    NullifyOnly,
+}
 
 /// One simulated network.
 #[derive(Clone, Debug)]
@@ -26,6 +67,9 @@ pub struct SimConfig {
     /// Virtual time after which the run gives up.
     pub max_virtual_time: Duration,
     pub leader_timeout: Duration,
+    pub faults: Vec<Fault>,
+    /// A validator replaced by a Byzantine mock (its ledger is not used).
+    pub byzantine: Option<(usize, Byzantine)>,
 }
 
 impl Default for SimConfig {
@@ -38,8 +82,22 @@ impl Default for SimConfig {
             delivery_per_mille: 1000,
             max_virtual_time: Duration::from_secs(120),
             leader_timeout: Duration::from_secs(1),
+            faults: Vec::new(),
+            byzantine: None,
         }
     }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct SimOutcome {
+    /// Whether `done` held before the virtual time limit.
+    pub done: bool,
+    pub virtual_time: Duration,
+    /// The runtime's audit hash over every event of the run: equal for equal runs.
+    pub audit: String,
+    /// `(blocker, blocked)` validator indices of peers that honest validators blocked.
+    pub blocked: Vec<(usize, usize)>,
 }
 
 /// The consensus keys of a simulation's validators (derived from their index).
@@ -55,15 +113,151 @@ pub fn validator_public_key(i: usize) -> [u8; 32] {
     out
 }
 
+fn link(cfg: &SimConfig) -> simulated::Link {
+    simulated::Link {
+        latency: cfg.latency,
+        jitter: cfg.jitter,
+        success_rate: Probability::new(cfg.delivery_per_mille, 1000).expect("per mille ≤ 1000"),
+    }
+}
+
+/// Cuts (`None`) or restores (`Some`) every link crossing the boundary of `group`.
+async fn set_links(
+    oracle: &simulated::Oracle<Pk, Ctx>,
+    pks: &[Pk],
+    group: &[usize],
+    link: Option<&simulated::Link>,
+) {
+    for a in 0..pks.len() {
+        for b in 0..pks.len() {
+            if a == b || group.contains(&a) == group.contains(&b) {
+                continue;
+            }
+            // Already cut or already linked is fine: partitions may overlap.
+            let _ = match link {
+                None => oracle.remove_link(pks[a].clone(), pks[b].clone()).await,
+                Some(l) => {
+                    oracle
+                        .add_link(pks[a].clone(), pks[b].clone(), l.clone())
+                        .await
+                }
+            };
+        }
+    }
+}
+
+async fn register(
+    oracle: &simulated::Oracle<Pk, Ctx>,
+    pk: &Pk,
+    quota: Quota,
+) -> Channels<simulated::Sender<Pk, Ctx>, simulated::Receiver<Pk>> {
+    let control = oracle.control(pk.clone());
+    Channels {
+        vote: control.register(CH_VOTE, quota).await.expect("register"),
+        cert: control.register(CH_CERT, quota).await.expect("register"),
+        resolve: control.register(CH_RESOLVE, quota).await.expect("register"),
+        backfill: control
+            .register(CH_BACKFILL, quota)
+            .await
+            .expect("register"),
+        broadcast: control
+            .register(CH_BROADCAST, quota)
+            .await
+            .expect("register"),
+    }
+}
+
+/// Starts honest validator `i` under a holder task; aborting the returned handle crashes the
+/// validator with everything it spawned.
+async fn start_honest(
+    context: &Ctx,
+    oracle: &simulated::Oracle<Pk, Ctx>,
+    i: usize,
+    incarnation: u32,
+    cfg: EngineConfig,
+    ledger: Arc<dyn Ledger>,
+    quota: Quota,
+) -> Handle<()> {
+    let pk = cfg.signer.public_key();
+    let channels = register(oracle, &pk, quota).await;
+    let (tx, rx) = futures::channel::oneshot::channel::<Ctx>();
+    let holder = context
+        .child("validator")
+        .with_attribute("v", i)
+        .with_attribute("incarnation", incarnation)
+        .spawn(move |ctx| async move {
+            let _ = tx.send(ctx.child("node"));
+            // The holder must never finish: finishing would abort the validator's tasks.
+            futures::future::pending::<()>().await;
+        });
+    let node_ctx = rx.await.expect("holder task started");
+    start_validator(
+        node_ctx,
+        cfg,
+        oracle.control(pk),
+        oracle.manager(),
+        channels,
+        ledger,
+    )
+    .await;
+    holder
+}
+
+async fn start_byzantine(
+    context: &Ctx,
+    oracle: &simulated::Oracle<Pk, Ctx>,
+    i: usize,
+    kind: Byzantine,
+    key: ed25519::PrivateKey,
+    set: Set<Pk>,
+    quota: Quota,
+) -> Handle<()> {
+    let scheme = Scheme::signer(ehrchain_types::domain::CONSENSUS, set, key.clone())
+        .expect("byzantine key is in the set");
+    let ch = register(oracle, &key.public_key(), quota).await;
+    let ctx = context.child("byzantine").with_attribute("v", i);
+    match kind {
+        Byzantine::Conflicter => mocks::conflicter::Conflicter::<_, _, Sha256>::new(
+            ctx,
+            mocks::conflicter::Config { scheme },
+        )
+        .start(ch.vote),
+        Byzantine::Nuller => {
+            mocks::nuller::Nuller::<_, _, Sha256>::new(ctx, mocks::nuller::Config { scheme })
+                .start(ch.vote)
+        }
+        Byzantine::Outdated => mocks::outdated::Outdated::<_, _, Sha256>::new(
+            ctx,
+            mocks::outdated::Config {
+                scheme,
+                view_delta: ViewDelta::new(40),
+            },
+        )
+        .start(ch.vote),
+        Byzantine::NullifyOnly => mocks::nullify_only::NullifyOnly::<_, _, Sha256>::new(
+            ctx,
+            mocks::nullify_only::Config { scheme },
+        )
+        .start(ch.vote),
+    }
+}
+
+enum Event {
+    Cut(Vec<usize>),
+    Heal(Vec<usize>),
+    Crash(usize),
+    Restart(usize),
+}
+
 /// Runs `cfg.validators` validators over `ledgers` (one per validator, same genesis) until
-/// `done()` holds (checked every 50 ms of virtual time) or the virtual time limit passes.
-/// Returns whether `done` held and the virtual time it took.
+/// `done()` holds (checked every 50 ms of virtual time, after every scheduled fault has
+/// happened) or the virtual time limit passes.
 pub fn run(
     cfg: &SimConfig,
     genesis: Block,
     ledgers: Vec<Arc<dyn Ledger>>,
     done: impl Fn() -> bool + Send + 'static,
-) -> (bool, Duration) {
+) -> SimOutcome {
     assert_eq!(ledgers.len(), cfg.validators, "one ledger per validator");
     let runner = deterministic::Runner::new(
         deterministic::Config::new()
@@ -73,8 +267,8 @@ pub fn run(
     let cfg = cfg.clone();
     runner.start(|context| async move {
         let keys = validator_keys(cfg.validators);
-        let set = Set::try_from(keys.iter().map(|k| k.public_key()).collect::<Vec<_>>())
-            .expect("distinct keys");
+        let pks: Vec<Pk> = keys.iter().map(|k| k.public_key()).collect();
+        let set = Set::try_from(pks.clone()).expect("distinct keys");
         let (network, oracle) = simulated::Network::new_with_peers(
             context.child("network"),
             simulated::Config {
@@ -87,72 +281,128 @@ pub fn run(
         )
         .await;
         network.start();
-        let delivery = Probability::new(cfg.delivery_per_mille, 1000).expect("per mille ≤ 1000");
-        for a in set.iter() {
-            for b in set.iter() {
+        let all: Vec<usize> = (0..cfg.validators).collect();
+        for a in &all {
+            for b in &all {
                 if a != b {
                     oracle
-                        .add_link(
-                            a.clone(),
-                            b.clone(),
-                            simulated::Link {
-                                latency: cfg.latency,
-                                jitter: cfg.jitter,
-                                success_rate: delivery,
-                            },
-                        )
+                        .add_link(pks[*a].clone(), pks[*b].clone(), link(&cfg))
                         .await
                         .expect("link");
                 }
             }
         }
         let quota = Quota::per_second(NZU32!(1_000_000));
-        for (i, (key, ledger)) in keys.into_iter().zip(ledgers).enumerate() {
-            let control = oracle.control(key.public_key());
-            let channels = Channels {
-                vote: control.register(CH_VOTE, quota).await.expect("register"),
-                cert: control.register(CH_CERT, quota).await.expect("register"),
-                resolve: control.register(CH_RESOLVE, quota).await.expect("register"),
-                backfill: control
-                    .register(CH_BACKFILL, quota)
+        let engine_cfg = |i: usize| EngineConfig {
+            signer: keys[i].clone(),
+            validators: set.clone(),
+            genesis: genesis.clone(),
+            partition_prefix: format!("v{i}"),
+            leader_timeout: cfg.leader_timeout,
+            idle_block_interval: cfg.leader_timeout / 4,
+        };
+        let mut handles: Vec<Option<Handle<()>>> = Vec::new();
+        for i in 0..cfg.validators {
+            let h = match cfg.byzantine {
+                Some((b, kind)) if b == i => {
+                    start_byzantine(
+                        &context,
+                        &oracle,
+                        i,
+                        kind,
+                        keys[i].clone(),
+                        set.clone(),
+                        quota,
+                    )
                     .await
-                    .expect("register"),
-                broadcast: control
-                    .register(CH_BROADCAST, quota)
+                }
+                _ => {
+                    start_honest(
+                        &context,
+                        &oracle,
+                        i,
+                        0,
+                        engine_cfg(i),
+                        ledgers[i].clone(),
+                        quota,
+                    )
                     .await
-                    .expect("register"),
+                }
             };
-            let engine_cfg = EngineConfig {
-                signer: key,
-                validators: set.clone(),
-                genesis: genesis.clone(),
-                partition_prefix: format!("v{i}"),
-                leader_timeout: cfg.leader_timeout,
-                idle_block_interval: cfg.leader_timeout / 4,
-            };
-            start_validator(
-                context.child("validator").with_attribute("v", i),
-                engine_cfg,
-                control.clone(),
-                oracle.manager(),
-                channels,
-                ledger,
-            )
-            .await;
+            handles.push(Some(h));
         }
-        let start = context.current();
-        loop {
-            if done() {
-                return (
-                    true,
-                    context.current().duration_since(start).unwrap_or_default(),
-                );
+        let mut schedule: Vec<(Duration, Event)> = Vec::new();
+        for f in &cfg.faults {
+            match f {
+                Fault::Partition { at, until, group } => {
+                    schedule.push((*at, Event::Cut(group.clone())));
+                    schedule.push((*until, Event::Heal(group.clone())));
+                }
+                Fault::Crash { v, at, restart_at } => {
+                    schedule.push((*at, Event::Crash(*v)));
+                    schedule.push((*restart_at, Event::Restart(*v)));
+                }
             }
-            let elapsed = context.current().duration_since(start).unwrap_or_default();
-            if elapsed > cfg.max_virtual_time {
-                return (false, elapsed);
+        }
+        schedule.sort_by_key(|(t, _)| *t);
+        let mut schedule = std::collections::VecDeque::from(schedule);
+        let mut incarnations = vec![0u32; cfg.validators];
+        let start = context.current();
+        let elapsed = |c: &Ctx| c.current().duration_since(start).unwrap_or_default();
+        let finished = loop {
+            while schedule
+                .front()
+                .is_some_and(|(t, _)| *t <= elapsed(&context))
+            {
+                let (_, event) = schedule.pop_front().expect("front exists");
+                match event {
+                    Event::Cut(group) => set_links(&oracle, &pks, &group, None).await,
+                    Event::Heal(group) => set_links(&oracle, &pks, &group, Some(&link(&cfg))).await,
+                    Event::Crash(v) => {
+                        if let Some(h) = handles[v].take() {
+                            h.abort();
+                            let _ = h.await;
+                        }
+                    }
+                    Event::Restart(v) => {
+                        incarnations[v] += 1;
+                        handles[v] = Some(
+                            start_honest(
+                                &context,
+                                &oracle,
+                                v,
+                                incarnations[v],
+                                engine_cfg(v),
+                                ledgers[v].clone(),
+                                quota,
+                            )
+                            .await,
+                        );
+                    }
+                }
+            }
+            if schedule.is_empty() && done() {
+                break true;
+            }
+            if elapsed(&context) > cfg.max_virtual_time {
+                break false;
             }
             context.sleep(Duration::from_millis(50)).await;
+        };
+        let virtual_time = elapsed(&context);
+        let index = |pk: &Pk| pks.iter().position(|p| p == pk).expect("known peer");
+        let blocked = oracle
+            .blocked()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|(a, b)| (index(a), index(b)))
+            .collect();
+        SimOutcome {
+            done: finished,
+            virtual_time,
+            audit: context.auditor().state(),
+            blocked,
         }
     })
 }

@@ -85,7 +85,9 @@ fn finalized_count(c: &Chain) -> u64 {
     c.snapshot().state.accounts.values().map(|a| a.nonce).sum()
 }
 
-/// Checks the safety invariants and returns the block ids of the common prefix.
+/// Checks the safety invariants over the honest chains and returns the block ids of their
+/// common prefix: no two different finalized blocks at one height, equal state roots, and
+/// every submitted transaction finalized exactly once.
 fn check_agreement(chains: &[Arc<Chain>], expected_txs: u64) -> Vec<Hash> {
     let min_height = chains
         .iter()
@@ -109,7 +111,6 @@ fn check_agreement(chains: &[Arc<Chain>], expected_txs: u64) -> Vec<Hash> {
         ids.push(blocks[0].id());
     }
     for c in chains {
-        // Every submitted transaction finalized exactly once.
         let total: u64 = (1..=c.snapshot().tip.height)
             .map(|h| c.store().block(h).unwrap().unwrap().txs.len() as u64)
             .sum();
@@ -122,26 +123,53 @@ fn check_agreement(chains: &[Arc<Chain>], expected_txs: u64) -> Vec<Hash> {
     ids
 }
 
-fn run_sim(cfg: &sim::SimConfig, per_sender: u64) -> (Net, Vec<Hash>) {
+struct SimRun {
+    _net: Net,
+    ids: Vec<Hash>,
+    outcome: sim::SimOutcome,
+}
+
+/// Runs a simulation in which every honest validator holds every transaction, until all
+/// honest validators have finalized all of them; then checks agreement.
+fn run_sim(cfg: &sim::SimConfig, per_sender: u64) -> SimRun {
     let n = net(cfg.validators, 10);
     let txs = transfers(&n.senders, per_sender);
     submit_all(&n.chains, &txs);
     let expected = txs.len() as u64;
-    let watch = n.chains.clone();
+    let byzantine = cfg.byzantine.map(|(b, _)| b);
+    let honest: Vec<Arc<Chain>> = n
+        .chains
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != byzantine)
+        .map(|(_, c)| c.clone())
+        .collect();
+    let watch = honest.clone();
     let ledgers: Vec<Arc<dyn Ledger>> = n
         .chains
         .iter()
         .map(|c| c.clone() as Arc<dyn Ledger>)
         .collect();
     let gblock = ehrchain_ledger::genesis(&n.genesis).0;
-    let (ok, _elapsed) = sim::run(cfg, gblock, ledgers, move || {
+    let outcome = sim::run(cfg, gblock, ledgers, move || {
         watch
             .iter()
             .all(|c| finalized_count(c) == expected && c.snapshot().tip.height >= 5)
     });
-    assert!(ok, "the network did not finalize every transaction in time");
-    let ids = check_agreement(&n.chains, expected);
-    (n, ids)
+    assert!(
+        outcome.done,
+        "the network did not finalize every transaction in time ({cfg:?})"
+    );
+    let ids = check_agreement(&honest, expected);
+    SimRun {
+        _net: n,
+        ids,
+        outcome,
+    }
+}
+
+fn secs(s: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(s)
 }
 
 #[test]
@@ -150,15 +178,16 @@ fn four_validators_finalize_and_agree() {
         seed: 7,
         ..sim::SimConfig::default()
     };
-    let (_n, ids) = run_sim(&cfg, 20);
-    assert!(ids.len() > 5);
+    assert!(run_sim(&cfg, 20).ids.len() > 5);
 }
 
 #[test]
-fn lossy_network_still_finalizes() {
+fn seven_validators_with_loss_and_delay() {
     let cfg = sim::SimConfig {
         seed: 11,
+        validators: 7,
         delivery_per_mille: 900,
+        latency: std::time::Duration::from_millis(60),
         jitter: std::time::Duration::from_millis(40),
         ..sim::SimConfig::default()
     };
@@ -166,20 +195,101 @@ fn lossy_network_still_finalizes() {
 }
 
 #[test]
-fn same_seed_same_chain() {
+fn lossy_four_validators() {
     let cfg = sim::SimConfig {
-        seed: 3,
+        seed: 12,
+        delivery_per_mille: 850,
+        jitter: std::time::Duration::from_millis(40),
         ..sim::SimConfig::default()
     };
-    let (_a, ids_a) = run_sim(&cfg, 5);
-    let (_b, ids_b) = run_sim(&cfg, 5);
-    let common = ids_a.len().min(ids_b.len());
-    assert!(common > 5);
+    run_sim(&cfg, 5);
+}
+
+#[test]
+fn partition_heals_without_fork() {
+    // 2/2: nobody has a quorum until the partition heals.
+    let cfg = sim::SimConfig {
+        seed: 21,
+        faults: vec![sim::Fault::Partition {
+            at: secs(1),
+            until: secs(15),
+            group: vec![0, 1],
+        }],
+        ..sim::SimConfig::default()
+    };
+    run_sim(&cfg, 5);
+    // 3/1: the majority keeps finalizing; the isolated one catches up after healing.
+    let cfg = sim::SimConfig {
+        seed: 22,
+        faults: vec![sim::Fault::Partition {
+            at: secs(0),
+            until: secs(10),
+            group: vec![3],
+        }],
+        ..sim::SimConfig::default()
+    };
+    run_sim(&cfg, 5);
+}
+
+#[test]
+fn crashed_validator_restarts_and_catches_up() {
+    let cfg = sim::SimConfig {
+        seed: 31,
+        faults: vec![sim::Fault::Crash {
+            v: 2,
+            at: secs(1),
+            restart_at: secs(12),
+        }],
+        ..sim::SimConfig::default()
+    };
+    run_sim(&cfg, 10);
+}
+
+#[test]
+fn byzantine_validators_do_not_break_safety() {
+    for (seed, kind) in [
+        (41, sim::Byzantine::Conflicter),
+        (42, sim::Byzantine::Nuller),
+        (43, sim::Byzantine::Outdated),
+        (44, sim::Byzantine::NullifyOnly),
+    ] {
+        let cfg = sim::SimConfig {
+            seed,
+            byzantine: Some((3, kind)),
+            ..sim::SimConfig::default()
+        };
+        let run = run_sim(&cfg, 5);
+        for (by, who) in &run.outcome.blocked {
+            assert_eq!(
+                *who, 3,
+                "{kind:?}: honest validator {by} was blocked instead of the Byzantine one"
+            );
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_run() {
+    let cfg = sim::SimConfig {
+        seed: 3,
+        faults: vec![sim::Fault::Crash {
+            v: 1,
+            at: secs(1),
+            restart_at: secs(4),
+        }],
+        ..sim::SimConfig::default()
+    };
+    let a = run_sim(&cfg, 5);
+    let b = run_sim(&cfg, 5);
+    assert_eq!(a.outcome.audit, b.outcome.audit, "same seed, different run");
+    let common = a.ids.len().min(b.ids.len());
     assert_eq!(
-        ids_a[..common],
-        ids_b[..common],
+        a.ids[..common],
+        b.ids[..common],
         "same seed, different chain"
     );
+    let c = run_sim(&sim::SimConfig { seed: 4, ..cfg }, 5);
+    assert_ne!(a.outcome.audit, c.outcome.audit, "the seed has no effect");
 }
 
 #[test]
