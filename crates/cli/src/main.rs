@@ -3,6 +3,7 @@
 
 mod bench;
 mod client;
+mod testnet;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
@@ -112,8 +113,32 @@ enum Cmd {
     /// Inspect and verify the chain.
     #[command(subcommand)]
     Chain(ChainCmd),
+    /// Run a local multi-validator testnet (separate processes on loopback).
+    #[command(subcommand)]
+    Testnet(TestnetCmd),
     /// Measure committed token-transfer throughput on a fresh single-validator chain.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum TestnetCmd {
+    /// Write a genesis, keys and one config per validator into a new directory.
+    Init {
+        /// Number of validators.
+        #[arg(long)]
+        validators: usize,
+        /// The testnet directory (must be new or empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validator i listens for the API on BASE+2i and for peers on BASE+2i+1.
+        #[arg(long, default_value_t = 8080)]
+        base_port: u16,
+    },
+    /// Start every validator of a testnet as its own process; Ctrl-C stops them all.
+    Run {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,7 +256,10 @@ fn main() -> ExitCode {
         node: cli.node.clone(),
         home: cli.home.clone().unwrap_or_else(default_home),
     };
-    init_tracing(matches!(cli.cmd, Cmd::Dev { .. } | Cmd::Node { .. }));
+    init_tracing(matches!(
+        cli.cmd,
+        Cmd::Dev { .. } | Cmd::Node { .. } | Cmd::Testnet(TestnetCmd::Run { .. })
+    ));
     match run(&ctx, cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -416,6 +444,12 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Chain(ChainCmd::Verify { data_dir, genesis }) => verify(ctx, data_dir, genesis),
+        Cmd::Testnet(TestnetCmd::Init {
+            validators,
+            dir,
+            base_port,
+        }) => testnet::init(ctx.json, &dir, validators, base_port),
+        Cmd::Testnet(TestnetCmd::Run { dir }) => testnet::run(&dir),
         Cmd::Bench(args) => bench::run(ctx.json, args),
     }
 }

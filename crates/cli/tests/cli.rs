@@ -10,6 +10,14 @@ use std::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_ehrchain");
 
+/// Tests that start nodes run one at a time: they pick free ports by probing, and two tests
+/// probing at once could pick the same ones.
+static NODES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    NODES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Dev {
     dir: PathBuf,
     node: String,
@@ -104,6 +112,7 @@ fn balance(dev: &Dev, who: &str) -> u64 {
 
 #[test]
 fn dev_chain_end_to_end() {
+    let _serial = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("chain");
     let port = free_port();
@@ -301,4 +310,270 @@ fn cli_without_a_node_or_with_wrong_arguments() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("genesis"));
+}
+
+/// A base port with `n` free consecutive ports after it.
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = free_port();
+        if base < 60000
+            && (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no {n} free consecutive ports");
+}
+
+struct Testnet {
+    dir: PathBuf,
+    base: u16,
+    nodes: Vec<Option<Child>>,
+}
+
+impl Testnet {
+    fn api(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.base + 2 * i as u16)
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::File::create(self.dir.join(format!("node{i}/test.log"))).unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(self.dir.join(format!("node{i}/node.toml")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn run(&self, i: usize, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .args(["--json", "--node", &self.api(i)])
+            .env("EHRCHAIN_HOME", self.dir.join("keys"))
+            .env("EHRCHAIN_PASSPHRASE", "dev")
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, i: usize, args: &[&str]) -> Value {
+        let out = self.run(i, args);
+        assert!(
+            out.status.success(),
+            "node{i} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn height(&self, i: usize) -> u64 {
+        self.json(i, &["chain", "status"])["height"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn wait_height(&self, i: usize, at_least: u64) {
+        let start = Instant::now();
+        while self
+            .run(i, &["chain", "status"])
+            .status
+            .success()
+            .then(|| self.height(i))
+            .unwrap_or(0)
+            < at_least
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "node{i} did not reach height {at_least}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A transfer through node `i`, waited for; returns (tx id, height).
+    fn transfer(&self, i: usize, from: &str) -> (String, u64) {
+        let t = self.json(
+            i,
+            &["transfer", "--key", from, "--to", "demo10", "--amount", "1"],
+        );
+        assert_eq!(t["receipt"]["outcome"]["status"], "applied");
+        (
+            t["id"].as_str().unwrap().to_string(),
+            t["height"].as_u64().unwrap(),
+        )
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+#[test]
+fn four_process_testnet_survives_faults() {
+    let _serial = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let base = free_ports(8);
+    let out = Command::new(BIN)
+        .args([
+            "testnet",
+            "init",
+            "--validators",
+            "4",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut tn = Testnet {
+        dir,
+        base,
+        nodes: (0..4).map(|_| None).collect(),
+    };
+    for i in 0..4 {
+        tn.start(i);
+    }
+    tn.wait_height(0, 2);
+    // Any node serves the API; the chain finalizes transactions sent to each of them.
+    let mut finalized = Vec::new();
+    for i in 0..4 {
+        finalized.push(tn.transfer(i, &format!("demo{}", i + 1)));
+    }
+    // kill -9 one validator: the other three keep finalizing.
+    tn.kill(3);
+    let h = tn.height(0);
+    finalized.push(tn.transfer(0, "demo1"));
+    finalized.push(tn.transfer(1, "demo2"));
+    tn.wait_height(1, h + 3);
+    // Restarted, it catches up to the same chain.
+    tn.start(3);
+    let target = tn.height(0) + 2;
+    tn.wait_height(3, target);
+    let b0 = tn.json(0, &["chain", "block", &target.to_string()]);
+    let b3 = tn.json(3, &["chain", "block", &target.to_string()]);
+    assert_eq!(
+        b0["id"], b3["id"],
+        "the restarted node is on the same chain"
+    );
+    // Two of four down: no quorum, the chain halts without forking ...
+    tn.kill(2);
+    tn.kill(3);
+    std::thread::sleep(Duration::from_secs(2));
+    let pending = tn.json(
+        0,
+        &[
+            "transfer",
+            "--key",
+            "demo5",
+            "--to",
+            "demo10",
+            "--amount",
+            "1",
+            "--no-wait",
+        ],
+    );
+    let stalled = tn.height(0);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(tn.height(0) <= stalled + 1, "finalized without a quorum");
+    let id = pending["id"].as_str().unwrap();
+    assert_eq!(tn.json(0, &["chain", "tx", id])["status"], "pending");
+    // ... and resumes when one returns; the waiting transaction is finalized.
+    tn.start(3);
+    let start = Instant::now();
+    while tn.json(0, &["chain", "tx", id])["status"] != "finalized" {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the chain did not resume"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // No finalized transaction is ever lost, on any live node.
+    for i in [0, 1, 3] {
+        tn.wait_height(i, tn.height(0));
+        for (tx, height) in &finalized {
+            let t = tn.json(i, &["chain", "tx", tx]);
+            assert_eq!(
+                (t["status"].as_str(), t["height"].as_u64()),
+                (Some("finalized"), Some(*height)),
+                "node{i} lost {tx}"
+            );
+        }
+    }
+}
+
+#[test]
+fn testnet_run_starts_and_stops_all_validators() {
+    let _serial = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let base = free_ports(8);
+    let init = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["testnet", "init", "--base-port", &base.to_string(), "--dir"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = init(&["--validators", "0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 1 and"));
+    assert!(init(&["--validators", "4"]).status.success());
+    let out = init(&["--validators", "4"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not empty"),
+        "init refuses to overwrite"
+    );
+    let mut run = Command::new(BIN)
+        .args(["testnet", "run", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tn = Testnet {
+        dir: dir.clone(),
+        base,
+        nodes: Vec::new(),
+    };
+    for i in 0..4 {
+        tn.wait_height(i, 1);
+    }
+    Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    while run.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "testnet run did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..4 {
+        assert!(
+            !tn.run(i, &["chain", "status"]).status.success(),
+            "node{i} still serving after stop"
+        );
+    }
 }

@@ -42,6 +42,30 @@ impl DevLayout {
     }
 }
 
+/// Creates the keystores of the consortium admin and the funded demo accounts in `keys` (all
+/// with the passphrase [`DEV_PASSPHRASE`]) and returns their genesis entries.
+pub fn demo_accounts(keys: &Path) -> anyhow::Result<Vec<GenesisAccount>> {
+    let ks = Keystore::new(keys);
+    let mut accounts = Vec::new();
+    let admin = Keypair::generate();
+    ks.create("admin", &admin, DEV_PASSPHRASE, DEFAULT_KDF)?;
+    accounts.push(GenesisAccount {
+        public_key: admin.public_key(),
+        role: Some(Role::Admin),
+        balance: 0,
+    });
+    for i in 1..=DEMO_ACCOUNTS {
+        let k = Keypair::generate();
+        ks.create(&format!("demo{i}"), &k, DEV_PASSPHRASE, DEFAULT_KDF)?;
+        accounts.push(GenesisAccount {
+            public_key: k.public_key(),
+            role: None,
+            balance: DEMO_BALANCE,
+        });
+    }
+    Ok(accounts)
+}
+
 /// Prepares a dev data dir: on first use creates keys, genesis and config; afterwards reuses
 /// them (the same chain again). Returns the config and whether the chain is new.
 pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeConfig, bool)> {
@@ -63,24 +87,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
             data_dir.display()
         );
     }
-    let ks = Keystore::new(&layout.keys);
-    let mut accounts = Vec::new();
-    let admin = Keypair::generate();
-    ks.create("admin", &admin, DEV_PASSPHRASE, DEFAULT_KDF)?;
-    accounts.push(GenesisAccount {
-        public_key: admin.public_key(),
-        role: Some(Role::Admin),
-        balance: 0,
-    });
-    for i in 1..=DEMO_ACCOUNTS {
-        let k = Keypair::generate();
-        ks.create(&format!("demo{i}"), &k, DEV_PASSPHRASE, DEFAULT_KDF)?;
-        accounts.push(GenesisAccount {
-            public_key: k.public_key(),
-            role: None,
-            balance: DEMO_BALANCE,
-        });
-    }
+    let accounts = demo_accounts(&layout.keys)?;
     let validator = Keypair::generate();
     let vkey = data_dir.join("validator.key");
     write_validator_key(&vkey, &validator.seed())?;

@@ -13,6 +13,7 @@ pub mod mempool;
 pub mod metrics;
 pub mod run;
 pub mod store;
+pub mod testnet;
 pub mod verify;
 
 pub use chain::Chain;
