@@ -383,14 +383,15 @@ impl Testnet {
 
     fn wait_height(&self, i: usize, at_least: u64) {
         let start = Instant::now();
-        while self
-            .run(i, &["chain", "status"])
-            .status
-            .success()
-            .then(|| self.height(i))
-            .unwrap_or(0)
-            < at_least
-        {
+        let current = || {
+            let out = self.run(i, &["chain", "status"]);
+            if !out.status.success() {
+                return 0;
+            }
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            v["height"].as_u64().unwrap_or(0)
+        };
+        while current() < at_least {
             assert!(
                 start.elapsed() < Duration::from_secs(90),
                 "node{i} did not reach height {at_least}"
