@@ -1,66 +1,95 @@
-//! `ehrchain bench`: committed token-transfer throughput of a fresh single-validator chain.
+//! `ehrchain bench`: a load generator and report against a fresh network of real validator
+//! processes on loopback.
 //!
-//! Starts a real node (consensus, execution, redb storage) in-process on loopback ports,
-//! pre-signs all transfers outside the timed window, submits them from several threads into
-//! the node's mempool (the same admission path as the HTTP API, without HTTP parsing) and
-//! measures from the first submission until the last transaction is finalized.
+//! Every run starts a new testnet (`validators` processes of this binary), pre-signs all
+//! transactions outside the timed window, submits them over HTTP in batches from `clients`
+//! threads (each sender's transactions through one client and one node, in nonce order; many
+//! senders, since a few senders serialise on their nonces), follows finalized blocks on node 0
+//! and reports committed throughput, submit→finalized latency, failures, block interval, CPU
+//! and peak memory per node and bytes on disk per transaction.
 
-use anyhow::Context as _;
+use crate::client::Client;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use ehrchain_crypto::Keypair;
-use ehrchain_ledger::{GenesisAccount, GenesisState};
+use ehrchain_ledger::GenesisAccount;
 use ehrchain_node::{
-    Chain, GenesisFile, NodeConfig,
-    config::{BlockConfig, write_validator_key},
-    genesis::GenesisValidator,
-    mempool::MempoolLimits,
+    api::{BatchRequest, BatchResult, StatusView},
+    testnet,
 };
-use ehrchain_types::{AccountId, PublicKey, SignedTransaction, Transaction, TxPayload};
-use serde_json::json;
+use ehrchain_types::{Block, Hash, SignedTransaction, Transaction, TxPayload};
+use serde_json::{Value, json};
 use std::{
     collections::HashMap,
-    net::{SocketAddr, TcpListener},
-    sync::Arc,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Scenario to run (only `transfers` so far).
+    /// Scenario: `transfers` (consent and records come with their contracts).
     #[arg(default_value = "transfers")]
     scenario: String,
+    /// Validators, each its own process.
+    #[arg(long, default_value_t = 1)]
+    validators: usize,
     /// Transactions per run.
     #[arg(long, default_value_t = 20_000)]
     txs: usize,
     /// Distinct sending accounts.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1_000)]
     senders: usize,
-    /// Submitting threads.
-    #[arg(long, default_value_t = 2)]
+    /// Submitting client threads.
+    #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Runs; the report gives the median.
+    /// Offered load in tx/s across all clients (0: as fast as the node admits them).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Transactions per HTTP batch.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Runs; the report gives the median run by throughput.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Most transactions per block.
-    #[arg(long, default_value_t = 5_000)]
-    block_txs: usize,
 }
 
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-struct RunResult {
-    tps: f64,
-    elapsed: f64,
-    blocks: u64,
-    p50_ms: f64,
-    p99_ms: f64,
-    rejected: usize,
+/// Per-node resource use.
+#[derive(Clone, Debug, serde::Serialize)]
+struct NodeUse {
+    cpu_seconds: f64,
+    peak_rss_mb: f64,
     disk_bytes: u64,
 }
 
-fn dir_size(p: &std::path::Path) -> u64 {
+#[derive(Clone, Debug, serde::Serialize)]
+struct RunReport {
+    committed_tps: f64,
+    elapsed_s: f64,
+    finalized: usize,
+    refused: usize,
+    rejected: usize,
+    lost: usize,
+    failure_rate: f64,
+    latency_ms_p50: f64,
+    latency_ms_p95: f64,
+    latency_ms_p99: f64,
+    blocks: u64,
+    block_interval_ms: f64,
+    mean_block_txs: f64,
+    disk_bytes_per_tx: f64,
+    nodes: Vec<NodeUse>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
@@ -75,248 +104,400 @@ fn dir_size(p: &std::path::Path) -> u64 {
     total
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+/// CPU seconds and peak resident memory of a live process, from /proc.
+fn process_use(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |x| x.1)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name);
+    // the kernel's USER_HZ is 100 on Linux.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kb / 1024.0)
 }
 
-fn one_run(args: &BenchArgs) -> anyhow::Result<RunResult> {
-    anyhow::ensure!(
-        args.senders >= 1 && args.txs >= 1 && args.clients >= 1,
-        "counts must be at least 1"
-    );
+fn free_base_port(n: usize) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if (base as usize) + 2 * n < 65_000
+            && (0..2 * n as u16)
+                .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return Ok(base);
+        }
+    }
+    bail!("no free range of {} ports on 127.0.0.1", 2 * n)
+}
+
+struct Network {
+    children: Vec<Child>,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for c in &self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for c in &mut self.children {
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
     let dir = tempfile::tempdir()?;
     let senders: Vec<Keypair> = (0..args.senders).map(|_| Keypair::generate()).collect();
     let sink = Keypair::generate().account();
-    let validator = Keypair::generate();
-    let (api, p2p) = (free_port()?, free_port()?);
-    let genesis = GenesisFile {
-        ledger: GenesisState {
-            chain_id: "ehrchain-bench".into(),
-            timestamp_ms: ehrchain_node::api::now_ms(),
-            accounts: senders
-                .iter()
-                .map(|k| GenesisAccount {
-                    public_key: k.public_key(),
-                    role: None,
-                    balance: 1_000_000_000,
-                })
-                .collect(),
-        },
-        validators: vec![GenesisValidator {
-            name: "bench".into(),
-            public_key: PublicKey(ehrchain_consensus::tcp::public_key_of_seed(
-                &validator.seed(),
-            )?),
-            p2p_address: p2p,
-        }],
-    };
-    genesis.save(&dir.path().join("genesis.json"))?;
-    write_validator_key(&dir.path().join("validator.key"), &validator.seed())?;
-    let cfg = NodeConfig {
-        data_dir: dir.path().join("data"),
-        genesis: dir.path().join("genesis.json"),
-        validator_key: dir.path().join("validator.key"),
-        api_listen: api,
-        p2p_listen: p2p,
-        mempool: MempoolLimits {
-            max_txs: args.txs.max(1) + 1,
-            max_per_sender: (args.txs / args.senders + 2) as u64,
-        },
-        block: BlockConfig {
-            max_txs: args.block_txs,
-            ..BlockConfig::default()
-        },
-    };
-    // Pre-sign everything outside the timed window.
-    let mut nonces = vec![0u64; senders.len()];
-    let txs: Vec<SignedTransaction> = (0..args.txs)
-        .map(|i| {
-            let s = i % senders.len();
-            let n = nonces[s];
-            nonces[s] += 1;
-            senders[s].sign_tx(Transaction {
-                chain_id: "ehrchain-bench".into(),
-                signer: senders[s].public_key(),
-                nonce: n,
-                payload: TxPayload::Transfer {
-                    to: sink,
-                    amount: 1,
-                },
-            })
+    let accounts = senders
+        .iter()
+        .map(|k| GenesisAccount {
+            public_key: k.public_key(),
+            role: None,
+            balance: 1_000_000_000,
         })
         .collect();
-
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Arc<Chain>>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node_cfg = cfg.clone();
-    let node = std::thread::spawn(move || {
-        ehrchain_node::run::run_node(
-            &node_cfg,
-            Some(Box::pin(async move {
-                let _ = stop_rx.await;
-            })),
-            move |chain| {
-                let _ = ready_tx.send(chain);
-            },
-        )
-    });
-    let chain = ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("node did not start")?;
-    // Let the engine settle on its first views.
-    let h0 = chain.snapshot().tip.height;
-    let settle = Instant::now();
-    while chain.snapshot().tip.height < h0 + 1 && settle.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(5));
+    let base = free_base_port(args.validators)?;
+    let configs = testnet::init_with(
+        dir.path(),
+        args.validators,
+        base,
+        "ehrchain-bench",
+        accounts,
+    )?;
+    let exe = std::env::current_exe()?;
+    let mut net = Network {
+        children: Vec::new(),
+    };
+    for i in 0..configs.len() {
+        let log = std::fs::File::create(testnet::node_dir(dir.path(), i).join("node.log"))?;
+        net.children.push(
+            Command::new(&exe)
+                .args(["node", "--config"])
+                .arg(testnet::node_config(dir.path(), i))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+    }
+    let urls: Vec<String> = configs
+        .iter()
+        .map(|c| format!("http://{}", c.api_listen))
+        .collect();
+    let observer = Client::new(&urls[0]);
+    let start_wait = Instant::now();
+    loop {
+        let up = urls.iter().all(|u| {
+            Client::new(u)
+                .get::<StatusView>("/api/v1/status")
+                .is_ok_and(|s| s.height >= 1)
+        });
+        if up {
+            break;
+        }
+        if start_wait.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the network did not start (see node logs in {})",
+                dir.path().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 
-    let start = Instant::now();
-    let submitted_at: Arc<std::sync::Mutex<HashMap<ehrchain_types::Hash, Instant>>> =
-        Default::default();
-    let chunks: Vec<Vec<SignedTransaction>> = {
-        // Keep each sender's transactions in one client, in nonce order.
-        let mut c = vec![Vec::new(); args.clients];
+    // Pre-sign outside the timed window; each sender's transactions stay in nonce order.
+    let mut per_sender: Vec<Vec<SignedTransaction>> = vec![Vec::new(); senders.len()];
+    for i in 0..args.txs {
+        let s = i % senders.len();
+        let nonce = per_sender[s].len() as u64;
+        per_sender[s].push(senders[s].sign_tx(Transaction {
+            chain_id: "ehrchain-bench".into(),
+            signer: senders[s].public_key(),
+            nonce,
+            payload: TxPayload::Transfer {
+                to: sink,
+                amount: 1,
+            },
+        }));
+    }
+    let mut work: Vec<Vec<(Hash, String)>> = vec![Vec::new(); args.clients];
+    for (s, txs) in per_sender.into_iter().enumerate() {
         for t in txs {
-            let s = AccountId::from_public_key(&t.tx.signer);
-            c[(s.0[0] as usize) % args.clients].push(t);
+            work[s % args.clients].push((t.id(), hex::encode(ehrchain_types::encode(&t))));
         }
-        c
+    }
+    let start_height = observer.get::<StatusView>("/api/v1/status")?.height;
+    let submitted: Arc<Mutex<HashMap<Hash, Instant>>> =
+        Arc::new(Mutex::new(HashMap::with_capacity(args.txs)));
+    let start = Instant::now();
+    let per_client_rate = if args.rate == 0 {
+        0.0
+    } else {
+        args.rate as f64 / args.clients as f64
     };
-    let handles: Vec<_> = chunks
+    let handles: Vec<_> = work
         .into_iter()
-        .map(|chunk| {
-            let chain = chain.clone();
-            let submitted_at = submitted_at.clone();
-            std::thread::spawn(move || {
-                let mut refused = 0usize;
-                for t in chunk {
-                    let id = t.id();
-                    let now = Instant::now();
-                    match chain.submit(t, ehrchain_node::api::now_ms()) {
-                        Ok(_) => {
-                            submitted_at.lock().expect("lock").insert(id, now);
+        .enumerate()
+        .map(|(c, txs)| {
+            let client = Client::new(&urls[c % urls.len()]);
+            let submitted = submitted.clone();
+            let batch = args.batch.clamp(1, ehrchain_node::api::MAX_BATCH);
+            std::thread::spawn(move || -> anyhow::Result<usize> {
+                let mut refused = 0;
+                let began = Instant::now();
+                let mut sent = 0usize;
+                for chunk in txs.chunks(batch) {
+                    if per_client_rate > 0.0 {
+                        let due = began + Duration::from_secs_f64(sent as f64 / per_client_rate);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
                         }
-                        Err(_) => refused += 1,
                     }
+                    // Record the submit time before sending: a block may be finalized
+                    // before the response is read.
+                    let at = Instant::now();
+                    {
+                        let mut map = submitted.lock().expect("lock");
+                        for (id, _) in chunk {
+                            map.insert(*id, at);
+                        }
+                    }
+                    let req = BatchRequest {
+                        txs: chunk.iter().map(|(_, h)| h.clone()).collect(),
+                    };
+                    let results: Vec<BatchResult> =
+                        client.post("/api/v1/transactions/batch", &req)?;
+                    let mut map = submitted.lock().expect("lock");
+                    for ((id, _), r) in chunk.iter().zip(results) {
+                        if r.id.is_none() {
+                            map.remove(id);
+                            refused += 1;
+                        }
+                    }
+                    sent += chunk.len();
                 }
-                refused
+                Ok(refused)
             })
         })
         .collect();
-    let refused: usize = handles
-        .into_iter()
-        .map(|h| h.join().expect("submitter"))
-        .sum();
-    let expected = args.txs - refused;
-    // Follow finalized blocks and time each transaction.
-    let mut latencies = Vec::with_capacity(expected);
-    let mut seen = chain.snapshot().tip.height.min(h0);
+
+    // Follow finalized blocks on node 0 while the clients submit.
+    let mut latencies = Vec::with_capacity(args.txs);
+    let mut seen = start_height;
     let mut rejected = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while latencies.len() < expected && Instant::now() < deadline {
-        let tip = chain.snapshot().tip.height;
+    let mut timestamps = Vec::new();
+    let mut block_txs = Vec::new();
+    let mut last_final = start;
+    let deadline = start + Duration::from_secs(60 + args.txs as u64 / 200);
+    let mut refused = None;
+    let mut handles = Some(handles);
+    loop {
+        if refused.is_none()
+            && handles
+                .as_ref()
+                .is_some_and(|h| h.iter().all(|t| t.is_finished()))
+        {
+            let mut r = 0;
+            for h in handles.take().expect("handles") {
+                r += h.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+            }
+            refused = Some(r);
+        }
+        let tip = observer.get::<StatusView>("/api/v1/status")?.height;
         while seen < tip {
             seen += 1;
             let now = Instant::now();
-            if let Some(b) = chain.store().block(seen)? {
-                let map = submitted_at.lock().expect("lock");
-                for t in &b.txs {
-                    if let Some(at) = map.get(&t.id()) {
-                        latencies.push(now.duration_since(*at).as_secs_f64() * 1000.0);
-                    }
+            let raw: Value = observer.get(&format!("/api/v1/blocks/{seen}/raw"))?;
+            let bytes = hex::decode(raw["bytes"].as_str().unwrap_or_default())?;
+            let block: Block = ehrchain_types::decode(&bytes, ehrchain_types::MAX_BLOCK_BYTES)?;
+            let receipts: Value = observer.get(&format!("/api/v1/blocks/{seen}"))?;
+            rejected += receipts["receipts"].as_array().map_or(0, |r| {
+                r.iter()
+                    .filter(|x| x["outcome"]["status"] != "applied")
+                    .count()
+            });
+            timestamps.push(block.header.timestamp_ms);
+            block_txs.push(block.txs.len());
+            let map = submitted.lock().expect("lock");
+            for t in &block.txs {
+                if let Some(at) = map.get(&t.id()) {
+                    latencies.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                    last_final = now;
                 }
-                rejected += chain
-                    .store()
-                    .receipts(seen)?
-                    .iter()
-                    .filter(|r| !matches!(r.outcome, ehrchain_types::TxOutcome::Applied))
-                    .count();
             }
         }
-        std::thread::sleep(Duration::from_millis(1));
+        if let Some(r) = refused
+            && latencies.len() + r >= args.txs
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let blocks = seen - h0;
-    let _ = stop_tx.send(());
-    let _ = node.join();
-    anyhow::ensure!(
-        latencies.len() == expected,
-        "only {} of {expected} transactions finalized",
-        latencies.len()
-    );
-    anyhow::ensure!(
-        refused == 0,
-        "{refused} transactions were refused at submission"
-    );
+    let refused = refused.unwrap_or(0);
+    let nodes: Vec<NodeUse> = net
+        .children
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (cpu_seconds, peak_rss_mb) = process_use(c.id());
+            NodeUse {
+                cpu_seconds,
+                peak_rss_mb,
+                disk_bytes: dir_size(&testnet::node_dir(dir.path(), i).join("data")),
+            }
+        })
+        .collect();
+    drop(net);
+    let elapsed = last_final.duration_since(start).as_secs_f64().max(1e-9);
+    let finalized = latencies.len();
+    let lost = args.txs - finalized - refused;
     latencies.sort_by(|a, b| a.total_cmp(b));
-    Ok(RunResult {
-        tps: expected as f64 / elapsed,
-        elapsed,
-        blocks,
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
+    let blocks = seen - start_height;
+    let interval = if timestamps.len() > 1 {
+        (timestamps[timestamps.len() - 1] - timestamps[0]) as f64 / (timestamps.len() - 1) as f64
+    } else {
+        0.0
+    };
+    Ok(RunReport {
+        committed_tps: finalized as f64 / elapsed,
+        elapsed_s: elapsed,
+        finalized,
+        refused,
         rejected,
-        disk_bytes: dir_size(&cfg.data_dir),
+        lost,
+        failure_rate: (refused + rejected + lost) as f64 / args.txs as f64,
+        latency_ms_p50: percentile(&latencies, 0.50),
+        latency_ms_p95: percentile(&latencies, 0.95),
+        latency_ms_p99: percentile(&latencies, 0.99),
+        blocks,
+        block_interval_ms: interval,
+        mean_block_txs: block_txs.iter().sum::<usize>() as f64 / block_txs.len().max(1) as f64,
+        disk_bytes_per_tx: nodes.first().map_or(0, |n| n.disk_bytes) as f64 / args.txs as f64,
+        nodes,
     })
 }
 
 pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenario != "transfers" {
+        bail!(
+            "scenario {:?} is not available yet: only `transfers` exists until the consent and record contracts land",
+            args.scenario
+        );
+    }
     anyhow::ensure!(
-        args.scenario == "transfers",
-        "unknown scenario {:?}: only `transfers` exists so far",
-        args.scenario
+        args.validators >= 1 && args.validators <= testnet::MAX_VALIDATORS,
+        "--validators must be between 1 and {}",
+        testnet::MAX_VALIDATORS
     );
-    let mut results = Vec::new();
-    for i in 0..args.runs.max(1) {
-        let r = one_run(&args)?;
+    anyhow::ensure!(
+        args.txs >= 1 && args.senders >= 1 && args.clients >= 1 && args.runs >= 1,
+        "counts must be at least 1"
+    );
+    anyhow::ensure!(
+        args.txs.div_ceil(args.senders) <= 1_000,
+        "each sender may queue at most 1000 transactions: use --senders {} or more",
+        args.txs.div_ceil(1_000)
+    );
+    let mut runs = Vec::new();
+    for i in 0..args.runs {
+        let r = one_run(&args).with_context(|| format!("run {}", i + 1))?;
         if !json_out {
             eprintln!(
-                "run {}: {:.0} tx/s ({} txs in {:.2}s, {} blocks), latency p50 {:.0} ms p99 {:.0} ms",
+                "run {}: {:.0} tx/s, p50 {:.0} ms, p99 {:.0} ms, failures {:.2}%",
                 i + 1,
-                r.tps,
-                args.txs,
-                r.elapsed,
-                r.blocks,
-                r.p50_ms,
-                r.p99_ms
+                r.committed_tps,
+                r.latency_ms_p50,
+                r.latency_ms_p99,
+                r.failure_rate * 100.0
             );
         }
-        results.push(r);
+        runs.push(r);
     }
-    results.sort_by(|a, b| a.tps.total_cmp(&b.tps));
-    let m = &results[results.len() / 2];
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|a, b| runs[*a].committed_tps.total_cmp(&runs[*b].committed_tps));
+    let median = &runs[order[order.len() / 2]];
     let report = json!({
         "scenario": args.scenario,
-        "validators": 1,
+        "validators": args.validators,
         "txs": args.txs,
         "senders": args.senders,
         "clients": args.clients,
-        "runs": results.len(),
-        "median_tps": m.tps,
-        "min_tps": results[0].tps,
-        "max_tps": results[results.len() - 1].tps,
-        "median_run": {"elapsed_s": m.elapsed, "blocks": m.blocks, "latency_p50_ms": m.p50_ms,
-                        "latency_p99_ms": m.p99_ms, "rejected_receipts": m.rejected,
-                        "disk_bytes_per_tx": m.disk_bytes as f64 / args.txs as f64},
+        "offered_rate": args.rate,
+        "runs": runs.len(),
+        "median": median,
+        "all_tps": runs.iter().map(|r| r.committed_tps).collect::<Vec<_>>(),
+        "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
     });
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+        return Ok(());
+    }
+    let m = median;
+    println!(
+        "{} x {} txs, {} validator(s), {} senders, {} clients, median of {} runs",
+        args.scenario,
+        args.txs,
+        args.validators,
+        args.senders,
+        args.clients,
+        runs.len()
+    );
+    println!(
+        "  committed throughput   {:>10.0} tx/s   (runs: {})",
+        m.committed_tps,
+        runs.iter()
+            .map(|r| format!("{:.0}", r.committed_tps))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  latency submit->final  p50 {:.0} ms  p95 {:.0} ms  p99 {:.0} ms",
+        m.latency_ms_p50, m.latency_ms_p95, m.latency_ms_p99
+    );
+    println!(
+        "  failures               {:.2}%  (refused {}, rejected {}, not finalized {})",
+        m.failure_rate * 100.0,
+        m.refused,
+        m.rejected,
+        m.lost
+    );
+    println!(
+        "  blocks                 {} (every {:.0} ms, {:.0} txs each)",
+        m.blocks, m.block_interval_ms, m.mean_block_txs
+    );
+    println!(
+        "  disk                   {:.0} bytes/tx on node0",
+        m.disk_bytes_per_tx
+    );
+    for (i, n) in m.nodes.iter().enumerate() {
         println!(
-            "transfers, 1 validator, {} txs from {} senders, median of {} runs:\n  committed: {:.0} tx/s (min {:.0}, max {:.0})\n  latency submit->finalized: p50 {:.0} ms, p99 {:.0} ms\n  blocks: {}, disk: {:.0} bytes/tx",
-            args.txs,
-            args.senders,
-            results.len(),
-            m.tps,
-            results[0].tps,
-            results[results.len() - 1].tps,
-            m.p50_ms,
-            m.p99_ms,
-            m.blocks,
-            m.disk_bytes as f64 / args.txs as f64
+            "  node{i}                  cpu {:.1} s, peak memory {:.0} MB",
+            n.cpu_seconds, n.peak_rss_mb
         );
     }
     Ok(())

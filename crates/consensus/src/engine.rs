@@ -23,7 +23,7 @@ use commonware_cryptography::{
     Digested, Digestible as _, Sha256, Signer as _, certificate::ConstantProvider, ed25519,
     sha256::Digest,
 };
-use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_p2p::{Blocker, Provider, Receiver, Recipients, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::{archive::prunable, translator::EightCap};
@@ -45,14 +45,21 @@ pub const CH_CERT: u64 = 1;
 pub const CH_RESOLVE: u64 = 2;
 pub const CH_BACKFILL: u64 = 3;
 pub const CH_BROADCAST: u64 = 4;
+pub const CH_GOSSIP: u64 = 5;
 
-/// The five network channels a validator needs.
+/// How often a validator forwards its newly admitted transactions to its peers.
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The network channels a validator needs.
 pub struct Channels<S, R> {
     pub vote: (S, R),
     pub cert: (S, R),
     pub resolve: (S, R),
     pub backfill: (S, R),
     pub broadcast: (S, R),
+    /// Transactions submitted to one validator, forwarded to the others so that every leader
+    /// can include them.
+    pub gossip: (S, R),
 }
 
 /// What a validator needs besides its network and runtime.
@@ -316,6 +323,24 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
     context
         .child("executor")
         .spawn(move |ctx| run_executor(ctx, exec_ledger, exec_marshal, rx));
+
+    let (mut gossip_out, mut gossip_in) = ch.gossip;
+    let out_ledger = ledger.clone();
+    context.child("gossip_out").spawn(move |ctx| async move {
+        loop {
+            ctx.sleep(GOSSIP_INTERVAL).await;
+            let batch = out_ledger.take_gossip();
+            if !batch.is_empty() {
+                gossip_out.send(Recipients::All, batch, false);
+            }
+        }
+    });
+    let in_ledger = ledger.clone();
+    context.child("gossip_in").spawn(move |_| async move {
+        while let Ok((_from, msg)) = gossip_in.recv().await {
+            in_ledger.receive_gossip(msg.as_ref());
+        }
+    });
 
     let inline = Inline::new(
         context.child("inline"),

@@ -38,6 +38,15 @@ pub trait Ledger: Send + Sync + 'static {
     /// the idle block interval before proposing an empty block.
     fn has_pending(&self) -> bool;
 
+    /// Transactions this node admitted from its own clients since the last call, encoded for
+    /// gossip to the other validators (empty when there are none). Each transaction is handed
+    /// out once.
+    fn take_gossip(&self) -> Vec<u8>;
+
+    /// Admits transactions gossiped by another validator (bytes from [`Ledger::take_gossip`]
+    /// of a peer; hostile until checked). Invalid ones are dropped.
+    fn receive_gossip(&self, bytes: &[u8]);
+
     /// Applies a finalized block durably. Blocks arrive in height order from 1 (genesis is
     /// written at start-up); a block at or below the applied height is a redelivery and must
     /// be ignored. `finalization` is the engine's encoded finality certificate.

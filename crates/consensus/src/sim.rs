@@ -5,7 +5,7 @@
 
 use crate::{
     Channels, EngineConfig, Ledger,
-    engine::{CH_BACKFILL, CH_BROADCAST, CH_CERT, CH_RESOLVE, CH_VOTE},
+    engine::{CH_BACKFILL, CH_BROADCAST, CH_CERT, CH_GOSSIP, CH_RESOLVE, CH_VOTE},
     start_validator,
 };
 use commonware_consensus::{
@@ -164,6 +164,7 @@ async fn register(
             .register(CH_BROADCAST, quota)
             .await
             .expect("register"),
+        gossip: control.register(CH_GOSSIP, quota).await.expect("register"),
     }
 }
 

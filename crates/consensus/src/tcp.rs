@@ -3,7 +3,7 @@
 
 use crate::{
     Channels, EngineConfig, Ledger,
-    engine::{CH_BACKFILL, CH_BROADCAST, CH_CERT, CH_RESOLVE, CH_VOTE},
+    engine::{CH_BACKFILL, CH_BROADCAST, CH_CERT, CH_GOSSIP, CH_RESOLVE, CH_VOTE},
     start_validator,
 };
 use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519};
@@ -111,17 +111,20 @@ where
             v.listen,
             NZUsize!(n.max(1)),
             MAX_MESSAGE,
-            NZUsize!(10_000),
+            NZUsize!(1_024),
         );
         let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
         let _ = oracle.track(0, peers);
-        let quota = Quota::per_second(NZU32!(100_000));
+        // Per peer and channel. The engine's mailboxes are sized peers × this burst, so it is
+        // also a memory bound: 100,000 here cost about 1 GB per peer.
+        let quota = Quota::per_second(NZU32!(1_024));
         let channels = Channels {
             vote: network.register(CH_VOTE, quota),
             cert: network.register(CH_CERT, quota),
             resolve: network.register(CH_RESOLVE, quota),
             backfill: network.register(CH_BACKFILL, quota),
             broadcast: network.register(CH_BROADCAST, quota),
+            gossip: network.register(CH_GOSSIP, quota),
         };
         network.start();
         let cfg = EngineConfig {

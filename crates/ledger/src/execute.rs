@@ -201,6 +201,18 @@ pub fn verify_block(
     parent_state: &State,
     block: &Block,
 ) -> Result<(State, BlockOutput), BlockError> {
+    verify_block_with(parent, parent_state, block, &|_| false)
+}
+
+/// [`verify_block`], skipping the signature check of transactions for which
+/// `already_verified` holds (e.g. byte-identical to one the node's mempool admitted after
+/// checking its signature).
+pub fn verify_block_with(
+    parent: &BlockHeader,
+    parent_state: &State,
+    block: &Block,
+    already_verified: &dyn Fn(&SignedTransaction) -> bool,
+) -> Result<(State, BlockOutput), BlockError> {
     let h = &block.header;
     if h.height != parent.height + 1 {
         return Err(BlockError::Height {
@@ -227,7 +239,26 @@ pub fn verify_block(
         });
     }
     check_root("transaction", h.tx_root, tx_root(&block.txs))?;
-    verify_signatures(&block.txs)?;
+    let unchecked: Vec<usize> = (0..block.txs.len())
+        .filter(|i| !already_verified(&block.txs[*i]))
+        .collect();
+    if unchecked.len() == block.txs.len() {
+        verify_signatures(&block.txs)?;
+    } else {
+        let txs: Vec<SignedTransaction> = unchecked.iter().map(|i| block.txs[*i].clone()).collect();
+        verify_signatures(&txs).map_err(|e| match e {
+            BlockError::Inadmissible {
+                index,
+                tx_id,
+                error,
+            } => BlockError::Inadmissible {
+                index: unchecked[index],
+                tx_id,
+                error,
+            },
+            other => other,
+        })?;
+    }
     let mut post = parent_state.clone();
     let ctx = BlockContext {
         height: h.height,

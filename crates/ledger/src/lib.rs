@@ -14,7 +14,7 @@ pub mod verify;
 pub use error::{BlockError, TxError};
 pub use execute::{
     BlockContext, BlockOutput, admit, build_block, execute_block, genesis, verify_block,
-    verify_signatures,
+    verify_block_with, verify_signatures,
 };
 pub use state::{Account, AccountStatus, GenesisAccount, GenesisState, State};
 pub use verify::{ChainError, verify_chain};

@@ -23,6 +23,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted batch submission body.
+pub const MAX_BATCH_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -119,6 +121,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/accounts", get(list_accounts))
         .route("/api/v1/accounts/{id}", get(account))
         .route("/api/v1/transactions", post(submit))
+        .route(
+            "/api/v1/transactions/batch",
+            post(submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+        )
         .route("/api/v1/transactions/{id}", get(transaction))
         .route("/api/v1/blocks", get(list_blocks))
         .route("/api/v1/blocks/{height}", get(block))
@@ -249,24 +255,75 @@ pub struct SubmitResponse {
     pub id: Hash,
 }
 
+fn body_error(e: JsonRejection) -> ApiError {
+    let status = e.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "bad_request"
+    };
+    ApiError::new(status, code, format!("request body: {}", e.body_text()))
+}
+
+fn decode_tx(hex_tx: &str) -> Result<SignedTransaction, ApiError> {
+    let bytes = hex::decode(hex_tx.trim()).map_err(|_| ApiError::bad_request("tx is not hex"))?;
+    ehrchain_types::decode(&bytes, ehrchain_types::MAX_TX_BYTES)
+        .map_err(|e| ApiError::bad_request(format!("tx does not decode: {e}")))
+}
+
 async fn submit(
     State(s): State<ApiState>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let Json(req) = body.map_err(|e| {
-        let status = e.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
-        } else {
-            "bad_request"
-        };
-        ApiError::new(status, code, format!("request body: {}", e.body_text()))
-    })?;
-    let bytes = hex::decode(req.tx.trim()).map_err(|_| ApiError::bad_request("tx is not hex"))?;
-    let stx: SignedTransaction = ehrchain_types::decode(&bytes, ehrchain_types::MAX_TX_BYTES)
-        .map_err(|e| ApiError::bad_request(format!("tx does not decode: {e}")))?;
-    let id = s.chain.submit(stx, now_ms())?;
+    let Json(req) = body.map_err(body_error)?;
+    let id = s.chain.submit(decode_tx(&req.tx)?, now_ms())?;
     Ok((StatusCode::ACCEPTED, Json(SubmitResponse { id })))
+}
+
+/// Most transactions in one batch submission.
+pub const MAX_BATCH: usize = 1_000;
+
+/// A batch submission: up to [`MAX_BATCH`] hex-encoded signed transactions.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct BatchRequest {
+    pub txs: Vec<String>,
+}
+
+/// One result per submitted transaction, in order: `id` when admitted, else `error`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct BatchResult {
+    pub id: Option<Hash>,
+    pub error: Option<serde_json::Value>,
+}
+
+async fn submit_batch(
+    State(s): State<ApiState>,
+    body: Result<Json<BatchRequest>, JsonRejection>,
+) -> Result<Json<Vec<BatchResult>>, ApiError> {
+    let Json(req) = body.map_err(body_error)?;
+    if req.txs.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_BATCH} transactions"
+        )));
+    }
+    let now = now_ms();
+    let results = req
+        .txs
+        .iter()
+        .map(
+            |t| match decode_tx(t).and_then(|stx| Ok(s.chain.submit(stx, now)?)) {
+                Ok(id) => BatchResult {
+                    id: Some(id),
+                    error: None,
+                },
+                Err(e) => BatchResult {
+                    id: None,
+                    error: Some(json!({"code": e.code, "message": e.message})),
+                },
+            },
+        )
+        .collect();
+    Ok(Json(results))
 }
 
 /// A transaction's status.

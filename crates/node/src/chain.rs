@@ -15,6 +15,12 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
+/// Most transactions waiting to be gossiped; beyond it, new ones still enter the mempool but
+/// reach other validators only through blocks.
+const MAX_OUTBOX: usize = 20_000;
+/// Largest gossip message accepted from a peer.
+const MAX_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
+
 /// The post-state of a block this node proposed or verified but that is not finalized yet.
 struct Speculative {
     height: u64,
@@ -23,6 +29,8 @@ struct Speculative {
 }
 
 struct Inner {
+    /// Transactions admitted from this node's clients, not yet gossiped to peers.
+    outbox: Vec<SignedTransaction>,
     state: Arc<State>,
     tip: BlockHeader,
     mempool: Mempool,
@@ -80,6 +88,7 @@ impl Chain {
             store,
             genesis: gblock,
             inner: Mutex::new(Inner {
+                outbox: Vec::new(),
                 state: Arc::new(state),
                 tip,
                 mempool: Mempool::new(mempool),
@@ -117,8 +126,20 @@ impl Chain {
         self.finalized.subscribe()
     }
 
-    /// Admits a transaction to the mempool.
+    /// Admits a transaction from a client to the mempool; it is then gossiped to the other
+    /// validators.
     pub fn submit(&self, stx: SignedTransaction, now_ms: u64) -> Result<Hash, MempoolError> {
+        let result = self.admit(stx.clone(), now_ms);
+        if result.is_ok() {
+            let mut inner = self.lock();
+            if inner.outbox.len() < MAX_OUTBOX {
+                inner.outbox.push(stx);
+            }
+        }
+        result
+    }
+
+    fn admit(&self, stx: SignedTransaction, now_ms: u64) -> Result<Hash, MempoolError> {
         let id = stx.id();
         if self.store.tx_location(&id).ok().flatten().is_some() {
             let next = {
@@ -236,6 +257,29 @@ impl Ledger for Chain {
         Some(block)
     }
 
+    fn take_gossip(&self) -> Vec<u8> {
+        let batch = std::mem::take(&mut self.lock().outbox);
+        if batch.is_empty() {
+            Vec::new()
+        } else {
+            ehrchain_types::encode(&batch)
+        }
+    }
+
+    fn receive_gossip(&self, bytes: &[u8]) {
+        let Ok(batch) = ehrchain_types::decode::<Vec<SignedTransaction>>(bytes, MAX_GOSSIP_BYTES)
+        else {
+            tracing::debug!("dropping malformed gossip");
+            return;
+        };
+        let now = crate::api::now_ms();
+        for stx in batch.into_iter().take(MAX_OUTBOX) {
+            // Already pending, already final or invalid: peers gossip what they admitted,
+            // so refusals here are expected and harmless.
+            let _ = self.admit(stx, now);
+        }
+    }
+
     fn has_pending(&self) -> bool {
         !self.lock().mempool.is_empty()
     }
@@ -261,7 +305,19 @@ impl Ledger for Chain {
             );
             return false;
         };
-        match ehrchain_ledger::verify_block(&parent.header, &state, block) {
+        // Transactions this node admitted itself (byte for byte) had their signatures checked
+        // on entry; only the others are checked here.
+        let admitted: std::collections::HashSet<Hash> = {
+            let inner = self.lock();
+            block
+                .txs
+                .iter()
+                .filter(|t| inner.mempool.holds(t))
+                .map(|t| t.id())
+                .collect()
+        };
+        let already = |t: &SignedTransaction| admitted.contains(&t.id());
+        match ehrchain_ledger::verify_block_with(&parent.header, &state, block, &already) {
             Ok((post, output)) => {
                 self.remember(block, post, output);
                 true

@@ -63,6 +63,15 @@ impl Mempool {
         self.ids.is_empty()
     }
 
+    /// Whether this exact transaction (signature included) is pending: its signature was
+    /// checked when it was admitted.
+    pub fn holds(&self, stx: &SignedTransaction) -> bool {
+        self.by_sender
+            .get(&stx.tx.sender())
+            .and_then(|q| q.get(&stx.tx.nonce))
+            .is_some_and(|t| t == stx)
+    }
+
     /// Whether `sender` has a pending transaction with `nonce`.
     pub fn has_nonce(&self, sender: &AccountId, nonce: u64) -> bool {
         self.by_sender

@@ -44,6 +44,12 @@ pub fn addresses(base_port: u16, i: usize) -> (SocketAddr, SocketAddr) {
 /// Writes a testnet of `validators` validators into an empty or new `dir`: `genesis.json`,
 /// `keys/` (admin and demo keystores, passphrase `dev`) and `nodeI/{node.toml,validator.key}`.
 pub fn init(dir: &Path, validators: usize, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
+    prepare_dir(dir, validators, base_port)?;
+    let accounts = demo_accounts(&dir.join("keys"))?;
+    init_with(dir, validators, base_port, TESTNET_CHAIN_ID, accounts)
+}
+
+fn prepare_dir(dir: &Path, validators: usize, base_port: u16) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=MAX_VALIDATORS).contains(&validators),
         "--validators must be between 1 and {MAX_VALIDATORS}"
@@ -57,8 +63,20 @@ pub fn init(dir: &Path, validators: usize, base_port: u16) -> anyhow::Result<Vec
         anyhow::bail!("{} is not empty; pick a new --dir", dir.display());
     }
     std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// Writes a testnet with the given chain id and genesis accounts into `dir` (which
+/// [`init`] has checked and created).
+pub fn init_with(
+    dir: &Path,
+    validators: usize,
+    base_port: u16,
+    chain_id: &str,
+    accounts: Vec<ehrchain_ledger::GenesisAccount>,
+) -> anyhow::Result<Vec<NodeConfig>> {
+    std::fs::create_dir_all(dir)?;
     let dir = dir.canonicalize()?;
-    let accounts = demo_accounts(&dir.join("keys"))?;
     let mut genesis_validators = Vec::new();
     let mut seeds = Vec::new();
     for i in 0..validators {
@@ -73,7 +91,7 @@ pub fn init(dir: &Path, validators: usize, base_port: u16) -> anyhow::Result<Vec
     }
     let genesis = GenesisFile {
         ledger: GenesisState {
-            chain_id: TESTNET_CHAIN_ID.into(),
+            chain_id: chain_id.into(),
             timestamp_ms: crate::api::now_ms(),
             accounts,
         },

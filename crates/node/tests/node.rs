@@ -132,9 +132,18 @@ struct SimRun {
 /// Runs a simulation in which every honest validator holds every transaction, until all
 /// honest validators have finalized all of them; then checks agreement.
 fn run_sim(cfg: &sim::SimConfig, per_sender: u64) -> SimRun {
+    run_sim_submitting_to(cfg, per_sender, None)
+}
+
+/// [`run_sim`], submitting every transaction to one validator only (`Some(i)`): the others
+/// learn them through gossip.
+fn run_sim_submitting_to(cfg: &sim::SimConfig, per_sender: u64, only: Option<usize>) -> SimRun {
     let n = net(cfg.validators, 10);
     let txs = transfers(&n.senders, per_sender);
-    submit_all(&n.chains, &txs);
+    match only {
+        Some(i) => submit_all(&n.chains[i..=i], &txs),
+        None => submit_all(&n.chains, &txs),
+    }
     let expected = txs.len() as u64;
     let byzantine = cfg.byzantine.map(|(b, _)| b);
     let honest: Vec<Arc<Chain>> = n
@@ -179,6 +188,26 @@ fn four_validators_finalize_and_agree() {
         ..sim::SimConfig::default()
     };
     assert!(run_sim(&cfg, 20).ids.len() > 5);
+}
+
+#[test]
+fn transactions_submitted_to_one_validator_reach_every_leader() {
+    let cfg = sim::SimConfig {
+        seed: 51,
+        ..sim::SimConfig::default()
+    };
+    let run = run_sim_submitting_to(&cfg, 20, Some(0));
+    let chain = &run._net.chains[1];
+    let v0 = ehrchain_types::PublicKey(sim::validator_public_key(0));
+    let proposers_with_txs: std::collections::BTreeSet<_> = (1..=chain.snapshot().tip.height)
+        .map(|h| chain.store().block(h).unwrap().unwrap())
+        .filter(|b| !b.txs.is_empty())
+        .map(|b| b.header.proposer)
+        .collect();
+    assert!(
+        proposers_with_txs.iter().any(|p| *p != v0),
+        "only the validator that received the transactions ever included them"
+    );
 }
 
 #[test]
