@@ -263,7 +263,14 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
         .map(|(c, txs)| {
             let client = Client::new(&urls[c % urls.len()]);
             let submitted = submitted.clone();
-            let batch = args.batch.clamp(1, ehrchain_node::api::MAX_BATCH);
+            // At a given rate, send a batch every 20 ms or so rather than a big one now and
+            // then: bursts would leave mempools empty in between and measure the burst.
+            let batch = if per_client_rate > 0.0 {
+                ((per_client_rate * 0.02).ceil() as usize).min(args.batch)
+            } else {
+                args.batch
+            }
+            .clamp(1, ehrchain_node::api::MAX_BATCH);
             std::thread::spawn(move || -> anyhow::Result<usize> {
                 let mut refused = 0;
                 let began = Instant::now();

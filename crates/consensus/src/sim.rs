@@ -40,6 +40,9 @@ pub enum Fault {
         at: Duration,
         restart_at: Duration,
     },
+    /// Validator `v` is not started until `at`, with empty storage: it joins late and must
+    /// fetch every finalized block it missed.
+    Join { v: usize, at: Duration },
 }
 
 /// A Byzantine behaviour, from the engine's mocks.
@@ -302,8 +305,20 @@ pub fn run(
             leader_timeout: cfg.leader_timeout,
             idle_block_interval: cfg.leader_timeout / 4,
         };
+        let late: Vec<usize> = cfg
+            .faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::Join { v, .. } => Some(*v),
+                _ => None,
+            })
+            .collect();
         let mut handles: Vec<Option<Handle<()>>> = Vec::new();
         for i in 0..cfg.validators {
+            if late.contains(&i) {
+                handles.push(None);
+                continue;
+            }
             let h = match cfg.byzantine {
                 Some((b, kind)) if b == i => {
                     start_byzantine(
@@ -343,6 +358,7 @@ pub fn run(
                     schedule.push((*at, Event::Crash(*v)));
                     schedule.push((*restart_at, Event::Restart(*v)));
                 }
+                Fault::Join { v, at } => schedule.push((*at, Event::Restart(*v))),
             }
         }
         schedule.sort_by_key(|(t, _)| *t);

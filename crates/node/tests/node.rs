@@ -275,6 +275,20 @@ fn crashed_validator_restarts_and_catches_up() {
 }
 
 #[test]
+fn late_validator_with_empty_storage_catches_up() {
+    let cfg = sim::SimConfig {
+        seed: 61,
+        faults: vec![sim::Fault::Join { v: 3, at: secs(15) }],
+        ..sim::SimConfig::default()
+    };
+    let run = run_sim(&cfg, 10);
+    // It joined long after the first blocks were final and still holds the whole chain.
+    assert!(run.ids.len() > 10);
+    let late = &run._net.chains[3];
+    assert_eq!(late.store().block(1).unwrap().unwrap().id(), run.ids[1]);
+}
+
+#[test]
 fn byzantine_validators_do_not_break_safety() {
     for (seed, kind) in [
         (41, sim::Byzantine::Conflicter),
