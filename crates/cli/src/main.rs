@@ -116,7 +116,7 @@ enum Cmd {
     /// Run a local multi-validator testnet (separate processes on loopback).
     #[command(subcommand)]
     Testnet(TestnetCmd),
-    /// Measure committed token-transfer throughput on a fresh single-validator chain.
+    /// Load-test a fresh network of validator processes: throughput, latency, CPU, memory, disk.
     Bench(bench::BenchArgs),
 }
 

@@ -99,6 +99,47 @@ fn ledger_key(pk: &PK) -> PublicKey {
     PublicKey(out)
 }
 
+/// Most ancestors replayed to recover the state a block builds on.
+const MAX_REPLAY: usize = 256;
+
+impl App {
+    /// Makes sure the ledger knows the state after `parent`: walks back the ancestry to a block
+    /// whose state is known and verifies the blocks in between (oldest first). Such blocks were
+    /// certified by a quorum without this node verifying them, e.g. while it was busy.
+    async fn ensure_state(
+        &self,
+        parent: &Digested<ChainBlock>,
+        ancestry: &mut impl Ancestry<ChainBlock>,
+        now_ms: u64,
+    ) -> bool {
+        let mut missing: Vec<Digested<ChainBlock>> = Vec::new();
+        let mut cursor = parent.clone();
+        let floor = self.ledger.finalized_height();
+        while !self.ledger.has_state(&cursor.inner().block.id()) {
+            // Below the finalized tip only the tip's state is known: this branch cannot extend
+            // the finalized chain.
+            if cursor.inner().block.header.height <= floor || missing.len() >= MAX_REPLAY {
+                return false;
+            }
+            missing.push(cursor.clone());
+            let Some(next) = ancestry.next().await else {
+                return false;
+            };
+            cursor = next;
+        }
+        for child in missing.iter().rev() {
+            if !self
+                .ledger
+                .verify(&cursor.inner().block, &child.inner().block, now_ms)
+            {
+                return false;
+            }
+            cursor = child.clone();
+        }
+        true
+    }
+}
+
 impl<E: Spawner + Metrics + Clock> Application<E> for App {
     type SigningScheme = Scheme;
     type Context = Context<Digest, PK>;
@@ -112,6 +153,9 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         _: (),
     ) -> Option<Digested<ChainBlock>> {
         let parent = ancestry.next().await?;
+        if !self.ensure_state(&parent, &mut ancestry, now_ms(&rt)).await {
+            return None;
+        }
         let ledger = self.ledger.clone();
         let view = ctx.round.view().get();
         // An idle chain makes a block per idle interval, not one per round trip.
@@ -142,6 +186,9 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         let Some(parent) = ancestry.next().await else {
             return false;
         };
+        if !self.ensure_state(&parent, &mut ancestry, now_ms(&rt)).await {
+            return false;
+        }
         self.ledger
             .verify(&parent.inner().block, &block.inner().block, now_ms(&rt))
     }
@@ -327,8 +374,15 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
     let (mut gossip_out, mut gossip_in) = ch.gossip;
     let out_ledger = ledger.clone();
     context.child("gossip_out").spawn(move |ctx| async move {
+        // Gossip is best effort: a peer that is not connected misses the batch (the
+        // transaction still reaches it in a block). Wait until the network has finalized a
+        // block, so that transactions submitted at start-up are not sent to nobody.
+        let start_height = out_ledger.finalized_height();
         loop {
             ctx.sleep(GOSSIP_INTERVAL).await;
+            if out_ledger.finalized_height() <= start_height {
+                continue;
+            }
             let batch = out_ledger.take_gossip();
             if !batch.is_empty() {
                 gossip_out.send(Recipients::All, batch, false);

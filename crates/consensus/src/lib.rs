@@ -34,6 +34,15 @@ pub trait Ledger: Send + Sync + 'static {
     /// ask again, so answer `false` only for blocks that are invalid forever.
     fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool;
 
+    /// Whether this node knows the state after block `id`: the last finalized block, or a
+    /// block it proposed or verified since. Blocks certified without this node verifying them
+    /// have no known state; the engine then replays them from an ancestor whose state is known
+    /// (through [`Ledger::verify`]) before building on them.
+    fn has_state(&self, id: &ehrchain_types::Hash) -> bool;
+
+    /// The height of the last finalized block.
+    fn finalized_height(&self) -> u64;
+
     /// Whether there are transactions waiting to be proposed. With none, a leader waits up to
     /// the idle block interval before proposing an empty block.
     fn has_pending(&self) -> bool;

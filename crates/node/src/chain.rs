@@ -280,6 +280,15 @@ impl Ledger for Chain {
         }
     }
 
+    fn has_state(&self, id: &Hash) -> bool {
+        let inner = self.lock();
+        *id == inner.tip.id() || inner.speculative.contains_key(id)
+    }
+
+    fn finalized_height(&self) -> u64 {
+        self.lock().tip.height
+    }
+
     fn has_pending(&self) -> bool {
         !self.lock().mempool.is_empty()
     }

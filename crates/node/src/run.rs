@@ -61,6 +61,12 @@ pub fn run_node(
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
     let store = ChainStore::open(&cfg.data_dir.join("chain.redb"))?;
     let chain = Arc::new(Chain::open(store, &genesis.ledger, cfg.mempool, cfg.block)?);
+    // The engine binds the peer port itself and cannot report a failure to us cleanly, so
+    // check it first (a port another process holds is the usual case).
+    drop(
+        std::net::TcpListener::bind(cfg.p2p_listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} for peers: {e}", cfg.p2p_listen))?,
+    );
     let listener = std::net::TcpListener::bind(cfg.api_listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the API: {e}", cfg.api_listen))?;
     listener.set_nonblocking(true)?;

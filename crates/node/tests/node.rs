@@ -31,11 +31,15 @@ fn genesis(senders: &[Keypair]) -> GenesisState {
 }
 
 fn open_chain(dir: &std::path::Path, g: &GenesisState) -> Arc<Chain> {
-    let store = ChainStore::open(&dir.join("chain.redb")).unwrap();
-    Arc::new(Chain::open(store, g, MempoolLimits::default(), BlockConfig::default()).unwrap())
+    open_chain_with(dir, g, BlockConfig::default())
 }
 
-fn net(validators: usize, senders: usize) -> Net {
+fn open_chain_with(dir: &std::path::Path, g: &GenesisState, block: BlockConfig) -> Arc<Chain> {
+    let store = ChainStore::open(&dir.join("chain.redb")).unwrap();
+    Arc::new(Chain::open(store, g, MempoolLimits::default(), block).unwrap())
+}
+
+fn net_with(validators: usize, senders: usize, block: BlockConfig) -> Net {
     let senders: Vec<Keypair> = (0..senders)
         .map(|i| Keypair::from_seed(&[i as u8 + 1; 32]))
         .collect();
@@ -43,7 +47,10 @@ fn net(validators: usize, senders: usize) -> Net {
     let dirs: Vec<_> = (0..validators)
         .map(|_| tempfile::tempdir().unwrap())
         .collect();
-    let chains = dirs.iter().map(|d| open_chain(d.path(), &g)).collect();
+    let chains = dirs
+        .iter()
+        .map(|d| open_chain_with(d.path(), &g, block))
+        .collect();
     Net {
         _dirs: dirs,
         chains,
@@ -138,7 +145,15 @@ fn run_sim(cfg: &sim::SimConfig, per_sender: u64) -> SimRun {
 /// [`run_sim`], submitting every transaction to one validator only (`Some(i)`): the others
 /// learn them through gossip.
 fn run_sim_submitting_to(cfg: &sim::SimConfig, per_sender: u64, only: Option<usize>) -> SimRun {
-    let n = net(cfg.validators, 10);
+    // Small blocks when submitting to one validator, so that several leaders must include them.
+    let block = match only {
+        Some(_) => BlockConfig {
+            max_txs: 10,
+            ..BlockConfig::default()
+        },
+        None => BlockConfig::default(),
+    };
+    let n = net_with(cfg.validators, 10, block);
     let txs = transfers(&n.senders, per_sender);
     match only {
         Some(i) => submit_all(&n.chains[i..=i], &txs),
