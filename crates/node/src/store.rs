@@ -185,22 +185,26 @@ impl ChainStore {
         last.map(|(_, v)| decode_block(v.value())).transpose()
     }
 
-    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+    /// The bytes stored under `height` in one of the per-height tables.
+    fn at_height(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        height: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let r = self.db.begin_read()?;
-        let t = r.open_table(BLOCKS)?;
-        t.get(height)?.map(|v| decode_block(v.value())).transpose()
+        let t = r.open_table(table)?;
+        Ok(t.get(height)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.at_height(BLOCKS, height)?
+            .map(|b| decode_block(&b))
+            .transpose()
     }
 
     /// The raw stored bytes of a block (for offline verification and proofs).
     pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(BLOCKS)?;
-        Ok(t.get(height)?.map(|v| v.value().to_vec()))
-    }
-
-    pub fn height_of(&self, id: &Hash) -> Result<Option<u64>, StoreError> {
-        let r = self.db.begin_read()?;
-        Ok(r.open_table(BLOCK_IDS)?.get(&id.0)?.map(|v| v.value()))
+        self.at_height(BLOCKS, height)
     }
 
     /// The stored id of the block at `height`, from the id index.
@@ -217,19 +221,15 @@ impl ChainStore {
     }
 
     pub fn receipts(&self, height: u64) -> Result<Vec<Receipt>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(RECEIPTS)?;
-        match t.get(height)? {
+        match self.at_height(RECEIPTS, height)? {
             None => Ok(Vec::new()),
-            Some(v) => decode(v.value(), ehrchain_types::MAX_BLOCK_BYTES)
+            Some(v) => decode(&v, ehrchain_types::MAX_BLOCK_BYTES)
                 .map_err(|e| StoreError::Corrupt(format!("receipts at {height}: {e}"))),
         }
     }
 
     pub fn finalization(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(CERTS)?;
-        Ok(t.get(height)?.map(|v| v.value().to_vec()))
+        self.at_height(CERTS, height)
     }
 
     pub fn tx_location(&self, id: &Hash) -> Result<Option<TxLocation>, StoreError> {
