@@ -53,15 +53,26 @@ fn admit_nonce(state: &State, stx: &SignedTransaction, next: u64) -> Result<(), 
 
 /// Checks every transaction's signature, in one ed25519 batch when they all hold.
 pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), BlockError> {
+    verify_signatures_where(txs, &|_| true)
+}
+
+/// [`verify_signatures`] for the transactions whose index `check` selects; errors name the
+/// transaction's index in `txs`.
+fn verify_signatures_where(
+    txs: &[SignedTransaction],
+    check: &dyn Fn(usize) -> bool,
+) -> Result<(), BlockError> {
     let bad = |index: usize, e: String| BlockError::Inadmissible {
         index,
         tx_id: txs[index].id(),
         error: TxError::BadSignature(e),
     };
-    let mut keys = Vec::with_capacity(txs.len());
-    let mut sigs = Vec::with_capacity(txs.len());
-    let mut msgs = Vec::with_capacity(txs.len());
-    for (i, t) in txs.iter().enumerate() {
+    let selected: Vec<usize> = (0..txs.len()).filter(|i| check(*i)).collect();
+    let mut keys = Vec::with_capacity(selected.len());
+    let mut sigs = Vec::with_capacity(selected.len());
+    let mut msgs = Vec::with_capacity(selected.len());
+    for &i in &selected {
+        let t = &txs[i];
         let key = ed25519_dalek::VerifyingKey::from_bytes(&t.tx.signer.0).map_err(|_| {
             bad(
                 i,
@@ -80,8 +91,10 @@ pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), BlockError> {
         return Ok(());
     }
     // The batch failed: find the first bad signature so the error names it.
-    for (i, t) in txs.iter().enumerate() {
-        t.verify_signature().map_err(|e| bad(i, e.to_string()))?;
+    for &i in &selected {
+        txs[i]
+            .verify_signature()
+            .map_err(|e| bad(i, e.to_string()))?;
     }
     unreachable!("a batch that fails has at least one bad signature")
 }
@@ -204,14 +217,14 @@ pub fn verify_block(
     verify_block_with(parent, parent_state, block, &|_| false)
 }
 
-/// [`verify_block`], skipping the signature check of transactions for which
-/// `already_verified` holds (e.g. byte-identical to one the node's mempool admitted after
+/// [`verify_block`], skipping the signature check of the transactions whose index
+/// `already_verified` selects (e.g. byte-identical to one the node's mempool admitted after
 /// checking its signature).
 pub fn verify_block_with(
     parent: &BlockHeader,
     parent_state: &State,
     block: &Block,
-    already_verified: &dyn Fn(&SignedTransaction) -> bool,
+    already_verified: &dyn Fn(usize) -> bool,
 ) -> Result<(State, BlockOutput), BlockError> {
     let h = &block.header;
     if h.height != parent.height + 1 {
@@ -239,26 +252,7 @@ pub fn verify_block_with(
         });
     }
     check_root("transaction", h.tx_root, tx_root(&block.txs))?;
-    let unchecked: Vec<usize> = (0..block.txs.len())
-        .filter(|i| !already_verified(&block.txs[*i]))
-        .collect();
-    if unchecked.len() == block.txs.len() {
-        verify_signatures(&block.txs)?;
-    } else {
-        let txs: Vec<SignedTransaction> = unchecked.iter().map(|i| block.txs[*i].clone()).collect();
-        verify_signatures(&txs).map_err(|e| match e {
-            BlockError::Inadmissible {
-                index,
-                tx_id,
-                error,
-            } => BlockError::Inadmissible {
-                index: unchecked[index],
-                tx_id,
-                error,
-            },
-            other => other,
-        })?;
-    }
+    verify_signatures_where(&block.txs, &|i| !already_verified(i))?;
     let mut post = parent_state.clone();
     let ctx = BlockContext {
         height: h.height,
