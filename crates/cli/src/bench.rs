@@ -178,6 +178,7 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
             public_key: k.public_key(),
             role: None,
             balance: 1_000_000_000,
+            encryption_key: None,
         })
         .collect();
     let base = free_base_port(args.validators)?;

@@ -77,4 +77,76 @@ impl Client {
         let url = format!("{}{path}", self.base);
         self.handle(path, self.agent.post(&url).send_json(body))
     }
+
+    /// GET with a signed-request header.
+    pub fn get_signed<T: DeserializeOwned>(&self, path: &str, auth: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        self.handle(
+            path,
+            self.agent
+                .get(&url)
+                .header(ehrchain_types::request::HEADER, auth)
+                .call(),
+        )
+    }
+
+    /// PUT a file as the body (streamed), with a signed-request header.
+    pub fn put_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: &str,
+        file: &mut std::fs::File,
+        len: u64,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(3600)))
+            .build()
+            .into();
+        self.handle(
+            path,
+            agent
+                .put(&url)
+                .header(ehrchain_types::request::HEADER, auth)
+                .header("content-length", len.to_string())
+                .send(ureq::SendBody::from_reader(file)),
+        )
+    }
+
+    /// GET a binary body (streamed into `out`), with a signed-request header.
+    pub fn download(
+        &self,
+        path: &str,
+        auth: &str,
+        out: &mut dyn FnMut(&mut dyn std::io::Read) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(3600)))
+            .build()
+            .into();
+        let mut resp = agent
+            .get(&url)
+            .header(ehrchain_types::request::HEADER, auth)
+            .call()
+            .map_err(|e| anyhow!("cannot reach the node at {} ({e})", self.base))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body: Value = resp.body_mut().read_json().unwrap_or_default();
+            let err = &body["error"];
+            return Err(NodeError {
+                status,
+                code: err["code"].as_str().unwrap_or("error").to_string(),
+                message: err["message"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("HTTP {status}")),
+            }
+            .into());
+        }
+        let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        out(&mut reader)
+    }
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod client;
+mod records;
 mod testnet;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -81,6 +82,11 @@ enum Cmd {
         /// Professional registration / licence number.
         #[arg(long)]
         licence: Option<String>,
+        /// Your details as JSON (patients: name, date_of_birth, address, mobile, insurance;
+        /// doctors: name, date_of_birth, address, email, phone, licence, organisation). They are
+        /// encrypted here and stored as your profile record; only a fingerprint is on the ledger.
+        #[arg(long)]
+        profile: Option<PathBuf>,
         #[command(flatten)]
         wait: WaitArg,
     },
@@ -110,6 +116,16 @@ enum Cmd {
         /// ehr… id or a local key name.
         account: String,
     },
+    /// Encrypted health records: add, list, read, approve.
+    #[command(subcommand)]
+    Record(RecordCmd),
+    /// Consent: grant, revoke, list; access requests and their answers.
+    #[command(subcommand)]
+    Access(AccessCmd),
+    /// A patient's audit trail, and offline-checkable inclusion proofs of audit events.
+    Audit(AuditArgs),
+    /// A patient's QR code (account id and profile fingerprint), and checking a scanned one.
+    Qr(QrArgs),
     /// Inspect and verify the chain.
     #[command(subcommand)]
     Chain(ChainCmd),
@@ -139,6 +155,171 @@ enum TestnetCmd {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum RecordCmd {
+    /// Encrypt a file here, upload the ciphertext and anchor the record on the ledger.
+    Add {
+        #[command(flatten)]
+        key: KeyArg,
+        /// The patient the record is about (ehr… id or key name).
+        #[arg(long)]
+        patient: String,
+        /// demographics, vitals, lab, imaging, medication, notes, insurance or emergency.
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// List the records of a patient that you may see.
+    List {
+        #[command(flatten)]
+        key: KeyArg,
+        /// Default: your own records.
+        #[arg(long)]
+        patient: Option<String>,
+    },
+    /// Read a record: the read is audited on the ledger; if allowed, the ciphertext is
+    /// downloaded, decrypted here and checked against the ledger's commitment.
+    Get {
+        #[command(flatten)]
+        key: KeyArg,
+        record: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Approve a record someone wrote for you: it enters your chart.
+    Approve {
+        #[command(flatten)]
+        key: KeyArg,
+        record: String,
+    },
+    /// Reject a record someone wrote for you: it never enters your chart.
+    Reject {
+        #[command(flatten)]
+        key: KeyArg,
+        record: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCmd {
+    /// Grant an account (or org:NAME) access to categories of your records.
+    Grant {
+        #[command(flatten)]
+        key: KeyArg,
+        /// ehr… id, key name, or org:NAME for every member of an organisation.
+        #[arg(long)]
+        to: String,
+        /// CAT[,CAT…] or all.
+        #[arg(long)]
+        categories: String,
+        /// e.g. 30m, 12h, 7d; the grant stops allowing anything after it.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Also allow writing records (they wait for your approval).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Revoke a grant (all of it, or some categories); revoked categories get a new key.
+    Revoke {
+        #[command(flatten)]
+        key: KeyArg,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        categories: Option<String>,
+    },
+    /// Your grants.
+    List {
+        #[command(flatten)]
+        key: KeyArg,
+    },
+    /// Ask a patient for access, with a reason only the patient can read.
+    Request {
+        #[command(flatten)]
+        key: KeyArg,
+        #[arg(long)]
+        patient: String,
+        #[arg(long)]
+        categories: String,
+        #[arg(long)]
+        reason: String,
+        /// Ask for write access too.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Your inbox of access requests (and the requests you made).
+    Requests {
+        #[command(flatten)]
+        key: KeyArg,
+    },
+    /// Approve a request: grants what was asked.
+    Approve {
+        #[command(flatten)]
+        key: KeyArg,
+        request: String,
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Deny a request.
+    Deny {
+        #[command(flatten)]
+        key: KeyArg,
+        request: String,
+    },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct AuditArgs {
+    #[command(subcommand)]
+    cmd: Option<AuditCmd>,
+    /// The patient's key (lists who accessed what and when).
+    #[arg(long = "key")]
+    key: Option<String>,
+    /// Only events about this record.
+    #[arg(long)]
+    record: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Fetch the inclusion proof of an audit event into a file.
+    Proof {
+        event: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a proof file offline: leaf, Merkle path, block header and finality certificate.
+    Verify {
+        file: PathBuf,
+        /// Also require the proof's chain and validators to be this genesis file's.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct QrArgs {
+    #[command(subcommand)]
+    cmd: Option<QrCmd>,
+    /// The patient's key.
+    #[arg(long = "key")]
+    key: Option<String>,
+    /// Where to write the SVG.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum QrCmd {
+    /// Check a scanned payload (ehrchain:1:CHAIN:ACCOUNT:FINGERPRINT) against the ledger.
+    Check { payload: String },
 }
 
 #[derive(Subcommand)]
@@ -352,20 +533,54 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
             role,
             org,
             licence,
+            profile,
             wait,
         } => {
             let role: Role = role.parse()?;
-            send(
-                ctx,
-                &key.name,
-                TxPayload::Register {
-                    role,
-                    organisation: org,
-                    licence,
-                },
-                &wait,
-            )
+            let profile = profile
+                .map(|p| -> anyhow::Result<_> {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))?;
+                    records::check_profile(role, &text)?;
+                    Ok(p)
+                })
+                .transpose()?;
+            let k = ctx.unlock(&key.name)?;
+            let payload = TxPayload::Enrol {
+                role,
+                organisation: org,
+                licence,
+                encryption_key: k.encryption().public(),
+            };
+            match profile {
+                None => send_with(ctx, k, payload, &wait),
+                Some(p) => {
+                    let s = records::Session::new(ctx.client(), k)?;
+                    let t = s.submit(vec![payload])?.remove(0);
+                    let added = records::add_record(
+                        &s,
+                        &s.me,
+                        ehrchain_types::Category::Demographics,
+                        &p,
+                        Some("profile".into()),
+                        true,
+                    )?;
+                    ctx.print(&json!({"registration": t, "profile": added}), || {
+                        format!(
+                            "{}
+profile record: {} (encrypted; fingerprint on the ledger)",
+                            describe_tx(&t),
+                            added.record
+                        )
+                    });
+                    Ok(())
+                }
+            }
         }
+        Cmd::Record(cmd) => run_record(ctx, cmd),
+        Cmd::Access(cmd) => run_access(ctx, cmd),
+        Cmd::Audit(args) => run_audit(ctx, args),
+        Cmd::Qr(args) => run_qr(ctx, args),
         Cmd::Approve { key, account, wait } => {
             let account = ctx.resolve(&account)?;
             send(ctx, &key.name, TxPayload::Approve { account }, &wait)
@@ -473,7 +688,10 @@ fn describe_tx(t: &TxView) -> String {
 /// Signs a transaction with a local key, submits it and (unless told not to) waits for it to
 /// be finalized. A rejected receipt is an error.
 fn send(ctx: &Ctx, key_name: &str, payload: TxPayload, wait: &WaitArg) -> anyhow::Result<()> {
-    let key = ctx.unlock(key_name)?;
+    send_with(ctx, ctx.unlock(key_name)?, payload, wait)
+}
+
+fn send_with(ctx: &Ctx, key: Keypair, payload: TxPayload, wait: &WaitArg) -> anyhow::Result<()> {
     let client = ctx.client();
     let status: StatusView = client.get("/api/v1/status")?;
     let me: AccountView = client.get(&format!("/api/v1/accounts/{}", key.account()))?;
@@ -595,4 +813,430 @@ fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Res
         )
     });
     Ok(())
+}
+
+fn session(ctx: &Ctx, key: &KeyArg) -> anyhow::Result<records::Session> {
+    records::Session::new(ctx.client(), ctx.unlock(&key.name)?)
+}
+
+fn parse_record(s: &str) -> anyhow::Result<ehrchain_types::RecordId> {
+    s.parse().map_err(|e| anyhow!("invalid record id: {e}"))
+}
+
+fn parse_categories(s: &str) -> anyhow::Result<Vec<ehrchain_types::Category>> {
+    ehrchain_types::Category::parse_list(s).map_err(|e| anyhow!("{e}"))
+}
+
+fn parse_grantee(ctx: &Ctx, s: &str) -> anyhow::Result<ehrchain_types::Grantee> {
+    match s.strip_prefix("org:") {
+        Some(o) if !o.trim().is_empty() => {
+            Ok(ehrchain_types::Grantee::Organisation(o.trim().into()))
+        }
+        Some(_) => bail!("org: needs an organisation name, e.g. org:StMarys"),
+        None => Ok(ehrchain_types::Grantee::Account(ctx.resolve(s)?)),
+    }
+}
+
+fn tx_line(t: &TxView) -> String {
+    match t.height {
+        Some(h) => format!("transaction {} finalized in block {h}", t.id),
+        None => format!("transaction {}", t.id),
+    }
+}
+
+fn run_record(ctx: &Ctx, cmd: RecordCmd) -> anyhow::Result<()> {
+    match cmd {
+        RecordCmd::Add {
+            key,
+            patient,
+            category,
+            file,
+            title,
+        } => {
+            let category = category.parse().map_err(|e| anyhow!("{e}"))?;
+            let patient = ctx.resolve(&patient)?;
+            let s = session(ctx, &key)?;
+            let a = records::add_record(&s, &patient, category, &file, title, false)?;
+            ctx.print(&serde_json::to_value(&a)?, || {
+                let mut out = format!(
+                    "record {} ({category}, {} bytes encrypted as {} bytes)\ncid:    {}\nstatus: {}",
+                    a.record, a.plaintext_size, a.size, a.cid, a.status
+                );
+                if a.status == "pending" {
+                    out += " (waits for the patient's approval: ehrchain record approve)";
+                }
+                out
+            });
+            Ok(())
+        }
+        RecordCmd::List { key, patient } => {
+            let s = session(ctx, &key)?;
+            let patient = match patient {
+                Some(p) => ctx.resolve(&p)?,
+                None => s.me,
+            };
+            let list = records::list_records(&s, &patient)?;
+            ctx.print(&serde_json::to_value(&list)?, || {
+                if list.is_empty() {
+                    return format!("no records of {patient} that you may see");
+                }
+                list.iter()
+                    .map(|r| {
+                        format!(
+                            "{}  {:<12} {:<8} {:>10} B  {}",
+                            r.id,
+                            r.category.name(),
+                            format!("{:?}", r.status).to_lowercase(),
+                            r.size,
+                            r.title
+                                .as_deref()
+                                .or(r.file_name.as_deref())
+                                .unwrap_or("(title not readable)")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        RecordCmd::Get { key, record, out } => {
+            let id = parse_record(&record)?;
+            let s = session(ctx, &key)?;
+            let f = records::get_record(&s, &id, &out)?;
+            if f.decision == ehrchain_types::Decision::Allowed || ctx.json {
+                ctx.print(&serde_json::to_value(&f)?, || match f.decision {
+                    ehrchain_types::Decision::Allowed => format!(
+                        "wrote {} bytes to {} (read allowed: {}; audit event {})",
+                        f.bytes,
+                        out.display(),
+                        f.reason,
+                        f.event.map(|e| e.to_string()).unwrap_or_default()
+                    ),
+                    ehrchain_types::Decision::Denied => String::new(),
+                });
+            }
+            if f.decision == ehrchain_types::Decision::Denied {
+                if ctx.json {
+                    std::process::exit(1);
+                }
+                bail!(
+                    "access denied: {} (the denial is recorded in the patient's audit trail)",
+                    f.reason
+                );
+            }
+            Ok(())
+        }
+        RecordCmd::Approve { key, record } => review(ctx, key, &record, true),
+        RecordCmd::Reject { key, record } => review(ctx, key, &record, false),
+    }
+}
+
+fn review(ctx: &Ctx, key: KeyArg, record: &str, approve: bool) -> anyhow::Result<()> {
+    let id = parse_record(record)?;
+    let s = session(ctx, &key)?;
+    let t = records::review(&s, &id, approve)?;
+    ctx.print(&serde_json::to_value(&t)?, || {
+        format!(
+            "record {id} {}\n{}",
+            if approve {
+                "approved: it is in your chart"
+            } else {
+                "rejected: it stays out of your chart"
+            },
+            tx_line(&t)
+        )
+    });
+    Ok(())
+}
+
+fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
+    let done = |t: &TxView, what: String| {
+        ctx.print(&serde_json::to_value(t).unwrap_or_default(), || {
+            format!("{what}\n{}", tx_line(t))
+        });
+    };
+    match cmd {
+        AccessCmd::Grant {
+            key,
+            to,
+            categories,
+            expires,
+            write,
+        } => {
+            let to = parse_grantee(ctx, &to)?;
+            let cats = parse_categories(&categories)?;
+            let expires = expires
+                .as_deref()
+                .map(records::parse_duration)
+                .transpose()?;
+            let s = session(ctx, &key)?;
+            let t = records::grant(&s, &to, &cats, expires, write)?;
+            done(
+                &t,
+                format!(
+                    "granted {} {} access to {}",
+                    to,
+                    if write { "read+write" } else { "read" },
+                    cats.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")
+                ),
+            );
+            Ok(())
+        }
+        AccessCmd::Revoke {
+            key,
+            to,
+            categories,
+        } => {
+            let from = parse_grantee(ctx, &to)?;
+            let cats = categories
+                .as_deref()
+                .map(parse_categories)
+                .transpose()?
+                .unwrap_or_default();
+            let s = session(ctx, &key)?;
+            let t = records::revoke(&s, &from, &cats)?;
+            done(
+                &t,
+                format!("revoked access of {from} (new key epoch for the revoked categories)"),
+            );
+            Ok(())
+        }
+        AccessCmd::List { key } => {
+            let s = session(ctx, &key)?;
+            let grants: Vec<ehrchain_node::records_api::GrantView> =
+                s.get(&format!("/api/v1/grants?patient={}", s.me))?;
+            let shown: Vec<Value> = grants
+                .iter()
+                .map(|g| {
+                    json!({"grantee": g.grantee, "categories": g.grant.categories, "write": g.grant.write,
+                           "expires_ms": g.grant.expires_ms, "expired": g.expired, "granted_ms": g.grant.granted_ms})
+                })
+                .collect();
+            ctx.print(&Value::Array(shown), || {
+                if grants.is_empty() {
+                    return "no grants".into();
+                }
+                grants
+                    .iter()
+                    .map(|g| {
+                        format!(
+                            "{}  {}  {}{}",
+                            g.grantee,
+                            g.grant
+                                .categories
+                                .iter()
+                                .map(|c| c.name())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            if g.grant.write { "read+write" } else { "read" },
+                            match (g.expired, g.grant.expires_ms) {
+                                (true, _) => " (expired)".to_string(),
+                                (false, Some(e)) => format!(" (until {e} ms)"),
+                                _ => String::new(),
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        AccessCmd::Request {
+            key,
+            patient,
+            categories,
+            reason,
+            write,
+        } => {
+            let patient = ctx.resolve(&patient)?;
+            let cats = parse_categories(&categories)?;
+            let s = session(ctx, &key)?;
+            let (id, t) = records::request(&s, &patient, &cats, write, &reason)?;
+            ctx.print(&json!({"request": id, "tx": t}), || {
+                format!("request {id} sent to {patient}\n{}", tx_line(&t))
+            });
+            Ok(())
+        }
+        AccessCmd::Requests { key } => {
+            let s = session(ctx, &key)?;
+            let inbox = records::requests(&s)?;
+            ctx.print(&serde_json::to_value(&inbox)?, || {
+                if inbox.is_empty() {
+                    return "no access requests".into();
+                }
+                inbox
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}  {:?}  from {} ({}{})  {}  {}",
+                            r.request.id,
+                            r.request.status,
+                            r.request.requester,
+                            r.requester_role.map_or("-".into(), |x| x.to_string()),
+                            r.requester_organisation
+                                .as_deref()
+                                .map(|o| format!(", {o}"))
+                                .unwrap_or_default(),
+                            r.request
+                                .categories
+                                .iter()
+                                .map(|c| c.name())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            r.reason_text
+                                .as_deref()
+                                .map(|t| format!("reason: {t}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        AccessCmd::Approve {
+            key,
+            request,
+            expires,
+        } => {
+            let id = request
+                .parse()
+                .map_err(|e| anyhow!("invalid request id: {e}"))?;
+            let expires = expires
+                .as_deref()
+                .map(records::parse_duration)
+                .transpose()?;
+            let s = session(ctx, &key)?;
+            let t = records::answer(&s, &id, true, expires)?;
+            done(&t, format!("approved request {id}"));
+            Ok(())
+        }
+        AccessCmd::Deny { key, request } => {
+            let id = request
+                .parse()
+                .map_err(|e| anyhow!("invalid request id: {e}"))?;
+            let s = session(ctx, &key)?;
+            let t = records::answer(&s, &id, false, None)?;
+            done(&t, format!("denied request {id}"));
+            Ok(())
+        }
+    }
+}
+
+fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
+    match args.cmd {
+        Some(AuditCmd::Proof { event, out }) => {
+            let id: ehrchain_types::EventId = event
+                .parse()
+                .map_err(|e| anyhow!("invalid event id: {e}"))?;
+            let proof: ehrchain_node::proof::AuditProof =
+                ctx.client().get(&format!("/api/v1/audit/{id}/proof"))?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&proof)?)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            ctx.print(
+                &json!({"event": id, "height": proof.height, "out": out}),
+                || {
+                    format!(
+                        "proof of {id} (block {}) written to {}",
+                        proof.height,
+                        out.display()
+                    )
+                },
+            );
+            Ok(())
+        }
+        Some(AuditCmd::Verify { file, genesis }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let proof: ehrchain_node::proof::AuditProof = serde_json::from_str(&text)
+                .map_err(|e| anyhow!("proof is invalid: not a proof file ({e})"))?;
+            let genesis = genesis
+                .map(|g| ehrchain_node::GenesisFile::load(&g))
+                .transpose()?;
+            let v = proof
+                .verify(genesis.as_ref())
+                .map_err(|e| anyhow!("proof is invalid: {e}"))?;
+            ctx.print(&serde_json::to_value(&v)?, || {
+                let e = &proof.event;
+                format!(
+                    "proof is valid: event {} is leaf {} of block {} ({}), finalized by the validators in view {}\n{:?} by {} on {}'s data at {} ms: {:?} ({})",
+                    v.event_id, proof.index, v.height, v.block_id, v.view,
+                    e.action, e.actor, e.patient, e.time_ms, e.decision, e.reason
+                )
+            });
+            Ok(())
+        }
+        None => {
+            let key = args
+                .key
+                .ok_or_else(|| anyhow!("give --key PATIENT to list your audit trail (or use `audit proof` / `audit verify`)"))?;
+            let record = args.record.as_deref().map(parse_record).transpose()?;
+            let s = session(ctx, &KeyArg { name: key })?;
+            let events = records::audit(&s, record.as_ref())?;
+            ctx.print(&serde_json::to_value(&events)?, || {
+                if events.is_empty() {
+                    return "no audit events".into();
+                }
+                events
+                    .iter()
+                    .map(|e| {
+                        let ev = &e.event;
+                        format!(
+                            "{}  {:>13} ms  {:<16} {:<7} by {}{}{}  {}",
+                            e.id,
+                            ev.time_ms,
+                            format!("{:?}", ev.action),
+                            format!("{:?}", ev.decision).to_lowercase(),
+                            ev.actor,
+                            ev.record
+                                .map(|r| format!(" record {r}"))
+                                .unwrap_or_default(),
+                            ev.counterparty
+                                .as_ref()
+                                .map(|c| format!(" with {c}"))
+                                .unwrap_or_default(),
+                            ev.reason
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+    }
+}
+
+fn run_qr(ctx: &Ctx, args: QrArgs) -> anyhow::Result<()> {
+    match args.cmd {
+        Some(QrCmd::Check { payload }) => {
+            let c = records::qr_check(&ctx.client(), &payload)?;
+            ctx.print(&serde_json::to_value(&c)?, || {
+                format!(
+                    "valid: {} is a {} account ({}) and its profile matches the ledger",
+                    c.account,
+                    c.role.map_or("unregistered".into(), |r| r.to_string()),
+                    c.status
+                )
+            });
+            Ok(())
+        }
+        None => {
+            let (Some(key), Some(out)) = (args.key, args.out) else {
+                bail!(
+                    "usage: ehrchain qr --key PATIENT --out FILE.svg, or ehrchain qr check PAYLOAD"
+                );
+            };
+            let id = ctx.resolve(&key)?;
+            let client = ctx.client();
+            let status: StatusView = client.get("/api/v1/status")?;
+            let a: AccountView = client.get(&format!("/api/v1/accounts/{id}"))?;
+            let payload = records::qr_payload(&status.chain_id, &a)?;
+            std::fs::write(&out, records::qr_svg(&payload)?)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            ctx.print(&json!({"payload": payload, "out": out}), || {
+                format!("QR code written to {}\npayload: {payload}", out.display())
+            });
+            Ok(())
+        }
+    }
 }

@@ -50,10 +50,33 @@ impl Keypair {
         SignedTransaction { tx, signature }
     }
 
+    /// The account's HPKE key pair, derived from the same seed.
+    pub fn encryption(&self) -> crate::EncryptionKeypair {
+        crate::EncryptionKeypair::derive(&self.seed())
+    }
+
     /// Signs arbitrary bytes that already start with their own domain tag.
     pub fn sign_tagged(&self, tag: &[u8], message: &[u8]) -> Signature {
         let mut bytes = tag.to_vec();
         bytes.extend_from_slice(message);
         Signature(self.0.sign(&bytes).to_bytes())
+    }
+}
+
+impl Keypair {
+    /// Signs an API request (see [`ehrchain_types::request`]).
+    pub fn sign_request(
+        &self,
+        chain_id: &str,
+        method: &str,
+        path_and_query: &str,
+        timestamp_ms: u64,
+    ) -> ehrchain_types::request::RequestAuth {
+        let msg = ehrchain_types::request::message(chain_id, method, path_and_query, timestamp_ms);
+        ehrchain_types::request::RequestAuth {
+            key: self.public_key(),
+            timestamp_ms,
+            signature: self.sign_tagged(ehrchain_types::domain::REQUEST, &msg),
+        }
     }
 }

@@ -51,6 +51,15 @@ pub enum TxError {
     SelfTransfer,
     #[error("balance of {0} would overflow")]
     Overflow(AccountId),
+    #[error("account {0} has not published an encryption key (register with `ehrchain register`)")]
+    NoEncryptionKey(AccountId),
+    #[error("no record {0}")]
+    NoSuchRecord(ehrchain_types::RecordId),
+    #[error("no access request {0}")]
+    NoSuchRequest(ehrchain_types::RequestId),
+    /// A rule of the records or consent contracts; the text says which.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Why a proposed block is invalid. An invalid block is never finalized by honest validators.

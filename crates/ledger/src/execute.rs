@@ -1,10 +1,11 @@
 //! Block execution: admission checks, applying transactions, building and verifying blocks.
 
-use crate::{BlockError, State, TxError, contracts};
+use crate::{BlockError, State, TxError, contracts, state::StateKey};
 use ehrchain_types::{
-    AccountId, Block, BlockHeader, Hash, MAX_BLOCK_TXS, PublicKey, Receipt, SignedTransaction,
-    TxOutcome,
+    AccountId, AuditEvent, Block, BlockHeader, Hash, MAX_BLOCK_TXS, PublicKey, Receipt,
+    SignedTransaction, TxOutcome,
     block::{receipts_root, tx_root},
+    records::audit_root,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,8 +22,10 @@ pub struct BlockContext {
 #[derive(Clone, Debug, Default)]
 pub struct BlockOutput {
     pub receipts: Vec<Receipt>,
-    /// Accounts whose record changed, so storage writes only those.
-    pub touched: BTreeSet<AccountId>,
+    /// State entries that changed, so storage writes only those.
+    pub touched: BTreeSet<StateKey>,
+    /// The audit events, in transaction order: the leaves of the block's audit tree.
+    pub events: Vec<AuditEvent>,
 }
 
 /// Whether a transaction may enter a block on top of `state`: right chain, valid signature,
@@ -103,35 +106,26 @@ fn verify_signatures_where(
 /// or not at all.
 fn apply_tx(state: &mut State, stx: &SignedTransaction, ctx: &BlockContext, out: &mut BlockOutput) {
     let sender = stx.tx.sender();
+    let tx_id = stx.id();
     let result = {
-        let mut scope = contracts::TxScope::new(state, sender, ctx);
+        let mut scope = contracts::TxScope::new(state, sender, tx_id, ctx);
         contracts::dispatch(&mut scope, &stx.tx.payload).map(|()| scope.into_writes())
     };
     let acct = state.accounts.entry(sender).or_default();
     acct.nonce += 1;
     acct.public_key.get_or_insert(stx.tx.signer);
-    out.touched.insert(sender);
+    out.touched.insert(StateKey::Account(sender));
     let outcome = match result {
-        Ok(writes) => {
-            for (id, mut account) in writes {
-                if id == sender {
-                    // The scope read the account before the nonce moved on.
-                    account.nonce = state.accounts[&sender].nonce;
-                    account.public_key = Some(stx.tx.signer);
-                }
-                out.touched.insert(id);
-                state.accounts.insert(id, account);
-            }
+        Ok(mut writes) => {
+            out.events.append(&mut writes.events);
+            writes.apply(state, &sender, &mut out.touched);
             TxOutcome::Applied
         }
         Err(e) => TxOutcome::Rejected {
             reason: e.to_string(),
         },
     };
-    out.receipts.push(Receipt {
-        tx_id: stx.id(),
-        outcome,
-    });
+    out.receipts.push(Receipt { tx_id, outcome });
 }
 
 /// Executes a block's transactions on `state`. Signatures must already have been checked
@@ -202,6 +196,7 @@ pub fn build_block(
         tx_root: tx_root(&txs),
         receipts_root: receipts_root(&out.receipts),
         state_root: post.root(),
+        audit_root: audit_root(&out.events),
     };
     (Block { header, txs }, post, out)
 }
@@ -262,6 +257,7 @@ pub fn verify_block_with(
     let out = execute_block(&mut post, &block.txs, &ctx)?;
     check_root("receipts", h.receipts_root, receipts_root(&out.receipts))?;
     check_root("state", h.state_root, post.root())?;
+    check_root("audit", h.audit_root, audit_root(&out.events))?;
     Ok((post, out))
 }
 
@@ -290,6 +286,7 @@ pub fn genesis(g: &crate::GenesisState) -> (Block, State) {
         tx_root: tx_root(&[]),
         receipts_root: receipts_root(&[]),
         state_root: state.root(),
+        audit_root: audit_root(&[]),
     };
     (
         Block {
@@ -314,6 +311,6 @@ pub fn dry_run(
         timestamp_ms,
         proposer: PublicKey([0; 32]),
     };
-    let mut scope = contracts::TxScope::new(state, stx.tx.sender(), &ctx);
+    let mut scope = contracts::TxScope::new(state, stx.tx.sender(), stx.id(), &ctx);
     contracts::dispatch(&mut scope, &stx.tx.payload)
 }

@@ -5,6 +5,7 @@
 //! randomness. Every honest node that executes the same blocks reaches the same state root.
 //! Each transaction either applies fully or not at all; its receipt says which and why.
 
+pub mod access;
 pub mod contracts;
 pub mod error;
 pub mod execute;
@@ -16,5 +17,8 @@ pub use execute::{
     BlockContext, BlockOutput, admit, build_block, execute_block, genesis, verify_block,
     verify_block_with, verify_signatures,
 };
-pub use state::{Account, AccountStatus, GenesisAccount, GenesisState, State};
+pub use state::{
+    AccessRequest, Account, AccountStatus, GenesisAccount, GenesisState, Grant, Record,
+    RecordStatus, RequestStatus, State, StateKey,
+};
 pub use verify::{ChainError, verify_chain};

@@ -1,9 +1,12 @@
 //! The ledger state: accounts with role, approval, balance and nonce.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ehrchain_types::{AccountId, Hash, PublicKey, Role, domain};
+use ehrchain_types::{
+    AccountId, Category, EncryptionKey, Grantee, Hash, HexBytes, KeyWrap, PublicKey, RecordId,
+    RecordKey, RequestId, Role, SealedKey, domain,
+};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where an account stands with the identity contract.
 #[derive(
@@ -45,6 +48,10 @@ pub struct Account {
     pub balance: u64,
     /// The nonce the account's next transaction must carry.
     pub nonce: u64,
+    /// The X25519 key others seal keys to (published when registering).
+    pub encryption_key: Option<EncryptionKey>,
+    /// The account's encrypted profile record (category demographics).
+    pub profile: Option<RecordId>,
 }
 
 impl Default for Account {
@@ -59,6 +66,8 @@ impl Default for Account {
             approved_at: None,
             balance: 0,
             nonce: 0,
+            encryption_key: None,
+            profile: None,
         }
     }
 }
@@ -71,6 +80,8 @@ pub struct GenesisAccount {
     pub role: Option<Role>,
     #[serde(default)]
     pub balance: u64,
+    #[serde(default)]
+    pub encryption_key: Option<EncryptionKey>,
 }
 
 /// The ledger part of a genesis file.
@@ -82,11 +93,113 @@ pub struct GenesisState {
     pub accounts: Vec<GenesisAccount>,
 }
 
+/// Where a record stands.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Written by someone other than the patient; not in the chart until the patient approves.
+    Pending,
+    /// In the chart.
+    Active,
+    /// The patient rejected it; it never enters the chart.
+    Rejected,
+}
+
+/// A record anchored on the ledger: where its ciphertext is and how its key is kept. No
+/// plaintext: the title travels in `meta`, encrypted under the record's data key.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Record {
+    pub id: RecordId,
+    pub patient: AccountId,
+    pub author: AccountId,
+    pub category: Category,
+    /// SHA-256 of the ciphertext (CIDv1, raw codec, sha2-256).
+    pub content: Hash,
+    pub size: u64,
+    pub commitment: Hash,
+    pub meta: HexBytes,
+    pub key: RecordKey,
+    pub status: RecordStatus,
+    pub created_ms: u64,
+    pub height: u64,
+    pub reviewed_ms: Option<u64>,
+}
+
+/// Consent from a patient to a grantee.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Grant {
+    pub categories: Vec<Category>,
+    pub expires_ms: Option<u64>,
+    pub write: bool,
+    pub granted_ms: u64,
+    /// The patient's category keys sealed to each recipient (every epoch).
+    pub wraps: Vec<KeyWrap>,
+}
+
+impl Grant {
+    /// Whether the grant allows reading `category` at `now_ms`.
+    pub fn covers(&self, category: Category, now_ms: u64) -> bool {
+        self.categories.contains(&category) && !self.expired(now_ms)
+    }
+
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|e| now_ms >= e)
+    }
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    Open,
+    Approved,
+    Denied,
+}
+
+/// A professional's request for access, waiting in the patient's inbox.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct AccessRequest {
+    pub id: RequestId,
+    pub requester: AccountId,
+    pub patient: AccountId,
+    pub categories: Vec<Category>,
+    pub write: bool,
+    /// The reason, sealed to the patient (HPKE).
+    pub reason: SealedKey,
+    pub status: RequestStatus,
+    pub created_ms: u64,
+    pub answered_ms: Option<u64>,
+}
+
+/// The address of one entry of the state, as stored by the node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub enum StateKey {
+    Account(AccountId),
+    Record(RecordId),
+    Keys(AccountId, Category),
+    Grant(AccountId, Grantee),
+    Request(RequestId),
+}
+
 /// The whole ledger state. Ordered maps only, so the encoding (and root) is canonical.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct State {
     pub chain_id: String,
     pub accounts: BTreeMap<AccountId, Account>,
+    pub records: BTreeMap<RecordId, Record>,
+    /// Each patient's category keys, sealed to the patient; the index is the epoch.
+    pub keys: BTreeMap<(AccountId, Category), Vec<SealedKey>>,
+    pub grants: BTreeMap<(AccountId, Grantee), Grant>,
+    pub requests: BTreeMap<RequestId, AccessRequest>,
+    /// Index of records by patient (derived from `records`; not part of the root).
+    #[borsh(skip)]
+    pub by_patient: BTreeSet<(AccountId, RecordId)>,
+    /// Index of requests by patient (derived; not part of the root).
+    #[borsh(skip)]
+    pub requests_by_patient: BTreeSet<(AccountId, RequestId)>,
 }
 
 impl State {
@@ -104,15 +217,122 @@ impl State {
                     AccountStatus::Unregistered
                 },
                 balance: a.balance,
+                encryption_key: a.encryption_key,
                 ..Account::default()
             };
             let prev = accounts.insert(id, acct);
             assert!(prev.is_none(), "genesis lists account {id} twice");
         }
         State {
-            chain_id: g.chain_id.clone(),
             accounts,
+            ..State::empty(&g.chain_id)
         }
+    }
+
+    /// A state with no entries.
+    pub fn empty(chain_id: &str) -> State {
+        State {
+            chain_id: chain_id.to_string(),
+            accounts: BTreeMap::new(),
+            records: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            by_patient: BTreeSet::new(),
+            requests_by_patient: BTreeSet::new(),
+        }
+    }
+
+    /// Every entry's key (the genesis write set).
+    pub fn all_keys(&self) -> BTreeSet<StateKey> {
+        let mut out: BTreeSet<StateKey> = self
+            .accounts
+            .keys()
+            .map(|a| StateKey::Account(*a))
+            .collect();
+        out.extend(self.records.keys().map(|r| StateKey::Record(*r)));
+        out.extend(self.keys.keys().map(|(a, c)| StateKey::Keys(*a, *c)));
+        out.extend(
+            self.grants
+                .keys()
+                .map(|(a, g)| StateKey::Grant(*a, g.clone())),
+        );
+        out.extend(self.requests.keys().map(|r| StateKey::Request(*r)));
+        out
+    }
+
+    /// The encoded value of one entry, or `None` if it does not exist.
+    pub fn entry(&self, key: &StateKey) -> Option<Vec<u8>> {
+        use ehrchain_types::encode;
+        match key {
+            StateKey::Account(a) => self.accounts.get(a).map(encode),
+            StateKey::Record(r) => self.records.get(r).map(encode),
+            StateKey::Keys(a, c) => self.keys.get(&(*a, *c)).map(encode),
+            StateKey::Grant(a, g) => self.grants.get(&(*a, g.clone())).map(encode),
+            StateKey::Request(r) => self.requests.get(r).map(encode),
+        }
+    }
+
+    /// Loads one stored entry (at node start).
+    pub fn load_entry(
+        &mut self,
+        key: StateKey,
+        value: &[u8],
+    ) -> Result<(), ehrchain_types::CodecError> {
+        use ehrchain_types::decode;
+        const MAX: usize = ehrchain_types::MAX_BLOCK_BYTES;
+        match key {
+            StateKey::Account(a) => {
+                self.accounts.insert(a, decode(value, MAX)?);
+            }
+            StateKey::Record(_) => self.insert_record(decode(value, MAX)?),
+            StateKey::Keys(a, c) => {
+                self.keys.insert((a, c), decode(value, MAX)?);
+            }
+            StateKey::Grant(a, g) => {
+                self.grants.insert((a, g), decode(value, MAX)?);
+            }
+            StateKey::Request(_) => self.insert_request(decode(value, MAX)?),
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces a record, keeping the patient index.
+    pub fn insert_record(&mut self, record: Record) {
+        self.by_patient.insert((record.patient, record.id));
+        self.records.insert(record.id, record);
+    }
+
+    /// Inserts or replaces a request, keeping the patient index.
+    pub fn insert_request(&mut self, request: AccessRequest) {
+        self.requests_by_patient
+            .insert((request.patient, request.id));
+        self.requests.insert(request.id, request);
+    }
+
+    /// A patient's records, in id order.
+    pub fn records_of(&self, patient: &AccountId) -> impl Iterator<Item = &Record> {
+        self.by_patient
+            .range((*patient, RecordId([0; 16]))..=(*patient, RecordId([0xff; 16])))
+            .filter_map(|(_, id)| self.records.get(id))
+    }
+
+    /// A patient's access requests.
+    pub fn requests_of(&self, patient: &AccountId) -> impl Iterator<Item = &AccessRequest> {
+        self.requests_by_patient
+            .range((*patient, RequestId([0; 32]))..=(*patient, RequestId([0xff; 32])))
+            .filter_map(|(_, id)| self.requests.get(id))
+    }
+
+    /// A patient's grants.
+    pub fn grants_of<'a>(
+        &'a self,
+        patient: &'a AccountId,
+    ) -> impl Iterator<Item = (&'a Grantee, &'a Grant)> + 'a {
+        self.grants
+            .range((*patient, Grantee::Account(AccountId([0; 20])))..)
+            .take_while(move |((p, _), _)| p == patient)
+            .map(|((_, g), grant)| (g, grant))
     }
 
     /// The state root: a tagged SHA-256 over the canonical encoding of the whole state.

@@ -32,16 +32,19 @@ fn world() -> World {
                 public_key: admin.public_key(),
                 role: Some(Role::Admin),
                 balance: 0,
+                encryption_key: None,
             },
             GenesisAccount {
                 public_key: alice.public_key(),
                 role: None,
                 balance: 100,
+                encryption_key: None,
             },
             GenesisAccount {
                 public_key: bob.public_key(),
                 role: None,
                 balance: 100,
+                encryption_key: None,
             },
         ],
     };
@@ -266,11 +269,13 @@ fn block_is_all_or_nothing_and_chain_verifies() {
                 public_key: w.alice.public_key(),
                 role: None,
                 balance: 100,
+                encryption_key: None,
             },
             GenesisAccount {
                 public_key: w.bob.public_key(),
                 role: None,
                 balance: 100,
+                encryption_key: None,
             },
         ],
     };

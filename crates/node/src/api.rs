@@ -31,6 +31,8 @@ pub const MAX_BATCH_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct ApiState {
     pub chain: Arc<Chain>,
     pub genesis: Arc<GenesisFile>,
+    pub blobs: Arc<crate::blobs::BlobStore>,
+    pub blob_cfg: crate::config::BlobConfig,
 }
 
 /// An API failure: status, stable code, message for the user.
@@ -132,6 +134,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::records_api::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /api/v1/openapi.json)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -181,6 +184,9 @@ pub struct AccountView {
     /// The nonce the account's next new transaction should carry (counts its transactions
     /// still waiting in the mempool).
     pub next_nonce: u64,
+    /// Fingerprint of the encrypted profile record (what the account's QR code carries).
+    #[serde(default)]
+    pub profile_fingerprint: Option<String>,
     #[serde(flatten)]
     pub account: Account,
 }
@@ -193,6 +199,12 @@ async fn account(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult
         id,
         next_nonce: s.chain.next_nonce(&id),
         exists: found.is_some(),
+        profile_fingerprint: found
+            .and_then(|a| a.profile)
+            .and_then(|p| snap.state.records.get(&p))
+            .map(|r| {
+                ehrchain_types::records::profile_fingerprint(&r.id, &r.content, &r.commitment)
+            }),
         account: found.cloned().unwrap_or_default(),
     }))
 }
@@ -237,6 +249,7 @@ async fn list_accounts(
             id: *id,
             next_nonce: a.nonce,
             exists: true,
+            profile_fingerprint: None,
             account: a.clone(),
         })
         .collect();
@@ -337,12 +350,25 @@ pub struct TxView {
     pub sender: Option<AccountId>,
     pub receipt: Option<Receipt>,
     pub tx: Option<SignedTransaction>,
+    /// The audit events the transaction produced.
+    #[serde(default)]
+    pub events: Vec<crate::records_api::EventView>,
 }
 
 async fn transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TxView> {
     let id: Hash = parse("transaction id", &id)?;
     if let Some((loc, tx, receipt)) = s.chain.finalized_tx(&id)? {
+        let events = s
+            .chain
+            .store()
+            .audit_events(loc.height)?
+            .into_iter()
+            .enumerate()
+            .filter(|(_, e)| e.tx == id)
+            .map(|(i, e)| crate::records_api::EventView::new(loc.height, i as u32, e))
+            .collect();
         return Ok(Json(TxView {
+            events,
             id,
             status: "finalized".into(),
             height: Some(loc.height),
@@ -365,6 +391,7 @@ async fn transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
         sender: None,
         receipt: None,
         tx: None,
+        events: Vec::new(),
     }))
 }
 

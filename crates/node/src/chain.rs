@@ -355,13 +355,7 @@ impl Ledger for Chain {
             }
         };
         self.store
-            .commit_block(
-                block,
-                &output.receipts,
-                finalization.as_deref(),
-                &post,
-                &output.touched,
-            )
+            .commit_block(block, &output, finalization.as_deref(), &post)
             .map_err(|e| e.to_string())?;
         let rejected = output
             .receipts
@@ -382,6 +376,7 @@ impl Ledger for Chain {
         self.metrics.blocks_finalized.inc();
         self.metrics.txs_finalized.inc_by(block.txs.len() as u64);
         self.metrics.txs_rejected.inc_by(rejected as u64);
+        self.metrics.audit_events.inc_by(output.events.len() as u64);
         self.finalized.send_replace(block.header.height);
         Ok(())
     }

@@ -26,6 +26,32 @@ pub struct NodeConfig {
     pub mempool: MempoolLimits,
     #[serde(default)]
     pub block: BlockConfig,
+    #[serde(default)]
+    pub blobs: BlobConfig,
+}
+
+/// The encrypted blob store (content-addressed, under `data_dir/blobs`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobConfig {
+    /// Largest blob (ciphertext) accepted, in bytes.
+    pub max_bytes: u64,
+    /// How long after an allowed, audited read the reader may download the blob, in seconds.
+    #[serde(default = "default_read_window")]
+    pub read_window_secs: u64,
+}
+
+fn default_read_window() -> u64 {
+    600
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        BlobConfig {
+            max_bytes: 1 << 30,
+            read_window_secs: default_read_window(),
+        }
+    }
 }
 
 /// Block production settings.

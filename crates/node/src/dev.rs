@@ -53,6 +53,7 @@ pub fn demo_accounts(keys: &Path) -> anyhow::Result<Vec<GenesisAccount>> {
         public_key: admin.public_key(),
         role: Some(Role::Admin),
         balance: 0,
+        encryption_key: Some(admin.encryption().public()),
     });
     for i in 1..=DEMO_ACCOUNTS {
         let k = Keypair::generate();
@@ -61,6 +62,7 @@ pub fn demo_accounts(keys: &Path) -> anyhow::Result<Vec<GenesisAccount>> {
             public_key: k.public_key(),
             role: None,
             balance: DEMO_BALANCE,
+            encryption_key: Some(k.encryption().public()),
         });
     }
     Ok(accounts)
@@ -113,6 +115,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
         p2p_listen,
         mempool: MempoolLimits::default(),
         block: BlockConfig::default(),
+        blobs: crate::config::BlobConfig::default(),
     };
     cfg.save(&layout.config)?;
     Ok((cfg, true))

@@ -5,12 +5,15 @@
 //! from a [`config::NodeConfig`]; [`dev`] prepares the single-validator development chain.
 
 pub mod api;
+pub mod blobs;
 pub mod chain;
 pub mod config;
 pub mod dev;
 pub mod genesis;
 pub mod mempool;
 pub mod metrics;
+pub mod proof;
+pub mod records_api;
 pub mod run;
 pub mod store;
 pub mod testnet;

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub mempool_size: Gauge,
     pub submissions_accepted: Counter,
     pub submissions_refused: Counter,
+    pub blob_bytes: Counter,
+    pub audit_events: Counter,
 }
 
 impl Metrics {
@@ -57,6 +59,16 @@ impl Metrics {
             "ehrchain_submissions_refused",
             "Transactions refused at submission",
             m.submissions_refused.clone(),
+        );
+        r.register(
+            "ehrchain_blob_bytes_stored",
+            "Ciphertext bytes accepted by the blob store",
+            m.blob_bytes.clone(),
+        );
+        r.register(
+            "ehrchain_audit_events",
+            "Audit events finalized",
+            m.audit_events.clone(),
         );
         m
     }

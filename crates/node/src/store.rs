@@ -4,17 +4,24 @@
 //! index entries, changed accounts and the new tip together), so a process killed at any
 //! moment restarts with every committed block and nothing half-written.
 
-use ehrchain_ledger::{Account, State};
-use ehrchain_types::{AccountId, Block, Hash, Receipt, decode, encode};
+use ehrchain_ledger::{BlockOutput, State, StateKey};
+use ehrchain_types::{AccountId, AuditEvent, Block, EventId, Hash, Receipt, decode, encode};
 use redb::{Database, ReadableTable, TableDefinition};
-use std::{collections::BTreeSet, path::Path};
+use std::path::Path;
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_ids");
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("finalizations");
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 const TXS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("txs");
-const ACCOUNTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
+/// State entries by their encoded [`StateKey`].
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// Audit events by (height, index in the block's audit tree).
+const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
+const AUDIT_IDS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
+/// (patient, height, index) of every event about a patient.
+const AUDIT_BY_PATIENT: TableDefinition<(&[u8; 20], u64, u32), ()> =
+    TableDefinition::new("audit_by_patient");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Meta keys.
@@ -89,7 +96,10 @@ impl ChainStore {
         }
         w.open_table(BLOCK_IDS)?;
         w.open_table(TXS)?;
-        w.open_table(ACCOUNTS)?;
+        w.open_table(STATE)?;
+        w.open_table(AUDIT)?;
+        w.open_table(AUDIT_IDS)?;
+        w.open_table(AUDIT_BY_PATIENT)?;
         w.open_table(META)?;
         w.commit()?;
         Ok(ChainStore { db })
@@ -119,14 +129,17 @@ impl ChainStore {
         }
         drop(meta);
         drop(r);
-        let touched: BTreeSet<AccountId> = state.accounts.keys().copied().collect();
+        let output = BlockOutput {
+            touched: state.all_keys(),
+            ..BlockOutput::default()
+        };
         let w = self.db.begin_write()?;
         {
             let mut meta = w.open_table(META)?;
             meta.insert(META_CHAIN_ID, state.chain_id.as_bytes())?;
             meta.insert(META_GENESIS, gid.0.as_slice())?;
         }
-        Self::write_block(&w, block, &[], None, state, &touched)?;
+        Self::write_block(&w, block, &output, None, state)?;
         w.commit()?;
         Ok(())
     }
@@ -134,16 +147,26 @@ impl ChainStore {
     fn write_block(
         w: &redb::WriteTransaction,
         block: &Block,
-        receipts: &[Receipt],
+        output: &BlockOutput,
         finalization: Option<&[u8]>,
         state: &State,
-        touched: &BTreeSet<AccountId>,
     ) -> Result<(), StoreError> {
         let h = block.header.height;
         w.open_table(BLOCKS)?.insert(h, encode(block).as_slice())?;
         w.open_table(BLOCK_IDS)?.insert(&block.id().0, h)?;
         w.open_table(RECEIPTS)?
-            .insert(h, encode(&receipts.to_vec()).as_slice())?;
+            .insert(h, encode(&output.receipts).as_slice())?;
+        {
+            let mut audit = w.open_table(AUDIT)?;
+            let mut ids = w.open_table(AUDIT_IDS)?;
+            let mut by_patient = w.open_table(AUDIT_BY_PATIENT)?;
+            for (i, ev) in output.events.iter().enumerate() {
+                let i = i as u32;
+                audit.insert((h, i), ev.leaf().as_slice())?;
+                ids.insert(&ev.id().0, (h, i))?;
+                by_patient.insert((&ev.patient.0, h, i), ())?;
+            }
+        }
         if let Some(f) = finalization {
             w.open_table(CERTS)?.insert(h, f)?;
         }
@@ -151,28 +174,28 @@ impl ChainStore {
         for (i, t) in block.txs.iter().enumerate() {
             txs.insert(&t.id().0, (h, i as u32))?;
         }
-        let mut accounts = w.open_table(ACCOUNTS)?;
-        for id in touched {
-            let acct = state
-                .accounts
-                .get(id)
-                .expect("touched accounts exist in the post-state");
-            accounts.insert(&id.0, encode(acct).as_slice())?;
+        let mut entries = w.open_table(STATE)?;
+        for key in &output.touched {
+            let k = encode(key);
+            match state.entry(key) {
+                Some(v) => entries.insert(k.as_slice(), v.as_slice())?,
+                None => entries.remove(k.as_slice())?,
+            };
         }
         Ok(())
     }
 
-    /// Commits one finalized block with its receipts and the accounts it changed, atomically.
+    /// Commits one finalized block with its receipts, audit events and the state entries it
+    /// changed, atomically.
     pub fn commit_block(
         &self,
         block: &Block,
-        receipts: &[Receipt],
+        output: &BlockOutput,
         finalization: Option<&[u8]>,
         state: &State,
-        touched: &BTreeSet<AccountId>,
     ) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
-        Self::write_block(&w, block, receipts, finalization, state, touched)?;
+        Self::write_block(&w, block, output, finalization, state)?;
         w.commit()?;
         Ok(())
     }
@@ -249,15 +272,61 @@ impl ChainStore {
             .get(META_CHAIN_ID)?
             .map(|v| String::from_utf8_lossy(v.value()).to_string())
             .ok_or_else(|| StoreError::Corrupt("no chain id".into()))?;
-        let t = r.open_table(ACCOUNTS)?;
-        let mut accounts = std::collections::BTreeMap::new();
+        let t = r.open_table(STATE)?;
+        let mut state = State::empty(&chain_id);
         for item in t.iter()? {
             let (k, v) = item?;
-            let acct: Account = decode(v.value(), 64 * 1024)
-                .map_err(|e| StoreError::Corrupt(format!("account record: {e}")))?;
-            accounts.insert(AccountId(*k.value()), acct);
+            let key: StateKey = decode(k.value(), 4096)
+                .map_err(|e| StoreError::Corrupt(format!("state key: {e}")))?;
+            state
+                .load_entry(key, v.value())
+                .map_err(|e| StoreError::Corrupt(format!("state entry: {e}")))?;
         }
-        Ok(State { chain_id, accounts })
+        Ok(state)
+    }
+
+    /// The audit events of the block at `height`, in tree order.
+    pub fn audit_events(&self, height: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for item in t.range((height, 0)..=(height, u32::MAX))? {
+            let (_, v) = item?;
+            out.push(decode_event(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Where an audit event is: (height, index).
+    pub fn audit_location(&self, id: &EventId) -> Result<Option<(u64, u32)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(AUDIT_IDS)?;
+        Ok(t.get(&id.0)?.map(|v| v.value()))
+    }
+
+    /// A patient's audit events, newest first, at most `limit`.
+    pub fn audit_of(
+        &self,
+        patient: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<(u64, u32, AuditEvent)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let idx = r.open_table(AUDIT_BY_PATIENT)?;
+        let t = r.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for item in idx
+            .range((&patient.0, 0, 0)..=(&patient.0, u64::MAX, u32::MAX))?
+            .rev()
+            .take(limit)
+        {
+            let (k, _) = item?;
+            let (_, h, i) = k.value();
+            let v = t
+                .get((h, i))?
+                .ok_or_else(|| StoreError::Corrupt(format!("audit index points at {h}/{i}")))?;
+            out.push((h, i, decode_event(v.value())?));
+        }
+        Ok(out)
     }
 
     /// Iterates all stored blocks in height order as raw bytes, with the indexed id.
@@ -271,6 +340,10 @@ impl ChainStore {
         }
         Ok(out)
     }
+}
+
+fn decode_event(bytes: &[u8]) -> Result<AuditEvent, StoreError> {
+    decode(bytes, 64 * 1024).map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))
 }
 
 fn decode_block(bytes: &[u8]) -> Result<Block, StoreError> {

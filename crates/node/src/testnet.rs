@@ -113,6 +113,7 @@ pub fn init_with(
             p2p_listen,
             mempool: MempoolLimits::default(),
             block: BlockConfig::default(),
+            blobs: crate::config::BlobConfig::default(),
         };
         cfg.save(&node_config(&dir, i))?;
         configs.push(cfg);

@@ -450,9 +450,13 @@ mod api {
                 p2p_address: "127.0.0.1:1".parse().unwrap(),
             }],
         };
+        let blobs =
+            ehrchain_node::blobs::BlobStore::open(&dir.path().join("blobs"), 1 << 20).unwrap();
         let state = ApiState {
             chain,
             genesis: Arc::new(genesis),
+            blobs: Arc::new(blobs),
+            blob_cfg: ehrchain_node::config::BlobConfig::default(),
         };
         (dir, router(state), senders)
     }

@@ -29,6 +29,8 @@ pub struct BlockHeader {
     pub receipts_root: Hash,
     /// Root of the ledger state after executing this block.
     pub state_root: Hash,
+    /// RFC 6962 Merkle root over the audit events the block's transactions produced.
+    pub audit_root: Hash,
 }
 
 impl BlockHeader {

@@ -11,6 +11,28 @@ pub const BLOCK_ID: &[u8] = b"ehrchain/block/v1";
 pub const ACCOUNT_ID: &[u8] = b"ehrchain/account/v1";
 /// State root: hash of the canonical ledger state.
 pub const STATE_ROOT: &[u8] = b"ehrchain/state/v1";
+/// Audit event id: hash of the event's leaf bytes.
+pub const AUDIT_EVENT_ID: &[u8] = b"ehrchain/audit-event/v1";
+/// Signed API requests (reads of lists and blobs).
+pub const REQUEST: &[u8] = b"ehrchain/request/v1";
+/// HPKE `info` when sealing a category key to a recipient.
+pub const HPKE_CATEGORY_KEY: &[u8] = b"ehrchain/hpke/category-key/v1";
+/// HPKE `info` when sealing a record's data key to a recipient.
+pub const HPKE_DATA_KEY: &[u8] = b"ehrchain/hpke/data-key/v1";
+/// HPKE `info` when sealing an access request's reason to the patient.
+pub const HPKE_REASON: &[u8] = b"ehrchain/hpke/reason/v1";
+/// Associated data of a data key wrapped under a category key.
+pub const DATA_KEY_WRAP: &[u8] = b"ehrchain/data-key-wrap/v1";
+/// Associated data of a record's encrypted metadata.
+pub const RECORD_META: &[u8] = b"ehrchain/record-meta/v1";
+/// Associated data of the chunks of a record's content stream.
+pub const RECORD_CONTENT: &[u8] = b"ehrchain/record-content/v1";
+/// HKDF info deriving the plaintext-commitment key from a data key.
+pub const COMMITMENT_KEY: &[u8] = b"ehrchain/commitment-key/v1";
+/// HKDF info deriving an account's X25519 key from its ed25519 seed.
+pub const ENCRYPTION_KEY: &[u8] = b"ehrchain/x25519/v1";
+/// Patient QR code payload.
+pub const QR: &[u8] = b"ehrchain/qr/v1";
 /// Consensus votes and certificates (namespace given to the engine).
 pub const CONSENSUS: &[u8] = b"ehrchain/consensus/v1";
 /// Peer-to-peer handshakes between validators.

@@ -17,7 +17,7 @@ pub enum IdError {
     UnknownRole(String),
 }
 
-fn parse_hex<const N: usize>(
+pub(crate) fn parse_hex<const N: usize>(
     s: &str,
     prefix: &str,
     hint: &'static str,
@@ -57,7 +57,7 @@ macro_rules! bytes_newtype {
         impl FromStr for $name {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
-                parse_hex::<$n>(s.trim(), $prefix, $hint).map(Self)
+                $crate::id::parse_hex::<$n>(s.trim(), $prefix, $hint).map(Self)
             }
         }
         impl Serialize for $name {
@@ -73,6 +73,8 @@ macro_rules! bytes_newtype {
         }
     };
 }
+
+pub(crate) use bytes_newtype;
 
 bytes_newtype!(
     /// An ed25519 signature.

@@ -9,11 +9,17 @@ pub mod block;
 pub mod codec;
 pub mod domain;
 pub mod id;
+pub mod records;
+pub mod request;
 pub mod tx;
 
 pub use block::{Block, BlockHeader, Receipt, TxOutcome};
 pub use codec::{CodecError, decode, encode};
 pub use id::{AccountId, Hash, IdError, PublicKey, Role, Signature};
+pub use records::{
+    AuditAction, AuditEvent, Category, Decision, EncryptionKey, EventId, Grantee, HexBytes,
+    KeyWrap, RecordId, RecordKey, RequestId, Rotation, SealedKey,
+};
 pub use tx::{SignedTransaction, Transaction, TxPayload};
 
 /// The largest number of bytes any single encoded transaction may have.

@@ -3,6 +3,10 @@
 use crate::{
     AccountId, Hash, PublicKey, Role, Signature,
     domain::{self, tagged_hash},
+    records::{
+        Category, EncryptionKey, Grantee, HexBytes, KeyWrap, RecordId, RecordKey, RequestId,
+        Rotation, SealedKey,
+    },
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -30,6 +34,76 @@ pub enum TxPayload {
     Approve { account: AccountId },
     /// Move tokens from the signer to another account.
     Transfer { to: AccountId, amount: u64 },
+    /// Register in a role and publish the X25519 key others seal record keys to.
+    Enrol {
+        role: Role,
+        organisation: Option<String>,
+        licence: Option<String>,
+        encryption_key: EncryptionKey,
+    },
+    /// Start a new epoch of one of the signer's category keys (the first epoch is 0).
+    RotateKey { rotation: Rotation },
+    /// Anchor an encrypted record: the hash of its ciphertext, a keyed commitment to its
+    /// plaintext, encrypted metadata and its data key (wrapped). Written by the patient, or by
+    /// a professional with write access (then it waits for the patient's approval).
+    AddRecord {
+        id: RecordId,
+        patient: AccountId,
+        category: Category,
+        /// SHA-256 of the ciphertext (the digest of its CIDv1).
+        content: Hash,
+        /// Ciphertext length in bytes.
+        size: u64,
+        /// HMAC-SHA256 of the plaintext under a key derived from the data key.
+        commitment: Hash,
+        /// Title, file name and media type, encrypted under the data key.
+        meta: HexBytes,
+        key: RecordKey,
+        /// Make this `demographics` record the signer's profile.
+        profile: bool,
+    },
+    /// The patient approves (with the data key re-wrapped under a category key) or rejects a
+    /// record someone else wrote for them.
+    ReviewRecord {
+        record: RecordId,
+        approve: bool,
+        key: Option<RecordKey>,
+    },
+    /// Grant (or replace the grant of) read, or read and write, access to categories.
+    Grant {
+        to: Grantee,
+        categories: Vec<Category>,
+        /// Block time after which the grant no longer allows anything.
+        expires_ms: Option<u64>,
+        write: bool,
+        /// Every epoch of every granted category key, sealed to each recipient.
+        wraps: Vec<KeyWrap>,
+    },
+    /// Revoke a grant (all of it when `categories` is empty); each revoked category starts a
+    /// new key epoch in the same transaction, so later records are out of the revoked party's
+    /// reach cryptographically as well.
+    Revoke {
+        from: Grantee,
+        categories: Vec<Category>,
+        rotations: Vec<Rotation>,
+    },
+    /// A professional asks a patient for access; the reason is sealed to the patient.
+    RequestAccess {
+        patient: AccountId,
+        categories: Vec<Category>,
+        write: bool,
+        reason: SealedKey,
+    },
+    /// The patient answers a request; approving grants what was asked.
+    AnswerRequest {
+        request: RequestId,
+        approve: bool,
+        expires_ms: Option<u64>,
+        wraps: Vec<KeyWrap>,
+    },
+    /// Ask to read a record. Always recorded in the audit trail with the decision; the node
+    /// serves the ciphertext only after an allowed read is finalized.
+    ReadRecord { record: RecordId },
 }
 
 impl TxPayload {
@@ -39,6 +113,15 @@ impl TxPayload {
             TxPayload::Register { .. } => "register",
             TxPayload::Approve { .. } => "approve",
             TxPayload::Transfer { .. } => "transfer",
+            TxPayload::Enrol { .. } => "enrol",
+            TxPayload::RotateKey { .. } => "rotate_key",
+            TxPayload::AddRecord { .. } => "add_record",
+            TxPayload::ReviewRecord { .. } => "review_record",
+            TxPayload::Grant { .. } => "grant",
+            TxPayload::Revoke { .. } => "revoke",
+            TxPayload::RequestAccess { .. } => "request_access",
+            TxPayload::AnswerRequest { .. } => "answer_request",
+            TxPayload::ReadRecord { .. } => "read_record",
         }
     }
 }

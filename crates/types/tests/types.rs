@@ -36,6 +36,7 @@ fn sample_block() -> Block {
             tx_root: tx_root(&txs),
             receipts_root: receipts_root(&[]),
             state_root: Hash([0x66; 32]),
+            audit_root: Hash([0x77; 32]),
         },
         txs,
     }
@@ -63,7 +64,7 @@ fn block_fixture() {
 }
 
 const TX_ID: &str = "33b96fac00ed4eef4bc2268676d5aea6c4d3a6460b4e8564b75a8098b90995ba";
-const BLOCK_ID: &str = "81b8c77211342906c79ce217d155f0ad1ee247ed97cbb5a23a67e230a3359547";
+const BLOCK_ID: &str = "55aea0e684e6502ced136c4fad0ccf2657e41f8f393d4de66bd97a45ee7fd68d";
 
 #[test]
 fn decoding_is_bounded_and_strict() {

@@ -3,7 +3,7 @@
 use super::TxScope;
 use crate::{AccountStatus, TxError};
 use ehrchain_types::{
-    AccountId, Role,
+    AccountId, EncryptionKey, Role,
     tx::{MAX_LICENCE_LEN, MAX_ORGANISATION_LEN},
 };
 
@@ -73,5 +73,20 @@ pub fn approve(scope: &mut TxScope<'_>, account: &AccountId) -> Result<(), TxErr
     acct.approved_by = Some(scope.sender);
     acct.approved_at = Some(scope.ctx.height);
     scope.put(*account, acct);
+    Ok(())
+}
+
+/// Registers the sender in `role` and publishes its encryption key.
+pub fn enrol(
+    scope: &mut TxScope<'_>,
+    role: Role,
+    organisation: Option<&str>,
+    licence: Option<&str>,
+    key: EncryptionKey,
+) -> Result<(), TxError> {
+    register(scope, role, organisation, licence)?;
+    let mut acct = scope.account(&scope.sender);
+    acct.encryption_key = Some(key);
+    scope.put(scope.sender, acct);
     Ok(())
 }

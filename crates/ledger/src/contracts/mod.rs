@@ -1,43 +1,230 @@
 //! The contracts: one module per concern, each a set of pure functions over a [`TxScope`].
 
+pub mod consent;
 pub mod identity;
+pub mod records;
 pub mod token;
 
-use crate::{Account, BlockContext, State, TxError};
-use ehrchain_types::{AccountId, Role, TxPayload};
+use crate::{
+    Account, BlockContext, State, TxError,
+    state::{AccessRequest, Grant, Record, StateKey},
+};
+use ehrchain_types::{
+    AccountId, AuditAction, AuditEvent, Category, Decision, Grantee, Hash, RecordId, RequestId,
+    Role, SealedKey, TxPayload,
+};
 use std::collections::BTreeMap;
+
+/// Buffered writes to one map of the state: `None` removes the entry.
+pub struct Overlay<K, V> {
+    writes: BTreeMap<K, Option<V>>,
+}
+
+impl<K: Ord + Clone, V: Clone> Overlay<K, V> {
+    fn new() -> Self {
+        Overlay {
+            writes: BTreeMap::new(),
+        }
+    }
+
+    fn get(&self, base: &BTreeMap<K, V>, k: &K) -> Option<V> {
+        match self.writes.get(k) {
+            Some(v) => v.clone(),
+            None => base.get(k).cloned(),
+        }
+    }
+
+    fn put(&mut self, k: K, v: V) {
+        self.writes.insert(k, Some(v));
+    }
+
+    fn remove(&mut self, k: K) {
+        self.writes.insert(k, None);
+    }
+}
 
 /// The view one transaction has of the state: reads fall through to the state, writes are
 /// buffered and only reach the state if the whole transaction succeeds.
 pub struct TxScope<'a> {
     state: &'a State,
-    writes: BTreeMap<AccountId, Account>,
+    accounts: Overlay<AccountId, Account>,
+    records: Overlay<RecordId, Record>,
+    keys: Overlay<(AccountId, Category), Vec<SealedKey>>,
+    grants: Overlay<(AccountId, Grantee), Grant>,
+    requests: Overlay<RequestId, AccessRequest>,
+    events: Vec<AuditEvent>,
     /// The transaction's author.
     pub sender: AccountId,
+    /// The transaction's id.
+    pub tx: Hash,
     pub ctx: &'a BlockContext,
 }
 
+/// What a successful transaction changes.
+pub struct Writes {
+    accounts: BTreeMap<AccountId, Option<Account>>,
+    records: BTreeMap<RecordId, Option<Record>>,
+    keys: BTreeMap<(AccountId, Category), Option<Vec<SealedKey>>>,
+    grants: BTreeMap<(AccountId, Grantee), Option<Grant>>,
+    requests: BTreeMap<RequestId, Option<AccessRequest>>,
+    pub events: Vec<AuditEvent>,
+}
+
+impl Writes {
+    /// Applies the writes to `state`; `touched` receives every changed key. The sender's
+    /// account is written by the caller (its nonce moved on while the scope ran).
+    pub fn apply(
+        self,
+        state: &mut State,
+        sender: &AccountId,
+        touched: &mut std::collections::BTreeSet<StateKey>,
+    ) {
+        for (id, acct) in self.accounts {
+            let mut acct = acct.expect("accounts are never removed");
+            if id == *sender {
+                let live = &state.accounts[sender];
+                acct.nonce = live.nonce;
+                acct.public_key = live.public_key;
+            }
+            touched.insert(StateKey::Account(id));
+            state.accounts.insert(id, acct);
+        }
+        for (id, r) in self.records {
+            touched.insert(StateKey::Record(id));
+            if let Some(r) = r {
+                state.insert_record(r);
+            }
+        }
+        for (k, v) in self.keys {
+            touched.insert(StateKey::Keys(k.0, k.1));
+            if let Some(v) = v {
+                state.keys.insert(k, v);
+            }
+        }
+        for (k, v) in self.grants {
+            touched.insert(StateKey::Grant(k.0, k.1.clone()));
+            match v {
+                Some(v) => {
+                    state.grants.insert(k, v);
+                }
+                None => {
+                    state.grants.remove(&k);
+                }
+            }
+        }
+        for (id, r) in self.requests {
+            touched.insert(StateKey::Request(id));
+            if let Some(r) = r {
+                state.insert_request(r);
+            }
+        }
+    }
+}
+
 impl<'a> TxScope<'a> {
-    pub fn new(state: &'a State, sender: AccountId, ctx: &'a BlockContext) -> Self {
+    pub fn new(state: &'a State, sender: AccountId, tx: Hash, ctx: &'a BlockContext) -> Self {
         TxScope {
             state,
-            writes: BTreeMap::new(),
+            accounts: Overlay::new(),
+            records: Overlay::new(),
+            keys: Overlay::new(),
+            grants: Overlay::new(),
+            requests: Overlay::new(),
+            events: Vec::new(),
             sender,
+            tx,
             ctx,
         }
     }
 
+    /// The state before this transaction (for reads that need no buffered writes).
+    pub fn state(&self) -> &State {
+        self.state
+    }
+
     /// The account as this transaction currently sees it (default if it does not exist).
     pub fn account(&self, id: &AccountId) -> Account {
-        self.writes
-            .get(id)
-            .or_else(|| self.state.accounts.get(id))
-            .cloned()
+        self.accounts
+            .get(&self.state.accounts, id)
             .unwrap_or_default()
     }
 
     pub fn put(&mut self, id: AccountId, account: Account) {
-        self.writes.insert(id, account);
+        self.accounts.put(id, account);
+    }
+
+    pub fn record(&self, id: &RecordId) -> Option<Record> {
+        self.records.get(&self.state.records, id)
+    }
+
+    pub fn put_record(&mut self, r: Record) {
+        self.records.put(r.id, r);
+    }
+
+    /// A patient's sealed category keys (index = epoch).
+    pub fn keys(&self, patient: &AccountId, category: Category) -> Vec<SealedKey> {
+        self.keys
+            .get(&self.state.keys, &(*patient, category))
+            .unwrap_or_default()
+    }
+
+    pub fn put_keys(&mut self, patient: AccountId, category: Category, keys: Vec<SealedKey>) {
+        self.keys.put((patient, category), keys);
+    }
+
+    pub fn grant(&self, patient: &AccountId, grantee: &Grantee) -> Option<Grant> {
+        self.grants
+            .get(&self.state.grants, &(*patient, grantee.clone()))
+    }
+
+    pub fn put_grant(&mut self, patient: AccountId, grantee: Grantee, grant: Grant) {
+        self.grants.put((patient, grantee), grant);
+    }
+
+    pub fn remove_grant(&mut self, patient: AccountId, grantee: Grantee) {
+        self.grants.remove((patient, grantee));
+    }
+
+    /// A patient's grants as this transaction sees them.
+    pub fn grants_of(&self, patient: &AccountId) -> Vec<(Grantee, Grant)> {
+        let mut out: BTreeMap<Grantee, Grant> = self
+            .state
+            .grants_of(patient)
+            .map(|(g, grant)| (g.clone(), grant.clone()))
+            .collect();
+        for ((p, g), v) in &self.grants.writes {
+            if p == patient {
+                match v {
+                    Some(v) => out.insert(g.clone(), v.clone()),
+                    None => out.remove(g),
+                };
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    pub fn request(&self, id: &RequestId) -> Option<AccessRequest> {
+        self.requests.get(&self.state.requests, id)
+    }
+
+    pub fn put_request(&mut self, r: AccessRequest) {
+        self.requests.put(r.id, r);
+    }
+
+    /// Records an audit event made by the sender about `patient`.
+    pub fn audit(&mut self, event: Event) {
+        self.events.push(AuditEvent {
+            tx: self.tx,
+            time_ms: self.ctx.timestamp_ms,
+            actor: self.sender,
+            patient: event.patient,
+            action: event.action,
+            record: event.record,
+            categories: event.categories,
+            counterparty: event.counterparty,
+            decision: event.decision,
+            reason: event.reason,
+        });
     }
 
     /// Fails unless the sender is active in `role`.
@@ -53,9 +240,62 @@ impl<'a> TxScope<'a> {
         }
     }
 
+    /// Fails unless the sender is registered and active in any role.
+    pub fn require_active(&self) -> Result<Account, TxError> {
+        let acct = self.account(&self.sender);
+        match (acct.role, acct.status) {
+            (Some(_), crate::AccountStatus::Active) => Ok(acct),
+            (Some(r), crate::AccountStatus::Pending) => Err(TxError::NotApproved(r)),
+            _ => Err(TxError::NotRegistered(self.sender)),
+        }
+    }
+
+    /// Fails unless the sender has registered a role (approved or not): enough to manage
+    /// one's own keys and profile.
+    pub fn require_registered(&self) -> Result<Account, TxError> {
+        let acct = self.account(&self.sender);
+        match acct.role {
+            Some(_) => Ok(acct),
+            None => Err(TxError::NotRegistered(self.sender)),
+        }
+    }
+
     /// The buffered writes, to be applied to the state.
-    pub fn into_writes(self) -> BTreeMap<AccountId, Account> {
-        self.writes
+    pub fn into_writes(self) -> Writes {
+        Writes {
+            accounts: self.accounts.writes,
+            records: self.records.writes,
+            keys: self.keys.writes,
+            grants: self.grants.writes,
+            requests: self.requests.writes,
+            events: self.events,
+        }
+    }
+}
+
+/// The parts of an audit event a contract chooses (the scope adds tx, time and actor).
+pub struct Event {
+    pub patient: AccountId,
+    pub action: AuditAction,
+    pub record: Option<RecordId>,
+    pub categories: Vec<Category>,
+    pub counterparty: Option<Grantee>,
+    pub decision: Decision,
+    pub reason: String,
+}
+
+impl Event {
+    /// An allowed action on a patient's data with no record or counterparty.
+    pub fn allowed(patient: AccountId, action: AuditAction) -> Event {
+        Event {
+            patient,
+            action,
+            record: None,
+            categories: Vec::new(),
+            counterparty: None,
+            decision: Decision::Allowed,
+            reason: String::new(),
+        }
     }
 }
 
@@ -69,5 +309,72 @@ pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), TxEr
         } => identity::register(scope, *role, organisation.as_deref(), licence.as_deref()),
         TxPayload::Approve { account } => identity::approve(scope, account),
         TxPayload::Transfer { to, amount } => token::transfer(scope, to, *amount),
+        TxPayload::Enrol {
+            role,
+            organisation,
+            licence,
+            encryption_key,
+        } => identity::enrol(
+            scope,
+            *role,
+            organisation.as_deref(),
+            licence.as_deref(),
+            *encryption_key,
+        ),
+        TxPayload::RotateKey { rotation } => consent::rotate(scope, rotation),
+        TxPayload::AddRecord {
+            id,
+            patient,
+            category,
+            content,
+            size,
+            commitment,
+            meta,
+            key,
+            profile,
+        } => records::add(
+            scope,
+            records::NewRecord {
+                id: *id,
+                patient: *patient,
+                category: *category,
+                content: *content,
+                size: *size,
+                commitment: *commitment,
+                meta: meta.clone(),
+                key: key.clone(),
+                profile: *profile,
+            },
+        ),
+        TxPayload::ReviewRecord {
+            record,
+            approve,
+            key,
+        } => records::review(scope, record, *approve, key.as_ref()),
+        TxPayload::Grant {
+            to,
+            categories,
+            expires_ms,
+            write,
+            wraps,
+        } => consent::grant(scope, to, categories, *expires_ms, *write, wraps),
+        TxPayload::Revoke {
+            from,
+            categories,
+            rotations,
+        } => consent::revoke(scope, from, categories, rotations),
+        TxPayload::RequestAccess {
+            patient,
+            categories,
+            write,
+            reason,
+        } => consent::request(scope, patient, categories, *write, reason),
+        TxPayload::AnswerRequest {
+            request,
+            approve,
+            expires_ms,
+            wraps,
+        } => consent::answer(scope, request, *approve, *expires_ms, wraps),
+        TxPayload::ReadRecord { record } => records::read(scope, record),
     }
 }

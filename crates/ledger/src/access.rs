@@ -1,0 +1,163 @@
+//! Who may read and write a patient's records: the one policy the contracts and the node's
+//! read endpoints share, so what is served and what is audited can never disagree.
+//!
+//! | grantee role | categories it may be granted | write |
+//! |---|---|---|
+//! | doctor, organisation | any | yes |
+//! | pharmacist | medication only | no |
+//! | insurer | insurance only | no |
+//! | regulator, researcher, guardian, patient | any | no |
+
+use crate::{
+    Account, AccountStatus, State,
+    state::{Grant, Record, RecordStatus},
+};
+use ehrchain_types::{AccountId, Category, Grantee, Role};
+
+/// Whether a role may be granted `category`, and write access.
+pub fn role_allows(role: Role, category: Category, write: bool) -> Result<(), String> {
+    let only = |c: Category| {
+        if category == c {
+            Ok(())
+        } else {
+            Err(format!(
+                "a {role} may only be given {c} records, not {category}"
+            ))
+        }
+    };
+    match role {
+        Role::Pharmacist => only(Category::Medication)?,
+        Role::Insurer => only(Category::Insurance)?,
+        _ => {}
+    }
+    if write && !matches!(role, Role::Doctor | Role::Organisation) {
+        return Err(format!("a {role} cannot be given write access"));
+    }
+    Ok(())
+}
+
+/// The grant through which `requester` may use `category` of `patient`'s records at `now_ms`:
+/// one to the account itself, else one to its organisation.
+pub fn effective_grant<'a>(
+    state: &'a State,
+    patient: &AccountId,
+    requester: &AccountId,
+    requester_account: &Account,
+    category: Category,
+    now_ms: u64,
+) -> Option<(Grantee, &'a Grant)> {
+    let direct = Grantee::Account(*requester);
+    if let Some(g) = state.grants.get(&(*patient, direct.clone()))
+        && g.covers(category, now_ms)
+    {
+        return Some((direct, g));
+    }
+    let org = Grantee::Organisation(requester_account.organisation.clone()?);
+    match state.grants.get(&(*patient, org.clone())) {
+        Some(g) if g.covers(category, now_ms) => Some((org, g)),
+        _ => None,
+    }
+}
+
+fn active(state: &State, id: &AccountId) -> Result<Account, String> {
+    match state.accounts.get(id) {
+        Some(a) if a.role.is_some() && a.status == AccountStatus::Active => Ok(a.clone()),
+        Some(a) if a.status == AccountStatus::Pending => {
+            Err("the requester's registration is still pending approval".into())
+        }
+        _ => Err("the requester is not a registered account".into()),
+    }
+}
+
+/// Whether `requester` may read `record` at `now_ms`: `Ok(why)` or `Err(why not)`.
+pub fn read_decision(
+    state: &State,
+    requester: &AccountId,
+    record: &Record,
+    now_ms: u64,
+) -> Result<String, String> {
+    if *requester == record.patient {
+        return Ok("the patient's own record".into());
+    }
+    if *requester == record.author {
+        return Ok("the author of the record".into());
+    }
+    match record.status {
+        RecordStatus::Pending => return Err("the record awaits the patient's approval".into()),
+        RecordStatus::Rejected => return Err("the patient rejected this record".into()),
+        RecordStatus::Active => {}
+    }
+    let acct = active(state, requester)?;
+    if let Some((grantee, g)) = effective_grant(
+        state,
+        &record.patient,
+        requester,
+        &acct,
+        record.category,
+        now_ms,
+    ) {
+        let role = acct.role.expect("active accounts have a role");
+        role_allows(role, record.category, false)?;
+        return Ok(match (grantee, g.expires_ms) {
+            (Grantee::Account(_), None) => "consent granted to the account".into(),
+            (Grantee::Account(_), Some(e)) => format!("consent granted to the account until {e}"),
+            (Grantee::Organisation(o), _) => format!("consent granted to organisation {o}"),
+        });
+    }
+    let expired = [
+        Some(Grantee::Account(*requester)),
+        acct.organisation.clone().map(Grantee::Organisation),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|g| state.grants.get(&(record.patient, g)))
+    .any(|g| g.categories.contains(&record.category) && g.expired(now_ms));
+    if expired {
+        Err(format!(
+            "consent for {} records has expired",
+            record.category
+        ))
+    } else {
+        Err(format!("no consent for {} records", record.category))
+    }
+}
+
+/// Whether `author` may write a `category` record for `patient` at `now_ms`.
+pub fn write_decision(
+    state: &State,
+    author: &AccountId,
+    patient: &AccountId,
+    category: Category,
+    now_ms: u64,
+) -> Result<(), String> {
+    let acct = active(state, author)?;
+    let role = acct.role.expect("active accounts have a role");
+    role_allows(role, category, true)?;
+    match effective_grant(state, patient, author, &acct, category, now_ms) {
+        Some((_, g)) if g.write => Ok(()),
+        Some(_) => Err(format!(
+            "the patient granted read but not write access to {category} records"
+        )),
+        None => Err(format!(
+            "no consent to write {category} records for this patient"
+        )),
+    }
+}
+
+/// The accounts that receive key wraps for a grantee: the account, or every active member
+/// of the organisation with an encryption key.
+pub fn recipients(state: &State, grantee: &Grantee) -> Vec<AccountId> {
+    match grantee {
+        Grantee::Account(a) => vec![*a],
+        Grantee::Organisation(o) => state
+            .accounts
+            .iter()
+            .filter(|(_, a)| {
+                a.organisation.as_deref() == Some(o.as_str())
+                    && a.status == AccountStatus::Active
+                    && a.encryption_key.is_some()
+            })
+            .map(|(id, _)| *id)
+            .collect(),
+    }
+}

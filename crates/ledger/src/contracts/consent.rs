@@ -1,0 +1,390 @@
+//! Consent: category keys and their epochs, grants, revocation and access requests.
+//!
+//! Invariant kept by every operation: each current grantee of a category holds that
+//! category's key of every epoch, sealed to it (O(categories × epochs) wraps per grantee, never
+//! O(records)). A revocation starts a new epoch in the same transaction, sealed only to the
+//! patient and the remaining grantees.
+
+use super::{Event, TxScope};
+use crate::{
+    TxError, access,
+    state::{AccessRequest, Grant, RequestStatus},
+};
+use ehrchain_types::{
+    AccountId, AuditAction, Category, Decision, Grantee, KeyWrap, RequestId, Rotation, SealedKey,
+    records::{MAX_REASON_BYTES, MAX_WRAPS},
+    tx::MAX_ORGANISATION_LEN,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn refused(msg: impl Into<String>) -> TxError {
+    TxError::Refused(msg.into())
+}
+
+fn normalise(categories: &[Category]) -> Result<Vec<Category>, TxError> {
+    let mut c = categories.to_vec();
+    c.sort();
+    c.dedup();
+    if c.is_empty() {
+        return Err(refused("name at least one category"));
+    }
+    Ok(c)
+}
+
+type WrapKey = (Category, u32, AccountId);
+
+/// The wraps a grantee must hold for `categories` of the sender's keys.
+fn required_wraps(
+    scope: &TxScope<'_>,
+    recipients: &[AccountId],
+    categories: &[Category],
+) -> BTreeSet<WrapKey> {
+    let mut out = BTreeSet::new();
+    for &c in categories {
+        let epochs = scope.keys(&scope.sender, c).len() as u32;
+        for e in 0..epochs {
+            for r in recipients {
+                out.insert((c, e, *r));
+            }
+        }
+    }
+    out
+}
+
+/// Keeps the existing wraps still required, adds the provided ones, and checks that exactly
+/// the required set results.
+fn merge_wraps(
+    existing: &[KeyWrap],
+    provided: &[KeyWrap],
+    required: &BTreeSet<WrapKey>,
+) -> Result<Vec<KeyWrap>, TxError> {
+    if provided.len() > MAX_WRAPS {
+        return Err(refused(format!(
+            "{} key wraps in one transaction, at most {MAX_WRAPS}",
+            provided.len()
+        )));
+    }
+    let mut out: BTreeMap<WrapKey, KeyWrap> = existing
+        .iter()
+        .map(|w| ((w.category, w.epoch, w.recipient), w.clone()))
+        .filter(|(k, _)| required.contains(k))
+        .collect();
+    for w in provided {
+        let k = (w.category, w.epoch, w.recipient);
+        if !required.contains(&k) {
+            return Err(refused(format!(
+                "unexpected key wrap: {} epoch {} for {}",
+                w.category, w.epoch, w.recipient
+            )));
+        }
+        out.insert(k, w.clone());
+    }
+    if let Some((c, e, r)) = required.iter().find(|k| !out.contains_key(k)) {
+        return Err(refused(format!(
+            "missing key wrap: the {c} key of epoch {e} must be sealed to {r}"
+        )));
+    }
+    Ok(out.into_values().collect())
+}
+
+/// The accounts a grant to `grantee` seals keys to, checked.
+fn grant_recipients(scope: &TxScope<'_>, grantee: &Grantee) -> Result<Vec<AccountId>, TxError> {
+    match grantee {
+        Grantee::Account(a) => {
+            if *a == scope.sender {
+                return Err(refused("cannot grant access to yourself"));
+            }
+            let acct = scope.account(a);
+            if acct.role.is_none() {
+                return Err(TxError::NotRegistered(*a));
+            }
+            if acct.encryption_key.is_none() {
+                return Err(TxError::NoEncryptionKey(*a));
+            }
+            Ok(vec![*a])
+        }
+        Grantee::Organisation(o) => {
+            if o.trim().is_empty() || o.len() > MAX_ORGANISATION_LEN {
+                return Err(refused("organisation name must be 1 to 128 bytes"));
+            }
+            let r = access::recipients(scope.state(), grantee);
+            if r.is_empty() {
+                return Err(refused(format!(
+                    "organisation {o:?} has no active members with an encryption key"
+                )));
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// Starts a new epoch of one of the sender's category keys.
+pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), TxError> {
+    let acct = scope.require_registered()?;
+    if acct.encryption_key.is_none() {
+        return Err(TxError::NoEncryptionKey(scope.sender));
+    }
+    let patient = scope.sender;
+    let c = rotation.category;
+    let mut keys = scope.keys(&patient, c);
+    let epoch = keys.len() as u32;
+    keys.push(rotation.own.clone());
+    scope.put_keys(patient, c, keys);
+    if rotation.wraps.len() > MAX_WRAPS {
+        return Err(refused("too many key wraps in one rotation"));
+    }
+    let mut provided: BTreeMap<AccountId, &KeyWrap> = BTreeMap::new();
+    for w in &rotation.wraps {
+        if w.category != c || w.epoch != epoch {
+            return Err(refused(format!(
+                "a rotation of {c} to epoch {epoch} carries a wrap for {} epoch {}",
+                w.category, w.epoch
+            )));
+        }
+        provided.insert(w.recipient, w);
+    }
+    let now = scope.ctx.timestamp_ms;
+    let mut used = BTreeSet::new();
+    for (grantee, mut grant) in scope.grants_of(&patient) {
+        if !grant.covers(c, now) {
+            continue;
+        }
+        for r in access::recipients(scope.state(), &grantee) {
+            let w = provided.get(&r).ok_or_else(|| {
+                refused(format!(
+                    "missing key wrap: the new {c} key (epoch {epoch}) must be sealed to {r}, who holds a grant"
+                ))
+            })?;
+            grant.wraps.push((*w).clone());
+            used.insert(r);
+        }
+        scope.put_grant(patient, grantee, grant);
+    }
+    if let Some(extra) = provided.keys().find(|r| !used.contains(r)) {
+        return Err(refused(format!(
+            "unexpected key wrap for {extra}, who holds no grant for {c}"
+        )));
+    }
+    let mut ev = Event::allowed(patient, AuditAction::KeyRotated);
+    ev.categories = vec![c];
+    ev.reason = format!("epoch {epoch}");
+    scope.audit(ev);
+    Ok(())
+}
+
+/// Grants (or replaces the grant of) access to the sender's records.
+pub fn grant(
+    scope: &mut TxScope<'_>,
+    to: &Grantee,
+    categories: &[Category],
+    expires_ms: Option<u64>,
+    write: bool,
+    wraps: &[KeyWrap],
+) -> Result<(), TxError> {
+    scope.require_active()?;
+    let categories = normalise(categories)?;
+    let recipients = grant_recipients(scope, to)?;
+    for r in &recipients {
+        if let Some(role) = scope.account(r).role {
+            for &c in &categories {
+                access::role_allows(role, c, write).map_err(TxError::Refused)?;
+            }
+        }
+    }
+    let now = scope.ctx.timestamp_ms;
+    if let Some(e) = expires_ms
+        && e <= now
+    {
+        return Err(refused(format!(
+            "the expiry {e} is not after the block time {now}"
+        )));
+    }
+    let existing = scope
+        .grant(&scope.sender, to)
+        .map(|g| g.wraps)
+        .unwrap_or_default();
+    let required = required_wraps(scope, &recipients, &categories);
+    let wraps = merge_wraps(&existing, wraps, &required)?;
+    let patient = scope.sender;
+    scope.put_grant(
+        patient,
+        to.clone(),
+        Grant {
+            categories: categories.clone(),
+            expires_ms,
+            write,
+            granted_ms: now,
+            wraps,
+        },
+    );
+    let mut ev = Event::allowed(patient, AuditAction::Granted);
+    ev.categories = categories;
+    ev.counterparty = Some(to.clone());
+    ev.reason = match (write, expires_ms) {
+        (true, None) => "read and write".into(),
+        (false, None) => "read".into(),
+        (true, Some(e)) => format!("read and write until {e}"),
+        (false, Some(e)) => format!("read until {e}"),
+    };
+    scope.audit(ev);
+    Ok(())
+}
+
+/// Revokes all or some categories of a grant and rotates the revoked categories' keys.
+pub fn revoke(
+    scope: &mut TxScope<'_>,
+    from: &Grantee,
+    categories: &[Category],
+    rotations: &[Rotation],
+) -> Result<(), TxError> {
+    scope.require_active()?;
+    let patient = scope.sender;
+    let Some(mut grant) = scope.grant(&patient, from) else {
+        return Err(refused(format!("there is no grant to {from}")));
+    };
+    let revoked = if categories.is_empty() {
+        grant.categories.clone()
+    } else {
+        let c = normalise(categories)?;
+        if let Some(missing) = c.iter().find(|c| !grant.categories.contains(c)) {
+            return Err(refused(format!(
+                "the grant to {from} does not include {missing}"
+            )));
+        }
+        c
+    };
+    grant.categories.retain(|c| !revoked.contains(c));
+    grant.wraps.retain(|w| !revoked.contains(&w.category));
+    if grant.categories.is_empty() {
+        scope.remove_grant(patient, from.clone());
+    } else {
+        scope.put_grant(patient, from.clone(), grant);
+    }
+    let need: BTreeSet<Category> = revoked
+        .iter()
+        .copied()
+        .filter(|c| !scope.keys(&patient, *c).is_empty())
+        .collect();
+    let given: BTreeSet<Category> = rotations.iter().map(|r| r.category).collect();
+    if given.len() != rotations.len() {
+        return Err(refused("two rotations of the same category"));
+    }
+    if let Some(c) = need.difference(&given).next() {
+        return Err(refused(format!(
+            "revoking {c} must start a new {c} key epoch (add a rotation)"
+        )));
+    }
+    if let Some(c) = given.difference(&need).next() {
+        return Err(refused(format!("unexpected rotation of {c}")));
+    }
+    for r in rotations {
+        rotate(scope, r)?;
+    }
+    let mut ev = Event::allowed(patient, AuditAction::Revoked);
+    ev.categories = revoked;
+    ev.counterparty = Some(from.clone());
+    scope.audit(ev);
+    Ok(())
+}
+
+/// A professional asks a patient for access.
+pub fn request(
+    scope: &mut TxScope<'_>,
+    patient: &AccountId,
+    categories: &[Category],
+    write: bool,
+    reason: &SealedKey,
+) -> Result<(), TxError> {
+    let acct = scope.require_active()?;
+    let role = acct.role.expect("active accounts have a role");
+    let categories = normalise(categories)?;
+    for &c in &categories {
+        access::role_allows(role, c, write).map_err(TxError::Refused)?;
+    }
+    if *patient == scope.sender {
+        return Err(refused("cannot request access to your own records"));
+    }
+    if scope.account(patient).role.is_none() {
+        return Err(TxError::NotRegistered(*patient));
+    }
+    if reason.ct.0.len() > MAX_REASON_BYTES {
+        return Err(TxError::FieldTooLong {
+            field: "reason",
+            len: reason.ct.0.len(),
+            max: MAX_REASON_BYTES,
+        });
+    }
+    let id = RequestId(scope.tx.0);
+    scope.put_request(AccessRequest {
+        id,
+        requester: scope.sender,
+        patient: *patient,
+        categories: categories.clone(),
+        write,
+        reason: reason.clone(),
+        status: RequestStatus::Open,
+        created_ms: scope.ctx.timestamp_ms,
+        answered_ms: None,
+    });
+    let mut ev = Event::allowed(*patient, AuditAction::AccessRequested);
+    ev.categories = categories;
+    ev.counterparty = Some(Grantee::Account(scope.sender));
+    ev.reason = format!("request {id}");
+    scope.audit(ev);
+    Ok(())
+}
+
+/// The patient approves (granting what was asked, added to any existing grant) or denies.
+pub fn answer(
+    scope: &mut TxScope<'_>,
+    id: &RequestId,
+    approve: bool,
+    expires_ms: Option<u64>,
+    wraps: &[KeyWrap],
+) -> Result<(), TxError> {
+    let Some(mut req) = scope.request(id) else {
+        return Err(TxError::NoSuchRequest(*id));
+    };
+    if req.patient != scope.sender {
+        return Err(refused("only the patient asked can answer a request"));
+    }
+    if req.status != RequestStatus::Open {
+        return Err(refused(format!("request {id} was already answered")));
+    }
+    let to = Grantee::Account(req.requester);
+    if approve {
+        let (mut cats, mut write) = (req.categories.clone(), req.write);
+        if let Some(g) = scope.grant(&req.patient, &to) {
+            cats.extend(g.categories);
+            write |= g.write;
+        }
+        grant(scope, &to, &cats, expires_ms, write, wraps)?;
+    } else if !wraps.is_empty() {
+        return Err(refused("a denial carries no key wraps"));
+    }
+    req.status = if approve {
+        RequestStatus::Approved
+    } else {
+        RequestStatus::Denied
+    };
+    req.answered_ms = Some(scope.ctx.timestamp_ms);
+    let mut ev = Event::allowed(
+        req.patient,
+        if approve {
+            AuditAction::RequestApproved
+        } else {
+            AuditAction::RequestDenied
+        },
+    );
+    ev.categories = req.categories.clone();
+    ev.counterparty = Some(to);
+    ev.decision = if approve {
+        Decision::Allowed
+    } else {
+        Decision::Denied
+    };
+    ev.reason = format!("request {id}");
+    scope.put_request(req);
+    scope.audit(ev);
+    Ok(())
+}

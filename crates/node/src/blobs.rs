@@ -1,0 +1,174 @@
+//! The blob store: encrypted record contents, addressed by their CID (v1, raw codec,
+//! sha2-256 of the ciphertext). It only ever sees ciphertext.
+//!
+//! Backed by `object_store`: the local filesystem under the node's data dir (writes are
+//! staged, fsynced and renamed into place, so a killed node never leaves a partial blob under
+//! a CID). Uploads stream: the hash is computed on the way and a blob whose bytes do not match
+//! its CID is discarded before it becomes visible.
+
+use bytes::Bytes;
+use cid::Cid;
+use ehrchain_types::Hash;
+use futures::{Stream, StreamExt, stream::BoxStream};
+use object_store::{ObjectStoreExt, WriteMultipart, local::LocalFileSystem, path::Path as ObjPath};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Multicodec of raw bytes.
+const RAW: u64 = 0x55;
+/// Multihash code of sha2-256.
+const SHA2_256: u64 = 0x12;
+/// Bytes buffered before a part is written.
+const PART: usize = 4 * 1024 * 1024;
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob is larger than the node's limit of {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("blob bytes do not match its CID (expected sha2-256 {expected}, got {got})")]
+    Mismatch { expected: Hash, got: Hash },
+    #[error("the node's blob storage is full")]
+    DiskFull,
+    #[error("no blob {0}")]
+    NotFound(String),
+    #[error("upload interrupted: {0}")]
+    Body(String),
+    #[error("blob storage: {0}")]
+    Io(String),
+}
+
+impl From<object_store::Error> for BlobError {
+    fn from(e: object_store::Error) -> Self {
+        if let object_store::Error::NotFound { path, .. } = &e {
+            return BlobError::NotFound(path.clone());
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>()
+                && (io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28))
+            {
+                return BlobError::DiskFull;
+            }
+            source = s.source();
+        }
+        BlobError::Io(e.to_string())
+    }
+}
+
+/// The CIDv1 (raw, sha2-256) text of a content hash, e.g. `bafkrei…`.
+pub fn cid_string(content: &Hash) -> String {
+    let mh = cid::multihash::Multihash::<64>::wrap(SHA2_256, &content.0)
+        .expect("a 32-byte digest fits a 64-byte multihash");
+    Cid::new_v1(RAW, mh).to_string()
+}
+
+/// Parses a CID and returns its sha2-256 digest; only CIDv1 raw sha2-256 is accepted.
+pub fn parse_cid(s: &str) -> Result<Hash, String> {
+    let cid = Cid::try_from(s.trim()).map_err(|e| format!("invalid CID {s:?}: {e}"))?;
+    let mh = cid.hash();
+    if cid.version() != cid::Version::V1 || cid.codec() != RAW || mh.code() != SHA2_256 {
+        return Err(format!(
+            "unsupported CID {s:?}: ehrchain stores CIDv1 with the raw codec and sha2-256"
+        ));
+    }
+    let digest: [u8; 32] = mh
+        .digest()
+        .try_into()
+        .map_err(|_| format!("CID {s:?} does not carry a 32-byte digest"))?;
+    Ok(Hash(digest))
+}
+
+/// The node's blob store.
+pub struct BlobStore {
+    store: LocalFileSystem,
+    max_bytes: u64,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobStore")
+    }
+}
+
+fn location(content: &Hash) -> ObjPath {
+    ObjPath::from(cid_string(content))
+}
+
+impl BlobStore {
+    /// Opens (creating) the store in `dir`.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<BlobStore, BlobError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BlobError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let store = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
+        Ok(BlobStore { store, max_bytes })
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Streams `body` into the store under `content`, checking size and hash on the way.
+    /// Nothing is visible under the CID unless every byte matched.
+    pub async fn put<E: std::fmt::Display>(
+        &self,
+        content: &Hash,
+        mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    ) -> Result<u64, BlobError> {
+        let upload = self.store.put_multipart(&location(content)).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let failure = loop {
+            match body.next().await {
+                None => break None,
+                Some(Err(e)) => break Some(BlobError::Body(e.to_string())),
+                Some(Ok(chunk)) => {
+                    size += chunk.len() as u64;
+                    if size > self.max_bytes {
+                        break Some(BlobError::TooLarge {
+                            max: self.max_bytes,
+                        });
+                    }
+                    hasher.update(&chunk);
+                    if let Err(e) = w.wait_for_capacity(2).await {
+                        break Some(e.into());
+                    }
+                    w.put(chunk);
+                }
+            }
+        };
+        let got = Hash(hasher.finalize().into());
+        let failure = failure.or_else(|| {
+            (got != *content).then_some(BlobError::Mismatch {
+                expected: *content,
+                got,
+            })
+        });
+        if let Some(e) = failure {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        w.finish().await?;
+        Ok(size)
+    }
+
+    /// The blob's size and a stream of its bytes.
+    pub async fn get(
+        &self,
+        content: &Hash,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, object_store::Error>>), BlobError> {
+        let r = self.store.get(&location(content)).await?;
+        let size = r.meta.size;
+        Ok((size, r.into_stream()))
+    }
+
+    /// Whether the blob is stored.
+    pub async fn contains(&self, content: &Hash) -> Result<bool, BlobError> {
+        match self.store.head(&location(content)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

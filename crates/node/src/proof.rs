@@ -1,0 +1,152 @@
+//! Audit inclusion proofs: an audit event, the RFC 6962 path from its leaf to the audit root
+//! of its block's header, and the block's finality certificate, checkable offline with nothing
+//! but the proof (and, to pin the validator set, the chain's genesis file).
+
+use crate::{
+    GenesisFile,
+    store::{ChainStore, StoreError},
+};
+use ehrchain_types::{
+    AuditEvent, BlockHeader, EventId, Hash, PublicKey,
+    records::{audit_inclusion_proof, verify_audit_inclusion},
+};
+use serde::{Deserialize, Serialize};
+
+/// The format tag of a proof file.
+pub const FORMAT: &str = "ehrchain-audit-proof/v1";
+
+/// A self-contained proof that an audit event is in a finalized block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditProof {
+    pub format: String,
+    pub chain_id: String,
+    pub event_id: EventId,
+    /// The event, for reading; the proof checks it equals the leaf.
+    pub event: AuditEvent,
+    /// The leaf bytes (canonical encoding of the event), hex.
+    pub leaf: String,
+    pub height: u64,
+    pub index: u64,
+    /// Number of audit events (leaves) in the block.
+    pub tree_size: u64,
+    /// Sibling hashes from leaf to root, concatenated, hex.
+    pub path: String,
+    pub header: BlockHeader,
+    /// The consensus engine's finality certificate of the block, hex.
+    pub finalization: String,
+    /// The validators' consensus public keys (from genesis) that the certificate must satisfy.
+    pub validators: Vec<PublicKey>,
+}
+
+/// What a proof proved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    pub event_id: EventId,
+    pub height: u64,
+    pub block_id: Hash,
+    /// The consensus view in which the block was finalized.
+    pub view: u64,
+}
+
+impl AuditProof {
+    /// Builds the proof of event `id` from the store, or `None` if there is no such event.
+    pub fn build(
+        store: &ChainStore,
+        genesis: &GenesisFile,
+        id: &EventId,
+    ) -> Result<Option<AuditProof>, StoreError> {
+        let Some((height, index)) = store.audit_location(id)? else {
+            return Ok(None);
+        };
+        let events = store.audit_events(height)?;
+        let block = store
+            .block(height)?
+            .ok_or_else(|| StoreError::Corrupt(format!("audit event in missing block {height}")))?;
+        let event = events
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("audit index {height}/{index}")))?;
+        let finalization = store
+            .finalization(height)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no finality certificate for {height}")))?;
+        Ok(Some(AuditProof {
+            format: FORMAT.into(),
+            chain_id: genesis.ledger.chain_id.clone(),
+            event_id: *id,
+            leaf: hex::encode(event.leaf()),
+            path: hex::encode(audit_inclusion_proof(&events, index as usize)),
+            event,
+            height,
+            index: index as u64,
+            tree_size: events.len() as u64,
+            header: block.header,
+            finalization: hex::encode(finalization),
+            validators: genesis.validators.iter().map(|v| v.public_key).collect(),
+        }))
+    }
+
+    /// Checks the proof offline: the leaf is the event, the event has the id, the path leads
+    /// to the header's audit root, and a quorum of the validators finalized the header. With
+    /// `genesis`, the chain and validator set must also be that genesis file's.
+    pub fn verify(&self, genesis: Option<&GenesisFile>) -> Result<Verified, String> {
+        if self.format != FORMAT {
+            return Err(format!(
+                "not an audit proof (format {:?}, expected {FORMAT:?})",
+                self.format
+            ));
+        }
+        let leaf = hex::decode(&self.leaf).map_err(|_| "leaf is not hex".to_string())?;
+        let decoded: AuditEvent = ehrchain_types::decode(&leaf, 64 * 1024)
+            .map_err(|e| format!("leaf does not decode as an audit event: {e}"))?;
+        if decoded != self.event {
+            return Err("the event shown differs from the proven leaf".into());
+        }
+        if decoded.id() != self.event_id {
+            return Err(format!(
+                "the leaf is event {}, not {}",
+                decoded.id(),
+                self.event_id
+            ));
+        }
+        let path = hex::decode(&self.path).map_err(|_| "path is not hex".to_string())?;
+        if self.header.height != self.height {
+            return Err("header height differs from the proof's height".into());
+        }
+        if !verify_audit_inclusion(
+            &self.header.audit_root,
+            self.tree_size,
+            &leaf,
+            self.index,
+            &path,
+        ) {
+            return Err(format!(
+                "inclusion proof fails: the path does not lead to block {}'s audit root",
+                self.height
+            ));
+        }
+        if let Some(g) = genesis {
+            if g.ledger.chain_id != self.chain_id {
+                return Err(format!(
+                    "proof is for chain {:?}, the genesis file is chain {:?}",
+                    self.chain_id, g.ledger.chain_id
+                ));
+            }
+            let want: Vec<PublicKey> = g.validators.iter().map(|v| v.public_key).collect();
+            if want != self.validators {
+                return Err("the proof's validator set is not the genesis file's".into());
+            }
+        }
+        let block_id = self.header.id();
+        let cert =
+            hex::decode(&self.finalization).map_err(|_| "finalization is not hex".to_string())?;
+        let validators: Vec<[u8; 32]> = self.validators.iter().map(|v| v.0).collect();
+        let view =
+            ehrchain_consensus::certificate::verify_finalization(&validators, &cert, &block_id)?;
+        Ok(Verified {
+            event_id: self.event_id,
+            height: self.height,
+            block_id,
+            view,
+        })
+    }
+}

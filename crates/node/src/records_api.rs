@@ -1,0 +1,476 @@
+//! The records, consent and audit part of the API. Every endpoint here except the audit proof
+//! is signed by the requesting account (`x-ehrchain-auth`), and every listing shows only what
+//! the consent state lets that account see: no counts, no titles, no hint of the rest.
+
+use crate::{
+    api::{ApiError, ApiState, now_ms},
+    blobs::{BlobError, cid_string, parse_cid},
+    proof::AuditProof,
+};
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, OriginalUri, Path, Query, State},
+    http::{HeaderMap, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, put},
+};
+use ehrchain_ledger::{AccessRequest, Grant, Record, access::read_decision};
+use ehrchain_types::{
+    AccountId, AuditAction, AuditEvent, Category, Decision, EventId, Grantee, KeyWrap, RecordId,
+    SealedKey,
+    request::{HEADER, RequestAuth},
+};
+use serde::{Deserialize, Serialize};
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/api/v1/blobs/{cid}",
+            put(put_blob).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/records", get(list_records))
+        .route("/api/v1/records/{id}", get(get_record))
+        .route("/api/v1/records/{id}/content", get(record_content))
+        .route("/api/v1/keys", get(keys))
+        .route("/api/v1/grants", get(grants))
+        .route("/api/v1/requests", get(requests))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/audit/{id}/proof", get(audit_proof))
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        let (status, code) = match &e {
+            BlobError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            BlobError::Mismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "cid_mismatch"),
+            BlobError::DiskFull => (StatusCode::INSUFFICIENT_STORAGE, "disk_full"),
+            BlobError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            BlobError::Body(_) => (StatusCode::BAD_REQUEST, "upload_interrupted"),
+            BlobError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "access_denied", message)
+}
+
+fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid {what}: {e}"),
+        )
+    })
+}
+
+/// Checks the request signature; returns the signing account.
+fn authenticate(
+    s: &ApiState,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<AccountId, ApiError> {
+    let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let value = headers
+        .get(HEADER)
+        .ok_or_else(|| unauthorized(ehrchain_types::request::AuthError::Missing.to_string()))?
+        .to_str()
+        .map_err(|_| unauthorized(ehrchain_types::request::AuthError::Malformed.to_string()))?;
+    let auth = RequestAuth::parse(value).map_err(|e| unauthorized(e.to_string()))?;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    auth.verify(&s.genesis.ledger.chain_id, method.as_str(), path, now_ms())
+        .map_err(|e| unauthorized(e.to_string()))
+}
+
+/// Upload of an encrypted blob, streamed; the CID in the path must match the bytes.
+async fn put_blob(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Path(cid): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let snap = s.chain.snapshot();
+    if !snap
+        .state
+        .accounts
+        .get(&who)
+        .is_some_and(|a| a.role.is_some())
+    {
+        return Err(forbidden("only registered accounts may upload"));
+    }
+    let content =
+        parse_cid(&cid).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))?;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > s.blobs.max_bytes()
+    {
+        return Err(BlobError::TooLarge {
+            max: s.blobs.max_bytes(),
+        }
+        .into());
+    }
+    let size = s.blobs.put(&content, body.into_data_stream()).await?;
+    s.chain.metrics.blob_bytes.inc_by(size);
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"cid": cid_string(&content), "size": size})),
+    )
+        .into_response())
+}
+
+/// A record as a requester may see it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct RecordView {
+    #[serde(flatten)]
+    pub record: Record,
+    /// CIDv1 of the ciphertext.
+    pub cid: String,
+    /// Why the requester may see it.
+    pub access: String,
+}
+
+#[derive(Deserialize)]
+struct PatientQuery {
+    patient: Option<String>,
+    record: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_records(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<PatientQuery>,
+) -> ApiResult<Vec<RecordView>> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let patient: AccountId = match &q.patient {
+        Some(p) => parse("patient", p)?,
+        None => who,
+    };
+    let snap = s.chain.snapshot();
+    let now = now_ms();
+    Ok(Json(
+        snap.state
+            .records_of(&patient)
+            .filter_map(|r| {
+                read_decision(&snap.state, &who, r, now)
+                    .ok()
+                    .map(|access| RecordView {
+                        record: r.clone(),
+                        cid: cid_string(&r.content),
+                        access,
+                    })
+            })
+            .collect(),
+    ))
+}
+
+/// Looks up a record the requester may see; anything else is "not found".
+fn visible_record(s: &ApiState, who: &AccountId, id: &str) -> Result<(Record, String), ApiError> {
+    let id: RecordId = parse("record id", id)?;
+    let snap = s.chain.snapshot();
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no record {id} that you may see"),
+        )
+    };
+    let rec = snap.state.records.get(&id).ok_or_else(not_found)?;
+    match read_decision(&snap.state, who, rec, now_ms()) {
+        Ok(why) => Ok((rec.clone(), why)),
+        Err(_) => Err(not_found()),
+    }
+}
+
+async fn get_record(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<RecordView> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let (record, access) = visible_record(&s, &who, &id)?;
+    Ok(Json(RecordView {
+        cid: cid_string(&record.content),
+        record,
+        access,
+    }))
+}
+
+/// Most recent audit events of a patient searched for a reader's recent allowed read.
+const READ_SEARCH: usize = 10_000;
+
+/// The ciphertext of a record, to a requester who may read it now and whose read of it was
+/// allowed and audited on the ledger within the read window.
+async fn record_content(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let rid: RecordId = parse("record id", &id)?;
+    let snap = s.chain.snapshot();
+    let now = now_ms();
+    let Some(rec) = snap.state.records.get(&rid) else {
+        return Err(forbidden(format!(
+            "access denied: no record {rid} that you may read"
+        )));
+    };
+    read_decision(&snap.state, &who, rec, now)
+        .map_err(|why| forbidden(format!("access denied: {why}")))?;
+    let window = s.blob_cfg.read_window_secs * 1000;
+    let audited = s
+        .chain
+        .store()
+        .audit_of(&rec.patient, READ_SEARCH)?
+        .into_iter()
+        .any(|(_, _, e)| {
+            e.actor == who
+                && e.record == Some(rid)
+                && e.action == AuditAction::Read
+                && e.decision == Decision::Allowed
+                && e.time_ms + window >= now
+        });
+    if !audited {
+        return Err(forbidden(format!(
+            "access denied: no audited read of {rid} by you in the last {} s (submit a read_record transaction first; `ehrchain record get` does)",
+            s.blob_cfg.read_window_secs
+        )));
+    }
+    let (size, stream) = s.blobs.get(&rec.content).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// One category's keys, sealed to the patient.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct OwnKeys {
+    pub category: Category,
+    /// Index = epoch; the last one is current.
+    pub epochs: Vec<SealedKey>,
+}
+
+/// The key material a requester holds for a patient.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct KeysView {
+    pub patient: AccountId,
+    /// The patient's own sealed category keys (only when the patient asks).
+    pub own: Vec<OwnKeys>,
+    /// Category keys sealed to the requester through grants in force.
+    pub wraps: Vec<KeyWrap>,
+}
+
+async fn keys(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<PatientQuery>,
+) -> ApiResult<KeysView> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let patient: AccountId = match &q.patient {
+        Some(p) => parse("patient", p)?,
+        None => who,
+    };
+    let snap = s.chain.snapshot();
+    let now = now_ms();
+    let own = if patient == who {
+        Category::ALL
+            .iter()
+            .filter_map(|c| {
+                snap.state.keys.get(&(patient, *c)).map(|e| OwnKeys {
+                    category: *c,
+                    epochs: e.clone(),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let wraps = snap
+        .state
+        .grants_of(&patient)
+        .filter(|(_, g)| !g.expired(now))
+        .flat_map(|(_, g)| g.wraps.iter().filter(|w| w.recipient == who).cloned())
+        .collect();
+    Ok(Json(KeysView {
+        patient,
+        own,
+        wraps,
+    }))
+}
+
+/// A grant as its patient or its grantee sees it.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct GrantView {
+    pub patient: AccountId,
+    pub grantee: Grantee,
+    pub expired: bool,
+    #[serde(flatten)]
+    pub grant: Grant,
+}
+
+async fn grants(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<PatientQuery>,
+) -> ApiResult<Vec<GrantView>> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let patient: AccountId = match &q.patient {
+        Some(p) => parse("patient", p)?,
+        None => who,
+    };
+    let snap = s.chain.snapshot();
+    let org = snap
+        .state
+        .accounts
+        .get(&who)
+        .and_then(|a| a.organisation.clone());
+    let now = now_ms();
+    Ok(Json(
+        snap.state
+            .grants_of(&patient)
+            .filter(|(g, _)| {
+                patient == who
+                    || **g == Grantee::Account(who)
+                    || matches!((g, &org), (Grantee::Organisation(o), Some(mine)) if o == mine)
+            })
+            .map(|(g, grant)| GrantView {
+                patient,
+                grantee: g.clone(),
+                expired: grant.expired(now),
+                grant: grant.clone(),
+            })
+            .collect(),
+    ))
+}
+
+/// Access requests: a patient's inbox, or the requests the requester made to `patient`.
+async fn requests(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<PatientQuery>,
+) -> ApiResult<Vec<AccessRequest>> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let snap = s.chain.snapshot();
+    let out = match &q.patient {
+        Some(p) => {
+            let patient: AccountId = parse("patient", p)?;
+            snap.state
+                .requests_of(&patient)
+                .filter(|r| patient == who || r.requester == who)
+                .cloned()
+                .collect()
+        }
+        None => {
+            let mut mine: Vec<AccessRequest> = snap.state.requests_of(&who).cloned().collect();
+            mine.extend(
+                snap.state
+                    .requests
+                    .values()
+                    .filter(|r| r.requester == who)
+                    .cloned(),
+            );
+            mine
+        }
+    };
+    Ok(Json(out))
+}
+
+/// An audit event with where it is on the ledger.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct EventView {
+    pub id: EventId,
+    pub height: u64,
+    pub index: u32,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+impl EventView {
+    pub fn new(height: u64, index: u32, event: AuditEvent) -> EventView {
+        EventView {
+            id: event.id(),
+            height,
+            index,
+            event,
+        }
+    }
+}
+
+/// A patient's audit trail, newest first. Only the patient may list it.
+async fn audit(
+    State(s): State<ApiState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<PatientQuery>,
+) -> ApiResult<Vec<EventView>> {
+    let who = authenticate(&s, &method, &uri, &headers)?;
+    let patient: AccountId = match &q.patient {
+        Some(p) => parse("patient", p)?,
+        None => who,
+    };
+    if patient != who {
+        return Err(forbidden("only the patient may list their audit trail"));
+    }
+    let record: Option<RecordId> = q
+        .record
+        .as_deref()
+        .map(|r| parse("record id", r))
+        .transpose()?;
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let events = s
+        .chain
+        .store()
+        .audit_of(&patient, if record.is_some() { READ_SEARCH } else { limit })?
+        .into_iter()
+        .filter(|(_, _, e)| record.is_none() || e.record == record)
+        .take(limit)
+        .map(|(h, i, e)| EventView::new(h, i, e))
+        .collect();
+    Ok(Json(events))
+}
+
+/// The inclusion proof of an audit event against its finalized block. Public: anyone who
+/// holds an event id may check that it is on the ledger.
+async fn audit_proof(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<AuditProof> {
+    let id: EventId = parse("event id", &id)?;
+    let proof = AuditProof::build(s.chain.store(), &s.genesis, &id)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no audit event {id}"),
+        )
+    })?;
+    Ok(Json(proof))
+}

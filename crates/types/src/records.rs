@@ -1,0 +1,341 @@
+//! Health records, consent and audit: the identifiers and key material that go on the ledger.
+//!
+//! Nothing here is plaintext medical or personal data: records are referenced by the hash of
+//! their ciphertext, titles travel encrypted, keys travel wrapped (HPKE to a recipient, or
+//! XChaCha20-Poly1305 under a category key). See `DESIGN.md`, "Cryptography".
+
+use crate::{AccountId, Hash, IdError, domain, id::bytes_newtype};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::{fmt, str::FromStr};
+
+bytes_newtype!(
+    /// A record, chosen at random by the client that writes it. Written `rec` + 32 hex.
+    RecordId, 16, "rec", " after the \"rec\" prefix"
+);
+bytes_newtype!(
+    /// An access request: the id of the transaction that made it. Written `req` + 64 hex.
+    RequestId, 32, "req", " after the \"req\" prefix"
+);
+bytes_newtype!(
+    /// An audit event: a tagged hash of its leaf bytes. Written `evt` + 64 hex.
+    EventId, 32, "evt", " after the \"evt\" prefix"
+);
+bytes_newtype!(
+    /// An X25519 public key that others wrap keys to (HPKE, RFC 9180).
+    EncryptionKey, 32, "", ""
+);
+
+/// Longest encrypted record metadata (title, file name, media type) accepted on the ledger.
+pub const MAX_META_BYTES: usize = 1024;
+/// Longest sealed reason of an access request.
+pub const MAX_REASON_BYTES: usize = 2048;
+/// Most key wraps one transaction may carry.
+pub const MAX_WRAPS: usize = 96;
+
+/// The fixed record categories. Consent is given per category.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
+pub enum Category {
+    /// Name, date of birth, address, contact details (the encrypted profile lives here).
+    Demographics,
+    /// Blood pressure, pulse, weight and other measurements.
+    Vitals,
+    /// Laboratory results.
+    Lab,
+    /// Scans and other images.
+    Imaging,
+    /// Prescriptions and medication lists.
+    Medication,
+    /// Clinical notes, symptom reports, letters.
+    Notes,
+    /// Insurance policies and claims documents.
+    Insurance,
+    /// What a first responder needs: allergies, conditions, emergency contacts.
+    Emergency,
+}
+
+impl Category {
+    /// Every category, in order.
+    pub const ALL: [Category; 8] = [
+        Category::Demographics,
+        Category::Vitals,
+        Category::Lab,
+        Category::Imaging,
+        Category::Medication,
+        Category::Notes,
+        Category::Insurance,
+        Category::Emergency,
+    ];
+    /// Every category's name, as written in the CLI and the API.
+    pub const NAMES: [&'static str; 8] = [
+        "demographics",
+        "vitals",
+        "lab",
+        "imaging",
+        "medication",
+        "notes",
+        "insurance",
+        "emergency",
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Parses `a,b,c` or `all` into a sorted list without duplicates.
+    pub fn parse_list(s: &str) -> Result<Vec<Category>, CategoryError> {
+        if s.trim().eq_ignore_ascii_case("all") {
+            return Ok(Self::ALL.to_vec());
+        }
+        let mut out = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<Category>, _>>()?;
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            return Err(CategoryError(s.to_string()));
+        }
+        Ok(out)
+    }
+}
+
+/// An unknown category name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown category {0:?} (expected one of: {cats}, or all)", cats = Category::NAMES.join(", "))]
+pub struct CategoryError(pub String);
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Category {
+    type Err = CategoryError;
+    fn from_str(s: &str) -> Result<Self, CategoryError> {
+        let lower = s.trim().to_ascii_lowercase();
+        Self::NAMES
+            .iter()
+            .position(|n| *n == lower)
+            .map(|i| Self::ALL[i])
+            .ok_or_else(|| CategoryError(s.to_string()))
+    }
+}
+
+impl Serialize for Category {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Category {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Bytes shown as hex in JSON.
+#[derive(
+    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
+pub struct HexBytes(pub Vec<u8>);
+
+impl fmt::Debug for HexBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", hex::encode(&self.0))
+    }
+}
+impl Serialize for HexBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+impl<'de> Deserialize<'de> for HexBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        hex::decode(s)
+            .map(HexBytes)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A 32-byte key sealed to one recipient with HPKE (base mode, X25519-HKDF-SHA256,
+/// ChaCha20-Poly1305): the encapsulated key and the ciphertext with its tag.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct SealedKey {
+    pub enc: EncryptionKey,
+    pub ct: HexBytes,
+}
+
+/// Who a grant is for: one account, or every active member of an organisation.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Grantee {
+    Account(AccountId),
+    Organisation(String),
+}
+
+impl fmt::Display for Grantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Grantee::Account(a) => write!(f, "{a}"),
+            Grantee::Organisation(o) => write!(f, "org:{o}"),
+        }
+    }
+}
+
+impl FromStr for Grantee {
+    type Err = IdError;
+    /// `ehr…` for an account, `org:NAME` for an organisation.
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        match s.trim().strip_prefix("org:") {
+            Some(org) => Ok(Grantee::Organisation(org.trim().to_string())),
+            None => s.parse().map(Grantee::Account),
+        }
+    }
+}
+
+/// A patient's category key of one epoch, sealed to one recipient.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct KeyWrap {
+    pub category: Category,
+    pub epoch: u32,
+    pub recipient: AccountId,
+    pub sealed: SealedKey,
+}
+
+/// A new epoch of a category key: sealed to the patient, and to every current grantee of
+/// the category so they keep reading records written after the rotation.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Rotation {
+    pub category: Category,
+    pub own: SealedKey,
+    pub wraps: Vec<KeyWrap>,
+}
+
+/// How a record's data key is kept on the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordKey {
+    /// Encrypted (XChaCha20-Poly1305, record id as associated data) under the patient's
+    /// category key of `epoch`.
+    Category { epoch: u32, wrapped: HexBytes },
+    /// Sealed to each listed account (a doctor-written record before the patient approves it:
+    /// the patient and the author).
+    Direct { wraps: Vec<(AccountId, SealedKey)> },
+}
+
+/// What an audit event records.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    RecordAdded,
+    RecordApproved,
+    RecordRejected,
+    Read,
+    Granted,
+    Revoked,
+    AccessRequested,
+    RequestApproved,
+    RequestDenied,
+    KeyRotated,
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allowed,
+    Denied,
+}
+
+/// One entry of the audit trail: a leaf of its block's audit Merkle tree (RFC 6962), with its
+/// time inside, so an inclusion proof proves who did what to whose data, and when.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// The transaction that produced the event.
+    pub tx: Hash,
+    /// Block time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub actor: AccountId,
+    pub patient: AccountId,
+    pub action: AuditAction,
+    pub record: Option<RecordId>,
+    pub categories: Vec<Category>,
+    /// The other party: a grantee, a requester.
+    pub counterparty: Option<Grantee>,
+    pub decision: Decision,
+    pub reason: String,
+}
+
+impl AuditEvent {
+    /// The leaf bytes: the canonical encoding.
+    pub fn leaf(&self) -> Vec<u8> {
+        crate::encode(self)
+    }
+
+    pub fn id(&self) -> EventId {
+        EventId(domain::tagged_hash(domain::AUDIT_EVENT_ID, &[&self.leaf()]).0)
+    }
+}
+
+/// The RFC 6962 Merkle root over a block's audit events.
+pub fn audit_root(events: &[AuditEvent]) -> Hash {
+    crate::block::merkle_root(events.iter().map(AuditEvent::leaf))
+}
+
+/// An RFC 6962 inclusion proof (the sibling hashes, concatenated) for the event at `index`
+/// of a block's audit events.
+pub fn audit_inclusion_proof(events: &[AuditEvent], index: usize) -> Vec<u8> {
+    let mut tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, Vec<u8>>::new();
+    for e in events {
+        tree.push(e.leaf());
+    }
+    tree.prove_inclusion(index).as_bytes().to_vec()
+}
+
+/// Checks an inclusion proof of `leaf` at `index` in a tree of `tree_size` leaves with `root`.
+pub fn verify_audit_inclusion(
+    root: &Hash,
+    tree_size: u64,
+    leaf: &[u8],
+    index: u64,
+    proof: &[u8],
+) -> bool {
+    if proof.len() % 32 != 0 {
+        return false;
+    }
+    let mut digest = sha2::digest::Output::<sha2::Sha256>::default();
+    digest.copy_from_slice(&root.0);
+    let root = ct_merkle::RootHash::<sha2::Sha256>::new(digest, tree_size);
+    let proof = ct_merkle::InclusionProof::<sha2::Sha256>::from_bytes(proof.to_vec());
+    root.verify_inclusion(&leaf.to_vec(), index, &proof).is_ok()
+}
+
+/// The fingerprint of an account's profile record shown in its QR code: a tagged hash of the
+/// record id, ciphertext hash and plaintext commitment (no personal data), 32 hex characters.
+pub fn profile_fingerprint(id: &RecordId, content: &Hash, commitment: &Hash) -> String {
+    let h = domain::tagged_hash(domain::QR, &[&id.0, &content.0, &commitment.0]);
+    hex::encode(&h.0[..16])
+}
