@@ -297,9 +297,10 @@ enum AuditCmd {
     /// Check a proof file offline: leaf, Merkle path, block header and finality certificate.
     Verify {
         file: PathBuf,
-        /// Also require the proof's chain and validators to be this genesis file's.
+        /// The chain's genesis file: the validator set the finality certificate must satisfy
+        /// (the trust anchor; for `ehrchain dev` it is ./ehrchain-dev/genesis.json).
         #[arg(long)]
-        genesis: Option<PathBuf>,
+        genesis: PathBuf,
     },
 }
 
@@ -1150,11 +1151,9 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let proof: ehrchain_node::proof::AuditProof = serde_json::from_str(&text)
                 .map_err(|e| anyhow!("proof is invalid: not a proof file ({e})"))?;
-            let genesis = genesis
-                .map(|g| ehrchain_node::GenesisFile::load(&g))
-                .transpose()?;
+            let genesis = ehrchain_node::GenesisFile::load(&genesis)?;
             let v = proof
-                .verify(genesis.as_ref())
+                .verify(&genesis)
                 .map_err(|e| anyhow!("proof is invalid: {e}"))?;
             ctx.print(&serde_json::to_value(&v)?, || {
                 let e = &proof.event;

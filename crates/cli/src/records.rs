@@ -32,6 +32,21 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// An account that receives sealed keys: id, encryption key, and (for organisation members)
+/// role, which limits the categories it may hold.
+type Recipient = (AccountId, EncryptionKey, Option<Role>);
+
+/// The recipients whose role may hold `category`.
+fn allowed(recipients: &[Recipient], category: Category) -> Vec<Recipient> {
+    recipients
+        .iter()
+        .filter(|(_, _, role)| {
+            role.is_none_or(|r| ehrchain_ledger::access::role_allows(r, category, false).is_ok())
+        })
+        .cloned()
+        .collect()
+}
+
 /// An unlocked key talking to a node.
 pub struct Session {
     pub client: Client,
@@ -116,6 +131,15 @@ impl Session {
         let own = self.own_keys()?;
         let enc = self.key.encryption();
         match own.get(&category).filter(|e| !e.is_empty()) {
+            Some(epochs) if self.expired_holder(category, epochs.len() as u32 - 1)? => {
+                // Someone whose grant expired still holds the current key: new records go
+                // under a new epoch they never receive.
+                let ck = CategoryKey::generate();
+                let epoch = epochs.len() as u32;
+                let rotation = self.rotation(category, epoch, &ck, None)?;
+                self.submit(vec![TxPayload::RotateKey { rotation }])?;
+                Ok((epoch, ck))
+            }
             Some(epochs) => {
                 let epoch = epochs.len() as u32 - 1;
                 let ck = enc
@@ -130,6 +154,18 @@ impl Session {
                 Ok((0, ck))
             }
         }
+    }
+
+    /// Whether an expired grant holds the `epoch` key of `category`.
+    fn expired_holder(&self, category: Category, epoch: u32) -> anyhow::Result<bool> {
+        let grants: Vec<GrantView> = self.get(&format!("/api/v1/grants?patient={}", self.me))?;
+        Ok(grants.iter().any(|g| {
+            g.expired
+                && g.grant
+                    .wraps
+                    .iter()
+                    .any(|w| w.category == category && w.epoch == epoch)
+        }))
     }
 
     /// A rotation of `category` to `epoch` with key `ck`: sealed to this account and to every
@@ -160,7 +196,7 @@ impl Session {
             if !cats.contains(&category) {
                 continue;
             }
-            for (r, key) in self.recipients(&g.grantee)? {
+            for (r, key, _) in allowed(&self.recipients(&g.grantee)?, category) {
                 wraps.push(KeyWrap {
                     category,
                     epoch,
@@ -177,19 +213,36 @@ impl Session {
     }
 
     /// The accounts (and their encryption keys) a grant to `grantee` seals keys to.
-    fn recipients(&self, grantee: &Grantee) -> anyhow::Result<Vec<(AccountId, EncryptionKey)>> {
+    fn recipients(&self, grantee: &Grantee) -> anyhow::Result<Vec<Recipient>> {
         match grantee {
-            Grantee::Account(a) => Ok(vec![(*a, self.encryption_key(a)?)]),
+            Grantee::Account(a) => Ok(vec![(*a, self.encryption_key(a)?, None)]),
             Grantee::Organisation(o) => {
-                let all: Vec<AccountView> = self.client.get("/api/v1/accounts?limit=10000")?;
-                Ok(all
-                    .into_iter()
-                    .filter(|a| {
-                        a.account.organisation.as_deref() == Some(o.as_str())
-                            && a.account.status == ehrchain_ledger::AccountStatus::Active
-                    })
-                    .filter_map(|a| a.account.encryption_key.map(|k| (a.id, k)))
-                    .collect())
+                // Every approved member, page by page (the node lists at most 1000 at once).
+                let mut out = Vec::new();
+                let mut after: Option<AccountId> = None;
+                loop {
+                    let mut path = "/api/v1/accounts?limit=1000&status=active".to_string();
+                    if let Some(a) = after {
+                        path += &format!("&after={a}");
+                    }
+                    let page: Vec<AccountView> = self.client.get(&path)?;
+                    after = page.last().map(|a| a.id);
+                    let n = page.len();
+                    out.extend(
+                        page.into_iter()
+                            .filter(|a| {
+                                a.account.organisation.as_deref() == Some(o.as_str())
+                                    && ehrchain_ledger::access::is_member(&a.account)
+                            })
+                            .filter_map(|a| {
+                                a.account.encryption_key.map(|k| (a.id, k, a.account.role))
+                            }),
+                    );
+                    if n < 1000 {
+                        break;
+                    }
+                }
+                Ok(out)
             }
         }
     }
@@ -198,7 +251,7 @@ impl Session {
     fn grant_wraps(
         &self,
         categories: &[Category],
-        recipients: &[(AccountId, EncryptionKey)],
+        recipients: &[Recipient],
     ) -> anyhow::Result<Vec<KeyWrap>> {
         let own = self.own_keys()?;
         let enc = self.key.encryption();
@@ -207,12 +260,12 @@ impl Session {
             for (epoch, sealed) in own.get(&c).into_iter().flatten().enumerate() {
                 let epoch = epoch as u32;
                 let ck = enc.open_category_key(sealed, &self.me, c, epoch)?;
-                for (r, key) in recipients {
+                for (r, key, _) in allowed(recipients, c) {
                     wraps.push(KeyWrap {
                         category: c,
                         epoch,
-                        recipient: *r,
-                        sealed: envelope::seal_category_key(key, &ck, &self.me, c, epoch)?,
+                        recipient: r,
+                        sealed: envelope::seal_category_key(&key, &ck, &self.me, c, epoch)?,
                     });
                 }
             }
@@ -570,17 +623,29 @@ pub fn grant(
     if recipients.is_empty() {
         bail!("{to} has no active members with an encryption key");
     }
-    for (r, _) in &recipients {
-        if let Some(role) = s.account(r)?.account.role {
+    if let Grantee::Account(r) = to
+        && let Some(role) = s.account(r)?.account.role
+    {
+        {
             for &c in categories {
                 ehrchain_ledger::access::role_allows(role, c, write).map_err(|e| anyhow!(e))?;
             }
         }
     }
-    let wraps = s.grant_wraps(categories, &recipients)?;
+    // A grant adds to what the grantee already has (narrowing one is a revocation).
+    let mut categories = categories.to_vec();
+    let mut write = write;
+    let grants: Vec<GrantView> = s.get(&format!("/api/v1/grants?patient={}", s.me))?;
+    if let Some(g) = grants.iter().find(|g| g.grantee == *to && !g.expired) {
+        categories.extend(g.grant.categories.iter().copied());
+        write |= g.grant.write;
+    }
+    categories.sort();
+    categories.dedup();
+    let wraps = s.grant_wraps(&categories, &recipients)?;
     Ok(s.submit(vec![TxPayload::Grant {
         to: to.clone(),
-        categories: categories.to_vec(),
+        categories,
         expires_ms: expires.map(|d| now_ms() + d.as_millis() as u64),
         write,
         wraps,
@@ -626,7 +691,7 @@ pub fn request(
     reason: &str,
 ) -> anyhow::Result<(RequestId, TxView)> {
     let pk = s.encryption_key(patient)?;
-    let sealed = envelope::seal_reason(&pk, reason)?;
+    let sealed = envelope::seal_reason(&pk, &s.me, patient, reason)?;
     let t = s
         .submit(vec![TxPayload::RequestAccess {
             patient: *patient,
@@ -654,12 +719,8 @@ pub fn requests(s: &Session) -> anyhow::Result<Vec<Inbox>> {
     reqs.into_iter()
         .map(|r| {
             let reason_text = (r.patient == s.me)
-                .then(|| {
-                    enc.open(&r.reason, ehrchain_types::domain::HPKE_REASON, &[])
-                        .ok()
-                })
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).to_string());
+                .then(|| enc.open_reason(&r.reason, &r.requester, &r.patient).ok())
+                .flatten();
             let who = s.account(&r.requester)?;
             Ok(Inbox {
                 requester_role: who.account.role,

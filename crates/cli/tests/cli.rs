@@ -578,3 +578,494 @@ fn testnet_run_starts_and_stops_all_validators() {
         );
     }
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The records issue's "done when", as a new user would do it on `ehrchain dev`.
+#[test]
+fn encrypted_records_consent_and_audit_end_to_end() {
+    let _serial = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chain");
+    let dev = start_dev(&dir, free_port());
+    let work = tmp.path();
+    let profile = work.join("alice.json");
+    std::fs::write(
+        &profile,
+        r#"{"name":"Alice Quartermain","date_of_birth":"1980-02-03","address":"1 Zebra Lane",
+            "mobile":"+44 7700 900123","insurance":{"insurer":"Acme","policy":"POLICY-77123"}}"#,
+    )
+    .unwrap();
+    let bad_profile = work.join("bad.json");
+    std::fs::write(&bad_profile, r#"{"name":"X"}"#).unwrap();
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "register",
+            "--key",
+            "demo1",
+            "--role",
+            "patient",
+            "--profile",
+            bad_profile.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("missing: date_of_birth, address, mobile, insurance"),
+        "{e}"
+    );
+    ok(
+        &dev,
+        &[
+            "register",
+            "--key",
+            "demo1",
+            "--role",
+            "patient",
+            "--profile",
+            profile.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &dev,
+        &[
+            "register",
+            "--key",
+            "demo2",
+            "--role",
+            "doctor",
+            "--org",
+            "StMarys",
+            "--licence",
+            "GMC-77",
+        ],
+    );
+    ok(&dev, &["approve", "--key", "admin", "demo2"]);
+    ok(
+        &dev,
+        &[
+            "register",
+            "--key",
+            "demo3",
+            "--role",
+            "doctor",
+            "--org",
+            "Elsewhere",
+        ],
+    );
+    ok(&dev, &["approve", "--key", "admin", "demo3"]);
+
+    // A 1 MB scan with recognisable plaintext inside.
+    let marker = b"SCAN-PLAINTEXT-MARKER-4242";
+    let mut scan: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    scan[500_000..500_000 + marker.len()].copy_from_slice(marker);
+    let scan_path = work.join("scan.bin");
+    std::fs::write(&scan_path, &scan).unwrap();
+    let added = ok(
+        &dev,
+        &[
+            "record",
+            "add",
+            "--key",
+            "demo1",
+            "--patient",
+            "demo1",
+            "--category",
+            "imaging",
+            "--file",
+            scan_path.to_str().unwrap(),
+            "--title",
+            "Knee MRI",
+        ],
+    );
+    let rec = added["record"].as_str().unwrap().to_string();
+    assert_eq!(added["status"], "active");
+    let list = ok(&dev, &["record", "list", "--key", "demo1"]);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["title"] == "Knee MRI")
+    );
+
+    // The doctor is denied, and the denial is in the patient's audit trail.
+    let out = work.join("got.bin");
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            &rec,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("access denied: no consent for imaging records"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    let audit = ok(&dev, &["audit", "--key", "demo1", "--record", &rec]);
+    let denied = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "read" && e["decision"] == "denied")
+        .expect("denial audited")
+        .clone();
+    // The doctor's listing of Alice's records shows nothing at all.
+    assert_eq!(
+        ok(
+            &dev,
+            &["record", "list", "--key", "demo2", "--patient", "demo1"]
+        ),
+        serde_json::json!([])
+    );
+
+    // Grant imaging: the doctor reads back exactly the same bytes.
+    ok(
+        &dev,
+        &[
+            "access",
+            "grant",
+            "--key",
+            "demo1",
+            "--to",
+            "demo2",
+            "--categories",
+            "imaging",
+        ],
+    );
+    let got = ok(
+        &dev,
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            &rec,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(got["decision"], "allowed");
+    assert_eq!(std::fs::read(&out).unwrap(), scan);
+    // Revoke: denied again.
+    ok(
+        &dev,
+        &["access", "revoke", "--key", "demo1", "--to", "demo2"],
+    );
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            &rec,
+            "--out",
+            work.join("g2").to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("access denied"), "{e}");
+    // An expiring grant allows until it passes, then denies.
+    ok(
+        &dev,
+        &[
+            "access",
+            "grant",
+            "--key",
+            "demo1",
+            "--to",
+            "demo2",
+            "--categories",
+            "imaging",
+            "--expires",
+            "3s",
+        ],
+    );
+    ok(
+        &dev,
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            &rec,
+            "--out",
+            work.join("g3").to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            &rec,
+            "--out",
+            work.join("g4").to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("consent for imaging records has expired"), "{e}");
+
+    // Request → approve grants access.
+    let r = ok(
+        &dev,
+        &[
+            "access",
+            "request",
+            "--key",
+            "demo3",
+            "--patient",
+            "demo1",
+            "--categories",
+            "imaging,notes",
+            "--reason",
+            "second opinion",
+            "--write",
+        ],
+    );
+    let req = r["request"].as_str().unwrap().to_string();
+    let inbox = ok(&dev, &["access", "requests", "--key", "demo1"]);
+    assert_eq!(inbox[0]["reason_text"], "second opinion");
+    assert_eq!(inbox[0]["status"], "open");
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo3",
+            &rec,
+            "--out",
+            work.join("g5").to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("access denied"), "{e}");
+    ok(&dev, &["access", "approve", "--key", "demo1", &req]);
+    ok(
+        &dev,
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo3",
+            &rec,
+            "--out",
+            work.join("g6").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(work.join("g6")).unwrap(), scan);
+
+    // A doctor-written note is invisible in the chart until the patient approves it.
+    let note = work.join("note.txt");
+    std::fs::write(&note, "NOTE-PLAINTEXT-MARKER meniscus tear").unwrap();
+    let n = ok(
+        &dev,
+        &[
+            "record",
+            "add",
+            "--key",
+            "demo3",
+            "--patient",
+            "demo1",
+            "--category",
+            "notes",
+            "--file",
+            note.to_str().unwrap(),
+            "--title",
+            "Consult",
+        ],
+    );
+    assert_eq!(n["status"], "pending");
+    let note_id = n["record"].as_str().unwrap().to_string();
+    let status_of = |who: &str, viewer_patient: &str| -> Option<String> {
+        ok(
+            &dev,
+            &["record", "list", "--key", who, "--patient", viewer_patient],
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == note_id.as_str())
+        .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status_of("demo1", "demo1").as_deref(), Some("pending"));
+    ok(
+        &dev,
+        &[
+            "access",
+            "grant",
+            "--key",
+            "demo1",
+            "--to",
+            "demo2",
+            "--categories",
+            "notes",
+        ],
+    );
+    assert_eq!(
+        status_of("demo2", "demo1"),
+        None,
+        "a pending note must not be in the chart others see"
+    );
+    ok(&dev, &["record", "approve", "--key", "demo1", &note_id]);
+    assert_eq!(status_of("demo2", "demo1").as_deref(), Some("active"));
+    ok(
+        &dev,
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            &note_id,
+            "--out",
+            work.join("n").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("n")).unwrap(),
+        "NOTE-PLAINTEXT-MARKER meniscus tear"
+    );
+
+    // Wrong passphrase: refused, nothing sent.
+    let e = fails(&dev, "wrong", &["record", "list", "--key", "demo1"]);
+    assert!(e.contains("passphrase"), "{e}");
+
+    // QR code: payload checks against the ledger; a forged fingerprint does not.
+    let qr = ok(
+        &dev,
+        &[
+            "qr",
+            "--key",
+            "demo1",
+            "--out",
+            work.join("a.svg").to_str().unwrap(),
+        ],
+    );
+    let payload = qr["payload"].as_str().unwrap().to_string();
+    assert!(
+        std::fs::read_to_string(work.join("a.svg"))
+            .unwrap()
+            .contains("<svg")
+    );
+    assert_eq!(
+        ok(&dev, &["qr", "check", &payload])["profile_matches"],
+        true
+    );
+    let mut forged = payload.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    assert!(fails(&dev, "dev", &["qr", "check", &forged]).contains("does not match"));
+
+    // An audit proof verifies offline against the genesis and fails when one byte changes.
+    let proof = work.join("proof.json");
+    ok(
+        &dev,
+        &[
+            "audit",
+            "proof",
+            denied["id"].as_str().unwrap(),
+            "--out",
+            proof.to_str().unwrap(),
+        ],
+    );
+    let genesis = dir.join("genesis.json");
+    let v = ok(
+        &dev,
+        &[
+            "audit",
+            "verify",
+            proof.to_str().unwrap(),
+            "--genesis",
+            genesis.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["event_id"], denied["id"]);
+    let text = std::fs::read(&proof).unwrap();
+    let mut failures = 0;
+    for pos in (0..text.len()).step_by(text.len() / 40) {
+        let mut bad = text.clone();
+        bad[pos] = if bad[pos] == b'a' { b'b' } else { b'a' };
+        if bad == text {
+            continue;
+        }
+        let f = work.join("bad-proof.json");
+        std::fs::write(&f, &bad).unwrap();
+        let out = cli(
+            &dev,
+            &[
+                "audit",
+                "verify",
+                f.to_str().unwrap(),
+                "--genesis",
+                genesis.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        // A changed byte either breaks the proof or lands in insignificant JSON whitespace /
+        // a key name, which makes it no proof at all; it never verifies as a different one.
+        if out.status.success() {
+            assert_eq!(
+                serde_json::from_slice::<Value>(&out.stdout)
+                    .ok()
+                    .map(|v| v["event_id"].clone()),
+                Some(denied["id"].clone())
+            );
+        } else {
+            failures += 1;
+        }
+    }
+    assert!(
+        failures > 30,
+        "only {failures} of ~40 one-byte changes were caught"
+    );
+
+    // No file under the node's data dir contains any plaintext that was uploaded.
+    drop(dev);
+    let needles: [&[u8]; 5] = [
+        marker,
+        b"NOTE-PLAINTEXT-MARKER",
+        b"Alice Quartermain",
+        b"POLICY-77123",
+        b"second opinion",
+    ];
+    for f in files_under(&dir) {
+        let bytes = std::fs::read(&f).unwrap();
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n),
+                "{} contains plaintext {:?}",
+                f.display(),
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+}

@@ -317,9 +317,37 @@ pub fn open_meta(
     xchacha_open(dk.as_bytes(), domain::RECORD_META, &record.0, sealed)
 }
 
-/// Seals an access request's reason to the patient.
-pub fn seal_reason(patient: &EncryptionKey, reason: &str) -> Result<SealedKey, EnvelopeError> {
-    seal(patient, domain::HPKE_REASON, &[], reason.as_bytes())
+fn reason_aad(requester: &AccountId, patient: &AccountId) -> Vec<u8> {
+    [requester.0.as_slice(), patient.0.as_slice()].concat()
+}
+
+/// Seals an access request's reason to the patient, bound to the requester and the patient
+/// (so it cannot be copied into someone else's request).
+pub fn seal_reason(
+    patient_key: &EncryptionKey,
+    requester: &AccountId,
+    patient: &AccountId,
+    reason: &str,
+) -> Result<SealedKey, EnvelopeError> {
+    seal(
+        patient_key,
+        domain::HPKE_REASON,
+        &reason_aad(requester, patient),
+        reason.as_bytes(),
+    )
+}
+
+impl EncryptionKeypair {
+    /// Opens an access request's reason sealed with [`seal_reason`].
+    pub fn open_reason(
+        &self,
+        sealed: &SealedKey,
+        requester: &AccountId,
+        patient: &AccountId,
+    ) -> Result<String, EnvelopeError> {
+        let pt = self.open(sealed, domain::HPKE_REASON, &reason_aad(requester, patient))?;
+        Ok(String::from_utf8_lossy(&pt).to_string())
+    }
 }
 
 fn commitment_mac(dk: &DataKey) -> hmac::Hmac<Sha256> {

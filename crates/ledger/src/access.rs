@@ -52,6 +52,9 @@ pub fn effective_grant<'a>(
     {
         return Some((direct, g));
     }
+    if !is_member(requester_account) {
+        return None;
+    }
     let org = Grantee::Organisation(requester_account.organisation.clone()?);
     match state.grants.get(&(*patient, org.clone())) {
         Some(g) if g.covers(category, now_ms) => Some((org, g)),
@@ -144,18 +147,30 @@ pub fn write_decision(
     }
 }
 
-/// The accounts that receive key wraps for a grantee: the account, or every active member
-/// of the organisation with an encryption key.
-pub fn recipients(state: &State, grantee: &Grantee) -> Vec<AccountId> {
+/// Whether an account counts as a member of the organisation it names: only professionals
+/// the consortium admin approved do (anyone may *name* an organisation when registering as a
+/// patient, so that alone proves nothing).
+pub fn is_member(a: &Account) -> bool {
+    a.status == AccountStatus::Active
+        && a.role.is_some_and(|r| r.needs_approval())
+        && a.organisation.is_some()
+}
+
+/// The accounts that receive key wraps of `category` for a grantee: the account, or every
+/// approved member of the organisation with an encryption key whose role may hold the
+/// category.
+pub fn recipients(state: &State, grantee: &Grantee, category: Category) -> Vec<AccountId> {
     match grantee {
         Grantee::Account(a) => vec![*a],
         Grantee::Organisation(o) => state
             .accounts
             .iter()
             .filter(|(_, a)| {
-                a.organisation.as_deref() == Some(o.as_str())
-                    && a.status == AccountStatus::Active
+                is_member(a)
+                    && a.organisation.as_deref() == Some(o.as_str())
                     && a.encryption_key.is_some()
+                    && a.role
+                        .is_some_and(|r| role_allows(r, category, false).is_ok())
             })
             .map(|(id, _)| *id)
             .collect(),

@@ -197,6 +197,9 @@ pub struct State {
     /// Index of records by patient (derived from `records`; not part of the root).
     #[borsh(skip)]
     pub by_patient: BTreeSet<(AccountId, RecordId)>,
+    /// Index of records by ciphertext hash (derived; not part of the root).
+    #[borsh(skip)]
+    pub by_content: BTreeMap<Hash, RecordId>,
     /// Index of requests by patient (derived; not part of the root).
     #[borsh(skip)]
     pub requests_by_patient: BTreeSet<(AccountId, RequestId)>,
@@ -239,6 +242,7 @@ impl State {
             grants: BTreeMap::new(),
             requests: BTreeMap::new(),
             by_patient: BTreeSet::new(),
+            by_content: BTreeMap::new(),
             requests_by_patient: BTreeSet::new(),
         }
     }
@@ -300,6 +304,7 @@ impl State {
     /// Inserts or replaces a record, keeping the patient index.
     pub fn insert_record(&mut self, record: Record) {
         self.by_patient.insert((record.patient, record.id));
+        self.by_content.insert(record.content, record.id);
         self.records.insert(record.id, record);
     }
 

@@ -339,3 +339,551 @@ fn block_is_all_or_nothing_and_chain_verifies() {
     let err = verify_chain(&g, bad.into_iter().map(Ok)).unwrap_err();
     assert!(err.to_string().starts_with("block 1:"), "{err}");
 }
+
+// ---- records, consent and audit ----
+
+use ehrchain_crypto::{
+    CategoryKey, DataKey,
+    envelope::{self, seal_category_key},
+};
+use ehrchain_ledger::{RecordStatus, access::read_decision};
+use ehrchain_types::{
+    Category, Grantee, Hash, HexBytes, KeyWrap, RecordId, RecordKey, RequestId, Rotation,
+};
+
+fn enrol(w: &mut World, k: &Keypair, role: Role, org: Option<&str>) {
+    let t = tx(
+        &w.state,
+        k,
+        TxPayload::Enrol {
+            role,
+            organisation: org.map(Into::into),
+            licence: None,
+            encryption_key: k.encryption().public(),
+        },
+    );
+    check(w, t, "applied");
+}
+
+fn rotation(
+    patient: &Keypair,
+    c: Category,
+    epoch: u32,
+    to: &[&Keypair],
+) -> (Rotation, CategoryKey) {
+    let ck = CategoryKey::generate();
+    let seal = |k: &Keypair| {
+        seal_category_key(&k.encryption().public(), &ck, &patient.account(), c, epoch).unwrap()
+    };
+    let r = Rotation {
+        category: c,
+        own: seal(patient),
+        wraps: to
+            .iter()
+            .map(|k| KeyWrap {
+                category: c,
+                epoch,
+                recipient: k.account(),
+                sealed: seal(k),
+            })
+            .collect(),
+    };
+    (r, ck)
+}
+
+fn wrap(patient: &Keypair, ck: &CategoryKey, c: Category, epoch: u32, to: &Keypair) -> KeyWrap {
+    KeyWrap {
+        category: c,
+        epoch,
+        recipient: to.account(),
+        sealed: seal_category_key(&to.encryption().public(), ck, &patient.account(), c, epoch)
+            .unwrap(),
+    }
+}
+
+fn own_record(id: u8, patient: &Keypair, c: Category, epoch: u32, ck: &CategoryKey) -> TxPayload {
+    let rid = RecordId([id; 16]);
+    let dk = DataKey::generate();
+    TxPayload::AddRecord {
+        id: rid,
+        patient: patient.account(),
+        category: c,
+        content: Hash([id; 32]),
+        size: 100,
+        commitment: Hash([id ^ 0xff; 32]),
+        meta: HexBytes(envelope::seal_meta(&dk, &rid, b"{}")),
+        key: RecordKey::Category {
+            epoch,
+            wrapped: HexBytes(envelope::wrap_data_key(ck, &dk, &rid)),
+        },
+        profile: false,
+    }
+}
+
+fn can_read(w: &World, who: &Keypair, id: u8) -> Result<String, String> {
+    let r = &w.state.records[&RecordId([id; 16])];
+    read_decision(&w.state, &who.account(), r, w.height)
+}
+
+#[test]
+fn records_consent_and_key_epochs() {
+    let mut w = world();
+    let k = w.alice.clone();
+    enrol(&mut w, &k, Role::Patient, None);
+    let k = w.doc.clone();
+    enrol(&mut w, &k, Role::Doctor, Some("StMarys"));
+    let k = w.bob.clone();
+    enrol(&mut w, &k, Role::Pharmacist, Some("Boots"));
+    for k in [w.doc.account(), w.bob.account()] {
+        let t = tx(&w.state, &w.admin, TxPayload::Approve { account: k });
+        check(&mut w, t, "applied");
+    }
+    let (alice, doc, bob) = (w.alice.clone(), w.doc.clone(), w.bob.clone());
+    let img = Category::Imaging;
+
+    // No key yet: a record cannot be anchored.
+    let (_, ck0) = rotation(&alice, img, 0, &[]);
+    let t = tx(&w.state, &alice, own_record(1, &alice, img, 0, &ck0));
+    check(&mut w, t, "rejected: no imaging key yet");
+    let (r0, ck0) = rotation(&alice, img, 0, &[]);
+    let t = tx(&w.state, &alice, TxPayload::RotateKey { rotation: r0 });
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &alice, own_record(1, &alice, img, 1, &ck0));
+    check(&mut w, t, "rejected: current imaging key (epoch 0)");
+    let t = tx(&w.state, &alice, own_record(1, &alice, img, 0, &ck0));
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &alice, own_record(1, &alice, img, 0, &ck0));
+    check(&mut w, t, "rejected: already exists");
+    assert_eq!(
+        can_read(&w, &alice, 1),
+        Ok("the patient's own record".into())
+    );
+    assert_eq!(
+        can_read(&w, &doc, 1),
+        Err("no consent for imaging records".into())
+    );
+
+    // A grant must seal every epoch to the grantee, and nothing else.
+    let grant = |wraps: Vec<KeyWrap>, write: bool, expires_ms: Option<u64>| TxPayload::Grant {
+        to: Grantee::Account(doc.account()),
+        categories: vec![img],
+        expires_ms,
+        write,
+        wraps,
+    };
+    let t = tx(&w.state, &alice, grant(vec![], false, None));
+    check(
+        &mut w,
+        t,
+        "rejected: missing key wrap: the imaging key of epoch 0",
+    );
+    let stray = wrap(&alice, &ck0, img, 0, &bob);
+    let t = tx(
+        &w.state,
+        &alice,
+        grant(vec![wrap(&alice, &ck0, img, 0, &doc), stray], false, None),
+    );
+    check(&mut w, t, "rejected: unexpected key wrap");
+    let t = tx(
+        &w.state,
+        &alice,
+        grant(vec![wrap(&alice, &ck0, img, 0, &doc)], false, None),
+    );
+    check(&mut w, t, "applied");
+    assert_eq!(
+        can_read(&w, &doc, 1),
+        Ok("consent granted to the account".into())
+    );
+    assert!(can_read(&w, &bob, 1).is_err());
+
+    // Role rules: a pharmacist gets medication only, and never write access.
+    let to_bob = |c, write| TxPayload::Grant {
+        to: Grantee::Account(bob.account()),
+        categories: vec![c],
+        expires_ms: None,
+        write,
+        wraps: vec![],
+    };
+    let t = tx(&w.state, &alice, to_bob(img, false));
+    check(
+        &mut w,
+        t,
+        "rejected: a pharmacist may only be given medication records",
+    );
+    let t = tx(&w.state, &alice, to_bob(Category::Medication, true));
+    check(
+        &mut w,
+        t,
+        "rejected: a pharmacist cannot be given write access",
+    );
+
+    // Only the patient manages their grants: the doctor has no grant of its own to revoke.
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::Revoke {
+            from: Grantee::Account(doc.account()),
+            categories: vec![],
+            rotations: vec![],
+        },
+    );
+    check(&mut w, t, "rejected: there is no grant");
+
+    // Revocation must start a new epoch, sealed to the patient only.
+    let revoke = |rotations| TxPayload::Revoke {
+        from: Grantee::Account(doc.account()),
+        categories: vec![],
+        rotations,
+    };
+    let t = tx(&w.state, &alice, revoke(vec![]));
+    check(
+        &mut w,
+        t,
+        "rejected: revoking imaging must start a new imaging key epoch",
+    );
+    let (leaky, _) = rotation(&alice, img, 1, &[&doc]);
+    let t = tx(&w.state, &alice, revoke(vec![leaky]));
+    check(&mut w, t, "rejected: unexpected key wrap");
+    let (r1, ck1) = rotation(&alice, img, 1, &[]);
+    let t = tx(&w.state, &alice, revoke(vec![r1]));
+    check(&mut w, t, "applied");
+    assert_eq!(
+        can_read(&w, &doc, 1),
+        Err("no consent for imaging records".into())
+    );
+    assert_eq!(w.state.keys[&(alice.account(), img)].len(), 2);
+
+    // A new grant needs both epochs; an expiring one denies once the block time passes it.
+    let t = tx(
+        &w.state,
+        &alice,
+        grant(vec![wrap(&alice, &ck1, img, 1, &doc)], false, None),
+    );
+    check(
+        &mut w,
+        t,
+        "rejected: missing key wrap: the imaging key of epoch 0",
+    );
+    let until = w.height + 3;
+    let both = vec![
+        wrap(&alice, &ck0, img, 0, &doc),
+        wrap(&alice, &ck1, img, 1, &doc),
+    ];
+    let t = tx(&w.state, &alice, grant(both, false, Some(until)));
+    check(&mut w, t, "applied");
+    assert!(can_read(&w, &doc, 1).is_ok());
+    w.height = until;
+    assert_eq!(
+        can_read(&w, &doc, 1),
+        Err("consent for imaging records has expired".into())
+    );
+}
+
+#[test]
+fn doctor_written_records_wait_for_the_patient() {
+    let mut w = world();
+    let k = w.alice.clone();
+    enrol(&mut w, &k, Role::Patient, None);
+    let k = w.doc.clone();
+    enrol(&mut w, &k, Role::Doctor, Some("StMarys"));
+    let k = w.bob.clone();
+    enrol(&mut w, &k, Role::Patient, None);
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: w.doc.account(),
+        },
+    );
+    check(&mut w, t, "applied");
+    let (alice, doc, bob) = (w.alice.clone(), w.doc.clone(), w.bob.clone());
+    let notes = Category::Notes;
+    let rid = RecordId([9; 16]);
+    let dk = DataKey::generate();
+    let note = |wraps: Vec<&Keypair>| TxPayload::AddRecord {
+        id: rid,
+        patient: alice.account(),
+        category: notes,
+        content: Hash([9; 32]),
+        size: 10,
+        commitment: Hash([8; 32]),
+        meta: HexBytes(vec![]),
+        key: RecordKey::Direct {
+            wraps: wraps
+                .iter()
+                .map(|k| {
+                    (
+                        k.account(),
+                        envelope::seal_data_key(&k.encryption().public(), &dk, &rid).unwrap(),
+                    )
+                })
+                .collect(),
+        },
+        profile: false,
+    };
+    let t = tx(&w.state, &doc, note(vec![&alice, &doc]));
+    check(&mut w, t, "rejected: no consent to write notes records");
+    let (r0, ck0) = rotation(&alice, notes, 0, &[]);
+    let t = tx(&w.state, &alice, TxPayload::RotateKey { rotation: r0 });
+    check(&mut w, t, "applied");
+    let read_only = TxPayload::Grant {
+        to: Grantee::Account(doc.account()),
+        categories: vec![notes],
+        expires_ms: None,
+        write: false,
+        wraps: vec![wrap(&alice, &ck0, notes, 0, &doc)],
+    };
+    let t = tx(&w.state, &alice, read_only);
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &doc, note(vec![&alice, &doc]));
+    check(&mut w, t, "rejected: granted read but not write");
+    let rw = TxPayload::Grant {
+        to: Grantee::Account(doc.account()),
+        categories: vec![notes],
+        expires_ms: None,
+        write: true,
+        wraps: vec![],
+    };
+    let t = tx(&w.state, &alice, rw);
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &doc, note(vec![&alice, &bob]));
+    check(&mut w, t, "rejected: exactly the patient and the author");
+    let t = tx(&w.state, &doc, note(vec![&alice, &doc]));
+    check(&mut w, t, "applied");
+    assert_eq!(w.state.records[&rid].status, RecordStatus::Pending);
+    // Pending: the patient and the author see it; nobody else.
+    let r = w.state.records[&rid].clone();
+    assert!(read_decision(&w.state, &alice.account(), &r, w.height).is_ok());
+    assert!(read_decision(&w.state, &doc.account(), &r, w.height).is_ok());
+    assert_eq!(
+        read_decision(&w.state, &bob.account(), &r, w.height),
+        Err("the record awaits the patient's approval".into())
+    );
+    let review = |approve, key| TxPayload::ReviewRecord {
+        record: rid,
+        approve,
+        key,
+    };
+    let t = tx(&w.state, &doc, review(true, None));
+    check(&mut w, t, "rejected: only the patient reviews");
+    let t = tx(&w.state, &alice, review(true, None));
+    check(&mut w, t, "rejected: approving re-wraps the data key");
+    let key = RecordKey::Category {
+        epoch: 0,
+        wrapped: HexBytes(envelope::wrap_data_key(&ck0, &dk, &rid)),
+    };
+    let t = tx(&w.state, &alice, review(true, Some(key)));
+    check(&mut w, t, "applied");
+    assert_eq!(w.state.records[&rid].status, RecordStatus::Active);
+    let t = tx(&w.state, &alice, review(false, None));
+    check(&mut w, t, "rejected: is not waiting for approval");
+}
+
+#[test]
+fn access_requests_and_audited_reads() {
+    let mut w = world();
+    let k = w.alice.clone();
+    enrol(&mut w, &k, Role::Patient, None);
+    let k = w.doc.clone();
+    enrol(&mut w, &k, Role::Doctor, Some("StMarys"));
+    let k = w.bob.clone();
+    enrol(&mut w, &k, Role::Patient, None);
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: w.doc.account(),
+        },
+    );
+    check(&mut w, t, "applied");
+    let (alice, doc, bob) = (w.alice.clone(), w.doc.clone(), w.bob.clone());
+    let lab = Category::Lab;
+    let (r0, ck0) = rotation(&alice, lab, 0, &[]);
+    let t = tx(&w.state, &alice, TxPayload::RotateKey { rotation: r0 });
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &alice, own_record(3, &alice, lab, 0, &ck0));
+    check(&mut w, t, "applied");
+
+    let reason = envelope::seal_reason(
+        &alice.encryption().public(),
+        &doc.account(),
+        &alice.account(),
+        "follow-up",
+    )
+    .unwrap();
+    let req = tx(
+        &w.state,
+        &doc,
+        TxPayload::RequestAccess {
+            patient: alice.account(),
+            categories: vec![lab],
+            write: false,
+            reason,
+        },
+    );
+    let id = RequestId(req.id().0);
+    check(&mut w, req, "applied");
+    let answer = |approve, wraps| TxPayload::AnswerRequest {
+        request: id,
+        approve,
+        expires_ms: None,
+        wraps,
+    };
+    let t = tx(&w.state, &bob, answer(true, vec![]));
+    check(&mut w, t, "rejected: only the patient asked");
+    let t = tx(&w.state, &alice, answer(true, vec![]));
+    check(&mut w, t, "rejected: missing key wrap");
+    let t = tx(
+        &w.state,
+        &alice,
+        answer(true, vec![wrap(&alice, &ck0, lab, 0, &doc)]),
+    );
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &alice, answer(false, vec![]));
+    check(&mut w, t, "rejected: was already answered");
+    assert!(can_read(&w, &doc, 3).is_ok());
+
+    // Reads are always applied and leave an audit event with the decision; the block's audit
+    // root commits to them and each has an inclusion proof.
+    let reads = vec![
+        tx(
+            &w.state,
+            &doc,
+            TxPayload::ReadRecord {
+                record: RecordId([3; 16]),
+            },
+        ),
+        tx(
+            &w.state,
+            &bob,
+            TxPayload::ReadRecord {
+                record: RecordId([3; 16]),
+            },
+        ),
+    ];
+    let ctx = BlockContext {
+        height: w.height + 1,
+        timestamp_ms: w.height + 1,
+        proposer: PublicKey([0; 32]),
+    };
+    let (parent, _) = genesis(&GenesisState {
+        chain_id: CHAIN.into(),
+        timestamp_ms: 0,
+        accounts: vec![],
+    });
+    let (block, post, out) = build_block(&parent.header, &w.state, reads, &ctx, 1, 100);
+    assert_eq!(out.events.len(), 2);
+    assert_eq!(out.events[0].decision, ehrchain_types::Decision::Allowed);
+    assert_eq!(out.events[1].decision, ehrchain_types::Decision::Denied);
+    assert_eq!(out.events[1].reason, "no consent for lab records");
+    verify_block(&parent.header, &w.state, &block).expect("the block verifies");
+    let mut forged = block.clone();
+    forged.header.audit_root = Hash([0; 32]);
+    assert!(
+        verify_block(&parent.header, &w.state, &forged)
+            .unwrap_err()
+            .to_string()
+            .contains("audit root")
+    );
+    for (i, e) in out.events.iter().enumerate() {
+        let proof = ehrchain_types::records::audit_inclusion_proof(&out.events, i);
+        let leaf = e.leaf();
+        assert!(ehrchain_types::records::verify_audit_inclusion(
+            &block.header.audit_root,
+            2,
+            &leaf,
+            i as u64,
+            &proof
+        ));
+        let mut bad = leaf.clone();
+        bad[10] ^= 1;
+        assert!(!ehrchain_types::records::verify_audit_inclusion(
+            &block.header.audit_root,
+            2,
+            &bad,
+            i as u64,
+            &proof
+        ));
+    }
+    // An unknown record is refused outright (no event).
+    w.state = post;
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::ReadRecord {
+            record: RecordId([7; 16]),
+        },
+    );
+    check(&mut w, t, "rejected: no record");
+}
+
+#[test]
+fn organisation_grants_reach_approved_members_only() {
+    let mut w = world();
+    let (alice, doc, bob) = (w.alice.clone(), w.doc.clone(), w.bob.clone());
+    enrol(&mut w, &alice, Role::Patient, None);
+    enrol(&mut w, &doc, Role::Doctor, Some("StMarys"));
+    // Bob names the same organisation but as a patient: that makes him no member.
+    enrol(&mut w, &bob, Role::Patient, Some("StMarys"));
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: doc.account(),
+        },
+    );
+    check(&mut w, t, "applied");
+    let lab = Category::Lab;
+    let (r0, ck0) = rotation(&alice, lab, 0, &[]);
+    let t = tx(&w.state, &alice, TxPayload::RotateKey { rotation: r0 });
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &alice, own_record(5, &alice, lab, 0, &ck0));
+    check(&mut w, t, "applied");
+    let org = |wraps| TxPayload::Grant {
+        to: Grantee::Organisation("StMarys".into()),
+        categories: vec![lab],
+        expires_ms: None,
+        write: false,
+        wraps,
+    };
+    let t = tx(
+        &w.state,
+        &alice,
+        org(vec![wrap(&alice, &ck0, lab, 0, &bob)]),
+    );
+    check(&mut w, t, "rejected: unexpected key wrap");
+    let t = tx(
+        &w.state,
+        &alice,
+        org(vec![wrap(&alice, &ck0, lab, 0, &doc)]),
+    );
+    check(&mut w, t, "applied");
+    assert_eq!(
+        can_read(&w, &doc, 5),
+        Ok("consent granted to organisation StMarys".into())
+    );
+    assert!(can_read(&w, &bob, 5).is_err());
+    // Narrowing a grant would leave the dropped category's key with the grantee: refused.
+    let t = tx(
+        &w.state,
+        &alice,
+        TxPayload::Grant {
+            to: Grantee::Organisation("StMarys".into()),
+            categories: vec![Category::Vitals],
+            expires_ms: None,
+            write: false,
+            wraps: vec![],
+        },
+    );
+    check(&mut w, t, "rejected: revoke it");
+    // One ciphertext, one record: Bob cannot anchor Alice's blob as his own.
+    let mut theft = own_record(6, &bob, lab, 0, &ck0);
+    if let TxPayload::AddRecord { content, .. } = &mut theft {
+        *content = Hash([5; 32]);
+    }
+    let (rb, _) = rotation(&bob, lab, 0, &[]);
+    let t = tx(&w.state, &bob, TxPayload::RotateKey { rotation: rb });
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &bob, theft);
+    check(&mut w, t, "rejected: already anchored by another record");
+}

@@ -86,9 +86,10 @@ impl AuditProof {
     }
 
     /// Checks the proof offline: the leaf is the event, the event has the id, the path leads
-    /// to the header's audit root, and a quorum of the validators finalized the header. With
-    /// `genesis`, the chain and validator set must also be that genesis file's.
-    pub fn verify(&self, genesis: Option<&GenesisFile>) -> Result<Verified, String> {
+    /// to the header's audit root, and a quorum of the validators finalized the header. The
+    /// chain and validator set must be `genesis`'s: the trust anchor comes from the verifier,
+    /// never from the proof (anyone can make a validator set and sign a fake header).
+    pub fn verify(&self, genesis: &GenesisFile) -> Result<Verified, String> {
         if self.format != FORMAT {
             return Err(format!(
                 "not an audit proof (format {:?}, expected {FORMAT:?})",
@@ -124,17 +125,15 @@ impl AuditProof {
                 self.height
             ));
         }
-        if let Some(g) = genesis {
-            if g.ledger.chain_id != self.chain_id {
-                return Err(format!(
-                    "proof is for chain {:?}, the genesis file is chain {:?}",
-                    self.chain_id, g.ledger.chain_id
-                ));
-            }
-            let want: Vec<PublicKey> = g.validators.iter().map(|v| v.public_key).collect();
-            if want != self.validators {
-                return Err("the proof's validator set is not the genesis file's".into());
-            }
+        if genesis.ledger.chain_id != self.chain_id {
+            return Err(format!(
+                "proof is for chain {:?}, the genesis file is chain {:?}",
+                self.chain_id, genesis.ledger.chain_id
+            ));
+        }
+        let want: Vec<PublicKey> = genesis.validators.iter().map(|v| v.public_key).collect();
+        if want != self.validators {
+            return Err("the proof's validator set is not the genesis file's".into());
         }
         let block_id = self.header.id();
         let cert =

@@ -17,8 +17,7 @@ use axum::{
 };
 use ehrchain_ledger::{AccessRequest, Grant, Record, access::read_decision};
 use ehrchain_types::{
-    AccountId, AuditAction, AuditEvent, Category, Decision, EventId, Grantee, KeyWrap, RecordId,
-    SealedKey,
+    AccountId, AuditEvent, Category, EventId, Grantee, KeyWrap, RecordId, SealedKey,
     request::{HEADER, RequestAuth},
 };
 use serde::{Deserialize, Serialize};
@@ -230,26 +229,22 @@ async fn record_content(
     let rid: RecordId = parse("record id", &id)?;
     let snap = s.chain.snapshot();
     let now = now_ms();
-    let Some(rec) = snap.state.records.get(&rid) else {
-        return Err(forbidden(format!(
-            "access denied: no record {rid} that you may read"
-        )));
+    // A record that does not exist and one the requester may not read look the same.
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no record {rid} that you may read"),
+        )
     };
-    read_decision(&snap.state, &who, rec, now)
-        .map_err(|why| forbidden(format!("access denied: {why}")))?;
+    let rec = snap.state.records.get(&rid).ok_or_else(not_found)?;
+    read_decision(&snap.state, &who, rec, now).map_err(|_| not_found())?;
     let window = s.blob_cfg.read_window_secs * 1000;
     let audited = s
         .chain
         .store()
-        .audit_of(&rec.patient, READ_SEARCH)?
-        .into_iter()
-        .any(|(_, _, e)| {
-            e.actor == who
-                && e.record == Some(rid)
-                && e.action == AuditAction::Read
-                && e.decision == Decision::Allowed
-                && e.time_ms + window >= now
-        });
+        .last_allowed_read(&who, &rid)?
+        .is_some_and(|t| t + window >= now);
     if !audited {
         return Err(forbidden(format!(
             "access denied: no audited read of {rid} by you in the last {} s (submit a read_record transaction first; `ehrchain record get` does)",

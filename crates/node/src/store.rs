@@ -5,7 +5,10 @@
 //! moment restarts with every committed block and nothing half-written.
 
 use ehrchain_ledger::{BlockOutput, State, StateKey};
-use ehrchain_types::{AccountId, AuditEvent, Block, EventId, Hash, Receipt, decode, encode};
+use ehrchain_types::{
+    AccountId, AuditAction, AuditEvent, Block, Decision, EventId, Hash, Receipt, RecordId, decode,
+    encode,
+};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 
@@ -19,6 +22,8 @@ const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 /// Audit events by (height, index in the block's audit tree).
 const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
 const AUDIT_IDS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
+/// (reader, record) → block time of the reader's last allowed read of the record.
+const LAST_READ: TableDefinition<(&[u8; 20], &[u8; 16]), u64> = TableDefinition::new("last_read");
 /// (patient, height, index) of every event about a patient.
 const AUDIT_BY_PATIENT: TableDefinition<(&[u8; 20], u64, u32), ()> =
     TableDefinition::new("audit_by_patient");
@@ -100,6 +105,7 @@ impl ChainStore {
         w.open_table(AUDIT)?;
         w.open_table(AUDIT_IDS)?;
         w.open_table(AUDIT_BY_PATIENT)?;
+        w.open_table(LAST_READ)?;
         w.open_table(META)?;
         w.commit()?;
         Ok(ChainStore { db })
@@ -160,11 +166,17 @@ impl ChainStore {
             let mut audit = w.open_table(AUDIT)?;
             let mut ids = w.open_table(AUDIT_IDS)?;
             let mut by_patient = w.open_table(AUDIT_BY_PATIENT)?;
+            let mut reads = w.open_table(LAST_READ)?;
             for (i, ev) in output.events.iter().enumerate() {
                 let i = i as u32;
                 audit.insert((h, i), ev.leaf().as_slice())?;
                 ids.insert(&ev.id().0, (h, i))?;
                 by_patient.insert((&ev.patient.0, h, i), ())?;
+                if let (AuditAction::Read, Decision::Allowed, Some(r)) =
+                    (ev.action, ev.decision, ev.record)
+                {
+                    reads.insert((&ev.actor.0, &r.0), ev.time_ms)?;
+                }
             }
         }
         if let Some(f) = finalization {
@@ -295,6 +307,17 @@ impl ChainStore {
             out.push(decode_event(v.value())?);
         }
         Ok(out)
+    }
+
+    /// Block time of `reader`'s last allowed, audited read of `record`.
+    pub fn last_allowed_read(
+        &self,
+        reader: &AccountId,
+        record: &RecordId,
+    ) -> Result<Option<u64>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(LAST_READ)?;
+        Ok(t.get((&reader.0, &record.0))?.map(|v| v.value()))
     }
 
     /// Where an audit event is: (height, index).

@@ -25,6 +25,7 @@ fn genesis(senders: &[Keypair]) -> GenesisState {
                 public_key: k.public_key(),
                 role: None,
                 balance: 1_000,
+                encryption_key: Some(k.encryption().public()),
             })
             .collect(),
     }
@@ -440,7 +441,9 @@ mod api {
     fn app() -> (tempfile::TempDir, axum::Router, Vec<Keypair>) {
         let dir = tempfile::tempdir().unwrap();
         let senders: Vec<Keypair> = (0..2).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
-        let g = genesis(&senders);
+        let mut g = genesis(&senders);
+        // The first sender is a registered patient (blob uploads need a registration).
+        g.accounts[0].role = Some(ehrchain_types::Role::Patient);
         let chain = open_chain(dir.path(), &g);
         let genesis = GenesisFile {
             ledger: g,
@@ -617,5 +620,130 @@ mod api {
             (s, v["error"]["code"].as_str()),
             (StatusCode::NOT_FOUND, Some("not_found"))
         );
+    }
+
+    async fn call_signed(
+        app: &axum::Router,
+        key: &Keypair,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        tamper: impl FnOnce(&mut ehrchain_types::request::RequestAuth),
+    ) -> (StatusCode, Value) {
+        let mut auth = key.sign_request("sim", method, path, ehrchain_node::api::now_ms());
+        tamper(&mut auth);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(ehrchain_types::request::HEADER, auth.header_value())
+            .body(Body::from(body))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn blobs_and_signed_requests_fail_safely() {
+        use ehrchain_node::blobs::cid_string;
+        let (dir, app, senders) = app();
+        let (patient, stranger) = (&senders[0], &senders[1]);
+        let body = b"ciphertext bytes".to_vec();
+        let cid = cid_string(&ehrchain_crypto::envelope::content_hash(&body));
+        let path = format!("/api/v1/blobs/{cid}");
+        let stored = |c: &str| dir.path().join("blobs").join(c).exists();
+        let code = |v: &Value| v["error"]["code"].as_str().map(str::to_string);
+
+        // No signature, a forged one, one made for another path: refused, nothing stored.
+        let (s, v) = call(&app, "PUT", &path, Some("x".into())).await;
+        assert_eq!(
+            (s, code(&v).as_deref()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+        );
+        let (s, v) = call_signed(&app, patient, "PUT", &path, body.clone(), |a| {
+            a.signature.0[3] ^= 1
+        })
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not match")
+        );
+        let other = format!("/api/v1/blobs/{}", cid_string(&Hash([1; 32])));
+        let replayed = patient.sign_request("sim", "PUT", &other, ehrchain_node::api::now_ms());
+        let (s, _) =
+            call_signed(&app, patient, "PUT", &path, body.clone(), |a| *a = replayed).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, v) = call_signed(&app, patient, "PUT", &path, body.clone(), |a| {
+            a.timestamp_ms -= 600_000
+        })
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+        // An unregistered account may not fill the disk.
+        let (s, _) = call_signed(&app, stranger, "PUT", &path, body.clone(), |_| {}).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert!(!stored(&cid));
+
+        // Bytes that do not match the CID are refused and never visible under it.
+        let mut tampered = body.clone();
+        tampered[0] ^= 1;
+        let (s, v) = call_signed(&app, patient, "PUT", &path, tampered, |_| {}).await;
+        assert_eq!(
+            (s, code(&v).as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("cid_mismatch"))
+        );
+        assert!(!stored(&cid));
+        // Larger than the limit (1 MiB in this app): 413, nothing stored.
+        let big = vec![7u8; (1 << 20) + 1];
+        let big_cid = cid_string(&ehrchain_crypto::envelope::content_hash(&big));
+        let big_path = format!("/api/v1/blobs/{big_cid}");
+        let (s, v) = call_signed(&app, patient, "PUT", &big_path, big, |_| {}).await;
+        assert_eq!(
+            (s, code(&v).as_deref()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large"))
+        );
+        assert!(!stored(&big_cid));
+        // A malformed CID is a bad request.
+        let (s, _) = call_signed(
+            &app,
+            patient,
+            "PUT",
+            "/api/v1/blobs/notacid",
+            body.clone(),
+            |_| {},
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        // The real thing.
+        let (s, v) = call_signed(&app, patient, "PUT", &path, body.clone(), |_| {}).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["size"].as_u64(), Some(body.len() as u64));
+        assert!(stored(&cid));
+
+        // Reads: no record content without an audited allowed read; listings of someone
+        // else's records are empty, not an error that would reveal anything.
+        let rec = "rec00000000000000000000000000000000";
+        let content = format!("/api/v1/records/{rec}/content");
+        let (s, v) = call_signed(&app, stranger, "GET", &content, vec![], |_| {}).await;
+        assert_eq!(
+            (s, code(&v).as_deref()),
+            (StatusCode::FORBIDDEN, Some("access_denied"))
+        );
+        let list = format!("/api/v1/records?patient={}", patient.account());
+        let (s, v) = call_signed(&app, stranger, "GET", &list, vec![], |_| {}).await;
+        assert_eq!((s, v), (StatusCode::OK, serde_json::json!([])));
+        let audit = format!("/api/v1/audit?patient={}", patient.account());
+        let (s, _) = call_signed(&app, stranger, "GET", &audit, vec![], |_| {}).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, v) = call_signed(&app, patient, "GET", &audit, vec![], |_| {}).await;
+        assert_eq!((s, v), (StatusCode::OK, serde_json::json!([])));
+        let (s, _) = call(&app, "GET", "/api/v1/audit/evt00/proof", None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
     }
 }

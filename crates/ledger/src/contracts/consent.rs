@@ -36,15 +36,15 @@ type WrapKey = (Category, u32, AccountId);
 /// The wraps a grantee must hold for `categories` of the sender's keys.
 fn required_wraps(
     scope: &TxScope<'_>,
-    recipients: &[AccountId],
+    grantee: &Grantee,
     categories: &[Category],
 ) -> BTreeSet<WrapKey> {
     let mut out = BTreeSet::new();
     for &c in categories {
         let epochs = scope.keys(&scope.sender, c).len() as u32;
-        for e in 0..epochs {
-            for r in recipients {
-                out.insert((c, e, *r));
+        for r in access::recipients(scope.state(), grantee, c) {
+            for e in 0..epochs {
+                out.insert((c, e, r));
             }
         }
     }
@@ -107,13 +107,16 @@ fn grant_recipients(scope: &TxScope<'_>, grantee: &Grantee) -> Result<Vec<Accoun
             if o.trim().is_empty() || o.len() > MAX_ORGANISATION_LEN {
                 return Err(refused("organisation name must be 1 to 128 bytes"));
             }
-            let r = access::recipients(scope.state(), grantee);
+            let r: BTreeSet<AccountId> = Category::ALL
+                .iter()
+                .flat_map(|c| access::recipients(scope.state(), grantee, *c))
+                .collect();
             if r.is_empty() {
                 return Err(refused(format!(
-                    "organisation {o:?} has no active members with an encryption key"
+                    "organisation {o:?} has no approved members with an encryption key"
                 )));
             }
-            Ok(r)
+            Ok(r.into_iter().collect())
         }
     }
 }
@@ -149,7 +152,7 @@ pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), TxErro
         if !grant.covers(c, now) {
             continue;
         }
-        for r in access::recipients(scope.state(), &grantee) {
+        for r in access::recipients(scope.state(), &grantee, c) {
             let w = provided.get(&r).ok_or_else(|| {
                 refused(format!(
                     "missing key wrap: the new {c} key (epoch {epoch}) must be sealed to {r}, who holds a grant"
@@ -183,13 +186,15 @@ pub fn grant(
 ) -> Result<(), TxError> {
     scope.require_active()?;
     let categories = normalise(categories)?;
-    let recipients = grant_recipients(scope, to)?;
-    for r in &recipients {
-        if let Some(role) = scope.account(r).role {
+    if let Grantee::Account(a) = to {
+        grant_recipients(scope, to)?;
+        if let Some(role) = scope.account(a).role {
             for &c in &categories {
                 access::role_allows(role, c, write).map_err(TxError::Refused)?;
             }
         }
+    } else {
+        grant_recipients(scope, to)?;
     }
     let now = scope.ctx.timestamp_ms;
     if let Some(e) = expires_ms
@@ -199,11 +204,17 @@ pub fn grant(
             "the expiry {e} is not after the block time {now}"
         )));
     }
-    let existing = scope
-        .grant(&scope.sender, to)
-        .map(|g| g.wraps)
-        .unwrap_or_default();
-    let required = required_wraps(scope, &recipients, &categories);
+    let existing = scope.grant(&scope.sender, to);
+    if let Some(g) = &existing
+        && !g.expired(now)
+        && let Some(dropped) = g.categories.iter().find(|c| !categories.contains(c))
+    {
+        return Err(refused(format!(
+            "the grant to {to} already covers {dropped}: revoke it (which starts a new key epoch) instead of granting less"
+        )));
+    }
+    let existing = existing.map(|g| g.wraps).unwrap_or_default();
+    let required = required_wraps(scope, to, &categories);
     let wraps = merge_wraps(&existing, wraps, &required)?;
     let patient = scope.sender;
     scope.put_grant(

@@ -73,6 +73,13 @@ pub fn add(scope: &mut TxScope<'_>, r: NewRecord) -> Result<(), TxError> {
     if scope.record(&r.id).is_some() {
         return Err(refused(format!("record {} already exists", r.id)));
     }
+    if scope.state().by_content.contains_key(&r.content) {
+        // One blob, one record: otherwise anyone could anchor someone else's ciphertext as
+        // their own record and download it through their own audited read.
+        return Err(refused(
+            "this ciphertext is already anchored by another record",
+        ));
+    }
     if r.meta.0.len() > MAX_META_BYTES {
         return Err(TxError::FieldTooLong {
             field: "meta",
@@ -186,6 +193,7 @@ pub fn review(
 
 /// An audited read: the decision under the consent state at this block is recorded either way.
 pub fn read(scope: &mut TxScope<'_>, id: &RecordId) -> Result<(), TxError> {
+    scope.require_registered()?;
     let rec = scope.record(id).ok_or(TxError::NoSuchRecord(*id))?;
     let decision =
         access::read_decision(scope.state(), &scope.sender, &rec, scope.ctx.timestamp_ms);
