@@ -29,7 +29,10 @@ use std::{
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Scenario: `transfers` (consent and records come with their contracts).
+    /// Scenario: `transfers` (token transfers), `consent` (grant and revoke, alternating),
+    /// `records` (anchoring encrypted records) — load on a fresh network — or `client`
+    /// (client-side costs: encryption throughput, audited read latency, grant cost with
+    /// 10,000 records; see `bench_client.rs`).
     #[arg(default_value = "transfers")]
     scenario: String,
     /// Validators, each its own process.
@@ -146,7 +149,7 @@ fn free_base_port(n: usize) -> anyhow::Result<u16> {
     bail!("no free range of {} ports on 127.0.0.1", 2 * n)
 }
 
-struct Network {
+pub(crate) struct Network {
     children: Vec<Child>,
 }
 
@@ -168,37 +171,25 @@ impl Drop for Network {
     }
 }
 
-fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
-    let dir = tempfile::tempdir()?;
-    let senders: Vec<Keypair> = (0..args.senders).map(|_| Keypair::generate()).collect();
-    let sink = Keypair::generate().account();
-    let accounts = senders
-        .iter()
-        .map(|k| GenesisAccount {
-            public_key: k.public_key(),
-            role: None,
-            balance: 1_000_000_000,
-            encryption_key: None,
-        })
-        .collect();
-    let base = free_base_port(args.validators)?;
-    let configs = testnet::init_with(
-        dir.path(),
-        args.validators,
-        base,
-        "ehrchain-bench",
-        accounts,
-    )?;
+/// Starts a fresh testnet of `validators` processes of this binary in `dir` with the given
+/// genesis accounts, and waits until every node has finalized a block.
+pub(crate) fn start_network(
+    dir: &Path,
+    validators: usize,
+    accounts: Vec<GenesisAccount>,
+) -> anyhow::Result<(Network, Vec<String>)> {
+    let base = free_base_port(validators)?;
+    let configs = testnet::init_with(dir, validators, base, "ehrchain-bench", accounts)?;
     let exe = std::env::current_exe()?;
     let mut net = Network {
         children: Vec::new(),
     };
     for i in 0..configs.len() {
-        let log = std::fs::File::create(testnet::node_dir(dir.path(), i).join("node.log"))?;
+        let log = std::fs::File::create(testnet::node_dir(dir, i).join("node.log"))?;
         net.children.push(
             Command::new(&exe)
                 .args(["node", "--config"])
-                .arg(testnet::node_config(dir.path(), i))
+                .arg(testnet::node_config(dir, i))
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()?,
@@ -208,7 +199,6 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
         .iter()
         .map(|c| format!("http://{}", c.api_listen))
         .collect();
-    let observer = Client::new(&urls[0]);
     let start_wait = Instant::now();
     loop {
         let up = urls.iter().all(|u| {
@@ -222,25 +212,55 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
         if start_wait.elapsed() > Duration::from_secs(60) {
             bail!(
                 "the network did not start (see node logs in {})",
-                dir.path().display()
+                dir.display()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok((net, urls))
+}
 
+fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
+    let dir = tempfile::tempdir()?;
+    let senders: Vec<Keypair> = (0..args.senders).map(|_| Keypair::generate()).collect();
+    let sink = Keypair::generate().account();
+    let doctor = Keypair::generate();
+    let records = args.scenario != "transfers";
+    let mut accounts: Vec<GenesisAccount> = senders
+        .iter()
+        .map(|k| GenesisAccount {
+            public_key: k.public_key(),
+            role: records.then_some(ehrchain_types::Role::Patient),
+            balance: 1_000_000_000,
+            encryption_key: records.then(|| k.encryption().public()),
+        })
+        .collect();
+    accounts.push(GenesisAccount {
+        public_key: doctor.public_key(),
+        role: Some(ehrchain_types::Role::Doctor),
+        balance: 0,
+        encryption_key: Some(doctor.encryption().public()),
+    });
+    let (net, urls) = start_network(dir.path(), args.validators, accounts)?;
+    let observer = Client::new(&urls[0]);
+    // The records scenario needs each patient's category key first (untimed).
+    let first_nonce = if args.scenario == "records" {
+        setup_keys(&senders, &urls, &observer)?;
+        1
+    } else {
+        0
+    };
     // Pre-sign outside the timed window; each sender's transactions stay in nonce order.
     let mut per_sender: Vec<Vec<SignedTransaction>> = vec![Vec::new(); senders.len()];
     for i in 0..args.txs {
         let s = i % senders.len();
-        let nonce = per_sender[s].len() as u64;
+        let k = per_sender[s].len() as u64;
+        let payload = payload(&args.scenario, &senders[s], &doctor, sink, s, k);
         per_sender[s].push(senders[s].sign_tx(Transaction {
             chain_id: "ehrchain-bench".into(),
             signer: senders[s].public_key(),
-            nonce,
-            payload: TxPayload::Transfer {
-                to: sink,
-                amount: 1,
-            },
+            nonce: first_nonce + k,
+            payload,
         }));
     }
     let mut work: Vec<Vec<(Hash, String)>> = vec![Vec::new(); args.clients];
@@ -410,10 +430,119 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
     })
 }
 
+/// The `k`-th transaction of sender `s` in a scenario.
+fn payload(
+    scenario: &str,
+    sender: &Keypair,
+    doctor: &Keypair,
+    sink: ehrchain_types::AccountId,
+    s: usize,
+    k: u64,
+) -> TxPayload {
+    use ehrchain_types::{Category, Grantee, HexBytes, RecordId, RecordKey};
+    let random = |n: usize| {
+        let mut v = vec![0u8; n];
+        getrandom::fill(&mut v).expect("OS random source");
+        v
+    };
+    match scenario {
+        "consent" if k % 2 == 0 => TxPayload::Grant {
+            to: Grantee::Account(doctor.account()),
+            categories: vec![Category::Vitals],
+            expires_ms: None,
+            write: false,
+            wraps: vec![],
+        },
+        "consent" => TxPayload::Revoke {
+            from: Grantee::Account(doctor.account()),
+            categories: vec![],
+            rotations: vec![],
+        },
+        "records" => TxPayload::AddRecord {
+            id: RecordId(random(16).try_into().expect("16 bytes")),
+            patient: sender.account(),
+            category: Category::Lab,
+            content: ehrchain_types::domain::tagged_hash(
+                b"ehrchain/bench/v1",
+                &[&(s as u64).to_be_bytes(), &k.to_be_bytes()],
+            ),
+            size: 1_000_000,
+            commitment: Hash(random(32).try_into().expect("32 bytes")),
+            meta: HexBytes(random(64)),
+            key: RecordKey::Category {
+                epoch: 0,
+                wrapped: HexBytes(random(72)),
+            },
+            profile: false,
+        },
+        _ => TxPayload::Transfer {
+            to: sink,
+            amount: 1,
+        },
+    }
+}
+
+/// Gives every sender a `lab` key (epoch 0) and waits until all are finalized.
+fn setup_keys(senders: &[Keypair], urls: &[String], observer: &Client) -> anyhow::Result<()> {
+    let txs: Vec<String> = senders
+        .iter()
+        .map(|k| {
+            let ck = ehrchain_crypto::CategoryKey::generate();
+            let own = ehrchain_crypto::envelope::seal_category_key(
+                &k.encryption().public(),
+                &ck,
+                &k.account(),
+                ehrchain_types::Category::Lab,
+                0,
+            )
+            .expect("own key is valid");
+            let rotation = ehrchain_types::Rotation {
+                category: ehrchain_types::Category::Lab,
+                own,
+                wraps: vec![],
+            };
+            let t = k.sign_tx(Transaction {
+                chain_id: "ehrchain-bench".into(),
+                signer: k.public_key(),
+                nonce: 0,
+                payload: TxPayload::RotateKey { rotation },
+            });
+            hex::encode(ehrchain_types::encode(&t))
+        })
+        .collect();
+    let client = Client::new(&urls[0]);
+    for chunk in txs.chunks(ehrchain_node::api::MAX_BATCH) {
+        let _: Vec<BatchResult> = client.post(
+            "/api/v1/transactions/batch",
+            &BatchRequest {
+                txs: chunk.to_vec(),
+            },
+        )?;
+    }
+    let last = senders.last().expect("at least one sender").account();
+    let start = Instant::now();
+    loop {
+        let a: ehrchain_node::api::AccountView =
+            observer.get(&format!("/api/v1/accounts/{last}"))?;
+        if a.account.nonce >= 1 {
+            // Blocks apply senders in submission order; wait one more block for stragglers.
+            std::thread::sleep(Duration::from_millis(500));
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("setting up the patients' keys did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
-    if args.scenario != "transfers" {
+    if args.scenario == "client" {
+        return crate::bench_client::run(json_out);
+    }
+    if !["transfers", "consent", "records"].contains(&args.scenario.as_str()) {
         bail!(
-            "scenario {:?} is not available yet: only `transfers` exists until the consent and record contracts land",
+            "unknown scenario {:?} (expected transfers, consent, records or client)",
             args.scenario
         );
     }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_client;
 mod client;
 mod records;
 mod testnet;

@@ -127,7 +127,10 @@ impl Session {
 
     /// The sender's current key of `category`, creating epoch 0 first (with a rotation
     /// transaction) when there is none yet. Returns (epoch, key).
-    fn current_category_key(&self, category: Category) -> anyhow::Result<(u32, CategoryKey)> {
+    pub(crate) fn current_category_key(
+        &self,
+        category: Category,
+    ) -> anyhow::Result<(u32, CategoryKey)> {
         let own = self.own_keys()?;
         let enc = self.key.encryption();
         match own.get(&category).filter(|e| !e.is_empty()) {
