@@ -446,7 +446,7 @@ fn payload(
         v
     };
     match scenario {
-        "consent" if k % 2 == 0 => TxPayload::Grant {
+        "consent" if k.is_multiple_of(2) => TxPayload::Grant {
             to: Grantee::Account(doctor.account()),
             categories: vec![Category::Vitals],
             expires_ms: None,

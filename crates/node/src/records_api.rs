@@ -101,11 +101,11 @@ async fn put_blob(
 ) -> Result<Response, ApiError> {
     let who = authenticate(&s, &method, &uri, &headers)?;
     let snap = s.chain.snapshot();
-    if !snap
+    if snap
         .state
         .accounts
         .get(&who)
-        .is_some_and(|a| a.role.is_some())
+        .is_none_or(|a| a.role.is_none())
     {
         return Err(forbidden("only registered accounts may upload"));
     }

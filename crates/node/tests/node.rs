@@ -439,6 +439,11 @@ mod api {
     use tower::ServiceExt as _;
 
     fn app() -> (tempfile::TempDir, axum::Router, Vec<Keypair>) {
+        let (dir, router, senders, _) = app_with_chain();
+        (dir, router, senders)
+    }
+
+    fn app_with_chain() -> (tempfile::TempDir, axum::Router, Vec<Keypair>, Arc<Chain>) {
         let dir = tempfile::tempdir().unwrap();
         let senders: Vec<Keypair> = (0..2).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
         let mut g = genesis(&senders);
@@ -456,12 +461,12 @@ mod api {
         let blobs =
             ehrchain_node::blobs::BlobStore::open(&dir.path().join("blobs"), 1 << 20).unwrap();
         let state = ApiState {
-            chain,
+            chain: chain.clone(),
             genesis: Arc::new(genesis),
             blobs: Arc::new(blobs),
             blob_cfg: ehrchain_node::config::BlobConfig::default(),
         };
-        (dir, router(state), senders)
+        (dir, router(state), senders, chain)
     }
 
     async fn call(
@@ -726,14 +731,15 @@ mod api {
         assert_eq!(v["size"].as_u64(), Some(body.len() as u64));
         assert!(stored(&cid));
 
-        // Reads: no record content without an audited allowed read; listings of someone
-        // else's records are empty, not an error that would reveal anything.
+        // Reads: listings of someone else's records are empty, not an error that would reveal
+        // anything.
         let rec = "rec00000000000000000000000000000000";
         let content = format!("/api/v1/records/{rec}/content");
+        // A record that does not exist looks exactly like one the requester may not read.
         let (s, v) = call_signed(&app, stranger, "GET", &content, vec![], |_| {}).await;
         assert_eq!(
             (s, code(&v).as_deref()),
-            (StatusCode::FORBIDDEN, Some("access_denied"))
+            (StatusCode::NOT_FOUND, Some("not_found"))
         );
         let list = format!("/api/v1/records?patient={}", patient.account());
         let (s, v) = call_signed(&app, stranger, "GET", &list, vec![], |_| {}).await;
@@ -745,5 +751,155 @@ mod api {
         assert_eq!((s, v), (StatusCode::OK, serde_json::json!([])));
         let (s, _) = call(&app, "GET", "/api/v1/audit/evt00/proof", None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+
+    /// Runs `txs` through one block on the chain, as the engine would.
+    fn commit(chain: &Chain, txs: Vec<SignedTransaction>) {
+        let now = ehrchain_node::api::now_ms();
+        for t in txs {
+            chain.submit(t, now).unwrap();
+        }
+        let tip = chain.store().tip().unwrap().unwrap();
+        let b = chain
+            .propose(
+                &tip,
+                tip.header.height + 1,
+                ehrchain_types::PublicKey([1; 32]),
+                now,
+            )
+            .unwrap();
+        chain.finalized(&b, None).unwrap();
+    }
+
+    #[tokio::test]
+    async fn record_content_needs_a_finalized_allowed_read() {
+        use ehrchain_crypto::envelope;
+        use ehrchain_types::{Category, HexBytes, RecordKey, Rotation};
+        let (_dir, app, senders, chain) = app_with_chain();
+        let (patient, stranger) = (&senders[0], &senders[1]);
+        let sign = |k: &Keypair, nonce, payload| {
+            k.sign_tx(Transaction {
+                chain_id: "sim".into(),
+                signer: k.public_key(),
+                nonce,
+                payload,
+            })
+        };
+        let ck = ehrchain_crypto::CategoryKey::generate();
+        let own = envelope::seal_category_key(
+            &patient.encryption().public(),
+            &ck,
+            &patient.account(),
+            Category::Lab,
+            0,
+        )
+        .unwrap();
+        let id = envelope::new_record_id();
+        let dk = ehrchain_crypto::DataKey::generate();
+        let (ct, e) = envelope::encrypt_bytes(&dk, &id, b"lab result");
+        let cid = ehrchain_node::blobs::cid_string(&e.content);
+        let (s, _) = call_signed(
+            &app,
+            patient,
+            "PUT",
+            &format!("/api/v1/blobs/{cid}"),
+            ct.clone(),
+            |_| {},
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        commit(
+            &chain,
+            vec![
+                sign(
+                    patient,
+                    0,
+                    TxPayload::RotateKey {
+                        rotation: Rotation {
+                            category: Category::Lab,
+                            own,
+                            wraps: vec![],
+                        },
+                    },
+                ),
+                sign(
+                    patient,
+                    1,
+                    TxPayload::AddRecord {
+                        id,
+                        patient: patient.account(),
+                        category: Category::Lab,
+                        content: e.content,
+                        size: e.size,
+                        commitment: e.commitment,
+                        meta: HexBytes(vec![]),
+                        key: RecordKey::Category {
+                            epoch: 0,
+                            wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
+                        },
+                        profile: false,
+                    },
+                ),
+            ],
+        );
+        let content = format!("/api/v1/records/{id}/content");
+        // The patient may read, but not without an audited read on the ledger first.
+        let (s, v) = call_signed(&app, patient, "GET", &content, vec![], |_| {}).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no audited read")
+        );
+        // A stranger's read is recorded as denied and serves nothing.
+        let enrol = TxPayload::Enrol {
+            role: ehrchain_types::Role::Patient,
+            organisation: None,
+            licence: None,
+            encryption_key: stranger.encryption().public(),
+        };
+        commit(&chain, vec![sign(stranger, 0, enrol)]);
+        commit(
+            &chain,
+            vec![sign(stranger, 1, TxPayload::ReadRecord { record: id })],
+        );
+        let (s, _) = call_signed(&app, stranger, "GET", &content, vec![], |_| {}).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        commit(
+            &chain,
+            vec![sign(patient, 2, TxPayload::ReadRecord { record: id })],
+        );
+        let req = Request::builder()
+            .method("GET")
+            .uri(&content)
+            .header(
+                ehrchain_types::request::HEADER,
+                patient
+                    .sign_request("sim", "GET", &content, ehrchain_node::api::now_ms())
+                    .header_value(),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(bytes.as_ref(), ct.as_slice());
+        let (back, commitment) = envelope::decrypt_bytes(&dk, &id, &bytes).unwrap();
+        assert_eq!(
+            (back.as_slice(), commitment),
+            (b"lab result".as_slice(), e.commitment)
+        );
+        // Both reads are in the patient's audit trail, with their decisions.
+        let audit = format!("/api/v1/audit?patient={}", patient.account());
+        let (_, v) = call_signed(&app, patient, "GET", &audit, vec![], |_| {}).await;
+        let reads: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "read")
+            .map(|e| e["decision"].as_str().unwrap())
+            .collect();
+        assert_eq!(reads, ["allowed", "denied"]);
     }
 }

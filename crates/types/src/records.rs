@@ -323,7 +323,7 @@ pub fn verify_audit_inclusion(
     index: u64,
     proof: &[u8],
 ) -> bool {
-    if proof.len() % 32 != 0 {
+    if !proof.len().is_multiple_of(32) {
         return false;
     }
     let mut digest = sha2::digest::Output::<sha2::Sha256>::default();
