@@ -299,9 +299,10 @@ enum AuditCmd {
     Verify {
         file: PathBuf,
         /// The chain's genesis file: the validator set the finality certificate must satisfy
-        /// (the trust anchor; for `ehrchain dev` it is ./ehrchain-dev/genesis.json).
-        #[arg(long)]
-        genesis: PathBuf,
+        /// (the trust anchor). Default: $EHRCHAIN_GENESIS, else genesis.json beside the key
+        /// directory (as `ehrchain dev` lays it out).
+        #[arg(long, env = "EHRCHAIN_GENESIS")]
+        genesis: Option<PathBuf>,
     },
 }
 
@@ -1133,7 +1134,7 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow!("invalid event id: {e}"))?;
             let proof: ehrchain_node::proof::AuditProof =
                 ctx.client().get(&format!("/api/v1/audit/{id}/proof"))?;
-            std::fs::write(&out, serde_json::to_vec_pretty(&proof)?)
+            std::fs::write(&out, proof.to_file_bytes())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             ctx.print(
                 &json!({"event": id, "height": proof.height, "out": out}),
@@ -1148,10 +1149,18 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Some(AuditCmd::Verify { file, genesis }) => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let proof: ehrchain_node::proof::AuditProof = serde_json::from_str(&text)
-                .map_err(|e| anyhow!("proof is invalid: not a proof file ({e})"))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let proof = ehrchain_node::proof::AuditProof::from_file_bytes(&bytes)
+                .map_err(|e| anyhow!("proof is invalid: {e}"))?;
+            let genesis = genesis
+                .or_else(|| {
+                    let beside = ctx.home.parent()?.join("genesis.json");
+                    beside.exists().then_some(beside)
+                })
+                .ok_or_else(|| {
+                    anyhow!("give --genesis FILE: the chain's genesis file is what a proof is checked against")
+                })?;
             let genesis = ehrchain_node::GenesisFile::load(&genesis)?;
             let v = proof
                 .verify(&genesis)

@@ -1,18 +1,21 @@
 //! The blob store: encrypted record contents, addressed by their CID (v1, raw codec,
 //! sha2-256 of the ciphertext). It only ever sees ciphertext.
 //!
-//! Backed by `object_store`: the local filesystem under the node's data dir (writes are
-//! staged, fsynced and renamed into place, so a killed node never leaves a partial blob under
-//! a CID). Uploads stream: the hash is computed on the way and a blob whose bytes do not match
-//! its CID is discarded before it becomes visible.
+//! Backed by `object_store`: the local filesystem under the node's data dir by default (writes
+//! are staged, fsynced and renamed into place, so a killed node never leaves a partial blob
+//! under a CID), or an S3-compatible bucket with the `s3` cargo feature (a multipart upload
+//! only becomes an object when completed). Uploads stream: the hash is computed on the way and
+//! a blob whose bytes do not match its CID is aborted before it becomes visible.
 
 use bytes::Bytes;
 use cid::Cid;
 use ehrchain_types::Hash;
 use futures::{Stream, StreamExt, stream::BoxStream};
-use object_store::{ObjectStoreExt, WriteMultipart, local::LocalFileSystem, path::Path as ObjPath};
+use object_store::{
+    ObjectStore, ObjectStoreExt, WriteMultipart, local::LocalFileSystem, path::Path as ObjPath,
+};
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 /// Multicodec of raw bytes.
 const RAW: u64 = 0x55;
@@ -81,7 +84,7 @@ pub fn parse_cid(s: &str) -> Result<Hash, String> {
 
 /// The node's blob store.
 pub struct BlobStore {
-    store: LocalFileSystem,
+    store: Arc<dyn ObjectStore>,
     max_bytes: u64,
 }
 
@@ -101,7 +104,43 @@ impl BlobStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| BlobError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let store = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
-        Ok(BlobStore { store, max_bytes })
+        Ok(BlobStore {
+            store: Arc::new(store),
+            max_bytes,
+        })
+    }
+
+    /// Opens the store a node config asks for: `data_dir/blobs`, or the configured bucket.
+    pub fn from_config(
+        data_dir: &Path,
+        cfg: &crate::config::BlobConfig,
+    ) -> Result<BlobStore, BlobError> {
+        match &cfg.s3 {
+            None => Self::open(&data_dir.join("blobs"), cfg.max_bytes),
+            Some(s3) => Self::s3(s3, cfg.max_bytes),
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    fn s3(cfg: &crate::config::S3Config, max_bytes: u64) -> Result<BlobStore, BlobError> {
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&cfg.bucket)
+            .with_region(&cfg.region)
+            .with_allow_http(cfg.allow_http);
+        if let Some(e) = &cfg.endpoint {
+            b = b.with_endpoint(e);
+        }
+        Ok(BlobStore {
+            store: Arc::new(b.build()?),
+            max_bytes,
+        })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn s3(_: &crate::config::S3Config, _: u64) -> Result<BlobStore, BlobError> {
+        Err(BlobError::Io(
+            "the config asks for an S3 blob store, but this binary was built without it (cargo build --features s3)".into(),
+        ))
     }
 
     pub fn max_bytes(&self) -> u64 {

@@ -30,8 +30,9 @@ pub struct NodeConfig {
     pub blobs: BlobConfig,
 }
 
-/// The encrypted blob store (content-addressed, under `data_dir/blobs`).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+/// The encrypted blob store (content-addressed): the local filesystem under
+/// `data_dir/blobs`, or an S3-compatible bucket (build with `--features s3`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlobConfig {
     /// Largest blob (ciphertext) accepted, in bytes.
@@ -39,6 +40,29 @@ pub struct BlobConfig {
     /// How long after an allowed, audited read the reader may download the blob, in seconds.
     #[serde(default = "default_read_window")]
     pub read_window_secs: u64,
+    /// An S3-compatible bucket instead of the local filesystem. Credentials come from the
+    /// usual `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Config>,
+}
+
+/// Where the blobs live when they live in S3.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Endpoint of an S3-compatible service (MinIO, Ceph, …); AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Allow a plain-HTTP endpoint (only for a service on the same host or network).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
 }
 
 fn default_read_window() -> u64 {
@@ -50,6 +74,7 @@ impl Default for BlobConfig {
         BlobConfig {
             max_bytes: 1 << 30,
             read_window_secs: default_read_window(),
+            s3: None,
         }
     }
 }

@@ -49,6 +49,27 @@ pub struct Verified {
 }
 
 impl AuditProof {
+    /// The file form: pretty JSON, as `ehrchain audit proof` writes it.
+    pub fn to_file_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a proof serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses a proof file, which must be exactly in the form [`Self::to_file_bytes`] writes:
+    /// then any changed byte is detected, even one JSON would ignore (a renamed optional key).
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<AuditProof, String> {
+        let proof: AuditProof =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a proof file ({e})"))?;
+        if proof.to_file_bytes() != bytes {
+            return Err(
+                "the file differs from the proof it contains (edited or reformatted?); fetch it again with `ehrchain audit proof`"
+                    .into(),
+            );
+        }
+        Ok(proof)
+    }
+
     /// Builds the proof of event `id` from the store, or `None` if there is no such event.
     pub fn build(
         store: &ChainStore,

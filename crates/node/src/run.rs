@@ -70,13 +70,13 @@ pub fn run_node(
     let listener = std::net::TcpListener::bind(cfg.api_listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the API: {e}", cfg.api_listen))?;
     listener.set_nonblocking(true)?;
-    let blobs = crate::blobs::BlobStore::open(&cfg.data_dir.join("blobs"), cfg.blobs.max_bytes)
+    let blobs = crate::blobs::BlobStore::from_config(&cfg.data_dir, &cfg.blobs)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = ApiState {
         chain: chain.clone(),
         genesis: Arc::new(genesis.clone()),
         blobs: Arc::new(blobs),
-        blob_cfg: cfg.blobs,
+        blob_cfg: cfg.blobs.clone(),
     };
     let height = chain.snapshot().tip.height;
     tracing::info!(api = %cfg.api_listen, p2p = %cfg.p2p_listen, height, "node starting");
