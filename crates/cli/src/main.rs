@@ -614,6 +614,17 @@ profile record: {} (encrypted; fingerprint on the ledger)",
                 if let Some(l) = &a.licence {
                     s += &format!("licence: {l}\n");
                 }
+                if let Some(p) = &view.profile_fingerprint {
+                    s += &format!("profile: {p} (encrypted record; this is its fingerprint)\n");
+                }
+                s += &format!(
+                    "keys:    {}\n",
+                    if a.encryption_key.is_some() {
+                        "can receive records"
+                    } else {
+                        "no encryption key yet (register)"
+                    }
+                );
                 s += &format!("balance: {}\nnonce:   {}", a.balance, a.nonce);
                 s
             });
@@ -816,6 +827,11 @@ fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Res
         )
     });
     Ok(())
+}
+
+/// A block time (ms since the Unix epoch) as UTC, to the second.
+fn when(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 fn session(ctx: &Ctx, key: &KeyArg) -> anyhow::Result<records::Session> {
@@ -1034,7 +1050,7 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
                             if g.grant.write { "read+write" } else { "read" },
                             match (g.expired, g.grant.expires_ms) {
                                 (true, _) => " (expired)".to_string(),
-                                (false, Some(e)) => format!(" (until {e} ms)"),
+                                (false, Some(e)) => format!(" (until {})", when(e)),
                                 _ => String::new(),
                             }
                         )
@@ -1191,9 +1207,9 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
                     .map(|e| {
                         let ev = &e.event;
                         format!(
-                            "{}  {:>13} ms  {:<16} {:<7} by {}{}{}  {}",
+                            "{}  {}  {:<16} {:<7} by {}{}{}  {}",
                             e.id,
-                            ev.time_ms,
+                            when(ev.time_ms),
                             format!("{:?}", ev.action),
                             format!("{:?}", ev.decision).to_lowercase(),
                             ev.actor,
