@@ -11,7 +11,11 @@
 //!   wraps, transaction bytes, and submit → finalized latency. The key hierarchy makes a grant
 //!   O(categories × epochs), so the two should match.
 
-use crate::{bench::start_network, client::Client, records};
+use crate::{
+    bench::{percentile, start_network},
+    client::Client,
+    records,
+};
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::AeadInOut};
 use ehrchain_crypto::{DataKey, Keypair, envelope};
 use ehrchain_ledger::GenesisAccount;
@@ -24,16 +28,12 @@ use std::time::{Duration, Instant};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+    percentile(v, 0.5)
 }
 
 fn p99(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        0.0
-    } else {
-        v[((v.len() - 1) as f64 * 0.99).round() as usize]
-    }
+    percentile(v, 0.99)
 }
 
 fn mb_s(bytes: usize, secs: f64) -> f64 {

@@ -20,6 +20,30 @@ pub struct NodeError {
     pub message: String,
 }
 
+impl NodeError {
+    /// The node's `{"error": {"code", "message"}}` answer.
+    fn from_body(status: u16, body: &Value) -> NodeError {
+        let err = &body["error"];
+        NodeError {
+            status,
+            code: err["code"].as_str().unwrap_or("error").to_string(),
+            message: err["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {status}")),
+        }
+    }
+}
+
+/// An agent for bodies that may take long to stream (record uploads and downloads).
+fn streaming_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(3600)))
+        .build()
+        .into()
+}
+
 impl Client {
     pub fn new(base: &str) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -52,16 +76,7 @@ impl Client {
             return serde_json::from_value(body)
                 .with_context(|| format!("unexpected response shape from {path}"));
         }
-        let err = &body["error"];
-        Err(NodeError {
-            status,
-            code: err["code"].as_str().unwrap_or("error").to_string(),
-            message: err["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}")),
-        }
-        .into())
+        Err(NodeError::from_body(status, &body).into())
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -99,14 +114,9 @@ impl Client {
         len: u64,
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(3600)))
-            .build()
-            .into();
         self.handle(
             path,
-            agent
+            streaming_agent()
                 .put(&url)
                 .header(ehrchain_types::request::HEADER, auth)
                 .header("content-length", len.to_string())
@@ -122,12 +132,7 @@ impl Client {
         out: &mut dyn FnMut(&mut dyn std::io::Read) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(3600)))
-            .build()
-            .into();
-        let mut resp = agent
+        let mut resp = streaming_agent()
             .get(&url)
             .header(ehrchain_types::request::HEADER, auth)
             .call()
@@ -135,18 +140,37 @@ impl Client {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body: Value = resp.body_mut().read_json().unwrap_or_default();
-            let err = &body["error"];
-            return Err(NodeError {
-                status,
-                code: err["code"].as_str().unwrap_or("error").to_string(),
-                message: err["message"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("HTTP {status}")),
-            }
-            .into());
+            return Err(NodeError::from_body(status, &body).into());
         }
         let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
         out(&mut reader)
+    }
+
+    /// Polls a transaction until it is finalized; fails if it leaves the mempool without
+    /// being finalized or the timeout passes.
+    pub fn wait_final(
+        &self,
+        id: &ehrchain_types::Hash,
+        timeout: Duration,
+    ) -> anyhow::Result<ehrchain_node::api::TxView> {
+        let start = std::time::Instant::now();
+        loop {
+            let t: ehrchain_node::api::TxView = self.get(&format!("/api/v1/transactions/{id}"))?;
+            if t.status == "finalized" {
+                return Ok(t);
+            }
+            if t.status == "unknown" && start.elapsed() > Duration::from_secs(5) {
+                anyhow::bail!(
+                    "transaction {id} is no longer pending and was not finalized (dropped from the mempool)"
+                );
+            }
+            if start.elapsed() > timeout {
+                anyhow::bail!(
+                    "transaction {id} not finalized after {}s; check `ehrchain chain tx {id}` later",
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -13,17 +13,12 @@ use client::{Client, NodeError};
 use ehrchain_crypto::{Keypair, Keystore, keystore::DEFAULT_KDF};
 use ehrchain_node::{
     NodeConfig,
-    api::{AccountView, StatusView, SubmitRequest, SubmitResponse, TxView},
+    api::{AccountView, StatusView, TxView},
     dev,
 };
-use ehrchain_types::{AccountId, Hash, Role, Transaction, TxPayload};
+use ehrchain_types::{AccountId, Hash, Role, TxPayload};
 use serde_json::{Value, json};
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 #[derive(Parser)]
 #[command(
@@ -706,28 +701,19 @@ fn send(ctx: &Ctx, key_name: &str, payload: TxPayload, wait: &WaitArg) -> anyhow
 }
 
 fn send_with(ctx: &Ctx, key: Keypair, payload: TxPayload, wait: &WaitArg) -> anyhow::Result<()> {
-    let client = ctx.client();
-    let status: StatusView = client.get("/api/v1/status")?;
-    let me: AccountView = client.get(&format!("/api/v1/accounts/{}", key.account()))?;
-    let stx = key.sign_tx(Transaction {
-        chain_id: status.chain_id,
-        signer: key.public_key(),
-        nonce: wait.nonce.unwrap_or(me.next_nonce),
-        payload,
-    });
-    let resp: SubmitResponse = client.post(
-        "/api/v1/transactions",
-        &SubmitRequest {
-            tx: hex::encode(ehrchain_types::encode(&stx)),
-        },
-    )?;
+    let s = records::Session::new(ctx.client(), key)?;
+    let nonce = match wait.nonce {
+        Some(n) => n,
+        None => s.next_nonce()?,
+    };
+    let id = s.post(payload, nonce)?;
     if wait.no_wait {
-        ctx.print(&json!({"id": resp.id, "status": "pending"}), || {
-            format!("submitted {} (pending)", resp.id)
+        ctx.print(&json!({"id": id, "status": "pending"}), || {
+            format!("submitted {id} (pending)")
         });
         return Ok(());
     }
-    let t = wait_final(&client, &resp.id, Duration::from_secs(60))?;
+    let t = s.client.wait_final(&id, Duration::from_secs(60))?;
     ctx.print(&serde_json::to_value(&t)?, || describe_tx(&t));
     if let Some(ehrchain_types::Receipt {
         outcome: ehrchain_types::TxOutcome::Rejected { reason },
@@ -740,28 +726,6 @@ fn send_with(ctx: &Ctx, key: Keypair, payload: TxPayload, wait: &WaitArg) -> any
         bail!("transaction rejected: {reason}");
     }
     Ok(())
-}
-
-fn wait_final(client: &Client, id: &Hash, timeout: Duration) -> anyhow::Result<TxView> {
-    let start = Instant::now();
-    loop {
-        let t: TxView = client.get(&format!("/api/v1/transactions/{id}"))?;
-        if t.status == "finalized" {
-            return Ok(t);
-        }
-        if t.status == "unknown" && start.elapsed() > Duration::from_secs(5) {
-            bail!(
-                "transaction {id} is no longer pending and was not finalized (dropped from the mempool)"
-            );
-        }
-        if start.elapsed() > timeout {
-            bail!(
-                "transaction {id} not finalized after {}s; check `ehrchain chain tx {id}` later",
-                timeout.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {

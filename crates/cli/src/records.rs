@@ -23,14 +23,10 @@ use std::{
     collections::BTreeMap,
     io::{BufReader, BufWriter},
     path::Path,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use ehrchain_node::api::now_ms;
 
 /// An account that receives sealed keys: id, encryption key, and (for organisation members)
 /// role, which limits the categories it may hold.
@@ -88,29 +84,40 @@ impl Session {
         })
     }
 
+    /// Signs a payload with `nonce` and submits it; returns the transaction id.
+    pub fn post(&self, payload: TxPayload, nonce: u64) -> anyhow::Result<Hash> {
+        let stx = self.key.sign_tx(Transaction {
+            chain_id: self.chain_id.clone(),
+            signer: self.key.public_key(),
+            nonce,
+            payload,
+        });
+        let resp: SubmitResponse = self.client.post(
+            "/api/v1/transactions",
+            &SubmitRequest {
+                tx: hex::encode(ehrchain_types::encode(&stx)),
+            },
+        )?;
+        Ok(resp.id)
+    }
+
+    /// The nonce this account's next new transaction should carry.
+    pub fn next_nonce(&self) -> anyhow::Result<u64> {
+        Ok(self.account(&self.me)?.next_nonce)
+    }
+
     /// Signs and submits payloads with consecutive nonces, waits for all to be finalized and
     /// fails on the first rejected one.
     pub fn submit(&self, payloads: Vec<TxPayload>) -> anyhow::Result<Vec<TxView>> {
-        let me: AccountView = self.account(&self.me)?;
-        let mut ids = Vec::new();
-        for (i, payload) in payloads.into_iter().enumerate() {
-            let stx = self.key.sign_tx(Transaction {
-                chain_id: self.chain_id.clone(),
-                signer: self.key.public_key(),
-                nonce: me.next_nonce + i as u64,
-                payload,
-            });
-            let resp: SubmitResponse = self.client.post(
-                "/api/v1/transactions",
-                &SubmitRequest {
-                    tx: hex::encode(ehrchain_types::encode(&stx)),
-                },
-            )?;
-            ids.push(resp.id);
-        }
+        let next = self.next_nonce()?;
+        let ids = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| self.post(p, next + i as u64))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut out = Vec::new();
         for id in ids {
-            let t = wait_final(&self.client, &id, Duration::from_secs(60))?;
+            let t = self.client.wait_final(&id, Duration::from_secs(60))?;
             if let Some(TxOutcome::Rejected { reason }) = t.receipt.as_ref().map(|r| &r.outcome) {
                 bail!("transaction rejected: {reason}");
             }
@@ -311,26 +318,6 @@ impl Session {
                 Ok(envelope::unwrap_data_key(&ck, &wrapped.0, &r.id)?)
             }
         }
-    }
-}
-
-fn wait_final(client: &Client, id: &Hash, timeout: Duration) -> anyhow::Result<TxView> {
-    let start = Instant::now();
-    loop {
-        let t: TxView = client.get(&format!("/api/v1/transactions/{id}"))?;
-        if t.status == "finalized" {
-            return Ok(t);
-        }
-        if t.status == "unknown" && start.elapsed() > Duration::from_secs(5) {
-            bail!("transaction {id} was dropped from the mempool and not finalized");
-        }
-        if start.elapsed() > timeout {
-            bail!(
-                "transaction {id} not finalized after {}s",
-                timeout.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
