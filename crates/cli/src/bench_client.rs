@@ -294,17 +294,17 @@ fn anchor_many(s: &records::Session, n: usize) -> anyhow::Result<()> {
         });
         txs.push(hex::encode(ehrchain_types::encode(&t)));
     }
-    // A sender may queue at most 1000 transactions: submit in waves.
+    // A sender may queue at most 1000 transactions: submit in waves, each once the previous
+    // one has left the mempool.
     for wave in txs.chunks(900) {
         let _: Vec<BatchResult> = s.client.post(
             "/api/v1/transactions/batch",
             &BatchRequest { txs: wave.to_vec() },
         )?;
-        let target = me.next_nonce + n.min(txs.len()) as u64;
         let start = Instant::now();
         loop {
             let a: ehrchain_node::api::AccountView = s.account(&s.me)?;
-            if a.account.nonce >= target || a.next_nonce == a.account.nonce {
+            if a.next_nonce == a.account.nonce {
                 break;
             }
             if start.elapsed() > Duration::from_secs(120) {

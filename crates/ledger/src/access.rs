@@ -162,17 +162,22 @@ pub fn is_member(a: &Account) -> bool {
 pub fn recipients(state: &State, grantee: &Grantee, category: Category) -> Vec<AccountId> {
     match grantee {
         Grantee::Account(a) => vec![*a],
-        Grantee::Organisation(o) => state
-            .accounts
-            .iter()
+        Grantee::Organisation(o) => members(state, o)
             .filter(|(_, a)| {
-                is_member(a)
-                    && a.organisation.as_deref() == Some(o.as_str())
-                    && a.encryption_key.is_some()
-                    && a.role
-                        .is_some_and(|r| role_allows(r, category, false).is_ok())
+                a.role
+                    .is_some_and(|r| role_allows(r, category, false).is_ok())
             })
             .map(|(id, _)| *id)
             .collect(),
     }
+}
+
+/// The approved members of organisation `org` that have an encryption key.
+pub fn members<'a>(
+    state: &'a State,
+    org: &'a str,
+) -> impl Iterator<Item = (&'a AccountId, &'a Account)> + 'a {
+    state.accounts.iter().filter(move |(_, a)| {
+        is_member(a) && a.organisation.as_deref() == Some(org) && a.encryption_key.is_some()
+    })
 }

@@ -105,9 +105,9 @@ impl From<MempoolError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError>
+pub(crate) fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError>
 where
     T::Err: std::fmt::Display,
 {

@@ -3,26 +3,24 @@
 //! the consent state lets that account see: no counts, no titles, no hint of the rest.
 
 use crate::{
-    api::{ApiError, ApiState, now_ms},
+    api::{ApiError, ApiResult, ApiState, now_ms, parse},
     blobs::{BlobError, cid_string, parse_cid},
     proof::AuditProof,
 };
 use axum::{
     Json, Router,
     body::Body,
-    extract::{DefaultBodyLimit, OriginalUri, Path, Query, State},
-    http::{HeaderMap, Method, StatusCode, header},
+    extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, put},
 };
 use ehrchain_ledger::{AccessRequest, Grant, Record, access::read_decision};
 use ehrchain_types::{
     AccountId, AuditEvent, Category, EventId, Grantee, KeyWrap, RecordId, SealedKey,
-    request::{HEADER, RequestAuth},
+    request::{AuthError, HEADER, RequestAuth},
 };
 use serde::{Deserialize, Serialize};
-
-type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -58,48 +56,45 @@ fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "access_denied", message)
 }
 
-fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("invalid {what}: {e}"),
-        )
-    })
-}
+/// The account that signed the request (`x-ehrchain-auth`): an extractor, so a handler that
+/// takes it cannot run unauthenticated.
+pub struct Signed(pub AccountId);
 
-/// Checks the request signature; returns the signing account.
-fn authenticate(
-    s: &ApiState,
-    method: &Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-) -> Result<AccountId, ApiError> {
-    let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-    let value = headers
-        .get(HEADER)
-        .ok_or_else(|| unauthorized(ehrchain_types::request::AuthError::Missing.to_string()))?
-        .to_str()
-        .map_err(|_| unauthorized(ehrchain_types::request::AuthError::Malformed.to_string()))?;
-    let auth = RequestAuth::parse(value).map_err(|e| unauthorized(e.to_string()))?;
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    auth.verify(&s.genesis.ledger.chain_id, method.as_str(), path, now_ms())
+impl FromRequestParts<ApiState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let value = parts
+            .headers
+            .get(HEADER)
+            .ok_or_else(|| unauthorized(AuthError::Missing.to_string()))?
+            .to_str()
+            .map_err(|_| unauthorized(AuthError::Malformed.to_string()))?;
+        let auth = RequestAuth::parse(value).map_err(|e| unauthorized(e.to_string()))?;
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |p| p.as_str());
+        auth.verify(
+            &s.genesis.ledger.chain_id,
+            parts.method.as_str(),
+            path,
+            now_ms(),
+        )
+        .map(Signed)
         .map_err(|e| unauthorized(e.to_string()))
+    }
 }
 
 /// Upload of an encrypted blob, streamed; the CID in the path must match the bytes.
 async fn put_blob(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
+    Signed(who): Signed,
     headers: HeaderMap,
     Path(cid): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
     let snap = s.chain.snapshot();
     if snap
         .state
@@ -149,18 +144,21 @@ struct PatientQuery {
     limit: Option<usize>,
 }
 
+impl PatientQuery {
+    /// The `patient` asked about, by default the signer.
+    fn patient_or(&self, signer: AccountId) -> Result<AccountId, ApiError> {
+        self.patient
+            .as_deref()
+            .map_or(Ok(signer), |p| parse("patient", p))
+    }
+}
+
 async fn list_records(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<RecordView>> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
-    let patient: AccountId = match &q.patient {
-        Some(p) => parse("patient", p)?,
-        None => who,
-    };
+    let patient = q.patient_or(who)?;
     let snap = s.chain.snapshot();
     let now = now_ms();
     Ok(Json(
@@ -199,12 +197,9 @@ fn visible_record(s: &ApiState, who: &AccountId, id: &str) -> Result<(Record, St
 
 async fn get_record(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Signed(who): Signed,
     Path(id): Path<String>,
 ) -> ApiResult<RecordView> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
     let (record, access) = visible_record(&s, &who, &id)?;
     Ok(Json(RecordView {
         cid: cid_string(&record.content),
@@ -220,12 +215,9 @@ const READ_SEARCH: usize = 10_000;
 /// allowed and audited on the ledger within the read window.
 async fn record_content(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Signed(who): Signed,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
     let rid: RecordId = parse("record id", &id)?;
     let snap = s.chain.snapshot();
     let now = now_ms();
@@ -282,16 +274,10 @@ pub struct KeysView {
 
 async fn keys(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<KeysView> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
-    let patient: AccountId = match &q.patient {
-        Some(p) => parse("patient", p)?,
-        None => who,
-    };
+    let patient = q.patient_or(who)?;
     let snap = s.chain.snapshot();
     let now = now_ms();
     let own = if patient == who {
@@ -332,16 +318,10 @@ pub struct GrantView {
 
 async fn grants(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<GrantView>> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
-    let patient: AccountId = match &q.patient {
-        Some(p) => parse("patient", p)?,
-        None => who,
-    };
+    let patient = q.patient_or(who)?;
     let snap = s.chain.snapshot();
     let org = snap
         .state
@@ -370,12 +350,9 @@ async fn grants(
 /// Access requests: a patient's inbox, or the requests the requester made to `patient`.
 async fn requests(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<AccessRequest>> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
     let snap = s.chain.snapshot();
     let out = match &q.patient {
         Some(p) => {
@@ -425,16 +402,10 @@ impl EventView {
 /// A patient's audit trail, newest first. Only the patient may list it.
 async fn audit(
     State(s): State<ApiState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<EventView>> {
-    let who = authenticate(&s, &method, &uri, &headers)?;
-    let patient: AccountId = match &q.patient {
-        Some(p) => parse("patient", p)?,
-        None => who,
-    };
+    let patient = q.patient_or(who)?;
     if patient != who {
         return Err(forbidden("only the patient may list their audit trail"));
     }

@@ -5,7 +5,7 @@
 //! O(records)). A revocation starts a new epoch in the same transaction, sealed only to the
 //! patient and the remaining grantees.
 
-use super::{Event, TxScope};
+use super::TxScope;
 use crate::{
     TxError, access,
     state::{AccessRequest, Grant, RequestStatus},
@@ -87,36 +87,42 @@ fn merge_wraps(
     Ok(out.into_values().collect())
 }
 
-/// The accounts a grant to `grantee` seals keys to, checked.
-fn grant_recipients(scope: &TxScope<'_>, grantee: &Grantee) -> Result<Vec<AccountId>, TxError> {
+/// Checks that `grantee` can receive a grant of `categories` (`write` too) from the sender:
+/// a registered account with an encryption key whose role allows it, or an organisation with
+/// at least one approved member.
+fn check_grantee(
+    scope: &TxScope<'_>,
+    grantee: &Grantee,
+    categories: &[Category],
+    write: bool,
+) -> Result<(), TxError> {
     match grantee {
         Grantee::Account(a) => {
             if *a == scope.sender {
                 return Err(refused("cannot grant access to yourself"));
             }
             let acct = scope.account(a);
-            if acct.role.is_none() {
+            let Some(role) = acct.role else {
                 return Err(TxError::NotRegistered(*a));
-            }
+            };
             if acct.encryption_key.is_none() {
                 return Err(TxError::NoEncryptionKey(*a));
             }
-            Ok(vec![*a])
+            for &c in categories {
+                access::role_allows(role, c, write).map_err(TxError::Refused)?;
+            }
+            Ok(())
         }
         Grantee::Organisation(o) => {
             if o.trim().is_empty() || o.len() > MAX_ORGANISATION_LEN {
                 return Err(refused("organisation name must be 1 to 128 bytes"));
             }
-            let r: BTreeSet<AccountId> = Category::ALL
-                .iter()
-                .flat_map(|c| access::recipients(scope.state(), grantee, *c))
-                .collect();
-            if r.is_empty() {
+            if access::members(scope.state(), o).next().is_none() {
                 return Err(refused(format!(
                     "organisation {o:?} has no approved members with an encryption key"
                 )));
             }
-            Ok(r.into_iter().collect())
+            Ok(())
         }
     }
 }
@@ -168,7 +174,7 @@ pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), TxErro
             "unexpected key wrap for {extra}, who holds no grant for {c}"
         )));
     }
-    let mut ev = Event::allowed(patient, AuditAction::KeyRotated);
+    let mut ev = scope.event(patient, AuditAction::KeyRotated);
     ev.categories = vec![c];
     ev.reason = format!("epoch {epoch}");
     scope.audit(ev);
@@ -186,16 +192,7 @@ pub fn grant(
 ) -> Result<(), TxError> {
     scope.require_active()?;
     let categories = normalise(categories)?;
-    if let Grantee::Account(a) = to {
-        grant_recipients(scope, to)?;
-        if let Some(role) = scope.account(a).role {
-            for &c in &categories {
-                access::role_allows(role, c, write).map_err(TxError::Refused)?;
-            }
-        }
-    } else {
-        grant_recipients(scope, to)?;
-    }
+    check_grantee(scope, to, &categories, write)?;
     let now = scope.ctx.timestamp_ms;
     if let Some(e) = expires_ms
         && e <= now
@@ -228,7 +225,7 @@ pub fn grant(
             wraps,
         },
     );
-    let mut ev = Event::allowed(patient, AuditAction::Granted);
+    let mut ev = scope.event(patient, AuditAction::Granted);
     ev.categories = categories;
     ev.counterparty = Some(to.clone());
     ev.reason = match (write, expires_ms) {
@@ -291,7 +288,7 @@ pub fn revoke(
     for r in rotations {
         rotate(scope, r)?;
     }
-    let mut ev = Event::allowed(patient, AuditAction::Revoked);
+    let mut ev = scope.event(patient, AuditAction::Revoked);
     ev.categories = revoked;
     ev.counterparty = Some(from.clone());
     scope.audit(ev);
@@ -337,7 +334,7 @@ pub fn request(
         created_ms: scope.ctx.timestamp_ms,
         answered_ms: None,
     });
-    let mut ev = Event::allowed(*patient, AuditAction::AccessRequested);
+    let mut ev = scope.event(*patient, AuditAction::AccessRequested);
     ev.categories = categories;
     ev.counterparty = Some(Grantee::Account(scope.sender));
     ev.reason = format!("request {id}");
@@ -379,7 +376,7 @@ pub fn answer(
         RequestStatus::Denied
     };
     req.answered_ms = Some(scope.ctx.timestamp_ms);
-    let mut ev = Event::allowed(
+    let mut ev = scope.event(
         req.patient,
         if approve {
             AuditAction::RequestApproved

@@ -211,20 +211,26 @@ impl<'a> TxScope<'a> {
         self.requests.put(r.id, r);
     }
 
-    /// Records an audit event made by the sender about `patient`.
-    pub fn audit(&mut self, event: Event) {
-        self.events.push(AuditEvent {
+    /// A new audit event by the sender about `patient`, allowed, with nothing else filled
+    /// in: the contract sets what applies and hands it to [`Self::audit`].
+    pub fn event(&self, patient: AccountId, action: AuditAction) -> AuditEvent {
+        AuditEvent {
             tx: self.tx,
             time_ms: self.ctx.timestamp_ms,
             actor: self.sender,
-            patient: event.patient,
-            action: event.action,
-            record: event.record,
-            categories: event.categories,
-            counterparty: event.counterparty,
-            decision: event.decision,
-            reason: event.reason,
-        });
+            patient,
+            action,
+            record: None,
+            categories: Vec::new(),
+            counterparty: None,
+            decision: Decision::Allowed,
+            reason: String::new(),
+        }
+    }
+
+    /// Records an audit event (a leaf of the block's audit tree if the transaction applies).
+    pub fn audit(&mut self, event: AuditEvent) {
+        self.events.push(event);
     }
 
     /// Fails unless the sender is active in `role`.
@@ -269,32 +275,6 @@ impl<'a> TxScope<'a> {
             grants: self.grants.writes,
             requests: self.requests.writes,
             events: self.events,
-        }
-    }
-}
-
-/// The parts of an audit event a contract chooses (the scope adds tx, time and actor).
-pub struct Event {
-    pub patient: AccountId,
-    pub action: AuditAction,
-    pub record: Option<RecordId>,
-    pub categories: Vec<Category>,
-    pub counterparty: Option<Grantee>,
-    pub decision: Decision,
-    pub reason: String,
-}
-
-impl Event {
-    /// An allowed action on a patient's data with no record or counterparty.
-    pub fn allowed(patient: AccountId, action: AuditAction) -> Event {
-        Event {
-            patient,
-            action,
-            record: None,
-            categories: Vec::new(),
-            counterparty: None,
-            decision: Decision::Allowed,
-            reason: String::new(),
         }
     }
 }

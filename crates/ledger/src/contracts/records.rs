@@ -1,7 +1,7 @@
 //! Records: anchoring encrypted records, the patient's review of records others wrote, and
 //! audited reads.
 
-use super::{Event, TxScope};
+use super::TxScope;
 use crate::{
     TxError, access,
     state::{Record, RecordStatus},
@@ -137,7 +137,7 @@ pub fn add(scope: &mut TxScope<'_>, r: NewRecord) -> Result<(), TxError> {
         height: scope.ctx.height,
         reviewed_ms: None,
     });
-    let mut ev = Event::allowed(r.patient, AuditAction::RecordAdded);
+    let mut ev = scope.event(r.patient, AuditAction::RecordAdded);
     ev.record = Some(r.id);
     ev.categories = vec![r.category];
     if status == RecordStatus::Pending {
@@ -175,7 +175,7 @@ pub fn review(
         rec.status = RecordStatus::Rejected;
     }
     rec.reviewed_ms = Some(scope.ctx.timestamp_ms);
-    let mut ev = Event::allowed(
+    let mut ev = scope.event(
         rec.patient,
         if approve {
             AuditAction::RecordApproved
@@ -197,7 +197,7 @@ pub fn read(scope: &mut TxScope<'_>, id: &RecordId) -> Result<(), TxError> {
     let rec = scope.record(id).ok_or(TxError::NoSuchRecord(*id))?;
     let decision =
         access::read_decision(scope.state(), &scope.sender, &rec, scope.ctx.timestamp_ms);
-    let mut ev = Event::allowed(rec.patient, AuditAction::Read);
+    let mut ev = scope.event(rec.patient, AuditAction::Read);
     ev.record = Some(rec.id);
     ev.categories = vec![rec.category];
     match decision {
