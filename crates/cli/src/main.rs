@@ -4,6 +4,7 @@
 mod bench;
 mod bench_client;
 mod client;
+mod clinical;
 mod records;
 mod testnet;
 
@@ -118,6 +119,24 @@ enum Cmd {
     /// Consent: grant, revoke, list; access requests and their answers.
     #[command(subcommand)]
     Access(AccessCmd),
+    /// Appointment slots, bookings (fee in escrow), confirmation, cancellation, completion.
+    #[command(subcommand)]
+    Appointment(clinical::AppointmentCmd),
+    /// Symptom reports from patients to doctors (encrypted notes records).
+    #[command(subcommand)]
+    Symptoms(clinical::SymptomsCmd),
+    /// Prescriptions: write, direct to a pharmacy, dispense (which issues an invoice).
+    #[command(subcommand)]
+    Rx(clinical::RxCmd),
+    /// Invoices: list, pay.
+    #[command(subcommand)]
+    Invoice(clinical::InvoiceCmd),
+    /// Insurance policies: an insurer records coverage and approval levels for a patient.
+    #[command(subcommand)]
+    Policy(clinical::PolicyCmd),
+    /// Insurance claims for invoices, approved level by level.
+    #[command(subcommand)]
+    Claim(clinical::ClaimCmd),
     /// A patient's audit trail, and offline-checkable inclusion proofs of audit events.
     Audit(AuditArgs),
     /// A patient's QR code (account id and profile fingerprint), and checking a scanned one.
@@ -577,6 +596,12 @@ profile record: {} (encrypted; fingerprint on the ledger)",
         }
         Cmd::Record(cmd) => run_record(ctx, cmd),
         Cmd::Access(cmd) => run_access(ctx, cmd),
+        Cmd::Appointment(c) => clinical::run_appointment(ctx, c),
+        Cmd::Symptoms(c) => clinical::run_symptoms(ctx, c),
+        Cmd::Rx(c) => clinical::run_rx(ctx, c),
+        Cmd::Invoice(c) => clinical::run_invoice(ctx, c),
+        Cmd::Policy(c) => clinical::run_policy(ctx, c),
+        Cmd::Claim(c) => clinical::run_claim(ctx, c),
         Cmd::Audit(args) => run_audit(ctx, args),
         Cmd::Qr(args) => run_qr(ctx, args),
         Cmd::Approve { key, account, wait } => {
@@ -1171,7 +1196,7 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
                     .map(|e| {
                         let ev = &e.event;
                         format!(
-                            "{}  {}  {:<16} {:<7} by {}{}{}  {}",
+                            "{}  {}  {:<21} {:<7} by {}{}{}{}{}  {}",
                             e.id,
                             when(ev.time_ms),
                             format!("{:?}", ev.action),
@@ -1179,6 +1204,10 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
                             ev.actor,
                             ev.record
                                 .map(|r| format!(" record {r}"))
+                                .unwrap_or_default(),
+                            ev.item.map(|i| format!(" {i}")).unwrap_or_default(),
+                            ev.amount
+                                .map(|a| format!(" ({a} tokens)"))
                                 .unwrap_or_default(),
                             ev.counterparty
                                 .as_ref()
@@ -1227,5 +1256,27 @@ fn run_qr(ctx: &Ctx, args: QrArgs) -> anyhow::Result<()> {
             });
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every command and argument (they otherwise only
+    /// fire when a command is first used).
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn coverage_parses_as_basis_points() {
+        use super::clinical::parse_coverage;
+        assert_eq!(parse_coverage("80").unwrap(), 8_000);
+        assert_eq!(parse_coverage("72.5%").unwrap(), 7_250);
+        assert_eq!(parse_coverage("100 %").unwrap(), 10_000);
+        assert!(parse_coverage("101").is_err());
+        assert!(parse_coverage("-1").is_err());
+        assert!(parse_coverage("most").is_err());
     }
 }

@@ -15,8 +15,8 @@ use ehrchain_node::{
     records_api::{EventView, GrantView, KeysView, RecordView},
 };
 use ehrchain_types::{
-    AccountId, Category, Decision, EncryptionKey, Grantee, Hash, HexBytes, KeyWrap, RecordId,
-    RecordKey, RequestId, Role, Rotation, Transaction, TxOutcome, TxPayload,
+    AccountId, Category, Decision, EncryptionKey, Grantee, Hash, HexBytes, KeyWrap, RecordDraft,
+    RecordId, RecordKey, RequestId, Role, Rotation, Transaction, TxOutcome, TxPayload,
 };
 use serde::{Deserialize, Serialize};
 use std::{
@@ -77,7 +77,7 @@ impl Session {
         self.client.get(&format!("/api/v1/accounts/{id}"))
     }
 
-    fn encryption_key(&self, id: &AccountId) -> anyhow::Result<EncryptionKey> {
+    pub fn encryption_key(&self, id: &AccountId) -> anyhow::Result<EncryptionKey> {
         let a = self.account(id)?;
         a.account.encryption_key.ok_or_else(|| {
             anyhow!("account {id} has no encryption key on the ledger (it must register with `ehrchain register` first)")
@@ -361,19 +361,55 @@ pub struct Added {
     pub tx: Hash,
 }
 
-/// Encrypts a file into a temporary file next to nothing the node can see, uploads it and
-/// anchors the record. The patient's own records use the category key; others' are sealed to
-/// the patient and the author and wait for the patient's approval.
-pub fn add_record(
+/// A record encrypted here and uploaded, ready to be anchored.
+pub struct Sealed {
+    pub id: RecordId,
+    pub dk: DataKey,
+    pub enc: Encrypted,
+    /// The metadata, encrypted under the data key.
+    pub meta: Vec<u8>,
+}
+
+impl Sealed {
+    /// The `add_record` body for this ciphertext.
+    pub fn draft(&self, patient: AccountId, category: Category, key: RecordKey) -> RecordDraft {
+        RecordDraft {
+            id: self.id,
+            patient,
+            category,
+            content: self.enc.content,
+            size: self.enc.size,
+            commitment: self.enc.commitment,
+            meta: HexBytes(self.meta.clone()),
+            key,
+            profile: false,
+        }
+    }
+
+    /// The data key sealed to `patient` and the author, as a record written for a patient
+    /// carries it until the patient approves it.
+    pub fn direct_key(&self, s: &Session, patient: &AccountId) -> anyhow::Result<RecordKey> {
+        let pk = s.encryption_key(patient)?;
+        Ok(RecordKey::Direct {
+            wraps: vec![
+                (*patient, envelope::seal_data_key(&pk, &self.dk, &self.id)?),
+                (
+                    s.me,
+                    envelope::seal_data_key(&s.key.encryption().public(), &self.dk, &self.id)?,
+                ),
+            ],
+        })
+    }
+}
+
+/// Encrypts `input` into a temporary file (nothing the node can see), with `title` and
+/// `file_name` as encrypted metadata, and uploads the ciphertext.
+pub fn seal_upload(
     s: &Session,
-    patient: &AccountId,
-    category: Category,
-    file: &Path,
+    input: impl std::io::Read,
     title: Option<String>,
-    profile: bool,
-) -> anyhow::Result<Added> {
-    let input =
-        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    file_name: Option<String>,
+) -> anyhow::Result<Sealed> {
     let id = envelope::new_record_id();
     let dk = DataKey::generate();
     let mut tmp = tempfile::tempfile().context("cannot create a temporary file")?;
@@ -385,50 +421,72 @@ pub fn add_record(
     )?;
     let meta = Meta {
         title,
-        file_name: file.file_name().map(|n| n.to_string_lossy().to_string()),
+        file_name,
         plaintext_size: enc.plaintext_size,
     };
     let meta = envelope::seal_meta(&dk, &id, &serde_json::to_vec(&meta)?);
-    let key = if *patient == s.me {
-        let (epoch, ck) = s.current_category_key(category)?;
-        RecordKey::Category {
-            epoch,
-            wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
-        }
-    } else {
-        let pk = s.encryption_key(patient)?;
-        RecordKey::Direct {
-            wraps: vec![
-                (*patient, envelope::seal_data_key(&pk, &dk, &id)?),
-                (
-                    s.me,
-                    envelope::seal_data_key(&s.key.encryption().public(), &dk, &id)?,
-                ),
-            ],
-        }
-    };
     upload(s, &enc, &mut tmp)?;
+    Ok(Sealed { id, dk, enc, meta })
+}
+
+/// Encrypts a file, uploads the ciphertext and anchors the record. The patient's own records
+/// use the category key; others' are sealed to the patient and the author and wait for the
+/// patient's approval.
+pub fn add_record(
+    s: &Session,
+    patient: &AccountId,
+    category: Category,
+    file: &Path,
+    title: Option<String>,
+    profile: bool,
+) -> anyhow::Result<Added> {
+    let input =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let file_name = file.file_name().map(|n| n.to_string_lossy().to_string());
+    add_record_from(s, patient, category, input, title, file_name, profile)
+}
+
+/// [`add_record`] from any reader.
+pub fn add_record_from(
+    s: &Session,
+    patient: &AccountId,
+    category: Category,
+    input: impl std::io::Read,
+    title: Option<String>,
+    file_name: Option<String>,
+    profile: bool,
+) -> anyhow::Result<Added> {
+    let key_first = *patient == s.me;
+    // The category key is made (or rotated) before anything is uploaded.
+    let own_key = key_first
+        .then(|| s.current_category_key(category))
+        .transpose()?;
+    let sealed = seal_upload(s, input, title, file_name)?;
+    let key = match own_key {
+        Some((epoch, ck)) => RecordKey::Category {
+            epoch,
+            wrapped: HexBytes(envelope::wrap_data_key(&ck, &sealed.dk, &sealed.id)),
+        },
+        None => sealed.direct_key(s, patient)?,
+    };
+    let d = sealed.draft(*patient, category, key);
     let t = s.submit(vec![TxPayload::AddRecord {
-        id,
-        patient: *patient,
-        category,
-        content: enc.content,
-        size: enc.size,
-        commitment: enc.commitment,
-        meta: HexBytes(meta),
-        key,
+        id: d.id,
+        patient: d.patient,
+        category: d.category,
+        content: d.content,
+        size: d.size,
+        commitment: d.commitment,
+        meta: d.meta,
+        key: d.key,
         profile,
     }])?;
     Ok(Added {
-        record: id,
-        cid: cid_string(&enc.content),
-        status: if *patient == s.me {
-            "active"
-        } else {
-            "pending"
-        },
-        size: enc.size,
-        plaintext_size: enc.plaintext_size,
+        record: sealed.id,
+        cid: cid_string(&sealed.enc.content),
+        status: if key_first { "active" } else { "pending" },
+        size: sealed.enc.size,
+        plaintext_size: sealed.enc.plaintext_size,
         tx: t[0].id,
     })
 }
@@ -502,6 +560,17 @@ pub struct Fetched {
 /// downloaded, decrypted to a temporary file beside `out`, checked against the ledger's
 /// commitment and only then renamed to `out`.
 pub fn get_record(s: &Session, id: &RecordId, out: &Path) -> anyhow::Result<Fetched> {
+    get_record_with(s, id, out, None)
+}
+
+/// [`get_record`] with the data key given (a pharmacy holds a prescription's key through
+/// the prescription, not through the record).
+pub fn get_record_with(
+    s: &Session,
+    id: &RecordId,
+    out: &Path,
+    key: Option<DataKey>,
+) -> anyhow::Result<Fetched> {
     let t = s.submit(vec![TxPayload::ReadRecord { record: *id }])?;
     let ev = t[0]
         .events
@@ -518,7 +587,10 @@ pub fn get_record(s: &Session, id: &RecordId, out: &Path) -> anyhow::Result<Fetc
         });
     }
     let view: RecordView = s.get(&format!("/api/v1/records/{id}"))?;
-    let dk = s.data_key(&view.record)?;
+    let dk = match key {
+        Some(k) => k,
+        None => s.data_key(&view.record)?,
+    };
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

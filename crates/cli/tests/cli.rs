@@ -1065,3 +1065,144 @@ fn encrypted_records_consent_and_audit_end_to_end() {
         }
     }
 }
+
+/// The clinical workflow's "done when": the whole scenario (appointment, symptoms,
+/// prescription, dispensing, invoice, a claim approved level by level, a rejected one) runs
+/// through the CLI against a real node, via the demo script a new user runs; the script
+/// itself fails if any move that must be refused goes through. Then the ledger's state is
+/// checked from the outside, and every token is accounted for.
+#[test]
+fn clinical_workflow_demo_end_to_end() {
+    let _serial = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chain");
+    let dev = start_dev(&dir, free_port());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-clinical");
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("EHRCHAIN_NODE", &dev.node)
+        .env("EHRCHAIN_HOME", dir.join("keys"))
+        .env("EHRCHAIN_PASSPHRASE", "dev")
+        .env("EHRCHAIN_BIN", BIN)
+        .env("DEMO_WAIT", "3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("balances add up: 1000 tokens"), "{stdout}");
+    // Eight refusals, each with the ledger's reason.
+    for reason in [
+        "is requested: it cannot be booked",
+        "only the slot's doctor completes",
+        "has already been dispensed",
+        "is being decided: pay after the decision",
+        "waits for level 1 of 2; you approve level 2",
+        "is already paid",
+        "is rejected: nothing left to decide",
+        "insufficient balance: have 70, need 150",
+    ] {
+        assert!(
+            stdout.contains(reason),
+            "no refusal {reason:?} in:\n{stdout}"
+        );
+    }
+    // Balances: the patient paid 20 (appointment) + 10 (her share); the doctor earned the
+    // fee; the pharmacy 40 from the insurer and 10 from the patient.
+    let expected = [
+        ("demo1", 70),
+        ("demo2", 120),
+        ("demo3", 150),
+        ("demo4", 60),
+        ("demo5", 100),
+    ];
+    for (k, b) in expected {
+        assert_eq!(balance(&dev, k), b, "balance of {k}");
+    }
+    let status = ok(&dev, &["chain", "status"]);
+    assert_eq!(status["total_supply"], 1000);
+    assert_eq!(status["escrow_balance"], 0);
+    // The items, as each party lists them.
+    let slots = ok(&dev, &["appointment", "list", "--key", "demo2"]);
+    let states: Vec<&str> = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["completed", "open"], "{slots}");
+    let rx = ok(&dev, &["rx", "list", "--key", "demo3"]);
+    assert_eq!(rx.as_array().unwrap().len(), 2);
+    assert!(
+        rx.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "dispensed")
+    );
+    assert!(rx[1]["title"].as_str().unwrap().starts_with("Amoxicillin"));
+    let inv = ok(&dev, &["invoice", "list", "--key", "demo1"]);
+    let inv: Vec<(u64, u64, &str)> = inv
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["amount"].as_u64().unwrap(),
+                i["insurer_paid"].as_u64().unwrap(),
+                i["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(inv, [(150, 0, "unpaid"), (50, 40, "paid")]);
+    let claims = ok(&dev, &["claim", "list", "--key", "demo5"]);
+    let claims: Vec<&str> = claims
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(claims, ["rejected", "approved"]);
+    // Outsiders see none of it; the doctor's inbox holds the report, readable only by the
+    // parties.
+    let none = ok(&dev, &["invoice", "list", "--key", "demo6"]);
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let inbox = ok(&dev, &["symptoms", "inbox", "--key", "demo2"]);
+    let report = inbox[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(inbox[0]["title"], "Symptoms: fever, cough, fatigue");
+    let err = fails(
+        &dev,
+        "dev",
+        &["symptoms", "show", "--key", "demo6", &report],
+    );
+    assert!(err.contains("no symptom report"), "{err}");
+    // The patient's audit trail names every kind of step.
+    let trail = ok(&dev, &["audit", "--key", "demo1"]).to_string();
+    for action in [
+        "appointment_booked",
+        "appointment_completed",
+        "symptoms_reported",
+        "prescribed",
+        "dispensed",
+        "invoice_issued",
+        "policy_recorded",
+        "claim_submitted",
+        "claim_approved",
+        "claim_rejected",
+        "claim_paid",
+        "invoice_paid",
+    ] {
+        assert!(trail.contains(action), "no {action} in the audit trail");
+    }
+    // Wrong ids get a clear error before anything is sent.
+    let err = fails(&dev, "dev", &["invoice", "pay", "--key", "demo1", &report]);
+    assert!(err.contains("is a symptom report, not an invoice"), "{err}");
+    let err = fails(
+        &dev,
+        "dev",
+        &["claim", "approve", "--key", "demo4", "clm00"],
+    );
+    assert!(err.contains("invalid claim id"), "{err}");
+}

@@ -85,6 +85,14 @@ pub fn read_decision(
     if *requester == record.author {
         return Ok("the author of the record".into());
     }
+    if let Some(crate::clinical::Item::Prescription(rx)) = state
+        .rx_by_record
+        .get(&record.id)
+        .and_then(|id| state.items.get(id))
+        && rx.pharmacy == Some(*requester)
+    {
+        return Ok(format!("the pharmacy {} is directed to", rx.id));
+    }
     match record.status {
         RecordStatus::Pending => return Err("the record awaits the patient's approval".into()),
         RecordStatus::Rejected => return Err("the patient rejected this record".into()),

@@ -6,6 +6,7 @@
 //! Each transaction either applies fully or not at all; its receipt says which and why.
 
 pub mod access;
+pub mod clinical;
 pub mod contracts;
 pub mod error;
 pub mod execute;

@@ -1,9 +1,10 @@
 //! The ledger state: accounts with role, approval, balance and nonce.
 
+use crate::clinical::Item;
 use borsh::{BorshDeserialize, BorshSerialize};
 use ehrchain_types::{
-    AccountId, Category, EncryptionKey, Grantee, Hash, HexBytes, KeyWrap, PublicKey, RecordId,
-    RecordKey, RequestId, Role, SealedKey, domain,
+    AccountId, Category, EncryptionKey, Grantee, Hash, HexBytes, ItemId, ItemKind, KeyWrap,
+    PublicKey, RecordId, RecordKey, RequestId, Role, SealedKey, domain,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,6 +183,7 @@ pub enum StateKey {
     Keys(AccountId, Category),
     Grant(AccountId, Grantee),
     Request(RequestId),
+    Item(ItemId),
 }
 
 /// The whole ledger state. Ordered maps only, so the encoding (and root) is canonical.
@@ -194,6 +196,8 @@ pub struct State {
     pub keys: BTreeMap<(AccountId, Category), Vec<SealedKey>>,
     pub grants: BTreeMap<(AccountId, Grantee), Grant>,
     pub requests: BTreeMap<RequestId, AccessRequest>,
+    /// The clinical workflow: slots, reports, prescriptions, invoices, policies, claims.
+    pub items: BTreeMap<ItemId, Item>,
     /// Index of records by patient (derived from `records`; not part of the root).
     #[borsh(skip)]
     pub by_patient: BTreeSet<(AccountId, RecordId)>,
@@ -203,6 +207,12 @@ pub struct State {
     /// Index of requests by patient (derived; not part of the root).
     #[borsh(skip)]
     pub requests_by_patient: BTreeSet<(AccountId, RequestId)>,
+    /// Index of items by every account that ever took part (derived; filtered on read).
+    #[borsh(skip)]
+    pub items_by_party: BTreeSet<(AccountId, ItemId)>,
+    /// Index of prescriptions by their record (derived).
+    #[borsh(skip)]
+    pub rx_by_record: BTreeMap<RecordId, ItemId>,
 }
 
 impl State {
@@ -241,9 +251,12 @@ impl State {
             keys: BTreeMap::new(),
             grants: BTreeMap::new(),
             requests: BTreeMap::new(),
+            items: BTreeMap::new(),
             by_patient: BTreeSet::new(),
             by_content: BTreeMap::new(),
             requests_by_patient: BTreeSet::new(),
+            items_by_party: BTreeSet::new(),
+            rx_by_record: BTreeMap::new(),
         }
     }
 
@@ -262,6 +275,7 @@ impl State {
                 .map(|(a, g)| StateKey::Grant(*a, g.clone())),
         );
         out.extend(self.requests.keys().map(|r| StateKey::Request(*r)));
+        out.extend(self.items.keys().map(|i| StateKey::Item(*i)));
         out
     }
 
@@ -274,6 +288,7 @@ impl State {
             StateKey::Keys(a, c) => self.keys.get(&(*a, *c)).map(encode),
             StateKey::Grant(a, g) => self.grants.get(&(*a, g.clone())).map(encode),
             StateKey::Request(r) => self.requests.get(r).map(encode),
+            StateKey::Item(i) => self.items.get(i).map(encode),
         }
     }
 
@@ -297,6 +312,7 @@ impl State {
                 self.grants.insert((a, g), decode(value, MAX)?);
             }
             StateKey::Request(_) => self.insert_request(decode(value, MAX)?),
+            StateKey::Item(_) => self.insert_item(decode(value, MAX)?),
         }
         Ok(())
     }
@@ -313,6 +329,51 @@ impl State {
         self.requests_by_patient
             .insert((request.patient, request.id));
         self.requests.insert(request.id, request);
+    }
+
+    /// Inserts or replaces a workflow item, keeping the party and prescription indexes.
+    pub fn insert_item(&mut self, item: Item) {
+        let id = item.id();
+        for p in item.parties() {
+            self.items_by_party.insert((p, id));
+        }
+        if let Item::Prescription(rx) = &item {
+            self.rx_by_record.insert(rx.record, id);
+        }
+        self.items.insert(id, item);
+    }
+
+    /// The items of `kind` that `account` takes part in now.
+    pub fn items_of<'a>(
+        &'a self,
+        account: &'a AccountId,
+        kind: ItemKind,
+    ) -> impl Iterator<Item = &'a Item> + 'a {
+        let lo = ItemId {
+            kind,
+            bytes: [0; 16],
+        };
+        let hi = ItemId {
+            kind,
+            bytes: [0xff; 16],
+        };
+        self.items_by_party
+            .range((*account, lo)..=(*account, hi))
+            .filter_map(|(_, id)| self.items.get(id))
+            .filter(move |i| i.parties().contains(account))
+    }
+
+    /// Every item of `kind`.
+    pub fn items_of_kind(&self, kind: ItemKind) -> impl Iterator<Item = &Item> {
+        let lo = ItemId {
+            kind,
+            bytes: [0; 16],
+        };
+        let hi = ItemId {
+            kind,
+            bytes: [0xff; 16],
+        };
+        self.items.range(lo..=hi).map(|(_, i)| i)
     }
 
     /// A patient's records, in id order.

@@ -887,3 +887,634 @@ fn organisation_grants_reach_approved_members_only() {
     let t = tx(&w.state, &bob, theft);
     check(&mut w, t, "rejected: already anchored by another record");
 }
+
+// ---- clinical workflow: appointments, prescriptions, invoices, claims ----
+
+use ehrchain_ledger::{
+    clinical::{ClaimStatus, InvoiceStatus, Item, RxStatus, SlotStatus},
+    contracts::token::escrow_account,
+};
+use ehrchain_types::{ItemId, ItemKind, RecordDraft};
+
+/// Registers `k` (enrolled with an encryption key) and has the admin approve it.
+fn professional(w: &mut World, k: &Keypair, role: Role) {
+    enrol(w, k, role, Some("Consortium"));
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: k.account(),
+        },
+    );
+    check(w, t, "applied");
+}
+
+/// Runs `payload` by `k`, expecting `expected`; returns the id of the item of `kind` it
+/// creates.
+fn item_tx(
+    w: &mut World,
+    k: &Keypair,
+    payload: TxPayload,
+    kind: ItemKind,
+    expected: &str,
+) -> ItemId {
+    let t = tx(&w.state, k, payload);
+    let id = ItemId::derive(kind, &t.id());
+    check(w, t, expected);
+    id
+}
+
+fn item(w: &World, id: &ItemId) -> Item {
+    w.state.items[id].clone()
+}
+
+fn balance(w: &World, a: &AccountId) -> u64 {
+    w.state.account(a).map_or(0, |a| a.balance)
+}
+
+#[test]
+fn appointments_escrow_refunds_and_completion() {
+    let mut w = world();
+    let (alice, bob, doc) = (w.alice.clone(), w.bob.clone(), w.doc.clone());
+    enrol(&mut w, &alice, Role::Patient, None);
+    enrol(&mut w, &bob, Role::Patient, None);
+    let supply = w.state.total_supply();
+    // Publishing needs an approved doctor.
+    let slot = |start_ms| TxPayload::AddSlot {
+        start_ms,
+        minutes: 30,
+        fee: 40,
+    };
+    enrol(&mut w, &doc, Role::Doctor, Some("StMarys"));
+    let t = tx(&w.state, &doc, slot(1_000));
+    check(&mut w, t, "rejected: still pending approval");
+    let t = tx(
+        &w.state,
+        &w.admin,
+        TxPayload::Approve {
+            account: doc.account(),
+        },
+    );
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &alice, slot(1_000));
+    check(&mut w, t, "rejected: only an active doctor may");
+    let t = tx(&w.state, &doc, slot(1));
+    check(&mut w, t, "rejected: must start in the future");
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::AddSlot {
+            start_ms: 1_000,
+            minutes: 0,
+            fee: 1,
+        },
+    );
+    check(&mut w, t, "rejected: a slot lasts 1 to");
+    let s1 = item_tx(&mut w, &doc, slot(1_000), ItemKind::Slot, "applied");
+    let s2 = item_tx(&mut w, &doc, slot(2_000), ItemKind::Slot, "applied");
+
+    // Booking escrows the fee; a slot is booked once; doctors do not book.
+    let t = tx(&w.state, &doc, TxPayload::Book { slot: s1 });
+    check(&mut w, t, "rejected: only an active patient may");
+    let t = tx(&w.state, &alice, TxPayload::Book { slot: s1 });
+    check(&mut w, t, "applied");
+    assert_eq!(balance(&w, &alice.account()), 60);
+    assert_eq!(balance(&w, &escrow_account()), 40);
+    let t = tx(&w.state, &bob, TxPayload::Book { slot: s1 });
+    check(&mut w, t, "rejected: is requested: it cannot be booked");
+    // A transfer cannot reach the escrow account, and nobody else moves a booking.
+    let t = tx(
+        &w.state,
+        &bob,
+        TxPayload::Transfer {
+            to: escrow_account(),
+            amount: 1,
+        },
+    );
+    check(&mut w, t, "rejected: only holds appointment fees");
+    let t = tx(
+        &w.state,
+        &bob,
+        TxPayload::AnswerBooking {
+            slot: s1,
+            confirm: true,
+        },
+    );
+    check(&mut w, t, "rejected: only the slot's doctor");
+    let t = tx(&w.state, &bob, TxPayload::CancelBooking { slot: s1 });
+    check(&mut w, t, "rejected: only the slot's doctor or the patient");
+    // Not completed before it is confirmed.
+    let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s1 });
+    check(&mut w, t, "rejected: is requested: it cannot be completed");
+    // Declining refunds and reopens the slot.
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::AnswerBooking {
+            slot: s1,
+            confirm: false,
+        },
+    );
+    check(&mut w, t, "applied");
+    assert_eq!(balance(&w, &alice.account()), 100);
+    let Item::Slot(s) = item(&w, &s1) else {
+        panic!()
+    };
+    assert_eq!((s.status, s.patient), (SlotStatus::Open, None));
+    // Bob books it instead; his own cancellation before the start refunds him.
+    let t = tx(&w.state, &bob, TxPayload::Book { slot: s1 });
+    check(&mut w, t, "applied");
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::AnswerBooking {
+            slot: s1,
+            confirm: true,
+        },
+    );
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &bob, TxPayload::CancelBooking { slot: s1 });
+    check(&mut w, t, "applied");
+    assert_eq!(balance(&w, &bob.account()), 100);
+    assert_eq!(balance(&w, &escrow_account()), 0);
+    // An overdraft books nothing.
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::AddSlot {
+            start_ms: 3_000,
+            minutes: 15,
+            fee: 101,
+        },
+    );
+    let dear = ItemId::derive(ItemKind::Slot, &t.id());
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &alice, TxPayload::Book { slot: dear });
+    check(&mut w, t, "rejected: insufficient balance");
+    // Alice books, the doctor confirms; completion waits for the start, then pays the doctor.
+    let t = tx(&w.state, &alice, TxPayload::Book { slot: s1 });
+    check(&mut w, t, "applied");
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::AnswerBooking {
+            slot: s1,
+            confirm: true,
+        },
+    );
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s1 });
+    check(&mut w, t, "rejected: has not started yet");
+    w.height = 1_000;
+    let t = tx(&w.state, &alice, TxPayload::CancelBooking { slot: s1 });
+    check(&mut w, t, "rejected: has started");
+    let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s1 });
+    check(&mut w, t, "applied");
+    assert_eq!(balance(&w, &doc.account()), 40);
+    assert_eq!(balance(&w, &alice.account()), 60);
+    let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s1 });
+    check(&mut w, t, "rejected: is completed: it cannot be completed");
+    let t = tx(&w.state, &bob, TxPayload::Book { slot: s1 });
+    check(&mut w, t, "rejected: is completed");
+    // The doctor cancelling a booked slot refunds the patient and withdraws the slot.
+    let t = tx(&w.state, &bob, TxPayload::Book { slot: s2 });
+    check(&mut w, t, "applied");
+    let t = tx(&w.state, &doc, TxPayload::CancelBooking { slot: s2 });
+    check(&mut w, t, "applied");
+    let Item::Slot(s) = item(&w, &s2) else {
+        panic!()
+    };
+    assert_eq!(s.status, SlotStatus::Withdrawn);
+    assert_eq!(balance(&w, &bob.account()), 100);
+    // Wrong kind of id: a clear error.
+    let t = tx(&w.state, &alice, TxPayload::PayInvoice { invoice: s2 });
+    check(
+        &mut w,
+        t,
+        "rejected: is not an invoice: it is an appointment slot",
+    );
+    assert_eq!(
+        w.state.total_supply(),
+        supply,
+        "tokens were created or destroyed"
+    );
+}
+
+/// Alice (patient), doc, a pharmacist, an insurer officer and a regulator, with alice's
+/// medication key at epoch 0 and doc holding write consent to medication.
+struct Clinic {
+    w: World,
+    alice: Keypair,
+    doc: Keypair,
+    pharm: Keypair,
+    insurer: Keypair,
+    regulator: Keypair,
+}
+
+fn clinic() -> Clinic {
+    let mut w = world();
+    let (alice, doc, bob) = (w.alice.clone(), w.doc.clone(), w.bob.clone());
+    let pharm = Keypair::from_seed(&[5; 32]);
+    let insurer = Keypair::from_seed(&[6; 32]);
+    let regulator = Keypair::from_seed(&[7; 32]);
+    enrol(&mut w, &alice, Role::Patient, None);
+    professional(&mut w, &doc, Role::Doctor);
+    professional(&mut w, &pharm, Role::Pharmacist);
+    professional(&mut w, &insurer, Role::Insurer);
+    professional(&mut w, &regulator, Role::Regulator);
+    // The insurer is funded by bob.
+    let t = tx(
+        &w.state,
+        &bob,
+        TxPayload::Transfer {
+            to: insurer.account(),
+            amount: 100,
+        },
+    );
+    check(&mut w, t, "applied");
+    let med = Category::Medication;
+    let (r0, ck0) = rotation(&alice, med, 0, &[]);
+    let t = tx(&w.state, &alice, TxPayload::RotateKey { rotation: r0 });
+    check(&mut w, t, "applied");
+    let t = tx(
+        &w.state,
+        &alice,
+        TxPayload::Grant {
+            to: Grantee::Account(doc.account()),
+            categories: vec![med],
+            expires_ms: None,
+            write: true,
+            wraps: vec![wrap(&alice, &ck0, med, 0, &doc)],
+        },
+    );
+    check(&mut w, t, "applied");
+    Clinic {
+        w,
+        alice,
+        doc,
+        pharm,
+        insurer,
+        regulator,
+    }
+}
+
+/// A prescription record for alice by doc, optionally with its data key sealed to `pharmacy`.
+fn prescription(c: &Clinic, id: u8, pharmacy: Option<&Keypair>) -> TxPayload {
+    let rid = RecordId([id; 16]);
+    let dk = DataKey::generate();
+    let seal = |k: &Keypair| envelope::seal_data_key(&k.encryption().public(), &dk, &rid).unwrap();
+    TxPayload::Prescribe {
+        record: RecordDraft {
+            id: rid,
+            patient: c.alice.account(),
+            category: Category::Medication,
+            content: Hash([id; 32]),
+            size: 64,
+            commitment: Hash([id ^ 0x55; 32]),
+            meta: HexBytes(vec![]),
+            key: RecordKey::Direct {
+                wraps: vec![
+                    (c.alice.account(), seal(&c.alice)),
+                    (c.doc.account(), seal(&c.doc)),
+                ],
+            },
+            profile: false,
+        },
+        pharmacy: pharmacy.map(|p| p.account()),
+        pharmacy_key: pharmacy.map(seal),
+    }
+}
+
+#[test]
+fn prescriptions_dispense_once_and_invoices_are_paid_once() {
+    let mut c = clinic();
+    let (alice, doc, pharm) = (c.alice.clone(), c.doc.clone(), c.pharm.clone());
+    let supply = c.w.state.total_supply();
+    // Only a doctor with write consent prescribes.
+    let p = prescription(&c, 1, Some(&pharm));
+    let t = tx(&c.w.state, &pharm, p);
+    check(&mut c.w, t, "rejected: only an active doctor may");
+    let p = prescription(&c, 1, Some(&doc));
+    let t = tx(&c.w.state, &doc, p);
+    check(&mut c.w, t, "rejected: is not an approved pharmacist");
+    let p = prescription(&c, 1, Some(&pharm));
+    let rx = item_tx(&mut c.w, &doc, p, ItemKind::Prescription, "applied");
+    // The designated pharmacy may read the (still pending) record; nobody else may.
+    let rec = &c.w.state.records[&RecordId([1; 16])];
+    assert_eq!(rec.status, RecordStatus::Pending);
+    let why = read_decision(&c.w.state, &pharm.account(), rec, 0).unwrap();
+    assert!(why.contains("pharmacy"), "{why}");
+    assert!(read_decision(&c.w.state, &c.insurer.account(), rec, 0).is_err());
+    // Only that pharmacy dispenses, only once, at a positive price.
+    let t = tx(&c.w.state, &doc, TxPayload::Dispense { rx, price: 30 });
+    check(&mut c.w, t, "rejected: only an active pharmacist may");
+    let other = Keypair::from_seed(&[8; 32]);
+    professional(&mut c.w, &other, Role::Pharmacist);
+    let t = tx(&c.w.state, &other, TxPayload::Dispense { rx, price: 30 });
+    check(&mut c.w, t, "rejected: not directed to your pharmacy");
+    let t = tx(&c.w.state, &pharm, TxPayload::Dispense { rx, price: 0 });
+    check(&mut c.w, t, "rejected: must be positive");
+    let inv = item_tx(
+        &mut c.w,
+        &pharm,
+        TxPayload::Dispense { rx, price: 30 },
+        ItemKind::Invoice,
+        "applied",
+    );
+    let t = tx(&c.w.state, &pharm, TxPayload::Dispense { rx, price: 30 });
+    check(&mut c.w, t, "rejected: already been dispensed");
+    let Item::Prescription(r) = item(&c.w, &rx) else {
+        panic!()
+    };
+    assert_eq!((r.status, r.invoice), (RxStatus::Dispensed, Some(inv)));
+    // The patient may no longer redirect it.
+    let sealed = envelope::seal_data_key(
+        &other.encryption().public(),
+        &DataKey::generate(),
+        &RecordId([1; 16]),
+    )
+    .unwrap();
+    let t = tx(
+        &c.w.state,
+        &alice,
+        TxPayload::DirectPrescription {
+            rx,
+            pharmacy: other.account(),
+            pharmacy_key: sealed.clone(),
+        },
+    );
+    check(&mut c.w, t, "rejected: already been dispensed");
+    // The invoice: only the patient pays, exactly once.
+    let t = tx(&c.w.state, &doc, TxPayload::PayInvoice { invoice: inv });
+    check(&mut c.w, t, "rejected: not addressed to you");
+    let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
+    check(&mut c.w, t, "applied");
+    assert_eq!(balance(&c.w, &alice.account()), 70);
+    assert_eq!(balance(&c.w, &pharm.account()), 30);
+    let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
+    check(&mut c.w, t, "rejected: already paid");
+    // A prescription without a pharmacy is directed by the patient; an overdraft pays nothing.
+    let p = prescription(&c, 2, None);
+    let rx2 = item_tx(&mut c.w, &doc, p, ItemKind::Prescription, "applied");
+    let t = tx(
+        &c.w.state,
+        &pharm,
+        TxPayload::Dispense { rx: rx2, price: 5 },
+    );
+    check(&mut c.w, t, "rejected: not directed to your pharmacy");
+    let t = tx(
+        &c.w.state,
+        &doc,
+        TxPayload::DirectPrescription {
+            rx: rx2,
+            pharmacy: other.account(),
+            pharmacy_key: sealed.clone(),
+        },
+    );
+    check(&mut c.w, t, "rejected: only the patient directs");
+    let t = tx(
+        &c.w.state,
+        &alice,
+        TxPayload::DirectPrescription {
+            rx: rx2,
+            pharmacy: other.account(),
+            pharmacy_key: sealed,
+        },
+    );
+    check(&mut c.w, t, "applied");
+    let inv2 = item_tx(
+        &mut c.w,
+        &other,
+        TxPayload::Dispense {
+            rx: rx2,
+            price: 500,
+        },
+        ItemKind::Invoice,
+        "applied",
+    );
+    let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv2 });
+    check(&mut c.w, t, "rejected: insufficient balance");
+    let Item::Invoice(i) = item(&c.w, &inv2) else {
+        panic!()
+    };
+    assert_eq!(i.status, InvoiceStatus::Unpaid);
+    assert_eq!(balance(&c.w, &alice.account()), 70);
+    assert_eq!(c.w.state.total_supply(), supply);
+}
+
+#[test]
+fn claims_are_approved_level_by_level() {
+    let mut c = clinic();
+    let (alice, doc, pharm, insurer, regulator) = (
+        c.alice.clone(),
+        c.doc.clone(),
+        c.pharm.clone(),
+        c.insurer.clone(),
+        c.regulator.clone(),
+    );
+    let supply = c.w.state.total_supply();
+    let policy = |bp: u16, approvers: Vec<AccountId>| TxPayload::SetPolicy {
+        patient: alice.account(),
+        coverage_bp: bp,
+        approvers,
+        expires_ms: None,
+    };
+    let levels = vec![insurer.account(), regulator.account()];
+    let t = tx(&c.w.state, &doc, policy(8_000, levels.clone()));
+    check(&mut c.w, t, "rejected: only an active insurer may");
+    let t = tx(&c.w.state, &insurer, policy(10_001, levels.clone()));
+    check(&mut c.w, t, "rejected: coverage is at most 100 %");
+    let t = tx(
+        &c.w.state,
+        &insurer,
+        policy(8_000, vec![insurer.account(), doc.account()]),
+    );
+    check(
+        &mut c.w,
+        t,
+        "rejected: is not an approved insurer or regulator",
+    );
+    let t = tx(&c.w.state, &insurer, policy(8_000, vec![]));
+    check(&mut c.w, t, "rejected: 1 to 5 approval levels");
+    let pol = item_tx(
+        &mut c.w,
+        &insurer,
+        policy(8_000, levels),
+        ItemKind::Policy,
+        "applied",
+    );
+
+    let dispense = |c: &mut Clinic, id: u8, price: u64| {
+        let p = prescription(c, id, Some(&pharm));
+        let rx = item_tx(&mut c.w, &doc, p, ItemKind::Prescription, "applied");
+        item_tx(
+            &mut c.w,
+            &pharm,
+            TxPayload::Dispense { rx, price },
+            ItemKind::Invoice,
+            "applied",
+        )
+    };
+    // Claim 1: approved by both levels, in order.
+    let inv = dispense(&mut c, 1, 50);
+    let t = tx(
+        &c.w.state,
+        &doc,
+        TxPayload::SubmitClaim {
+            invoice: inv,
+            policy: pol,
+        },
+    );
+    check(&mut c.w, t, "rejected: not addressed to you");
+    let claim = item_tx(
+        &mut c.w,
+        &alice,
+        TxPayload::SubmitClaim {
+            invoice: inv,
+            policy: pol,
+        },
+        ItemKind::Claim,
+        "applied",
+    );
+    let t = tx(
+        &c.w.state,
+        &alice,
+        TxPayload::SubmitClaim {
+            invoice: inv,
+            policy: pol,
+        },
+    );
+    check(&mut c.w, t, "rejected: is still open");
+    let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
+    check(&mut c.w, t, "rejected: is being decided");
+    let decide = |approve| TxPayload::DecideClaim {
+        claim,
+        approve,
+        reason: "ok".into(),
+    };
+    // Out of order, or by someone who is no approver: refused.
+    let t = tx(&c.w.state, &regulator, decide(true));
+    check(
+        &mut c.w,
+        t,
+        "rejected: waits for level 1 of 2; you approve level 2",
+    );
+    let t = tx(&c.w.state, &doc, decide(true));
+    check(&mut c.w, t, "rejected: not an approver");
+    let t = tx(&c.w.state, &insurer, decide(true));
+    check(&mut c.w, t, "applied");
+    let t = tx(&c.w.state, &insurer, decide(true));
+    check(&mut c.w, t, "rejected: already decided level 1");
+    assert_eq!(
+        balance(&c.w, &pharm.account()),
+        0,
+        "paid before the last level"
+    );
+    let t = tx(&c.w.state, &regulator, decide(true));
+    check(&mut c.w, t, "applied");
+    let t = tx(&c.w.state, &regulator, decide(true));
+    check(&mut c.w, t, "rejected: is approved: nothing left to decide");
+    // The insurer paid 80 % to the pharmacy; alice owes the rest, once.
+    assert_eq!(balance(&c.w, &pharm.account()), 40);
+    assert_eq!(balance(&c.w, &insurer.account()), 60);
+    let Item::Invoice(i) = item(&c.w, &inv) else {
+        panic!()
+    };
+    assert_eq!((i.insurer_paid, i.due()), (40, 10));
+    let t = tx(
+        &c.w.state,
+        &alice,
+        TxPayload::SubmitClaim {
+            invoice: inv,
+            policy: pol,
+        },
+    );
+    check(&mut c.w, t, "rejected: already paid its share");
+    let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
+    check(&mut c.w, t, "applied");
+    assert_eq!(
+        (
+            balance(&c.w, &alice.account()),
+            balance(&c.w, &pharm.account())
+        ),
+        (90, 50)
+    );
+
+    // Claim 2: rejected at level 1, which ends it; the invoice is payable in full again.
+    let inv2 = dispense(&mut c, 2, 20);
+    let claim2 = item_tx(
+        &mut c.w,
+        &alice,
+        TxPayload::SubmitClaim {
+            invoice: inv2,
+            policy: pol,
+        },
+        ItemKind::Claim,
+        "applied",
+    );
+    let t = tx(
+        &c.w.state,
+        &insurer,
+        TxPayload::DecideClaim {
+            claim: claim2,
+            approve: false,
+            reason: "not covered".into(),
+        },
+    );
+    check(&mut c.w, t, "applied");
+    let t = tx(
+        &c.w.state,
+        &regulator,
+        TxPayload::DecideClaim {
+            claim: claim2,
+            approve: true,
+            reason: String::new(),
+        },
+    );
+    check(&mut c.w, t, "rejected: is rejected: nothing left to decide");
+    let Item::Claim(cl) = item(&c.w, &claim2) else {
+        panic!()
+    };
+    assert_eq!(cl.status, ClaimStatus::Rejected);
+    let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv2 });
+    check(&mut c.w, t, "applied");
+    assert_eq!(balance(&c.w, &alice.account()), 70);
+
+    // Claim 3: the insurer cannot cover its share: the final approval applies nothing.
+    let inv3 = dispense(&mut c, 3, 90);
+    let claim3 = item_tx(
+        &mut c.w,
+        &alice,
+        TxPayload::SubmitClaim {
+            invoice: inv3,
+            policy: pol,
+        },
+        ItemKind::Claim,
+        "applied",
+    );
+    let t = tx(
+        &c.w.state,
+        &insurer,
+        TxPayload::DecideClaim {
+            claim: claim3,
+            approve: true,
+            reason: String::new(),
+        },
+    );
+    check(&mut c.w, t, "applied");
+    let t = tx(
+        &c.w.state,
+        &regulator,
+        TxPayload::DecideClaim {
+            claim: claim3,
+            approve: true,
+            reason: String::new(),
+        },
+    );
+    check(&mut c.w, t, "rejected: holds 60 tokens, 72 are needed");
+    let Item::Claim(cl) = item(&c.w, &claim3) else {
+        panic!()
+    };
+    assert_eq!((cl.status, cl.decisions.len()), (ClaimStatus::Open, 1));
+    assert_eq!(c.w.state.total_supply(), supply);
+}

@@ -12,6 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use ehrchain_ledger::contracts::token::escrow_account;
 use ehrchain_ledger::{Account, TxError};
 use ehrchain_types::{AccountId, Block, Hash, Receipt, SignedTransaction};
 use serde::{Deserialize, Serialize};
@@ -135,6 +136,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::records_api::routes())
+        .merge(crate::clinical_api::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /api/v1/openapi.json)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -153,6 +155,10 @@ pub struct StatusView {
     pub validators: usize,
     pub accounts: usize,
     pub total_supply: u128,
+    /// The account holding appointment fees between booking and completion (no key signs
+    /// for it), and what it holds.
+    pub escrow_account: AccountId,
+    pub escrow_balance: u64,
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
@@ -168,6 +174,11 @@ async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
         validators: s.genesis.validators.len(),
         accounts: snap.state.accounts.len(),
         total_supply: snap.state.total_supply(),
+        escrow_account: escrow_account(),
+        escrow_balance: snap
+            .state
+            .account(&escrow_account())
+            .map_or(0, |a| a.balance),
     }))
 }
 

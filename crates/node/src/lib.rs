@@ -7,6 +7,7 @@
 pub mod api;
 pub mod blobs;
 pub mod chain;
+pub mod clinical_api;
 pub mod config;
 pub mod dev;
 pub mod genesis;

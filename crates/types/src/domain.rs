@@ -13,6 +13,10 @@ pub const ACCOUNT_ID: &[u8] = b"ehrchain/account/v1";
 pub const STATE_ROOT: &[u8] = b"ehrchain/state/v1";
 /// Audit event id: hash of the event's leaf bytes.
 pub const AUDIT_EVENT_ID: &[u8] = b"ehrchain/audit-event/v1";
+/// Workflow item id (slot, prescription, invoice, claim…): hash of kind and creating tx.
+pub const ITEM_ID: &[u8] = b"ehrchain/item-id/v1";
+/// The escrow account of appointment fees (an id no key can sign for).
+pub const ESCROW_ACCOUNT: &[u8] = b"ehrchain/escrow-account/v1";
 /// Signed API requests (reads of lists and blobs).
 pub const REQUEST: &[u8] = b"ehrchain/request/v1";
 /// HPKE `info` when sealing a category key to a recipient.

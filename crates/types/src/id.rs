@@ -13,6 +13,12 @@ pub enum IdError {
         prefix_hint: &'static str,
         got: String,
     },
+    #[error("{id} is {got}, not {expected}")]
+    WrongKind {
+        id: String,
+        got: String,
+        expected: String,
+    },
     #[error("unknown role {0:?} (expected one of: {roles})", roles = Role::NAMES.join(", "))]
     UnknownRole(String),
 }

@@ -6,6 +6,7 @@
 //! be replayed as another ([`domain`]).
 
 pub mod block;
+pub mod clinical;
 pub mod codec;
 pub mod domain;
 pub mod id;
@@ -14,6 +15,7 @@ pub mod request;
 pub mod tx;
 
 pub use block::{Block, BlockHeader, Receipt, TxOutcome};
+pub use clinical::{ItemId, ItemKind, RecordDraft};
 pub use codec::{CodecError, decode, encode};
 pub use id::{AccountId, Hash, IdError, PublicKey, Role, Signature};
 pub use records::{

@@ -259,6 +259,23 @@ pub enum AuditAction {
     RequestApproved,
     RequestDenied,
     KeyRotated,
+    SlotPublished,
+    AppointmentBooked,
+    AppointmentConfirmed,
+    AppointmentDeclined,
+    AppointmentCancelled,
+    AppointmentCompleted,
+    SymptomsReported,
+    Prescribed,
+    PrescriptionDirected,
+    Dispensed,
+    InvoiceIssued,
+    InvoicePaid,
+    PolicyRecorded,
+    ClaimSubmitted,
+    ClaimApproved,
+    ClaimRejected,
+    ClaimPaid,
 }
 
 #[derive(
@@ -287,6 +304,10 @@ pub struct AuditEvent {
     pub counterparty: Option<Grantee>,
     pub decision: Decision,
     pub reason: String,
+    /// The workflow item concerned (appointment, prescription, invoice, claim…).
+    pub item: Option<crate::ItemId>,
+    /// Tokens moved by the event, if any.
+    pub amount: Option<u64>,
 }
 
 impl AuditEvent {

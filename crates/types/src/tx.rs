@@ -1,7 +1,7 @@
 //! Transactions: what an account asks the ledger to do, signed with its key.
 
 use crate::{
-    AccountId, Hash, PublicKey, Role, Signature,
+    AccountId, Hash, ItemId, PublicKey, RecordDraft, Role, Signature,
     domain::{self, tagged_hash},
     records::{
         Category, EncryptionKey, Grantee, HexBytes, KeyWrap, RecordId, RecordKey, RequestId,
@@ -104,6 +104,58 @@ pub enum TxPayload {
     /// Ask to read a record. Always recorded in the audit trail with the decision; the node
     /// serves the ciphertext only after an allowed read is finalized.
     ReadRecord { record: RecordId },
+    /// A doctor publishes an appointment slot with a fee in tokens.
+    AddSlot {
+        start_ms: u64,
+        minutes: u32,
+        fee: u64,
+    },
+    /// A patient books an open slot; the fee moves into escrow.
+    Book { slot: ItemId },
+    /// The doctor confirms a booking, or declines it (the fee goes back to the patient).
+    AnswerBooking { slot: ItemId, confirm: bool },
+    /// Cancel before the slot starts: by the patient (refund, the slot opens again) or the
+    /// doctor (refund, the slot is withdrawn).
+    CancelBooking { slot: ItemId },
+    /// The doctor completes a confirmed appointment: the escrowed fee is paid to them.
+    CompleteAppointment { slot: ItemId },
+    /// A patient sends a symptom report (one of their own encrypted `notes` records, which
+    /// the doctor must be able to read under consent) to a doctor's inbox.
+    ReportSymptoms { doctor: AccountId, record: RecordId },
+    /// A doctor with write consent for the patient's medication records prescribes: the
+    /// prescription is an encrypted medication record, optionally directed to a pharmacy
+    /// (with the data key sealed to it).
+    Prescribe {
+        record: RecordDraft,
+        pharmacy: Option<AccountId>,
+        pharmacy_key: Option<SealedKey>,
+    },
+    /// The patient directs a prescription (not yet dispensed) to a pharmacy.
+    DirectPrescription {
+        rx: ItemId,
+        pharmacy: AccountId,
+        pharmacy_key: SealedKey,
+    },
+    /// The designated pharmacist dispenses a prescription, once; this issues an invoice.
+    Dispense { rx: ItemId, price: u64 },
+    /// The patient pays what they owe on an invoice, all of it, once.
+    PayInvoice { invoice: ItemId },
+    /// An insurer records a policy for a patient: the share of each claim it pays and who
+    /// approves claims, level by level.
+    SetPolicy {
+        patient: AccountId,
+        coverage_bp: u16,
+        approvers: Vec<AccountId>,
+        expires_ms: Option<u64>,
+    },
+    /// A patient claims an unpaid invoice under one of their policies.
+    SubmitClaim { invoice: ItemId, policy: ItemId },
+    /// The approver of a claim's current level approves or rejects it.
+    DecideClaim {
+        claim: ItemId,
+        approve: bool,
+        reason: String,
+    },
 }
 
 impl TxPayload {
@@ -122,6 +174,19 @@ impl TxPayload {
             TxPayload::RequestAccess { .. } => "request_access",
             TxPayload::AnswerRequest { .. } => "answer_request",
             TxPayload::ReadRecord { .. } => "read_record",
+            TxPayload::AddSlot { .. } => "add_slot",
+            TxPayload::Book { .. } => "book",
+            TxPayload::AnswerBooking { .. } => "answer_booking",
+            TxPayload::CancelBooking { .. } => "cancel_booking",
+            TxPayload::CompleteAppointment { .. } => "complete_appointment",
+            TxPayload::ReportSymptoms { .. } => "report_symptoms",
+            TxPayload::Prescribe { .. } => "prescribe",
+            TxPayload::DirectPrescription { .. } => "direct_prescription",
+            TxPayload::Dispense { .. } => "dispense",
+            TxPayload::PayInvoice { .. } => "pay_invoice",
+            TxPayload::SetPolicy { .. } => "set_policy",
+            TxPayload::SubmitClaim { .. } => "submit_claim",
+            TxPayload::DecideClaim { .. } => "decide_claim",
         }
     }
 }

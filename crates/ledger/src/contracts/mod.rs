@@ -1,17 +1,21 @@
 //! The contracts: one module per concern, each a set of pure functions over a [`TxScope`].
 
+pub mod appointments;
+pub mod billing;
 pub mod consent;
 pub mod identity;
+pub mod prescriptions;
 pub mod records;
 pub mod token;
 
 use crate::{
     Account, BlockContext, State, TxError,
+    clinical::{Item, ItemVariant},
     state::{AccessRequest, Grant, Record, StateKey},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, AuditEvent, Category, Decision, Grantee, Hash, RecordId, RequestId,
-    Role, SealedKey, TxPayload,
+    AccountId, AuditAction, AuditEvent, Category, Decision, Grantee, Hash, ItemId, ItemKind,
+    RecordDraft, RecordId, RequestId, Role, SealedKey, TxPayload,
 };
 use std::collections::BTreeMap;
 
@@ -52,6 +56,7 @@ pub struct TxScope<'a> {
     keys: Overlay<(AccountId, Category), Vec<SealedKey>>,
     grants: Overlay<(AccountId, Grantee), Grant>,
     requests: Overlay<RequestId, AccessRequest>,
+    items: Overlay<ItemId, Item>,
     events: Vec<AuditEvent>,
     /// The transaction's author.
     pub sender: AccountId,
@@ -67,6 +72,7 @@ pub struct Writes {
     keys: BTreeMap<(AccountId, Category), Option<Vec<SealedKey>>>,
     grants: BTreeMap<(AccountId, Grantee), Option<Grant>>,
     requests: BTreeMap<RequestId, Option<AccessRequest>>,
+    items: BTreeMap<ItemId, Option<Item>>,
     pub events: Vec<AuditEvent>,
 }
 
@@ -118,6 +124,12 @@ impl Writes {
                 state.insert_request(r);
             }
         }
+        for (id, i) in self.items {
+            touched.insert(StateKey::Item(id));
+            if let Some(i) = i {
+                state.insert_item(i);
+            }
+        }
     }
 }
 
@@ -130,6 +142,7 @@ impl<'a> TxScope<'a> {
             keys: Overlay::new(),
             grants: Overlay::new(),
             requests: Overlay::new(),
+            items: Overlay::new(),
             events: Vec::new(),
             sender,
             tx,
@@ -211,6 +224,69 @@ impl<'a> TxScope<'a> {
         self.requests.put(r.id, r);
     }
 
+    /// The item `id` as this transaction sees it, as variant `T`: a clear error if there is
+    /// no such item or it is of another kind.
+    pub fn item<T: ItemVariant>(&self, id: &ItemId) -> Result<T, TxError> {
+        if id.kind != T::KIND {
+            return Err(TxError::Refused(format!(
+                "{id} is not {}: it is {}",
+                T::KIND.with_article(),
+                id.kind.with_article()
+            )));
+        }
+        self.items
+            .get(&self.state.items, id)
+            .and_then(T::from_item)
+            .ok_or_else(|| TxError::Refused(format!("no {} {id}", T::KIND)))
+    }
+
+    pub fn put_item<T: ItemVariant>(&mut self, item: T) {
+        let item = item.into_item();
+        self.items.put(item.id(), item);
+    }
+
+    /// The id of the item of `kind` this transaction creates (fails if it already exists,
+    /// which a fresh transaction id rules out).
+    pub fn new_item_id(&self, kind: ItemKind) -> ItemId {
+        ItemId::derive(kind, &self.tx)
+    }
+
+    /// Moves `amount` tokens from `from` to `to` within this transaction. `who` names the
+    /// payer in the error ("your", "the insurer's").
+    pub fn move_tokens(
+        &mut self,
+        from: &AccountId,
+        to: &AccountId,
+        amount: u64,
+    ) -> Result<(), TxError> {
+        let mut src = self.account(from);
+        if src.balance < amount {
+            return Err(if *from == self.sender {
+                TxError::InsufficientBalance {
+                    balance: src.balance,
+                    needed: amount,
+                }
+            } else {
+                TxError::Refused(format!(
+                    "{from} holds {} tokens, {amount} are needed",
+                    src.balance
+                ))
+            });
+        }
+        if from == to || amount == 0 {
+            return Ok(());
+        }
+        let mut dest = self.account(to);
+        dest.balance = dest
+            .balance
+            .checked_add(amount)
+            .ok_or(TxError::Overflow(*to))?;
+        src.balance -= amount;
+        self.put(*from, src);
+        self.put(*to, dest);
+        Ok(())
+    }
+
     /// A new audit event by the sender about `patient`, allowed, with nothing else filled
     /// in: the contract sets what applies and hands it to [`Self::audit`].
     pub fn event(&self, patient: AccountId, action: AuditAction) -> AuditEvent {
@@ -225,6 +301,8 @@ impl<'a> TxScope<'a> {
             counterparty: None,
             decision: Decision::Allowed,
             reason: String::new(),
+            item: None,
+            amount: None,
         }
     }
 
@@ -274,6 +352,7 @@ impl<'a> TxScope<'a> {
             keys: self.keys.writes,
             grants: self.grants.writes,
             requests: self.requests.writes,
+            items: self.items.writes,
             events: self.events,
         }
     }
@@ -314,7 +393,7 @@ pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), TxEr
             profile,
         } => records::add(
             scope,
-            records::NewRecord {
+            &RecordDraft {
                 id: *id,
                 patient: *patient,
                 category: *category,
@@ -356,5 +435,41 @@ pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), TxEr
             wraps,
         } => consent::answer(scope, request, *approve, *expires_ms, wraps),
         TxPayload::ReadRecord { record } => records::read(scope, record),
+        TxPayload::AddSlot {
+            start_ms,
+            minutes,
+            fee,
+        } => appointments::add_slot(scope, *start_ms, *minutes, *fee),
+        TxPayload::Book { slot } => appointments::book(scope, slot),
+        TxPayload::AnswerBooking { slot, confirm } => appointments::answer(scope, slot, *confirm),
+        TxPayload::CancelBooking { slot } => appointments::cancel(scope, slot),
+        TxPayload::CompleteAppointment { slot } => appointments::complete(scope, slot),
+        TxPayload::ReportSymptoms { doctor, record } => {
+            prescriptions::report_symptoms(scope, doctor, record)
+        }
+        TxPayload::Prescribe {
+            record,
+            pharmacy,
+            pharmacy_key,
+        } => prescriptions::prescribe(scope, record, pharmacy.as_ref(), pharmacy_key.as_ref()),
+        TxPayload::DirectPrescription {
+            rx,
+            pharmacy,
+            pharmacy_key,
+        } => prescriptions::direct(scope, rx, pharmacy, pharmacy_key),
+        TxPayload::Dispense { rx, price } => prescriptions::dispense(scope, rx, *price),
+        TxPayload::PayInvoice { invoice } => billing::pay(scope, invoice),
+        TxPayload::SetPolicy {
+            patient,
+            coverage_bp,
+            approvers,
+            expires_ms,
+        } => billing::set_policy(scope, patient, *coverage_bp, approvers, *expires_ms),
+        TxPayload::SubmitClaim { invoice, policy } => billing::submit_claim(scope, invoice, policy),
+        TxPayload::DecideClaim {
+            claim,
+            approve,
+            reason,
+        } => billing::decide_claim(scope, claim, *approve, reason),
     }
 }

@@ -7,25 +7,12 @@ use crate::{
     state::{Record, RecordStatus},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, Category, Decision, Grantee, Hash, HexBytes, RecordId, RecordKey,
+    AccountId, AuditAction, Category, Decision, Grantee, RecordDraft, RecordId, RecordKey,
     records::MAX_META_BYTES,
 };
 
 fn refused(msg: impl Into<String>) -> TxError {
     TxError::Refused(msg.into())
-}
-
-/// The fields of a new record.
-pub struct NewRecord {
-    pub id: RecordId,
-    pub patient: AccountId,
-    pub category: Category,
-    pub content: Hash,
-    pub size: u64,
-    pub commitment: Hash,
-    pub meta: HexBytes,
-    pub key: RecordKey,
-    pub profile: bool,
 }
 
 /// Checks that a data key is wrapped under the patient's current category key.
@@ -62,7 +49,7 @@ fn check_category_key(
 
 /// Anchors a record. The patient's own records enter the chart at once; a record written by
 /// someone with write access waits for the patient's approval.
-pub fn add(scope: &mut TxScope<'_>, r: NewRecord) -> Result<(), TxError> {
+pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), TxError> {
     let author = scope.sender;
     if author == r.patient {
         // One's own records (the profile included) need a registration, not an approval.
@@ -130,8 +117,8 @@ pub fn add(scope: &mut TxScope<'_>, r: NewRecord) -> Result<(), TxError> {
         content: r.content,
         size: r.size,
         commitment: r.commitment,
-        meta: r.meta,
-        key: r.key,
+        meta: r.meta.clone(),
+        key: r.key.clone(),
         status,
         created_ms: now,
         height: scope.ctx.height,

@@ -3,7 +3,7 @@
 
 use super::TxScope;
 use crate::TxError;
-use ehrchain_types::AccountId;
+use ehrchain_types::{AccountId, Hash, domain};
 
 /// Moves `amount` from the sender to `to`, or nothing at all.
 pub fn transfer(scope: &mut TxScope<'_>, to: &AccountId, amount: u64) -> Result<(), TxError> {
@@ -13,20 +13,21 @@ pub fn transfer(scope: &mut TxScope<'_>, to: &AccountId, amount: u64) -> Result<
     if *to == scope.sender {
         return Err(TxError::SelfTransfer);
     }
-    let mut from = scope.account(&scope.sender);
-    if from.balance < amount {
-        return Err(TxError::InsufficientBalance {
-            balance: from.balance,
-            needed: amount,
-        });
+    if *to == escrow_account() {
+        return Err(TxError::Refused(
+            "the escrow account only holds appointment fees".into(),
+        ));
     }
-    let mut dest = scope.account(to);
-    dest.balance = dest
-        .balance
-        .checked_add(amount)
-        .ok_or(TxError::Overflow(*to))?;
-    from.balance -= amount;
-    scope.put(scope.sender, from);
-    scope.put(*to, dest);
-    Ok(())
+    let from = scope.sender;
+    scope.move_tokens(&from, to, amount)
+}
+
+/// The account that holds appointment fees between booking and completion. Its id is a
+/// tagged hash, not derived from any public key, so nobody can sign for it: only the
+/// appointment contract moves its tokens.
+pub fn escrow_account() -> AccountId {
+    let h: Hash = domain::tagged_hash(domain::ESCROW_ACCOUNT, &[]);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&h.0[..20]);
+    AccountId(out)
 }

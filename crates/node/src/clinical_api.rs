@@ -1,0 +1,105 @@
+//! The clinical workflow part of the API: appointment slots, symptom reports, prescriptions,
+//! invoices, policies and claims. Every endpoint is signed (`x-ehrchain-auth`) and shows an
+//! item only to the accounts taking part in it; open appointment slots are the exception,
+//! since patients need to find them.
+
+use crate::{
+    api::{ApiError, ApiResult, ApiState, now_ms, parse},
+    records_api::Signed,
+};
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    routing::get,
+};
+use ehrchain_ledger::clinical::{Item, SlotStatus};
+use ehrchain_types::{AccountId, ItemId, ItemKind};
+use serde::Deserialize;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/items", get(list_items))
+        .route("/api/v1/items/{id}", get(get_item))
+}
+
+#[derive(Deserialize)]
+struct ItemQuery {
+    kind: String,
+    /// With `kind=slot`: every open slot that has not started (not only the signer's).
+    #[serde(default)]
+    open: bool,
+    /// With `open=true`: only this doctor's slots.
+    doctor: Option<String>,
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// Whether a slot is open and has not started: anyone registered may see and book it.
+fn bookable(item: &Item, now: u64) -> bool {
+    matches!(item, Item::Slot(s) if s.status == SlotStatus::Open && s.start_ms > now)
+}
+
+async fn list_items(
+    State(s): State<ApiState>,
+    Signed(who): Signed,
+    Query(q): Query<ItemQuery>,
+) -> ApiResult<Vec<Item>> {
+    let kind = ItemKind::from_word(&q.kind).ok_or_else(|| {
+        let words: Vec<&str> = ItemKind::ALL.iter().map(|k| k.word()).collect();
+        bad_request(format!(
+            "unknown item kind {:?} (expected one of: {})",
+            q.kind,
+            words.join(", ")
+        ))
+    })?;
+    let snap = s.chain.snapshot();
+    let now = now_ms();
+    if q.open {
+        if kind != ItemKind::Slot {
+            return Err(bad_request("open=true lists appointment slots only".into()));
+        }
+        let doctor: Option<AccountId> = q
+            .doctor
+            .as_deref()
+            .map(|d| parse("doctor", d))
+            .transpose()?;
+        return Ok(Json(
+            snap.state
+                .items_of_kind(kind)
+                .filter(|i| bookable(i, now))
+                .filter(|i| match (i, doctor) {
+                    (Item::Slot(s), Some(d)) => s.doctor == d,
+                    _ => true,
+                })
+                .cloned()
+                .collect(),
+        ));
+    }
+    Ok(Json(snap.state.items_of(&who, kind).cloned().collect()))
+}
+
+async fn get_item(
+    State(s): State<ApiState>,
+    Signed(who): Signed,
+    Path(id): Path<String>,
+) -> ApiResult<Item> {
+    let id: ItemId = parse("item id", &id)?;
+    let snap = s.chain.snapshot();
+    // An item that does not exist and one the signer takes no part in look the same.
+    snap.state
+        .items
+        .get(&id)
+        .filter(|i| i.parties().contains(&who) || bookable(i, now_ms()))
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no {} {id} that you may see", id.kind),
+            )
+        })
+}
