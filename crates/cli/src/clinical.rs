@@ -13,7 +13,9 @@ use clap::Subcommand;
 use ehrchain_crypto::envelope;
 use ehrchain_ledger::{
     Record,
-    clinical::{Claim, Invoice, Item, ItemVariant, Policy, Prescription, Report, Slot},
+    clinical::{
+        Claim, ClaimStatus, Invoice, Item, ItemVariant, Policy, Prescription, Report, Slot,
+    },
 };
 use ehrchain_node::{
     api::{TxView, now_ms},
@@ -113,12 +115,11 @@ pub enum SymptomsCmd {
         /// A free-text description.
         #[arg(long)]
         note: Option<String>,
-        /// If the doctor cannot read your notes yet, grant them read access for this long.
-        #[arg(long, default_value = "30d")]
-        grant_for: String,
-        /// Fail instead of granting notes access.
+        /// If the doctor cannot read your notes yet, grant them read access to your notes
+        /// records for this long (e.g. 30d); without it the report is refused until you
+        /// grant access yourself.
         #[arg(long)]
-        no_grant: bool,
+        grant_for: Option<String>,
     },
     /// Symptom reports you sent or received, with the symptoms when you may read them.
     Inbox {
@@ -244,6 +245,7 @@ pub enum ClaimCmd {
         #[command(flatten)]
         key: KeyArg,
         claim: String,
+        /// Public on the ledger: no patient data.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -252,8 +254,15 @@ pub enum ClaimCmd {
         #[command(flatten)]
         key: KeyArg,
         claim: String,
+        /// Public on the ledger: no patient data.
         #[arg(long)]
         reason: String,
+    },
+    /// Withdraw your open claim (e.g. one nobody decides), so you can pay the invoice.
+    Withdraw {
+        #[command(flatten)]
+        key: KeyArg,
+        claim: String,
     },
     /// Claims you submitted, decide, or are paid by.
     List {
@@ -522,7 +531,6 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
             symptoms,
             note,
             grant_for,
-            no_grant,
         } => {
             let doctor = ctx.resolve(&to)?;
             let list: Vec<String> = symptoms
@@ -533,15 +541,18 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
             if list.is_empty() {
                 bail!("--symptoms needs at least one symptom, e.g. --symptoms fever,cough");
             }
-            let grant_secs = records::parse_duration(&grant_for)?;
+            let grant_secs = grant_for
+                .as_deref()
+                .map(records::parse_duration)
+                .transpose()?;
             let s = session(ctx, &key)?;
             let mut granted = false;
             if !holds(&s, &doctor, Category::Notes)? {
-                if no_grant {
+                let Some(grant_secs) = grant_secs else {
                     bail!(
-                        "{doctor} cannot read your notes: grant access first (ehrchain access grant --to {doctor} --categories notes)"
+                        "{doctor} cannot read your notes records: add --grant-for 30d to grant read access to your notes for 30 days, or grant it yourself (ehrchain access grant --to {doctor} --categories notes --expires 30d)"
                     );
-                }
+                };
                 records::grant(
                     &s,
                     &Grantee::Account(doctor),
@@ -561,7 +572,8 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
                 &s.me,
                 Category::Notes,
                 std::io::Cursor::new(serde_json::to_vec(&content)?),
-                Some(format!("Symptoms: {}", list.join(", "))),
+                // The title is readable without an audited read: nothing medical in it.
+                Some("Symptom report".into()),
                 Some("symptoms.json".into()),
                 false,
             )?;
@@ -581,7 +593,8 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
                     );
                     if granted {
                         out += &format!(
-                            "\ngranted {doctor} read access to your notes for {grant_for}"
+                            "\ngranted {doctor} read access to your notes for {}",
+                            grant_for.as_deref().unwrap_or_default()
                         );
                     }
                     format!("{out}\n{}", tx_line(&t))
@@ -621,16 +634,36 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
             let s = session(ctx, &key)?;
             let r: Report = item(&s, &id)?;
             let content: SymptomReport = read_json(&s, &r.record, None)?;
-            ctx.print(&json!({"report": r, "content": content}), || {
-                format!(
-                    "symptom report {id}\nfrom:     {}\nto:       {}\nsent:     {}\nsymptoms: {}\nnote:     {}",
-                    r.patient,
-                    r.doctor,
-                    when(r.created_ms),
-                    content.symptoms.join(", "),
-                    content.note.as_deref().unwrap_or("-")
-                )
-            });
+            // Decision support for the doctor: a suggestion computed here, never an order.
+            let model = ehrchain_ml::Model::builtin();
+            let (known, unknown): (Vec<String>, Vec<String>) = content
+                .symptoms
+                .iter()
+                .cloned()
+                .partition(|x| model.symptoms.contains(&ehrchain_ml::normalise(x)));
+            let suggestion = (r.doctor == s.me && !known.is_empty())
+                .then(|| model.predict(&known, 3).ok())
+                .flatten();
+            ctx.print(
+                &json!({"report": r, "content": content, "suggestion": suggestion, "symptoms_not_in_model": unknown}),
+                || {
+                    let mut out = format!(
+                        "symptom report {id}\nfrom:     {}\nto:       {}\nsent:     {}\nsymptoms: {}\nnote:     {}",
+                        r.patient,
+                        r.doctor,
+                        when(r.created_ms),
+                        content.symptoms.join(", "),
+                        content.note.as_deref().unwrap_or("-")
+                    );
+                    if let Some(p) = &suggestion {
+                        out += &format!("\n\n{}", crate::ml::render(p));
+                        if !unknown.is_empty() {
+                            out += &format!("\n(not in the model: {})", unknown.join(", "));
+                        }
+                    }
+                    out
+                },
+            );
             Ok(())
         }
     }
@@ -676,7 +709,8 @@ pub fn run_rx(ctx: &Ctx, cmd: RxCmd) -> anyhow::Result<()> {
             let sealed = records::seal_upload(
                 &s,
                 std::io::Cursor::new(serde_json::to_vec(&content)?),
-                Some(format!("{drug}, {dose}, {days} days, quantity {quantity}")),
+                // The title is readable without an audited read: nothing medical in it.
+                Some("Prescription".into()),
                 Some("prescription.json".into()),
             )?;
             let draft = sealed.draft(
@@ -918,7 +952,7 @@ pub fn run_claim(ctx: &Ctx, cmd: ClaimCmd) -> anyhow::Result<()> {
         let level = c.decisions.len() + 1;
         let last = level == c.approvers.len();
         let what = match (approve, last) {
-            (true, true) => format!(
+            (true, true) if c.status == ClaimStatus::Open => format!(
                 "approved {id} at the final level {level}: the insurer pays {} tokens to {}; the patient owes {}",
                 c.share,
                 c.payee,
@@ -927,8 +961,11 @@ pub fn run_claim(ctx: &Ctx, cmd: ClaimCmd) -> anyhow::Result<()> {
             (true, false) => format!(
                 "approved {id} at level {level} of {}; it waits for {}",
                 c.approvers.len(),
-                c.approvers[level]
+                c.approvers
+                    .get(level)
+                    .map_or("nobody".into(), |a| a.to_string())
             ),
+            (true, true) => format!("decided {id}"),
             (false, _) => format!("rejected {id} at level {level}: the claim is over"),
         };
         act(
@@ -980,6 +1017,17 @@ pub fn run_claim(ctx: &Ctx, cmd: ClaimCmd) -> anyhow::Result<()> {
             created(ctx, &t, id, format!("claimed {invoice} under {policy}:"))
         }
         ClaimCmd::Approve { key, claim, reason } => decide(&key, &claim, true, reason),
+        ClaimCmd::Withdraw { key, claim } => {
+            let id = parse_item(&claim, ItemKind::Claim)?;
+            let s = session(ctx, &key)?;
+            act(
+                ctx,
+                &s,
+                TxPayload::WithdrawClaim { claim: id },
+                &format!("withdrew {id}: the invoice can be paid in full"),
+            )?;
+            Ok(())
+        }
         ClaimCmd::Reject { key, claim, reason } => decide(&key, &claim, false, reason),
         ClaimCmd::List { key } => {
             let s = session(ctx, &key)?;

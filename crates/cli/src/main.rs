@@ -5,6 +5,7 @@ mod bench;
 mod bench_client;
 mod client;
 mod clinical;
+mod ml;
 mod records;
 mod testnet;
 
@@ -137,6 +138,12 @@ enum Cmd {
     /// Insurance claims for invoices, approved level by level.
     #[command(subcommand)]
     Claim(clinical::ClaimCmd),
+    /// Decision support: rank diseases for symptoms, with ICD-10 codes and medicines to
+    /// consider (a suggestion for a clinician to confirm, never an order).
+    Predict(ml::PredictArgs),
+    /// Train, evaluate and benchmark the decision-support models (docs/ml.md).
+    #[command(subcommand)]
+    Ml(ml::MlCmd),
     /// A patient's audit trail, and offline-checkable inclusion proofs of audit events.
     Audit(AuditArgs),
     /// A patient's QR code (account id and profile fingerprint), and checking a scanned one.
@@ -602,6 +609,8 @@ profile record: {} (encrypted; fingerprint on the ledger)",
         Cmd::Invoice(c) => clinical::run_invoice(ctx, c),
         Cmd::Policy(c) => clinical::run_policy(ctx, c),
         Cmd::Claim(c) => clinical::run_claim(ctx, c),
+        Cmd::Predict(a) => ml::run_predict(ctx, a),
+        Cmd::Ml(c) => ml::run_ml(ctx, c),
         Cmd::Audit(args) => run_audit(ctx, args),
         Cmd::Qr(args) => run_qr(ctx, args),
         Cmd::Approve { key, account, wait } => {

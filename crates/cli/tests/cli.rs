@@ -1094,8 +1094,9 @@ fn clinical_workflow_demo_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("balances add up: 1000 tokens"), "{stdout}");
-    // Eight refusals, each with the ledger's reason.
+    // Each refusal, with its reason.
     for reason in [
+        "cannot read your notes records: add --grant-for",
         "is requested: it cannot be booked",
         "only the slot's doctor completes",
         "has already been dispensed",
@@ -1142,7 +1143,8 @@ fn clinical_workflow_demo_end_to_end() {
             .iter()
             .all(|r| r["status"] == "dispensed")
     );
-    assert!(rx[1]["title"].as_str().unwrap().starts_with("Amoxicillin"));
+    // Titles (readable without an audited read) carry nothing medical.
+    assert_eq!(rx[1]["title"], "Prescription");
     let inv = ok(&dev, &["invoice", "list", "--key", "demo1"]);
     let inv: Vec<(u64, u64, &str)> = inv
         .as_array()
@@ -1171,7 +1173,17 @@ fn clinical_workflow_demo_end_to_end() {
     assert_eq!(none.as_array().unwrap().len(), 0);
     let inbox = ok(&dev, &["symptoms", "inbox", "--key", "demo2"]);
     let report = inbox[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(inbox[0]["title"], "Symptoms: fever, cough, fatigue");
+    assert_eq!(inbox[0]["title"], "Symptom report");
+    // The doctor's view: the report in full and a suggestion, never an order.
+    let shown = ok(&dev, &["symptoms", "show", "--key", "demo2", &report]);
+    assert_eq!(shown["content"]["symptoms"][0], "fever");
+    assert!(shown["suggestion"]["ranked"].as_array().unwrap().len() == 3);
+    assert!(
+        shown["suggestion"]["notice"]
+            .as_str()
+            .unwrap()
+            .contains("not a diagnosis")
+    );
     let err = fails(
         &dev,
         "dev",

@@ -90,6 +90,7 @@ pub fn read_decision(
         .get(&record.id)
         .and_then(|id| state.items.get(id))
         && rx.pharmacy == Some(*requester)
+        && record.status != RecordStatus::Rejected
     {
         return Ok(format!("the pharmacy {} is directed to", rx.id));
     }

@@ -23,7 +23,7 @@ macro_rules! named {
 named!(SlotStatus { Open => "open", Requested => "requested", Confirmed => "confirmed", Completed => "completed", Withdrawn => "withdrawn" });
 named!(RxStatus { Issued => "issued", Dispensed => "dispensed" });
 named!(InvoiceStatus { Unpaid => "unpaid", Paid => "paid" });
-named!(ClaimStatus { Open => "open", Approved => "approved", Rejected => "rejected" });
+named!(ClaimStatus { Open => "open", Approved => "approved", Rejected => "rejected", Withdrawn => "withdrawn" });
 
 /// Where an appointment slot stands.
 #[derive(
@@ -132,7 +132,7 @@ impl Invoice {
     pub fn due(&self) -> u64 {
         match self.status {
             InvoiceStatus::Paid => 0,
-            InvoiceStatus::Unpaid => self.amount - self.insurer_paid,
+            InvoiceStatus::Unpaid => self.amount.saturating_sub(self.insurer_paid),
         }
     }
 }
@@ -171,6 +171,8 @@ pub enum ClaimStatus {
     /// Every level approved; the insurer paid its share.
     Approved,
     Rejected,
+    /// The patient withdrew it before the last level decided.
+    Withdrawn,
 }
 
 /// One level's decision on a claim.

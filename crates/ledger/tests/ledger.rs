@@ -1518,3 +1518,218 @@ fn claims_are_approved_level_by_level() {
     assert_eq!((cl.status, cl.decisions.len()), (ClaimStatus::Open, 1));
     assert_eq!(c.w.state.total_supply(), supply);
 }
+
+#[test]
+fn appointment_timing_rules() {
+    let mut c = clinic();
+    let (alice, doc) = (c.alice.clone(), c.doc.clone());
+    let w = &mut c.w;
+    let start = w.height + 100;
+    let add = |start_ms| TxPayload::AddSlot {
+        start_ms,
+        minutes: 10,
+        fee: 10,
+    };
+    let s1 = item_tx(w, &doc, add(start), ItemKind::Slot, "applied");
+    let s2 = item_tx(w, &doc, add(start), ItemKind::Slot, "applied");
+    for s in [s1, s2] {
+        let t = tx(&w.state, &alice, TxPayload::Book { slot: s });
+        check(w, t, "applied");
+    }
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::AnswerBooking {
+            slot: s2,
+            confirm: true,
+        },
+    );
+    check(w, t, "applied");
+    assert_eq!(balance(w, &alice.account()), 80);
+    w.height = start;
+    // Past the start: no late confirmation (the doctor could otherwise confirm and take the
+    // fee at once); the patient may still take back an unconfirmed booking's fee.
+    let t = tx(
+        &w.state,
+        &doc,
+        TxPayload::AnswerBooking {
+            slot: s1,
+            confirm: true,
+        },
+    );
+    check(w, t, "rejected: has started unconfirmed: decline it");
+    let t = tx(&w.state, &doc, TxPayload::CancelBooking { slot: s2 });
+    check(w, t, "rejected: has started: complete it");
+    let t = tx(&w.state, &alice, TxPayload::CancelBooking { slot: s1 });
+    check(w, t, "applied");
+    assert_eq!(balance(w, &alice.account()), 90);
+    // A confirmed appointment the doctor never completes: the patient reclaims the fee a
+    // week after its end, not before.
+    let t = tx(&w.state, &alice, TxPayload::CancelBooking { slot: s2 });
+    check(w, t, "rejected: has started");
+    w.height = start + 10 * 60_000 + 7 * 24 * 3600 * 1000;
+    let t = tx(&w.state, &alice, TxPayload::CancelBooking { slot: s2 });
+    check(w, t, "applied");
+    assert_eq!(balance(w, &alice.account()), 100);
+    let Item::Slot(s) = item(w, &s2) else {
+        panic!()
+    };
+    assert_eq!(s.status, SlotStatus::Withdrawn);
+    let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s2 });
+    check(w, t, "rejected: is withdrawn");
+}
+
+#[test]
+fn symptom_reports_need_the_doctors_consent() {
+    let mut c = clinic();
+    let (alice, pharm) = (c.alice.clone(), c.pharm.clone());
+    // A doctor alice has granted nothing yet.
+    let doc = Keypair::from_seed(&[10; 32]);
+    professional(&mut c.w, &doc, Role::Doctor);
+    let w = &mut c.w;
+    let notes = Category::Notes;
+    let (r0, ck) = rotation(&alice, notes, 0, &[]);
+    let t = tx(&w.state, &alice, TxPayload::RotateKey { rotation: r0 });
+    check(w, t, "applied");
+    let t = tx(&w.state, &alice, own_record(40, &alice, notes, 0, &ck));
+    check(w, t, "applied");
+    let report = |doctor: &Keypair| TxPayload::ReportSymptoms {
+        doctor: doctor.account(),
+        record: RecordId([40; 16]),
+    };
+    let t = tx(&w.state, &alice, report(&pharm));
+    check(w, t, "rejected: is not an approved doctor");
+    let t = tx(&w.state, &alice, report(&doc));
+    check(w, t, "rejected: grant them notes access first");
+    let t = tx(&w.state, &doc, report(&doc));
+    check(w, t, "rejected: only an active patient may");
+    let t = tx(
+        &w.state,
+        &alice,
+        TxPayload::Grant {
+            to: Grantee::Account(doc.account()),
+            categories: vec![notes],
+            expires_ms: None,
+            write: false,
+            wraps: vec![wrap(&alice, &ck, notes, 0, &doc)],
+        },
+    );
+    check(w, t, "applied");
+    let id = item_tx(w, &alice, report(&doc), ItemKind::Report, "applied");
+    let doc_id = doc.account();
+    let listed: Vec<_> = w.state.items_of(&doc_id, ItemKind::Report).collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id(), id);
+    assert_eq!(
+        w.state.items_of(&pharm.account(), ItemKind::Report).count(),
+        0
+    );
+}
+
+#[test]
+fn a_rejected_or_redirected_prescription_leaves_the_pharmacy() {
+    let mut c = clinic();
+    let (alice, doc, pharm) = (c.alice.clone(), c.doc.clone(), c.pharm.clone());
+    let other = Keypair::from_seed(&[9; 32]);
+    professional(&mut c.w, &other, Role::Pharmacist);
+    let p = prescription(&c, 1, Some(&pharm));
+    let rx = item_tx(&mut c.w, &doc, p, ItemKind::Prescription, "applied");
+    let rid = RecordId([1; 16]);
+    // Redirected: the first pharmacy may no longer read or dispense it.
+    let sealed =
+        envelope::seal_data_key(&other.encryption().public(), &DataKey::generate(), &rid).unwrap();
+    let t = tx(
+        &c.w.state,
+        &alice,
+        TxPayload::DirectPrescription {
+            rx,
+            pharmacy: other.account(),
+            pharmacy_key: sealed,
+        },
+    );
+    check(&mut c.w, t, "applied");
+    let rec = c.w.state.records[&rid].clone();
+    assert!(read_decision(&c.w.state, &pharm.account(), &rec, 0).is_err());
+    assert!(read_decision(&c.w.state, &other.account(), &rec, 0).is_ok());
+    let t = tx(&c.w.state, &pharm, TxPayload::Dispense { rx, price: 5 });
+    check(&mut c.w, t, "rejected: not directed to your pharmacy");
+    // Rejected by the patient: withdrawn from the pharmacy too.
+    let t = tx(
+        &c.w.state,
+        &alice,
+        TxPayload::ReviewRecord {
+            record: rid,
+            approve: false,
+            key: None,
+        },
+    );
+    check(&mut c.w, t, "applied");
+    let rec = c.w.state.records[&rid].clone();
+    assert!(read_decision(&c.w.state, &other.account(), &rec, 0).is_err());
+    let t = tx(&c.w.state, &other, TxPayload::Dispense { rx, price: 5 });
+    check(&mut c.w, t, "rejected: the patient rejected");
+}
+
+#[test]
+fn a_claim_nobody_decides_can_be_withdrawn() {
+    let mut c = clinic();
+    let (alice, doc, pharm, insurer, regulator) = (
+        c.alice.clone(),
+        c.doc.clone(),
+        c.pharm.clone(),
+        c.insurer.clone(),
+        c.regulator.clone(),
+    );
+    let pol = item_tx(
+        &mut c.w,
+        &insurer,
+        TxPayload::SetPolicy {
+            patient: alice.account(),
+            coverage_bp: 5_000,
+            approvers: vec![insurer.account(), regulator.account()],
+            expires_ms: None,
+        },
+        ItemKind::Policy,
+        "applied",
+    );
+    let p = prescription(&c, 1, Some(&pharm));
+    let rx = item_tx(&mut c.w, &doc, p, ItemKind::Prescription, "applied");
+    let inv = item_tx(
+        &mut c.w,
+        &pharm,
+        TxPayload::Dispense { rx, price: 40 },
+        ItemKind::Invoice,
+        "applied",
+    );
+    let claim = item_tx(
+        &mut c.w,
+        &alice,
+        TxPayload::SubmitClaim {
+            invoice: inv,
+            policy: pol,
+        },
+        ItemKind::Claim,
+        "applied",
+    );
+    let t = tx(&c.w.state, &insurer, TxPayload::WithdrawClaim { claim });
+    check(&mut c.w, t, "rejected: only the patient withdraws");
+    let t = tx(&c.w.state, &alice, TxPayload::WithdrawClaim { claim });
+    check(&mut c.w, t, "applied");
+    let t = tx(
+        &c.w.state,
+        &insurer,
+        TxPayload::DecideClaim {
+            claim,
+            approve: true,
+            reason: String::new(),
+        },
+    );
+    check(
+        &mut c.w,
+        t,
+        "rejected: is withdrawn: nothing left to decide",
+    );
+    let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
+    check(&mut c.w, t, "applied");
+    assert_eq!(balance(&c.w, &pharm.account()), 40);
+}

@@ -137,6 +137,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::records_api::routes())
         .merge(crate::clinical_api::routes())
+        .merge(crate::predict_api::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /api/v1/openapi.json)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

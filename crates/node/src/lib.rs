@@ -13,6 +13,7 @@ pub mod dev;
 pub mod genesis;
 pub mod mempool;
 pub mod metrics;
+pub mod predict_api;
 pub mod proof;
 pub mod records_api;
 pub mod run;

@@ -590,6 +590,48 @@ mod api {
     }
 
     #[tokio::test]
+    async fn predict_ranks_diseases_and_refuses_bad_input() {
+        let (_dir, app, _) = app();
+        let body = r#"{"symptoms": ["Blackheads", "whiteheads", "pimples"], "top": 2}"#;
+        let (s, v) = call(&app, "POST", "/api/v1/predict", Some(body.into())).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["ranked"][0]["disease"], "Acne Vulgaris");
+        assert_eq!(v["ranked"][0]["icd10"], "L70.0");
+        assert_eq!(v["ranked"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            v["model"]["version"].as_str().unwrap(),
+            ehrchain_ml::Model::builtin().version()
+        );
+        assert!(v["notice"].as_str().unwrap().contains("not a diagnosis"));
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/v1/predict",
+            Some(r#"{"symptoms": ["feaver"]}"#.into()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(v["error"]["code"], "unknown_symptom");
+        assert!(v["error"]["message"].as_str().unwrap().contains("fever"));
+        for bad in [
+            r#"{"symptoms": "fever"}"#,
+            "not json",
+            r#"{"symptoms": [], "x": 1}"#,
+        ] {
+            let (s, _) = call(&app, "POST", "/api/v1/predict", Some(bad.into())).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/api/v1/predict",
+            Some(r#"{"symptoms": ["fever"], "top": 0}"#.into()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[tokio::test]
     async fn every_documented_path_is_served() {
         let (_dir, app, senders) = app();
         let doc: Value = serde_json::from_str(ehrchain_node::api::OPENAPI).unwrap();

@@ -276,6 +276,7 @@ pub enum AuditAction {
     ClaimApproved,
     ClaimRejected,
     ClaimPaid,
+    ClaimWithdrawn,
 }
 
 #[derive(

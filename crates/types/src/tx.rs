@@ -150,12 +150,16 @@ pub enum TxPayload {
     },
     /// A patient claims an unpaid invoice under one of their policies.
     SubmitClaim { invoice: ItemId, policy: ItemId },
-    /// The approver of a claim's current level approves or rejects it.
+    /// The approver of a claim's current level approves or rejects it. The reason is public
+    /// on the ledger: no patient data in it.
     DecideClaim {
         claim: ItemId,
         approve: bool,
         reason: String,
     },
+    /// The patient withdraws an open claim (say, one an approver never decides), so the
+    /// invoice can be paid in full.
+    WithdrawClaim { claim: ItemId },
 }
 
 impl TxPayload {
@@ -187,6 +191,7 @@ impl TxPayload {
             TxPayload::SetPolicy { .. } => "set_policy",
             TxPayload::SubmitClaim { .. } => "submit_claim",
             TxPayload::DecideClaim { .. } => "decide_claim",
+            TxPayload::WithdrawClaim { .. } => "withdraw_claim",
         }
     }
 }

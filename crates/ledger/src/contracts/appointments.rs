@@ -80,7 +80,7 @@ pub fn add_slot(
         patient: None,
         booked_ms: None,
     };
-    audit(scope, &slot, AuditAction::SlotPublished, Some(fee));
+    audit(scope, &slot, AuditAction::SlotPublished, None);
     scope.put_item(slot);
     Ok(())
 }
@@ -118,6 +118,11 @@ pub fn answer(scope: &mut TxScope<'_>, id: &ItemId, confirm: bool) -> Result<(),
         ));
     }
     if confirm {
+        if scope.ctx.timestamp_ms >= slot.start_ms {
+            return Err(refused(format!(
+                "{id} has started unconfirmed: decline it (the patient may cancel for a refund)"
+            )));
+        }
         slot.status = SlotStatus::Confirmed;
         audit(scope, &slot, AuditAction::AppointmentConfirmed, None);
     } else {
@@ -159,7 +164,11 @@ pub fn cancel(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
         _ => false,
     };
     if !allowed {
-        return Err(if booked {
+        return Err(if by_doctor && booked {
+            refused(format!(
+                "{id} has started: complete it, or decline it if it was never confirmed"
+            ))
+        } else if booked {
             refused(format!(
                 "{id} has started: a confirmed appointment is completed by the doctor (the patient may reclaim the fee 7 days after its end if it never is)"
             ))

@@ -157,6 +157,29 @@ pub fn submit_claim(
     Ok(())
 }
 
+pub fn withdraw_claim(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
+    let mut claim: Claim = scope.item(id)?;
+    if scope.sender != claim.patient {
+        return Err(refused("only the patient withdraws their claim"));
+    }
+    if claim.status != ClaimStatus::Open {
+        return Err(refused(format!(
+            "{id} is {}: it cannot be withdrawn",
+            claim.status.name()
+        )));
+    }
+    let mut inv: Invoice = scope.item(&claim.invoice)?;
+    inv.open_claim = None;
+    claim.status = ClaimStatus::Withdrawn;
+    let mut ev = scope.event(claim.patient, AuditAction::ClaimWithdrawn);
+    ev.item = Some(claim.id);
+    ev.counterparty = Some(Grantee::Account(claim.insurer));
+    scope.audit(ev);
+    scope.put_item(inv);
+    scope.put_item(claim);
+    Ok(())
+}
+
 pub fn decide_claim(
     scope: &mut TxScope<'_>,
     id: &ItemId,

@@ -245,8 +245,9 @@ impl<'a> TxScope<'a> {
         self.items.put(item.id(), item);
     }
 
-    /// The id of the item of `kind` this transaction creates (fails if it already exists,
-    /// which a fresh transaction id rules out).
+    /// The id of the item of `kind` this transaction creates. Ids derive from the
+    /// transaction id, and each contract creates at most one item of each kind, so a new id
+    /// never names an existing item.
     pub fn new_item_id(&self, kind: ItemKind) -> ItemId {
         ItemId::derive(kind, &self.tx)
     }
@@ -466,6 +467,7 @@ pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), TxEr
             expires_ms,
         } => billing::set_policy(scope, patient, *coverage_bp, approvers, *expires_ms),
         TxPayload::SubmitClaim { invoice, policy } => billing::submit_claim(scope, invoice, policy),
+        TxPayload::WithdrawClaim { claim } => billing::withdraw_claim(scope, claim),
         TxPayload::DecideClaim {
             claim,
             approve,

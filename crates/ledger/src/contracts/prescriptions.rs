@@ -70,6 +70,18 @@ pub fn report_symptoms(
     Ok(())
 }
 
+/// Fails if the patient rejected the prescription's record: rejecting it withdraws the
+/// prescription (the pharmacy can no longer read or dispense it).
+fn not_rejected(scope: &TxScope<'_>, rx: &Prescription) -> Result<(), TxError> {
+    match scope.record(&rx.record) {
+        Some(r) if r.status == RecordStatus::Rejected => Err(refused(format!(
+            "the patient rejected {}: it can no longer be dispensed",
+            rx.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a pharmacy designation: an approved pharmacist, with the data key sealed to it.
 fn check_pharmacy(
     scope: &TxScope<'_>,
@@ -138,6 +150,7 @@ pub fn direct(
     if rx.status != RxStatus::Issued {
         return Err(refused(format!("{id} has already been dispensed")));
     }
+    not_rejected(scope, &rx)?;
     check_pharmacy(scope, Some(pharmacy), Some(key))?;
     rx.pharmacy = Some(*pharmacy);
     rx.pharmacy_key = Some(key.clone());
@@ -163,6 +176,7 @@ pub fn dispense(scope: &mut TxScope<'_>, id: &ItemId, price: u64) -> Result<(), 
     if price == 0 {
         return Err(refused("the price must be positive"));
     }
+    not_rejected(scope, &rx)?;
     let now = scope.ctx.timestamp_ms;
     let invoice = Invoice {
         id: scope.new_item_id(ItemKind::Invoice),
@@ -188,7 +202,7 @@ pub fn dispense(scope: &mut TxScope<'_>, id: &ItemId, price: u64) -> Result<(), 
     let mut ev = scope.event(rx.patient, AuditAction::InvoiceIssued);
     ev.item = Some(invoice.id);
     ev.amount = Some(price);
-    ev.counterparty = Some(Grantee::Account(rx.patient));
+    ev.counterparty = Some(Grantee::Account(invoice.payee));
     scope.audit(ev);
     scope.put_item(rx);
     scope.put_item(invoice);
