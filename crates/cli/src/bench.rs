@@ -458,7 +458,7 @@ fn payload(
             categories: vec![],
             rotations: vec![],
         },
-        "records" => TxPayload::AddRecord {
+        "records" => TxPayload::AddRecord(ehrchain_types::RecordDraft {
             id: RecordId(random(16).try_into().expect("16 bytes")),
             patient: sender.account(),
             category: Category::Lab,
@@ -474,7 +474,7 @@ fn payload(
                 wrapped: HexBytes(random(72)),
             },
             profile: false,
-        },
+        }),
         _ => TxPayload::Transfer {
             to: sink,
             amount: 1,

@@ -277,7 +277,7 @@ fn anchor_many(s: &records::Session, n: usize) -> anyhow::Result<()> {
             chain_id: s.chain_id.clone(),
             signer: s.key.public_key(),
             nonce: me.next_nonce + i as u64,
-            payload: TxPayload::AddRecord {
+            payload: TxPayload::AddRecord(ehrchain_types::RecordDraft {
                 id,
                 patient: s.me,
                 category: Category::Lab,
@@ -290,7 +290,7 @@ fn anchor_many(s: &records::Session, n: usize) -> anyhow::Result<()> {
                     wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
                 },
                 profile: false,
-            },
+            }),
         });
         txs.push(hex::encode(ehrchain_types::encode(&t)));
     }

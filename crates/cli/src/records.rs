@@ -469,18 +469,11 @@ pub fn add_record_from(
         },
         None => sealed.direct_key(s, patient)?,
     };
-    let d = sealed.draft(*patient, category, key);
-    let t = s.submit(vec![TxPayload::AddRecord {
-        id: d.id,
-        patient: d.patient,
-        category: d.category,
-        content: d.content,
-        size: d.size,
-        commitment: d.commitment,
-        meta: d.meta,
-        key: d.key,
+    let draft = RecordDraft {
         profile,
-    }])?;
+        ..sealed.draft(*patient, category, key)
+    };
+    let t = s.submit(vec![TxPayload::AddRecord(draft)])?;
     Ok(Added {
         record: sealed.id,
         cid: cid_string(&sealed.enc.content),

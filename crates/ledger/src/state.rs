@@ -349,31 +349,16 @@ impl State {
         account: &'a AccountId,
         kind: ItemKind,
     ) -> impl Iterator<Item = &'a Item> + 'a {
-        let lo = ItemId {
-            kind,
-            bytes: [0; 16],
-        };
-        let hi = ItemId {
-            kind,
-            bytes: [0xff; 16],
-        };
+        let ids = ItemId::range_of(kind);
         self.items_by_party
-            .range((*account, lo)..=(*account, hi))
+            .range((*account, *ids.start())..=(*account, *ids.end()))
             .filter_map(|(_, id)| self.items.get(id))
             .filter(move |i| i.parties().contains(account))
     }
 
     /// Every item of `kind`.
     pub fn items_of_kind(&self, kind: ItemKind) -> impl Iterator<Item = &Item> {
-        let lo = ItemId {
-            kind,
-            bytes: [0; 16],
-        };
-        let hi = ItemId {
-            kind,
-            bytes: [0xff; 16],
-        };
-        self.items.range(lo..=hi).map(|(_, i)| i)
+        self.items.range(ItemId::range_of(kind)).map(|(_, i)| i)
     }
 
     /// A patient's records, in id order.

@@ -404,7 +404,7 @@ fn wrap(patient: &Keypair, ck: &CategoryKey, c: Category, epoch: u32, to: &Keypa
 fn own_record(id: u8, patient: &Keypair, c: Category, epoch: u32, ck: &CategoryKey) -> TxPayload {
     let rid = RecordId([id; 16]);
     let dk = DataKey::generate();
-    TxPayload::AddRecord {
+    TxPayload::AddRecord(RecordDraft {
         id: rid,
         patient: patient.account(),
         category: c,
@@ -417,7 +417,7 @@ fn own_record(id: u8, patient: &Keypair, c: Category, epoch: u32, ck: &CategoryK
             wrapped: HexBytes(envelope::wrap_data_key(ck, &dk, &rid)),
         },
         profile: false,
-    }
+    })
 }
 
 fn can_read(w: &World, who: &Keypair, id: u8) -> Result<String, String> {
@@ -600,26 +600,28 @@ fn doctor_written_records_wait_for_the_patient() {
     let notes = Category::Notes;
     let rid = RecordId([9; 16]);
     let dk = DataKey::generate();
-    let note = |wraps: Vec<&Keypair>| TxPayload::AddRecord {
-        id: rid,
-        patient: alice.account(),
-        category: notes,
-        content: Hash([9; 32]),
-        size: 10,
-        commitment: Hash([8; 32]),
-        meta: HexBytes(vec![]),
-        key: RecordKey::Direct {
-            wraps: wraps
-                .iter()
-                .map(|k| {
-                    (
-                        k.account(),
-                        envelope::seal_data_key(&k.encryption().public(), &dk, &rid).unwrap(),
-                    )
-                })
-                .collect(),
-        },
-        profile: false,
+    let note = |wraps: Vec<&Keypair>| {
+        TxPayload::AddRecord(RecordDraft {
+            id: rid,
+            patient: alice.account(),
+            category: notes,
+            content: Hash([9; 32]),
+            size: 10,
+            commitment: Hash([8; 32]),
+            meta: HexBytes(vec![]),
+            key: RecordKey::Direct {
+                wraps: wraps
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.account(),
+                            envelope::seal_data_key(&k.encryption().public(), &dk, &rid).unwrap(),
+                        )
+                    })
+                    .collect(),
+            },
+            profile: false,
+        })
     };
     let t = tx(&w.state, &doc, note(vec![&alice, &doc]));
     check(&mut w, t, "rejected: no consent to write notes records");
@@ -878,8 +880,8 @@ fn organisation_grants_reach_approved_members_only() {
     check(&mut w, t, "rejected: revoke it");
     // One ciphertext, one record: Bob cannot anchor Alice's blob as his own.
     let mut theft = own_record(6, &bob, lab, 0, &ck0);
-    if let TxPayload::AddRecord { content, .. } = &mut theft {
-        *content = Hash([5; 32]);
+    if let TxPayload::AddRecord(draft) = &mut theft {
+        draft.content = Hash([5; 32]);
     }
     let (rb, _) = rotation(&bob, lab, 0, &[]);
     let t = tx(&w.state, &bob, TxPayload::RotateKey { rotation: rb });

@@ -119,32 +119,29 @@ impl Model {
     /// Trains the served model: synthetic patients from `seed`, de-duplicated split, naive
     /// Bayes fitted with smartcore, figures measured on the held-out side.
     pub fn train(seed: u64) -> Result<Model, TrainError> {
-        let k = Knowledge::embedded();
-        let synth = SynthConfig::default();
-        let samples = data::synthesise(&k, &synth, seed);
-        let (train, test, split) = data::split(&samples, synth.test_share, seed);
-        let n_features = k.symptoms.len();
-        let (nb, _) = NaiveBayes::fit(&train, n_features, &[])?;
-        let rankings: Vec<Vec<u32>> = test
-            .iter()
-            .map(|s| models::ranking(&nb.classes, &nb.scores(&s.symptoms)))
-            .collect();
-        let top: Vec<u32> = rankings.iter().map(|r| r[0]).collect();
-        let metrics = models::metrics(&test, &top, Some(&rankings));
-        Ok(Model {
+        let p = Prepared::new(seed);
+        let (nb, _) = NaiveBayes::fit(&p.train, p.k.symptoms.len(), &[])?;
+        Ok(Model::assemble(p, nb).0)
+    }
+
+    /// The model of fitted `nb` on `p`, and its top disease for each test patient.
+    fn assemble(p: Prepared, nb: NaiveBayes) -> (Model, Vec<u32>) {
+        let (metrics, top) = held_out(&p.test, &nb.classes, |x| nb.scores(x));
+        let model = Model {
             format: FORMAT,
             kind: "bernoulli_naive_bayes".into(),
             trained_with: "smartcore 0.7 BernoulliNB (alpha 1)".into(),
-            seed,
+            seed: p.seed,
             data_sha256: Knowledge::data_sha256(),
-            synth,
-            split,
+            synth: p.synth,
+            split: p.split,
             metrics,
-            symptoms: k.symptoms.iter().map(|s| s.id.clone()).collect(),
-            diseases: k.diseases.iter().map(|d| d.name.clone()).collect(),
+            symptoms: p.k.symptoms.iter().map(|s| s.id.clone()).collect(),
+            diseases: p.k.diseases.iter().map(|d| d.name.clone()).collect(),
             naive_bayes: nb,
             version: models::Cache::default(),
-        })
+        };
+        (model, top)
     }
 
     /// The model file: canonical JSON (the same model gives the same bytes).
@@ -292,32 +289,92 @@ pub struct Evaluation {
     pub nb_readout_agrees: bool,
 }
 
+/// One seed's synthetic patients, de-duplicated and split: what training the served model
+/// and evaluating all of them share.
+struct Prepared {
+    seed: u64,
+    k: Knowledge,
+    synth: SynthConfig,
+    train: Vec<data::Sample>,
+    test: Vec<data::Sample>,
+    split: SplitStats,
+}
+
+impl Prepared {
+    fn new(seed: u64) -> Prepared {
+        let k = Knowledge::embedded();
+        let synth = SynthConfig::default();
+        let samples = data::synthesise(&k, &synth, seed);
+        let (train, test, split) = data::split(&samples, synth.test_share, seed);
+        Prepared {
+            seed,
+            k,
+            synth,
+            train,
+            test,
+            split,
+        }
+    }
+}
+
+/// Held-out figures of a scoring model (`classes[i]` is the class of score `i`), and its top
+/// class for each test patient.
+fn held_out(
+    test: &[data::Sample],
+    classes: &[u32],
+    scores: impl Fn(&[u16]) -> Vec<f64>,
+) -> (Metrics, Vec<u32>) {
+    let rankings: Vec<Vec<u32>> = test
+        .iter()
+        .map(|s| models::ranking(classes, &scores(&s.symptoms)))
+        .collect();
+    let top: Vec<u32> = rankings.iter().map(|r| r[0]).collect();
+    (models::metrics(test, &top, Some(&rankings)), top)
+}
+
 /// Trains and scores all three models on the same de-duplicated split.
 pub fn evaluate(seed: u64) -> Result<Evaluation, TrainError> {
-    let k = Knowledge::embedded();
-    let synth = SynthConfig::default();
-    let samples = data::synthesise(&k, &synth, seed);
-    let (train, test, split) = data::split(&samples, synth.test_share, seed);
-    let n_features = k.symptoms.len();
-    let n_classes = k.diseases.len();
+    let p = Prepared::new(seed);
+    let n_features = p.k.symptoms.len();
+    let n_classes = p.k.diseases.len();
 
-    let (nb, own) = NaiveBayes::fit(&train, n_features, &test)?;
-    let nb_rank: Vec<Vec<u32>> = test
-        .iter()
-        .map(|s| models::ranking(&nb.classes, &nb.scores(&s.symptoms)))
-        .collect();
-    let nb_top: Vec<u32> = nb_rank.iter().map(|r| r[0]).collect();
-    let agrees = nb_top == own;
+    let svm = LinearSvm::fit(&p.train, n_features, n_classes, seed)?;
+    let (svm_metrics, _) = held_out(&p.test, &svm.classes, |x| svm.scores(x));
+    let rf_top = models::forest(&p.train, &p.test, n_features, seed)?;
+    let random_forest = models::metrics(&p.test, &rf_top, None);
+    let clusters = models::clusters(&p.k, specialties(&p.k), seed)?;
+    let identical_profiles = identical_profiles(&p.k);
+    let (diseases, symptoms) = (n_classes, n_features);
 
-    let svm = LinearSvm::fit(&train, n_features, n_classes, seed)?;
-    let svm_rank: Vec<Vec<u32>> = test
-        .iter()
-        .map(|s| models::ranking(&svm.classes, &svm.scores(&s.symptoms)))
-        .collect();
-    let svm_top: Vec<u32> = svm_rank.iter().map(|r| r[0]).collect();
+    // The served model, fitted once: its figures are the naive Bayes row.
+    let (nb, own) = NaiveBayes::fit(&p.train, n_features, &p.test)?;
+    let (model, nb_top) = Model::assemble(p, nb);
+    Ok(Evaluation {
+        seed,
+        data_sha256: model.data_sha256.clone(),
+        diseases,
+        symptoms,
+        synth: model.synth.clone(),
+        split: model.split.clone(),
+        naive_bayes: model.metrics.clone(),
+        svm: svm_metrics,
+        random_forest,
+        identical_profiles,
+        clusters,
+        model_version: model.version(),
+        nb_readout_agrees: nb_top == own,
+    })
+}
 
-    let rf_top = models::forest(&train, &test, n_features, seed)?;
+/// The number of distinct specialties (k of the k-means exploration).
+fn specialties(k: &Knowledge) -> usize {
+    let s: std::collections::BTreeSet<&str> =
+        k.diseases.iter().map(|d| d.specialty.as_str()).collect();
+    s.len()
+}
 
+/// Groups of diseases with identical symptom lists.
+fn identical_profiles(k: &Knowledge) -> Vec<Vec<String>> {
     let mut groups: std::collections::BTreeMap<Vec<u16>, Vec<String>> = Default::default();
     for (d, p) in k.profiles().into_iter().enumerate() {
         groups
@@ -325,23 +382,7 @@ pub fn evaluate(seed: u64) -> Result<Evaluation, TrainError> {
             .or_default()
             .push(k.diseases[d].name.clone());
     }
-    let specialties: std::collections::BTreeSet<&str> =
-        k.diseases.iter().map(|d| d.specialty.as_str()).collect();
-    Ok(Evaluation {
-        seed,
-        data_sha256: Knowledge::data_sha256(),
-        diseases: n_classes,
-        symptoms: n_features,
-        synth,
-        split,
-        naive_bayes: models::metrics(&test, &nb_top, Some(&nb_rank)),
-        svm: models::metrics(&test, &svm_top, Some(&svm_rank)),
-        random_forest: models::metrics(&test, &rf_top, None),
-        identical_profiles: groups.into_values().filter(|g| g.len() > 1).collect(),
-        clusters: models::clusters(&k, specialties.len(), seed)?,
-        model_version: Model::train(seed)?.version(),
-        nb_readout_agrees: agrees,
-    })
+    groups.into_values().filter(|g| g.len() > 1).collect()
 }
 
 impl Evaluation {

@@ -867,7 +867,7 @@ mod api {
                 sign(
                     patient,
                     1,
-                    TxPayload::AddRecord {
+                    TxPayload::AddRecord(ehrchain_types::RecordDraft {
                         id,
                         patient: patient.account(),
                         category: Category::Lab,
@@ -880,7 +880,7 @@ mod api {
                             wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
                         },
                         profile: false,
-                    },
+                    }),
                 ),
             ],
         );

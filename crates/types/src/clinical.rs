@@ -99,6 +99,17 @@ pub struct ItemId {
 }
 
 impl ItemId {
+    /// Every id of `kind`, in storage order (ids sort by kind first).
+    pub fn range_of(kind: ItemKind) -> std::ops::RangeInclusive<ItemId> {
+        ItemId {
+            kind,
+            bytes: [0; 16],
+        }..=ItemId {
+            kind,
+            bytes: [0xff; 16],
+        }
+    }
+
     /// The id of the item of `kind` that transaction `tx` creates.
     pub fn derive(kind: ItemKind, tx: &Hash) -> ItemId {
         let h = domain::tagged_hash(domain::ITEM_ID, &[&[kind as u8], &tx.0]);

@@ -4,8 +4,8 @@ use crate::{
     AccountId, Hash, ItemId, PublicKey, RecordDraft, Role, Signature,
     domain::{self, tagged_hash},
     records::{
-        Category, EncryptionKey, Grantee, HexBytes, KeyWrap, RecordId, RecordKey, RequestId,
-        Rotation, SealedKey,
+        Category, EncryptionKey, Grantee, KeyWrap, RecordId, RecordKey, RequestId, Rotation,
+        SealedKey,
     },
 };
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -46,22 +46,9 @@ pub enum TxPayload {
     /// Anchor an encrypted record: the hash of its ciphertext, a keyed commitment to its
     /// plaintext, encrypted metadata and its data key (wrapped). Written by the patient, or by
     /// a professional with write access (then it waits for the patient's approval).
-    AddRecord {
-        id: RecordId,
-        patient: AccountId,
-        category: Category,
-        /// SHA-256 of the ciphertext (the digest of its CIDv1).
-        content: Hash,
-        /// Ciphertext length in bytes.
-        size: u64,
-        /// HMAC-SHA256 of the plaintext under a key derived from the data key.
-        commitment: Hash,
-        /// Title, file name and media type, encrypted under the data key.
-        meta: HexBytes,
-        key: RecordKey,
-        /// Make this `demographics` record the signer's profile.
-        profile: bool,
-    },
+    ///
+    /// (A newtype variant: its borsh and JSON encodings are those of the inline fields.)
+    AddRecord(RecordDraft),
     /// The patient approves (with the data key re-wrapped under a category key) or rejects a
     /// record someone else wrote for them.
     ReviewRecord {
@@ -171,7 +158,7 @@ impl TxPayload {
             TxPayload::Transfer { .. } => "transfer",
             TxPayload::Enrol { .. } => "enrol",
             TxPayload::RotateKey { .. } => "rotate_key",
-            TxPayload::AddRecord { .. } => "add_record",
+            TxPayload::AddRecord(_) => "add_record",
             TxPayload::ReviewRecord { .. } => "review_record",
             TxPayload::Grant { .. } => "grant",
             TxPayload::Revoke { .. } => "revoke",

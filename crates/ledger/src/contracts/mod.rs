@@ -15,7 +15,7 @@ use crate::{
 };
 use ehrchain_types::{
     AccountId, AuditAction, AuditEvent, Category, Decision, Grantee, Hash, ItemId, ItemKind,
-    RecordDraft, RecordId, RequestId, Role, SealedKey, TxPayload,
+    RecordId, RequestId, Role, SealedKey, TxPayload,
 };
 use std::collections::BTreeMap;
 
@@ -382,30 +382,7 @@ pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), TxEr
             *encryption_key,
         ),
         TxPayload::RotateKey { rotation } => consent::rotate(scope, rotation),
-        TxPayload::AddRecord {
-            id,
-            patient,
-            category,
-            content,
-            size,
-            commitment,
-            meta,
-            key,
-            profile,
-        } => records::add(
-            scope,
-            &RecordDraft {
-                id: *id,
-                patient: *patient,
-                category: *category,
-                content: *content,
-                size: *size,
-                commitment: *commitment,
-                meta: meta.clone(),
-                key: key.clone(),
-                profile: *profile,
-            },
-        ),
+        TxPayload::AddRecord(draft) => records::add(scope, draft),
         TxPayload::ReviewRecord {
             record,
             approve,
