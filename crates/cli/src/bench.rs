@@ -14,11 +14,11 @@ use clap::Args;
 use ehrchain_crypto::Keypair;
 use ehrchain_ledger::GenesisAccount;
 use ehrchain_node::{
-    api::{BatchRequest, BatchResult, StatusView},
+    api::{BatchRequest, BatchResult, ReceiptsView, StatusView},
     testnet,
 };
-use ehrchain_types::{Block, Hash, SignedTransaction, Transaction, TxPayload};
-use serde_json::{Value, json};
+use ehrchain_types::{Hash, SignedTransaction, Transaction, TxPayload};
+use serde_json::json;
 use std::{
     collections::HashMap,
     path::Path,
@@ -357,20 +357,17 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
         while seen < tip {
             seen += 1;
             let now = Instant::now();
-            let raw: Value = observer.get(&format!("/api/v1/blocks/{seen}/raw"))?;
-            let bytes = hex::decode(raw["bytes"].as_str().unwrap_or_default())?;
-            let block: Block = ehrchain_types::decode(&bytes, ehrchain_types::MAX_BLOCK_BYTES)?;
-            let receipts: Value = observer.get(&format!("/api/v1/blocks/{seen}"))?;
-            rejected += receipts["receipts"].as_array().map_or(0, |r| {
-                r.iter()
-                    .filter(|x| x["outcome"]["status"] != "applied")
-                    .count()
-            });
-            timestamps.push(block.header.timestamp_ms);
-            block_txs.push(block.txs.len());
+            let view: ReceiptsView = observer.get(&format!("/api/v1/blocks/{seen}/receipts"))?;
+            rejected += view
+                .receipts
+                .iter()
+                .filter(|r| !matches!(r.outcome, ehrchain_types::TxOutcome::Applied))
+                .count();
+            timestamps.push(view.timestamp_ms);
+            block_txs.push(view.receipts.len());
             let map = submitted.lock().expect("lock");
-            for t in &block.txs {
-                if let Some(at) = map.get(&t.id()) {
+            for r in &view.receipts {
+                if let Some(at) = map.get(&r.tx_id) {
                     latencies.push(now.duration_since(*at).as_secs_f64() * 1000.0);
                     last_final = now;
                 }

@@ -65,41 +65,20 @@ fn verify_signatures_where(
     txs: &[SignedTransaction],
     check: &dyn Fn(usize) -> bool,
 ) -> Result<(), BlockError> {
-    let bad = |index: usize, e: String| BlockError::Inadmissible {
-        index,
-        tx_id: txs[index].id(),
-        error: TxError::BadSignature(e),
-    };
     let selected: Vec<usize> = (0..txs.len()).filter(|i| check(*i)).collect();
-    let mut keys = Vec::with_capacity(selected.len());
-    let mut sigs = Vec::with_capacity(selected.len());
-    let mut msgs = Vec::with_capacity(selected.len());
-    for &i in &selected {
-        let t = &txs[i];
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&t.tx.signer.0).map_err(|_| {
-            bad(
-                i,
-                "the signer field is not a valid ed25519 public key".into(),
-            )
-        })?;
-        if key.is_weak() {
-            return Err(bad(i, "the signer key has small order".into()));
-        }
-        keys.push(key);
-        sigs.push(ed25519_dalek::Signature::from_bytes(&t.signature.0));
-        msgs.push(t.tx.signing_bytes());
+    let results = ehrchain_types::verify_signatures(selected.iter().map(|&i| &txs[i]));
+    match selected
+        .iter()
+        .zip(results)
+        .find_map(|(&i, r)| r.err().map(|e| (i, e)))
+    {
+        None => Ok(()),
+        Some((index, e)) => Err(BlockError::Inadmissible {
+            index,
+            tx_id: txs[index].id(),
+            error: TxError::BadSignature(e.to_string()),
+        }),
     }
-    let msg_refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
-    if ed25519_dalek::verify_batch(&msg_refs, &sigs, &keys).is_ok() {
-        return Ok(());
-    }
-    // The batch failed: find the first bad signature so the error names it.
-    for &i in &selected {
-        txs[i]
-            .verify_signature()
-            .map_err(|e| bad(i, e.to_string()))?;
-    }
-    unreachable!("a batch that fails has at least one bad signature")
 }
 
 /// Applies one admitted transaction: the nonce is always consumed; the payload applies fully

@@ -132,6 +132,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/blocks", get(list_blocks))
         .route("/api/v1/blocks/{height}", get(block))
         .route("/api/v1/blocks/{height}/raw", get(block_raw))
+        .route("/api/v1/blocks/{height}/receipts", get(block_receipts))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
@@ -331,12 +332,26 @@ async fn submit_batch(
             "a batch holds at most {MAX_BATCH} transactions"
         )));
     }
-    let now = now_ms();
-    let results = req
+    // Decode everything first, so that the well-formed transactions are admitted together
+    // (one signature batch, one lock).
+    let mut well_formed = Vec::new();
+    let decode_errors: Vec<Option<ApiError>> = req
         .txs
         .iter()
-        .map(
-            |t| match decode_tx(t).and_then(|stx| Ok(s.chain.submit(stx, now)?)) {
+        .map(|t| decode_tx(t).map(|stx| well_formed.push(stx)).err())
+        .collect();
+    let mut admitted = s.chain.submit_batch(well_formed, now_ms()).into_iter();
+    let results = decode_errors
+        .into_iter()
+        .map(|d| {
+            let result = match d {
+                Some(e) => Err(e),
+                None => admitted
+                    .next()
+                    .expect("one admission result per well-formed transaction")
+                    .map_err(ApiError::from),
+            };
+            match result {
                 Ok(id) => BatchResult {
                     id: Some(id),
                     error: None,
@@ -345,8 +360,8 @@ async fn submit_batch(
                     id: None,
                     error: Some(json!({"code": e.code, "message": e.message})),
                 },
-            },
-        )
+            }
+        })
         .collect();
     Ok(Json(results))
 }
@@ -429,6 +444,33 @@ async fn block(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResu
         receipts: store.receipts(height)?,
         finalization: store.finalization(height)?.map(hex::encode),
         block,
+    }))
+}
+
+/// A block's outcomes without its body: what a client following the chain needs to see
+/// which transactions were finalized and how, at a fraction of the full view's size.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ReceiptsView {
+    pub height: u64,
+    pub id: Hash,
+    pub timestamp_ms: u64,
+    pub receipts: Vec<Receipt>,
+}
+
+async fn block_receipts(
+    State(s): State<ApiState>,
+    Path(height): Path<String>,
+) -> ApiResult<ReceiptsView> {
+    let height: u64 = parse("height", &height)?;
+    let store = s.chain.store();
+    let block = store
+        .block(height)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    Ok(Json(ReceiptsView {
+        height,
+        id: block.id(),
+        timestamp_ms: block.header.timestamp_ms,
+        receipts: store.receipts(height)?,
     }))
 }
 

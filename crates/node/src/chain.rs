@@ -8,7 +8,7 @@ use crate::{
     store::{ChainStore, StoreError, TxLocation},
 };
 use ehrchain_consensus::Ledger;
-use ehrchain_ledger::{BlockContext, BlockOutput, State};
+use ehrchain_ledger::{BlockContext, BlockOutput, State, TxError};
 use ehrchain_types::{Block, BlockHeader, Hash, PublicKey, Receipt, SignedTransaction};
 use std::{
     collections::HashMap,
@@ -129,29 +129,67 @@ impl Chain {
     /// Admits a transaction from a client to the mempool; it is then gossiped to the other
     /// validators.
     pub fn submit(&self, stx: SignedTransaction, now_ms: u64) -> Result<Hash, MempoolError> {
-        let result = self.admit(stx.clone(), now_ms);
-        if result.is_ok() {
-            let mut inner = self.lock();
-            if inner.outbox.len() < MAX_OUTBOX {
+        self.submit_batch(vec![stx], now_ms)
+            .pop()
+            .expect("one result per transaction")
+    }
+
+    /// [`Chain::submit`] for many transactions: one result each, in order.
+    pub fn submit_batch(
+        &self,
+        txs: Vec<SignedTransaction>,
+        now_ms: u64,
+    ) -> Vec<Result<Hash, MempoolError>> {
+        self.admit(txs, now_ms, true)
+    }
+
+    /// Admits transactions to the mempool, in three steps so that the costly one holds no
+    /// lock: the cheap checks under the lock (duplicates and replays stop here), every
+    /// remaining signature in one batch outside it, then insertion under the lock. With
+    /// `gossip`, the admitted transactions also go to the outbox for the other validators.
+    fn admit(
+        &self,
+        txs: Vec<SignedTransaction>,
+        now_ms: u64,
+        gossip: bool,
+    ) -> Vec<Result<Hash, MempoolError>> {
+        let ids: Vec<Hash> = txs.iter().map(SignedTransaction::id).collect();
+        let mut results: Vec<Result<Hash, MempoolError>> = {
+            let inner = self.lock();
+            txs.iter()
+                .zip(&ids)
+                .map(|(t, id)| inner.mempool.check(t, id, &inner.state).map(|()| *id))
+                .collect()
+        };
+        let unchecked: Vec<usize> = (0..txs.len()).filter(|&i| results[i].is_ok()).collect();
+        let signatures = ehrchain_types::verify_signatures(unchecked.iter().map(|&i| &txs[i]));
+        for (&i, sig) in unchecked.iter().zip(signatures) {
+            if let Err(e) = sig {
+                results[i] = Err(TxError::BadSignature(e.to_string()).into());
+            }
+        }
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let next_height = inner.tip.height + 1;
+        for ((stx, id), result) in txs.into_iter().zip(ids).zip(&mut results) {
+            if result.is_err() {
+                continue;
+            }
+            let copy = (gossip && inner.outbox.len() < MAX_OUTBOX).then(|| stx.clone());
+            *result = inner
+                .mempool
+                .insert_verified(stx, id, &inner.state, next_height, now_ms);
+            if let (Ok(_), Some(stx)) = (&result, copy) {
                 inner.outbox.push(stx);
             }
         }
-        result
-    }
-
-    /// Admits a transaction to the mempool. A transaction that is already final has a nonce
-    /// below its account's, so the mempool refuses it as a replay without a store lookup.
-    fn admit(&self, stx: SignedTransaction, now_ms: u64) -> Result<Hash, MempoolError> {
-        let mut inner = self.lock();
-        let state = inner.state.clone();
-        let next_height = inner.tip.height + 1;
-        let result = inner.mempool.insert(stx, &state, next_height, now_ms);
+        let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
         self.metrics.mempool_size.set(inner.mempool.len() as i64);
-        match &result {
-            Ok(_) => self.metrics.submissions_accepted.inc(),
-            Err(_) => self.metrics.submissions_refused.inc(),
-        };
-        result
+        self.metrics.submissions_accepted.inc_by(accepted);
+        self.metrics
+            .submissions_refused
+            .inc_by(results.len() as u64 - accepted);
+        results
     }
 
     /// The nonce a new transaction from `id` should carry: the committed nonce plus the
@@ -261,12 +299,13 @@ impl Ledger for Chain {
             tracing::debug!("dropping malformed gossip");
             return;
         };
-        let now = crate::api::now_ms();
-        for stx in batch.into_iter().take(MAX_OUTBOX) {
-            // Already pending, already final or invalid: peers gossip what they admitted,
-            // so refusals here are expected and harmless.
-            let _ = self.admit(stx, now);
-        }
+        // Already pending, already final or invalid: peers gossip what they admitted, so
+        // refusals here are expected and harmless.
+        let _ = self.admit(
+            batch.into_iter().take(MAX_OUTBOX).collect(),
+            crate::api::now_ms(),
+            false,
+        );
     }
 
     fn has_state(&self, id: &Hash) -> bool {

@@ -43,7 +43,8 @@ pub enum MempoolError {
 #[derive(Debug, Default)]
 pub struct Mempool {
     limits: MempoolLimits,
-    by_sender: BTreeMap<AccountId, BTreeMap<u64, SignedTransaction>>,
+    /// Each sender's queue by nonce, with each transaction's id.
+    by_sender: BTreeMap<AccountId, BTreeMap<u64, (Hash, SignedTransaction)>>,
     ids: HashSet<Hash>,
 }
 
@@ -69,7 +70,7 @@ impl Mempool {
         self.by_sender
             .get(&stx.tx.sender())
             .and_then(|q| q.get(&stx.tx.nonce))
-            .is_some_and(|t| t == stx)
+            .is_some_and(|(_, t)| t == stx)
     }
 
     /// Whether `sender` has a pending transaction with `nonce`.
@@ -83,20 +84,18 @@ impl Mempool {
         self.ids.contains(id)
     }
 
-    /// Admits a transaction against the latest finalized `state`. The signature is checked
-    /// here, once; blocks built from the mempool rely on it. A transaction that is next in
-    /// line for its sender is also dry-run, so an overdraft or a missing role is refused at
-    /// once with its reason rather than later in a receipt.
-    pub fn insert(
-        &mut self,
-        stx: SignedTransaction,
+    /// The checks that need no signature verification, against the latest finalized
+    /// `state`: not pending already, right chain, nonce not used, not too far ahead, not
+    /// taken by another pending transaction, room left. Run before the (costly) signature
+    /// check so that duplicates and replays cost nothing, and again at insertion.
+    pub fn check(
+        &self,
+        stx: &SignedTransaction,
+        id: &Hash,
         state: &State,
-        next_height: u64,
-        now_ms: u64,
-    ) -> Result<Hash, MempoolError> {
-        let id = stx.id();
-        if self.ids.contains(&id) {
-            return Err(MempoolError::AlreadyPending(id));
+    ) -> Result<(), MempoolError> {
+        if self.ids.contains(id) {
+            return Err(MempoolError::AlreadyPending(*id));
         }
         let sender = stx.tx.sender();
         let next = state.accounts.get(&sender).map_or(0, |a| a.nonce);
@@ -121,11 +120,7 @@ impl Mempool {
                 max: self.limits.max_per_sender,
             });
         }
-        if self
-            .by_sender
-            .get(&sender)
-            .is_some_and(|q| q.contains_key(&stx.tx.nonce))
-        {
+        if self.has_nonce(&sender, stx.tx.nonce) {
             return Err(MempoolError::NonceTaken {
                 nonce: stx.tx.nonce,
             });
@@ -133,16 +128,32 @@ impl Mempool {
         if self.ids.len() >= self.limits.max_txs {
             return Err(MempoolError::Full(self.ids.len()));
         }
-        stx.verify_signature()
-            .map_err(|e| TxError::BadSignature(e.to_string()))?;
-        if stx.tx.nonce == next {
+        Ok(())
+    }
+
+    /// Admits a transaction whose signature the caller has checked
+    /// ([`ehrchain_types::verify_signatures`]); blocks built from the mempool rely on it.
+    /// Runs [`Mempool::check`] again (the state or the mempool may have moved since), and
+    /// dry-runs a transaction that is next in line for its sender, so that an overdraft or a
+    /// missing role is refused at once with its reason rather than later in a receipt.
+    pub fn insert_verified(
+        &mut self,
+        stx: SignedTransaction,
+        id: Hash,
+        state: &State,
+        next_height: u64,
+        now_ms: u64,
+    ) -> Result<Hash, MempoolError> {
+        self.check(&stx, &id, state)?;
+        let sender = stx.tx.sender();
+        if stx.tx.nonce == state.accounts.get(&sender).map_or(0, |a| a.nonce) {
             ehrchain_ledger::execute::dry_run(state, &stx, next_height, now_ms)?;
         }
         self.ids.insert(id);
         self.by_sender
             .entry(sender)
             .or_default()
-            .insert(stx.tx.nonce, stx);
+            .insert(stx.tx.nonce, (id, stx));
         Ok(id)
     }
 
@@ -153,7 +164,7 @@ impl Mempool {
         let mut out = Vec::with_capacity(max.min(self.ids.len()));
         while out.len() < max && !queues.is_empty() {
             queues.retain_mut(|q| match q.next() {
-                Some(t) if out.len() < max => {
+                Some((_, t)) if out.len() < max => {
                     out.push(t.clone());
                     true
                 }
@@ -169,8 +180,8 @@ impl Mempool {
             let next = state.accounts.get(&sender).map_or(0, |a| a.nonce);
             if let Some(q) = self.by_sender.get_mut(&sender) {
                 let keep = q.split_off(&next);
-                for stale in q.values() {
-                    self.ids.remove(&stale.id());
+                for (id, _) in q.values() {
+                    self.ids.remove(id);
                 }
                 *q = keep;
                 if q.is_empty() {

@@ -945,3 +945,65 @@ mod api {
         assert_eq!(reads, ["allowed", "denied"]);
     }
 }
+
+/// A batch is admitted transaction by transaction: one bad signature, a duplicate, a replay, a
+/// nonce gap or a wrong chain refuses that transaction only, with its own reason, and every
+/// other one is admitted (one signature batch for the lot).
+#[test]
+fn batch_admission_refuses_only_the_bad_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let senders: Vec<Keypair> = (0..4).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let g = genesis(&senders);
+    let chain = open_chain(dir.path(), &g);
+    let good = transfers(&senders, 2); // nonces 0 and 1 of every sender
+    let mut forged = good[1].clone();
+    forged.signature.0[0] ^= 1;
+    let mut other_chain = good[2].clone();
+    other_chain.tx.chain_id = "elsewhere".into();
+    let gap = {
+        let k = &senders[3];
+        k.sign_tx(Transaction {
+            chain_id: "sim".into(),
+            signer: k.public_key(),
+            nonce: 5_000,
+            payload: TxPayload::Transfer {
+                to: k.account(),
+                amount: 1,
+            },
+        })
+    };
+    let batch = vec![
+        good[0].clone(), // admitted
+        forged,          // bad signature
+        good[0].clone(), // duplicate within the batch
+        other_chain,     // wrong chain
+        gap,             // too far ahead
+        good[3].clone(), // admitted
+        good[4].clone(), // admitted: sender 0's nonce 1, after nonce 0 above
+    ];
+    let results = chain.submit_batch(batch, 0);
+    let errors: Vec<String> = results
+        .iter()
+        .map(|r| r.as_ref().err().map_or(String::new(), ToString::to_string))
+        .collect();
+    assert!(results[0].is_ok(), "{errors:?}");
+    assert!(errors[1].contains("signature"), "{errors:?}");
+    assert!(errors[2].contains("already pending"), "{errors:?}");
+    assert!(errors[3].contains("elsewhere"), "{errors:?}");
+    assert!(errors[4].contains("too far ahead"), "{errors:?}");
+    assert!(results[5].is_ok() && results[6].is_ok(), "{errors:?}");
+    assert_eq!(chain.snapshot().mempool_size, 3);
+    // The forged copy did not take sender 1's nonce 0: the real one is still admitted.
+    assert!(chain.submit(good[1].clone(), 0).is_ok());
+    // Once finalized, resubmitting is a replay, refused before any signature work.
+    let tip = chain.store().tip().unwrap().unwrap();
+    let b1 = chain
+        .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), 1_000)
+        .unwrap();
+    assert_eq!(b1.txs.len(), 4);
+    chain.finalized(&b1, None).unwrap();
+    let again = chain.submit_batch(vec![good[0].clone(), good[1].clone()], 0);
+    assert!(again.iter().all(|r| r
+        .as_ref()
+        .is_err_and(|e| e.to_string().contains("replayed"))));
+}

@@ -72,15 +72,39 @@ pub struct Receipt {
 }
 
 /// RFC 6962 Merkle tree hash over a list of leaves (the empty tree hashes to SHA-256 of "").
+///
+/// Computed straight from the RFC's definition: each leaf hashed once, each inner node once
+/// (2n - 1 hashes), where appending to an incremental tree rehashes the path to the root on
+/// every push. Inclusion proofs against these roots come from `ct_merkle`, which a test holds
+/// to the same roots.
 pub fn merkle_root<L: AsRef<[u8]>>(leaves: impl IntoIterator<Item = L>) -> Hash {
-    let mut tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, L>::new();
-    for leaf in leaves {
-        tree.push(leaf);
+    use sha2::{Digest, Sha256};
+    let hashes: Vec<[u8; 32]> = leaves
+        .into_iter()
+        .map(|leaf| {
+            Sha256::new_with_prefix([0u8])
+                .chain_update(leaf)
+                .finalize()
+                .into()
+        })
+        .collect();
+    /// MTH(D[n]) = SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n])), k the largest power of two
+    /// below n.
+    fn mth(hashes: &[[u8; 32]]) -> [u8; 32] {
+        match hashes.len() {
+            0 => Sha256::digest([]).into(),
+            1 => hashes[0],
+            n => {
+                let k = 1 << (n - 1).ilog2();
+                Sha256::new_with_prefix([1u8])
+                    .chain_update(mth(&hashes[..k]))
+                    .chain_update(mth(&hashes[k..]))
+                    .finalize()
+                    .into()
+            }
+        }
     }
-    let root = tree.root();
-    let mut out = [0u8; 32];
-    out.copy_from_slice(root.as_bytes());
-    Hash(out)
+    Hash(mth(&hashes))
 }
 
 /// The Merkle root over a block's signed transactions (signatures included, so the block id

@@ -22,7 +22,7 @@ pub use records::{
     AuditAction, AuditEvent, Category, Decision, EncryptionKey, EventId, Grantee, HexBytes,
     KeyWrap, RecordId, RecordKey, RequestId, Rotation, SealedKey,
 };
-pub use tx::{SignedTransaction, Transaction, TxPayload};
+pub use tx::{SignatureError, SignedTransaction, Transaction, TxPayload, verify_signatures};
 
 /// The largest number of bytes any single encoded transaction may have.
 pub const MAX_TX_BYTES: usize = 16 * 1024;

@@ -96,3 +96,81 @@ fn ids_and_roles_parse_with_clear_errors() {
     let err = "surgeon".parse::<Role>().unwrap_err().to_string();
     assert!(err.contains("patient, doctor"), "{err}");
 }
+
+#[test]
+fn merkle_root_matches_ct_merkle_at_every_size() {
+    for n in 0..70u32 {
+        let leaves: Vec<Vec<u8>> = (0..n)
+            .map(|i| i.to_le_bytes().repeat(i as usize % 5 + 1))
+            .collect();
+        let mut tree = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, Vec<u8>>::new();
+        for leaf in &leaves {
+            tree.push(leaf.clone());
+        }
+        let got = ehrchain_types::block::merkle_root(&leaves);
+        assert_eq!(
+            got.0.as_slice(),
+            tree.root().as_bytes().as_slice(),
+            "{n} leaves"
+        );
+    }
+}
+
+/// Transactions signed by distinct keys, each valid.
+fn signed(n: u8) -> Vec<SignedTransaction> {
+    use ed25519_dalek::Signer;
+    (0..n)
+        .map(|i| {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[i + 1; 32]);
+            let tx = Transaction {
+                chain_id: "ehrchain-dev".into(),
+                signer: PublicKey(key.verifying_key().to_bytes()),
+                nonce: i as u64,
+                payload: TxPayload::Transfer {
+                    to: AccountId([0x22; 20]),
+                    amount: 1,
+                },
+            };
+            let signature = Signature(key.sign(&tx.signing_bytes()).to_bytes());
+            SignedTransaction { tx, signature }
+        })
+        .collect()
+}
+
+#[test]
+fn signature_batches_name_exactly_the_bad_transactions() {
+    use ehrchain_types::{SignatureError, verify_signatures};
+    let mut txs = signed(6);
+    assert!(verify_signatures(&txs).iter().all(Result::is_ok));
+    // 1: signed over other bytes; 3: a key that is not a curve point... or is; either way
+    // not the signer; 4: the identity (small order); 5: `s` made non-canonical (s + l).
+    txs[1].tx.nonce += 100;
+    txs[3].tx.signer = PublicKey([0xff; 32]);
+    txs[4].tx.signer = PublicKey({
+        let mut identity = [0; 32];
+        identity[0] = 1;
+        identity
+    });
+    let l: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let s = &mut txs[5].signature.0[32..];
+    let mut carry = 0u16;
+    for (b, l) in s.iter_mut().zip(l) {
+        let sum = *b as u16 + l as u16 + carry;
+        *b = sum as u8;
+        carry = sum >> 8;
+    }
+    let results = verify_signatures(&txs);
+    assert_eq!(results[0], Ok(()));
+    assert_eq!(results[1], Err(SignatureError::Mismatch));
+    assert_eq!(results[2], Ok(()));
+    assert!(results[3].is_err());
+    assert_eq!(results[4], Err(SignatureError::WeakKey));
+    assert_eq!(results[5], Err(SignatureError::Mismatch));
+    // One at a time gives the same answers as the batch.
+    for (t, r) in txs.iter().zip(&results) {
+        assert_eq!(&t.verify_signature(), r);
+    }
+}
