@@ -119,10 +119,20 @@ impl App {
             // Below the finalized tip only the tip's state is known: this branch cannot extend
             // the finalized chain.
             if cursor.inner().block.header.height <= floor || missing.len() >= MAX_REPLAY {
+                tracing::debug!(
+                    height = cursor.inner().block.header.height,
+                    floor,
+                    missing = missing.len(),
+                    "ancestor state unknown at or below the finalized height"
+                );
                 return false;
             }
             missing.push(cursor.clone());
             let Some(next) = ancestry.next().await else {
+                tracing::debug!(
+                    missing = missing.len(),
+                    "ancestry ended before a known state"
+                );
                 return false;
             };
             cursor = next;

@@ -25,7 +25,7 @@ const MAX_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
 struct Speculative {
     height: u64,
     state: Arc<State>,
-    output: BlockOutput,
+    output: Arc<BlockOutput>,
 }
 
 struct Inner {
@@ -236,7 +236,7 @@ impl Chain {
             Speculative {
                 height: block.header.height,
                 state: Arc::new(post),
-                output,
+                output: Arc::new(output),
             },
         );
     }
@@ -364,7 +364,7 @@ impl Ledger for Chain {
     fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String> {
         let id = block.id();
         let (state, tip, spec) = {
-            let mut inner = self.lock();
+            let inner = self.lock();
             if block.header.height <= inner.tip.height {
                 return Ok(());
             }
@@ -373,14 +373,17 @@ impl Ledger for Chain {
                 inner.tip.height + 1,
                 "marshal delivers finalized blocks in height order without gaps"
             );
-            (
-                inner.state.clone(),
-                inner.tip.clone(),
-                inner.speculative.remove(&id),
-            )
+            // The speculative entry stays until the tip moves (below), so that the block's
+            // state is known, as tip or as speculative, at every instant: a proposal on it
+            // that arrives while the block is being written must not find it missing.
+            let spec = inner
+                .speculative
+                .get(&id)
+                .map(|s| (s.state.clone(), s.output.clone()));
+            (inner.state.clone(), inner.tip.clone(), spec)
         };
         let (post, output) = match spec {
-            Some(s) => (s.state, s.output),
+            Some(known) => known,
             None => {
                 // Not seen during voting (back-filled): re-verify against the committed state.
                 let (post, output) = ehrchain_ledger::verify_block(&tip, &state, block)
@@ -390,7 +393,7 @@ impl Ledger for Chain {
                             block.header.height
                         )
                     });
-                (Arc::new(post), output)
+                (Arc::new(post), Arc::new(output))
             }
         };
         self.store

@@ -1003,7 +1003,8 @@ fn batch_admission_refuses_only_the_bad_transactions() {
     assert_eq!(b1.txs.len(), 4);
     chain.finalized(&b1, None).unwrap();
     let again = chain.submit_batch(vec![good[0].clone(), good[1].clone()], 0);
-    assert!(again.iter().all(|r| r
-        .as_ref()
-        .is_err_and(|e| e.to_string().contains("replayed"))));
+    assert!(again.iter().all(|r| {
+        r.as_ref()
+            .is_err_and(|e| e.to_string().contains("replayed"))
+    }));
 }
