@@ -433,12 +433,20 @@ pub struct BlockView {
     pub finalization: Option<String>,
 }
 
-async fn block(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<BlockView> {
-    let height: u64 = parse("height", &height)?;
-    let store = s.chain.store();
-    let block = store
+/// The stored block at the `height` of a request path, or 400 / 404.
+fn stored_block(s: &ApiState, height: &str) -> Result<(u64, Block), ApiError> {
+    let height: u64 = parse("height", height)?;
+    let block = s
+        .chain
+        .store()
         .block(height)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    Ok((height, block))
+}
+
+async fn block(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<BlockView> {
+    let (height, block) = stored_block(&s, &height)?;
+    let store = s.chain.store();
     Ok(Json(BlockView {
         id: block.id(),
         receipts: store.receipts(height)?,
@@ -461,16 +469,12 @@ async fn block_receipts(
     State(s): State<ApiState>,
     Path(height): Path<String>,
 ) -> ApiResult<ReceiptsView> {
-    let height: u64 = parse("height", &height)?;
-    let store = s.chain.store();
-    let block = store
-        .block(height)?
-        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let (height, block) = stored_block(&s, &height)?;
     Ok(Json(ReceiptsView {
         height,
         id: block.id(),
         timestamp_ms: block.header.timestamp_ms,
-        receipts: store.receipts(height)?,
+        receipts: s.chain.store().receipts(height)?,
     }))
 }
 
