@@ -19,7 +19,7 @@ use crate::{
     TxError,
     clinical::{Slot, SlotStatus},
 };
-use ehrchain_types::{AuditAction, Grantee, ItemId, ItemKind, Role};
+use ehrchain_types::{AuditAction, ItemId, ItemKind, Role};
 
 /// Longest slot accepted (a day).
 pub const MAX_SLOT_MINUTES: u32 = 24 * 60;
@@ -43,15 +43,13 @@ fn wrong_state(slot: &Slot, what: &str) -> TxError {
 /// subject; the other party is the counterparty.
 fn audit(scope: &mut TxScope<'_>, slot: &Slot, action: AuditAction, amount: Option<u64>) {
     let patient = slot.patient.unwrap_or(slot.doctor);
-    let mut ev = scope.event(patient, action);
-    ev.item = Some(slot.id);
-    ev.amount = amount;
     let other = if scope.sender == slot.doctor {
         slot.patient
     } else {
         Some(slot.doctor)
     };
-    ev.counterparty = other.map(Grantee::Account);
+    let mut ev = scope.item_event(patient, action, slot.id, other);
+    ev.amount = amount;
     scope.audit(ev);
 }
 

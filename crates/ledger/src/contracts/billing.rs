@@ -13,7 +13,7 @@ use crate::{
     clinical::{Claim, ClaimDecision, ClaimStatus, Invoice, InvoiceStatus, Policy},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, Grantee, ItemId, ItemKind, Role,
+    AccountId, AuditAction, ItemId, ItemKind, Role,
     clinical::{FULL_COVERAGE_BP, MAX_APPROVAL_LEVELS, MAX_DECISION_REASON},
 };
 
@@ -39,10 +39,13 @@ pub fn pay(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
     scope.move_tokens(&me, &inv.payee, due)?;
     inv.status = InvoiceStatus::Paid;
     inv.paid_ms = Some(scope.ctx.timestamp_ms);
-    let mut ev = scope.event(inv.patient, AuditAction::InvoicePaid);
-    ev.item = Some(inv.id);
+    let mut ev = scope.item_event(
+        inv.patient,
+        AuditAction::InvoicePaid,
+        inv.id,
+        Some(inv.payee),
+    );
     ev.amount = Some(due);
-    ev.counterparty = Some(Grantee::Account(inv.payee));
     scope.audit(ev);
     scope.put_item(inv);
     Ok(())
@@ -97,9 +100,12 @@ pub fn set_policy(
         created_ms: scope.ctx.timestamp_ms,
         expires_ms,
     };
-    let mut ev = scope.event(*patient, AuditAction::PolicyRecorded);
-    ev.item = Some(policy.id);
-    ev.counterparty = Some(Grantee::Account(scope.sender));
+    let ev = scope.item_event(
+        *patient,
+        AuditAction::PolicyRecorded,
+        policy.id,
+        Some(scope.sender),
+    );
     scope.audit(ev);
     scope.put_item(policy);
     Ok(())
@@ -147,10 +153,13 @@ pub fn submit_claim(
         created_ms: scope.ctx.timestamp_ms,
     };
     inv.open_claim = Some(claim.id);
-    let mut ev = scope.event(inv.patient, AuditAction::ClaimSubmitted);
-    ev.item = Some(claim.id);
+    let mut ev = scope.item_event(
+        inv.patient,
+        AuditAction::ClaimSubmitted,
+        claim.id,
+        Some(pol.insurer),
+    );
     ev.amount = Some(claim.share);
-    ev.counterparty = Some(Grantee::Account(pol.insurer));
     scope.audit(ev);
     scope.put_item(claim);
     scope.put_item(inv);
@@ -171,9 +180,12 @@ pub fn withdraw_claim(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxErro
     let mut inv: Invoice = scope.item(&claim.invoice)?;
     inv.open_claim = None;
     claim.status = ClaimStatus::Withdrawn;
-    let mut ev = scope.event(claim.patient, AuditAction::ClaimWithdrawn);
-    ev.item = Some(claim.id);
-    ev.counterparty = Some(Grantee::Account(claim.insurer));
+    let ev = scope.item_event(
+        claim.patient,
+        AuditAction::ClaimWithdrawn,
+        claim.id,
+        Some(claim.insurer),
+    );
     scope.audit(ev);
     scope.put_item(inv);
     scope.put_item(claim);
@@ -221,17 +233,17 @@ pub fn decide_claim(
         time_ms: now,
         reason: reason.to_string(),
     });
-    let mut ev = scope.event(
+    let mut ev = scope.item_event(
         claim.patient,
         if approve {
             AuditAction::ClaimApproved
         } else {
             AuditAction::ClaimRejected
         },
+        claim.id,
+        Some(claim.insurer),
     );
-    ev.item = Some(claim.id);
     ev.reason = format!("level {level} of {}: {reason}", claim.approvers.len());
-    ev.counterparty = Some(Grantee::Account(claim.insurer));
     scope.audit(ev);
     let mut inv: Invoice = scope.item(&claim.invoice)?;
     if !approve {
@@ -247,10 +259,13 @@ pub fn decide_claim(
             inv.status = InvoiceStatus::Paid;
             inv.paid_ms = Some(now);
         }
-        let mut ev = scope.event(claim.patient, AuditAction::ClaimPaid);
-        ev.item = Some(claim.id);
+        let mut ev = scope.item_event(
+            claim.patient,
+            AuditAction::ClaimPaid,
+            claim.id,
+            Some(claim.payee),
+        );
         ev.amount = Some(claim.share);
-        ev.counterparty = Some(Grantee::Account(claim.payee));
         scope.audit(ev);
     }
     scope.put_item(inv);

@@ -307,6 +307,21 @@ impl<'a> TxScope<'a> {
         }
     }
 
+    /// An audit event about workflow item `item`, naming the other party it concerns.
+    pub fn item_event(
+        &self,
+        patient: AccountId,
+        action: AuditAction,
+        item: ItemId,
+        counterparty: Option<AccountId>,
+    ) -> AuditEvent {
+        AuditEvent {
+            item: Some(item),
+            counterparty: counterparty.map(Grantee::Account),
+            ..self.event(patient, action)
+        }
+    }
+
     /// Records an audit event (a leaf of the block's audit tree if the transaction applies).
     pub fn audit(&mut self, event: AuditEvent) {
         self.events.push(event);

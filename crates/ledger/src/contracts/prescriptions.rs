@@ -14,8 +14,7 @@ use crate::{
     state::RecordStatus,
 };
 use ehrchain_types::{
-    AccountId, AuditAction, Category, Grantee, ItemId, ItemKind, RecordDraft, RecordId, Role,
-    SealedKey,
+    AccountId, AuditAction, Category, ItemId, ItemKind, RecordDraft, RecordId, Role, SealedKey,
 };
 
 fn refused(msg: impl Into<String>) -> TxError {
@@ -60,11 +59,14 @@ pub fn report_symptoms(
         record: *record,
         created_ms: scope.ctx.timestamp_ms,
     };
-    let mut ev = scope.event(scope.sender, AuditAction::SymptomsReported);
-    ev.item = Some(report.id);
+    let mut ev = scope.item_event(
+        scope.sender,
+        AuditAction::SymptomsReported,
+        report.id,
+        Some(*doctor),
+    );
     ev.record = Some(*record);
     ev.categories = vec![Category::Notes];
-    ev.counterparty = Some(Grantee::Account(*doctor));
     scope.audit(ev);
     scope.put_item(report);
     Ok(())
@@ -125,12 +127,7 @@ pub fn prescribe(
         dispensed_ms: None,
         invoice: None,
     };
-    let mut ev = scope.event(rx.patient, AuditAction::Prescribed);
-    ev.item = Some(rx.id);
-    ev.record = Some(rx.record);
-    ev.categories = vec![Category::Medication];
-    ev.counterparty = rx.pharmacy.map(Grantee::Account);
-    scope.audit(ev);
+    audit_rx(scope, &rx, AuditAction::Prescribed, rx.pharmacy);
     scope.put_item(rx);
     Ok(())
 }
@@ -154,12 +151,12 @@ pub fn direct(
     check_pharmacy(scope, Some(pharmacy), Some(key))?;
     rx.pharmacy = Some(*pharmacy);
     rx.pharmacy_key = Some(key.clone());
-    let mut ev = scope.event(rx.patient, AuditAction::PrescriptionDirected);
-    ev.item = Some(rx.id);
-    ev.record = Some(rx.record);
-    ev.categories = vec![Category::Medication];
-    ev.counterparty = Some(Grantee::Account(*pharmacy));
-    scope.audit(ev);
+    audit_rx(
+        scope,
+        &rx,
+        AuditAction::PrescriptionDirected,
+        Some(*pharmacy),
+    );
     scope.put_item(rx);
     Ok(())
 }
@@ -193,18 +190,29 @@ pub fn dispense(scope: &mut TxScope<'_>, id: &ItemId, price: u64) -> Result<(), 
     rx.status = RxStatus::Dispensed;
     rx.dispensed_ms = Some(now);
     rx.invoice = Some(invoice.id);
-    let mut ev = scope.event(rx.patient, AuditAction::Dispensed);
-    ev.item = Some(rx.id);
-    ev.record = Some(rx.record);
-    ev.categories = vec![Category::Medication];
-    ev.counterparty = Some(Grantee::Account(rx.doctor));
-    scope.audit(ev);
-    let mut ev = scope.event(rx.patient, AuditAction::InvoiceIssued);
-    ev.item = Some(invoice.id);
+    audit_rx(scope, &rx, AuditAction::Dispensed, Some(rx.doctor));
+    let mut ev = scope.item_event(
+        rx.patient,
+        AuditAction::InvoiceIssued,
+        invoice.id,
+        Some(invoice.payee),
+    );
     ev.amount = Some(price);
-    ev.counterparty = Some(Grantee::Account(invoice.payee));
     scope.audit(ev);
     scope.put_item(rx);
     scope.put_item(invoice);
     Ok(())
+}
+
+/// Records an event about prescription `rx`: its medication record, and the other party.
+fn audit_rx(
+    scope: &mut TxScope<'_>,
+    rx: &Prescription,
+    action: AuditAction,
+    counterparty: Option<AccountId>,
+) {
+    let mut ev = scope.item_event(rx.patient, action, rx.id, counterparty);
+    ev.record = Some(rx.record);
+    ev.categories = vec![Category::Medication];
+    scope.audit(ev);
 }
