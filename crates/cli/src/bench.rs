@@ -235,6 +235,15 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
             encryption_key: records.then(|| k.encryption().public()),
         })
         .collect();
+    // The observer follows block receipts, which the node shows consortium members only: a
+    // genesis auditor.
+    let auditor = Keypair::generate();
+    accounts.push(GenesisAccount {
+        public_key: auditor.public_key(),
+        role: Some(ehrchain_types::Role::Auditor),
+        balance: 0,
+        encryption_key: None,
+    });
     accounts.push(GenesisAccount {
         public_key: doctor.public_key(),
         role: Some(ehrchain_types::Role::Doctor),
@@ -357,7 +366,11 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
         while seen < tip {
             seen += 1;
             let now = Instant::now();
-            let view: ReceiptsView = observer.get(&format!("/api/v1/blocks/{seen}/receipts"))?;
+            let path = format!("/api/v1/blocks/{seen}/receipts");
+            let auth = auditor
+                .sign_request("ehrchain-bench", "GET", &path, ehrchain_node::api::now_ms())
+                .header_value();
+            let view: ReceiptsView = observer.get_signed(&path, &auth)?;
             rejected += view
                 .receipts
                 .iter()

@@ -147,15 +147,18 @@ impl Client {
     }
 
     /// Polls a transaction until it is finalized; fails if it leaves the mempool without
-    /// being finalized or the timeout passes.
+    /// being finalized or the timeout passes. `auth` signs each poll (the node shows a
+    /// transaction's body and receipt only to its parties and to consortium members).
     pub fn wait_final(
         &self,
         id: &ehrchain_types::Hash,
         timeout: Duration,
+        auth: &dyn Fn(&str) -> String,
     ) -> anyhow::Result<ehrchain_node::api::TxView> {
         let start = std::time::Instant::now();
         loop {
-            let t: ehrchain_node::api::TxView = self.get(&format!("/api/v1/transactions/{id}"))?;
+            let path = format!("/api/v1/transactions/{id}");
+            let t: ehrchain_node::api::TxView = self.get_signed(&path, &auth(&path))?;
             if t.status == "finalized" {
                 return Ok(t);
             }

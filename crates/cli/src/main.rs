@@ -310,9 +310,13 @@ struct AuditArgs {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Fetch the inclusion proof of an audit event into a file.
+    /// Fetch the inclusion proof of an audit event into a file (asked as the patient, a
+    /// party of the event, or a consortium member).
     Proof {
         event: String,
+        /// The local key that asks.
+        #[arg(long = "key")]
+        key: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -358,17 +362,38 @@ enum KeyCmd {
 enum ChainCmd {
     /// The node's chain status.
     Status,
-    /// A block by height.
-    Block { height: u64 },
-    /// A transaction by id.
-    Tx { hash: String },
-    /// Verify a stored chain offline: every block's hash, links, Merkle roots, signatures
-    /// and state root, replayed from the genesis file (stop the node first).
+    /// A block by height. Without `--key`, or for a key that is not a consortium member
+    /// (validator, admin, approved auditor), only the header and transaction ids.
+    Block {
+        height: u64,
+        /// Ask as this local key.
+        #[arg(long = "key")]
+        key: Option<String>,
+    },
+    /// A transaction by id. Its body, receipt and events are shown to its parties and to
+    /// consortium members; ask with `--key`.
+    Tx {
+        hash: String,
+        /// Ask as this local key.
+        #[arg(long = "key")]
+        key: Option<String>,
+    },
+    /// Verify a chain: every block's hash, links, Merkle roots, signatures, finality
+    /// certificate and state root, replayed from the genesis file. From a stopped node's data
+    /// dir (`--data-dir`), or, as a consortium member (`--key` of the admin or of an
+    /// approved auditor account), from a running node's API (`--remote`).
     Verify {
         /// The node's data dir (holding chain.redb).
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// The genesis file (default: DATA_DIR/genesis.json).
+        #[arg(long, required_unless_present = "remote", conflicts_with = "remote")]
+        data_dir: Option<PathBuf>,
+        /// Fetch the blocks from the node (`--node`) instead, signed by `--key`.
+        #[arg(long, requires = "key")]
+        remote: bool,
+        /// The member key that signs the block requests (with `--remote`).
+        #[arg(long = "key")]
+        key: Option<String>,
+        /// The genesis file, the trust anchor (default: DATA_DIR/genesis.json; with `--remote`,
+        /// genesis.json beside the key directory).
         #[arg(long)]
         genesis: Option<PathBuf>,
     },
@@ -401,6 +426,18 @@ struct Ctx {
 impl Ctx {
     fn client(&self) -> Client {
         Client::new(&self.node)
+    }
+
+    /// A GET, signed by the local key `key` when one is named, else anonymous.
+    fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: Option<&str>,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        match key {
+            None => self.client().get(path),
+            Some(name) => records::Session::new(self.client(), self.unlock(name)?)?.get(path),
+        }
     }
 
     fn keystore(&self) -> Keystore {
@@ -669,8 +706,8 @@ profile record: {} (encrypted; fingerprint on the ledger)",
             });
             Ok(())
         }
-        Cmd::Chain(ChainCmd::Block { height }) => {
-            let b: Value = ctx.client().get(&format!("/api/v1/blocks/{height}"))?;
+        Cmd::Chain(ChainCmd::Block { height, key }) => {
+            let b: Value = ctx.get_as(key.as_deref(), &format!("/api/v1/blocks/{height}"))?;
             ctx.print(&b, || {
                 let h = &b["header"];
                 let mut s = format!(
@@ -693,15 +730,22 @@ profile record: {} (encrypted; fingerprint on the ledger)",
             });
             Ok(())
         }
-        Cmd::Chain(ChainCmd::Tx { hash }) => {
+        Cmd::Chain(ChainCmd::Tx { hash, key }) => {
             let id: Hash = hash
                 .parse()
                 .map_err(|e| anyhow!("invalid transaction id: {e}"))?;
-            let t: TxView = ctx.client().get(&format!("/api/v1/transactions/{id}"))?;
+            let t: TxView = ctx.get_as(key.as_deref(), &format!("/api/v1/transactions/{id}"))?;
             ctx.print(&serde_json::to_value(&t)?, || describe_tx(&t));
             Ok(())
         }
-        Cmd::Chain(ChainCmd::Verify { data_dir, genesis }) => verify(ctx, data_dir, genesis),
+        Cmd::Chain(ChainCmd::Verify {
+            data_dir: Some(data_dir),
+            genesis,
+            ..
+        }) => verify(ctx, data_dir, genesis),
+        Cmd::Chain(ChainCmd::Verify { key, genesis, .. }) => {
+            verify_remote(ctx, &key.expect("clap requires --key"), genesis)
+        }
         Cmd::Testnet(TestnetCmd::Init {
             validators,
             dir,
@@ -747,7 +791,7 @@ fn send_with(ctx: &Ctx, key: Keypair, payload: TxPayload, wait: &WaitArg) -> any
         });
         return Ok(());
     }
-    let t = s.client.wait_final(&id, Duration::from_secs(60))?;
+    let t = s.wait_final(&id)?;
     ctx.print(&serde_json::to_value(&t)?, || describe_tx(&t));
     if let Some(ehrchain_types::Receipt {
         outcome: ehrchain_types::TxOutcome::Rejected { reason },
@@ -818,6 +862,34 @@ fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Res
         bail!("no chain database at {}", db.display());
     }
     let summary = ehrchain_node::verify::verify_data_dir(&db, &genesis)?;
+    ctx.print(&serde_json::to_value(&summary)?, || {
+        format!(
+            "chain valid: {} blocks, {} transactions, {} finality certificates checked\ntip:        {}\nstate root: {}",
+            summary.blocks, summary.transactions, summary.certificates, summary.tip, summary.state_root
+        )
+    });
+    Ok(())
+}
+
+/// Verifies the chain a node serves, fetching every block's bytes and certificate as a
+/// consortium member, against a local genesis file (never the node's own copy).
+fn verify_remote(ctx: &Ctx, key: &str, genesis: Option<PathBuf>) -> anyhow::Result<()> {
+    let genesis_path = genesis.unwrap_or_else(|| ctx.home.join("..").join("genesis.json"));
+    let genesis = ehrchain_node::GenesisFile::load(&genesis_path)?;
+    let s = records::Session::new(ctx.client(), ctx.unlock(key)?)?;
+    let tip = s.client.get::<StatusView>("/api/v1/status")?.height;
+    let fetch = |height: u64| -> anyhow::Result<ehrchain_node::verify::BlockSource> {
+        let raw: ehrchain_node::api::RawBlockView =
+            s.get(&format!("/api/v1/blocks/{height}/raw"))?;
+        let hex_field = |h: &str| hex::decode(h).map_err(|_| anyhow!("block {height}: bad hex"));
+        Ok(ehrchain_node::verify::BlockSource {
+            height,
+            bytes: hex_field(&raw.bytes)?,
+            certificate: raw.finalization.as_deref().map(hex_field).transpose()?,
+            indexed_id: None,
+        })
+    };
+    let summary = ehrchain_node::verify::verify_blocks(&genesis, (0..=tip).map(fetch))?;
     ctx.print(&serde_json::to_value(&summary)?, || {
         format!(
             "chain valid: {} blocks, {} transactions, {} finality certificates checked\ntip:        {}\nstate root: {}",
@@ -1142,12 +1214,12 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
 
 fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
     match args.cmd {
-        Some(AuditCmd::Proof { event, out }) => {
+        Some(AuditCmd::Proof { event, out, key }) => {
             let id: ehrchain_types::EventId = event
                 .parse()
                 .map_err(|e| anyhow!("invalid event id: {e}"))?;
             let proof: ehrchain_node::proof::AuditProof =
-                ctx.client().get(&format!("/api/v1/audit/{id}/proof"))?;
+                ctx.get_as(Some(&key), &format!("/api/v1/audit/{id}/proof"))?;
             std::fs::write(&out, proof.to_file_bytes())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             ctx.print(

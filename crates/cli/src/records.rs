@@ -62,7 +62,13 @@ impl Session {
         })
     }
 
-    fn auth(&self, method: &str, path: &str) -> String {
+    /// Waits for a transaction to be finalized, asking as this account (a party of it).
+    pub fn wait_final(&self, id: &Hash) -> anyhow::Result<TxView> {
+        self.client
+            .wait_final(id, Duration::from_secs(60), &|path| self.auth("GET", path))
+    }
+
+    pub fn auth(&self, method: &str, path: &str) -> String {
         self.key
             .sign_request(&self.chain_id, method, path, now_ms())
             .header_value()
@@ -117,7 +123,7 @@ impl Session {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut out = Vec::new();
         for id in ids {
-            let t = self.client.wait_final(&id, Duration::from_secs(60))?;
+            let t = self.wait_final(&id)?;
             if let Some(TxOutcome::Rejected { reason }) = t.receipt.as_ref().map(|r| &r.outcome) {
                 bail!("transaction rejected: {reason}");
             }
@@ -342,11 +348,13 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Metadata encrypted with the record.
+/// Metadata encrypted with the record, padded to one length (`envelope::seal_meta`).
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct Meta {
     pub title: Option<String>,
     pub file_name: Option<String>,
+    /// The true content size: the ledger's `size` is that of the padded ciphertext, which
+    /// shows only the content's Padmé bucket.
     pub plaintext_size: u64,
 }
 
@@ -412,6 +420,15 @@ pub fn seal_upload(
 ) -> anyhow::Result<Sealed> {
     let id = envelope::new_record_id();
     let dk = DataKey::generate();
+    // The sealed metadata has a fixed length, so a title or file name too long for it is
+    // refused now, before a large file is encrypted: the size is not known yet, so the check
+    // uses the widest one.
+    let mut meta = Meta {
+        title,
+        file_name,
+        plaintext_size: u64::MAX,
+    };
+    envelope::seal_meta(&dk, &id, &serde_json::to_vec(&meta)?)?;
     let mut tmp = tempfile::tempfile().context("cannot create a temporary file")?;
     let enc: Encrypted = envelope::encrypt_stream(
         &dk,
@@ -419,12 +436,8 @@ pub fn seal_upload(
         BufReader::with_capacity(1 << 20, input),
         BufWriter::with_capacity(1 << 20, &mut tmp),
     )?;
-    let meta = Meta {
-        title,
-        file_name,
-        plaintext_size: enc.plaintext_size,
-    };
-    let meta = envelope::seal_meta(&dk, &id, &serde_json::to_vec(&meta)?);
+    meta.plaintext_size = enc.plaintext_size;
+    let meta = envelope::seal_meta(&dk, &id, &serde_json::to_vec(&meta)?)?;
     upload(s, &enc, &mut tmp)?;
     Ok(Sealed { id, dk, enc, meta })
 }
@@ -487,6 +500,9 @@ pub fn add_record_from(
 fn upload(s: &Session, enc: &Encrypted, tmp: &mut std::fs::File) -> anyhow::Result<()> {
     use std::io::Seek;
     tmp.seek(std::io::SeekFrom::Start(0))?;
+    // Ask first whether the node would take this many bytes (quota, storage): a refusal in
+    // the middle of a streamed body reaches the client only as a broken connection.
+    let _: serde_json::Value = s.get(&format!("/api/v1/blobs/check?size={}", enc.size))?;
     let path = format!("/api/v1/blobs/{}", cid_string(&enc.content));
     let _: serde_json::Value = s
         .client
@@ -503,10 +519,13 @@ pub struct Listed {
     pub category: Category,
     pub status: RecordStatus,
     pub created_ms: u64,
+    /// Ciphertext bytes on the ledger (padded to a size bucket).
     pub size: u64,
     pub cid: String,
     pub title: Option<String>,
     pub file_name: Option<String>,
+    /// The true content size, from the encrypted metadata, when the key is at hand.
+    pub plaintext_size: Option<u64>,
     pub access: String,
 }
 
@@ -519,8 +538,9 @@ pub fn list_records(s: &Session, patient: &AccountId) -> anyhow::Result<Vec<List
                 .data_key(&v.record)
                 .ok()
                 .and_then(|dk| envelope::open_meta(&dk, &v.record.id, &v.record.meta.0).ok())
-                .and_then(|m| serde_json::from_slice::<Meta>(&m).ok())
-                .unwrap_or_default();
+                .and_then(|m| serde_json::from_slice::<Meta>(&m).ok());
+            let plaintext_size = meta.as_ref().map(|m| m.plaintext_size);
+            let meta = meta.unwrap_or_default();
             Listed {
                 id: v.record.id,
                 patient: v.record.patient,
@@ -532,6 +552,7 @@ pub fn list_records(s: &Session, patient: &AccountId) -> anyhow::Result<Vec<List
                 cid: v.cid,
                 title: meta.title,
                 file_name: meta.file_name,
+                plaintext_size,
                 access: v.access,
             }
         })

@@ -235,11 +235,40 @@ fn dev_chain_end_to_end() {
         &["transfer", "--key", "pat", "--to", "doc", "--amount", "5"],
     );
     let tx_height = t["height"].as_u64().unwrap();
+    // Anyone sees a block's header, ids and count; the consortium admin (a member) sees the
+    // bodies; a transaction's body goes to its parties and members only.
     let block = ok(&dev, &["chain", "block", &tx_height.to_string()]);
-    assert_eq!(block["txs"].as_array().unwrap().len(), 1);
+    assert_eq!(block["tx_ids"].as_array().unwrap().len(), 1);
+    assert!(block["txs"].is_null() && block["redacted"] == true);
     assert!(
         block["finalization"].is_string(),
         "finalized blocks carry their certificate"
+    );
+    let full = ok(
+        &dev,
+        &["chain", "block", &tx_height.to_string(), "--key", "admin"],
+    );
+    assert_eq!(full["txs"].as_array().unwrap().len(), 1);
+    assert_eq!(full["redacted"], false);
+    let id = t["id"].as_str().unwrap();
+    let anon = ok(&dev, &["chain", "tx", id]);
+    assert!(anon["tx"].is_null() && anon["sender"].is_null() && anon["redacted"] == true);
+    let stranger = ok(&dev, &["chain", "tx", id, "--key", "demo3"]);
+    assert!(stranger["tx"].is_null() && stranger["redacted"] == true);
+    for party in ["pat", "doc", "admin"] {
+        let seen = ok(&dev, &["chain", "tx", id, "--key", party]);
+        assert_eq!(seen["tx"]["tx"]["payload"]["type"], "transfer", "{party}");
+    }
+    // A member verifies the whole chain through the API, against the local genesis.
+    let v = ok(&dev, &["chain", "verify", "--remote", "--key", "admin"]);
+    assert!(v["blocks"].as_u64().unwrap() > tx_height);
+    assert!(
+        fails(
+            &dev,
+            "dev",
+            &["chain", "verify", "--remote", "--key", "pat"]
+        )
+        .contains("members")
     );
     let node = dev.node.clone();
     drop(dev);
@@ -721,11 +750,28 @@ fn encrypted_records_consent_and_audit_end_to_end() {
             out.to_str().unwrap(),
         ],
     );
-    assert!(
-        e.contains("access denied: no consent for imaging records"),
-        "{e}"
-    );
+    // The reader learns only that the read was denied: the same answer as for a record that
+    // does not exist, so record ids cannot be probed.
+    assert!(e.contains("access denied: no record you may read"), "{e}");
     assert!(!out.exists());
+    let unknown = fails(
+        &dev,
+        "dev",
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            "rec00000000000000000000000000000000",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        unknown.replace(char::is_alphanumeric, ""),
+        e.replace(char::is_alphanumeric, ""),
+        "unknown: {unknown}\nforbidden: {e}"
+    );
     let audit = ok(&dev, &["audit", "--key", "demo1", "--record", &rec]);
     let denied = audit
         .as_array()
@@ -734,6 +780,14 @@ fn encrypted_records_consent_and_audit_end_to_end() {
         .find(|e| e["action"] == "read" && e["decision"] == "denied")
         .expect("denial audited")
         .clone();
+    // The patient sees why.
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no consent for imaging records"),
+        "{denied}"
+    );
     // The doctor's listing of Alice's records shows nothing at all.
     assert_eq!(
         ok(
@@ -992,6 +1046,8 @@ fn encrypted_records_consent_and_audit_end_to_end() {
         &[
             "audit",
             "proof",
+            "--key",
+            "demo1",
             denied["id"].as_str().unwrap(),
             "--out",
             proof.to_str().unwrap(),
@@ -1217,4 +1273,201 @@ fn clinical_workflow_demo_end_to_end() {
         &["claim", "approve", "--key", "demo4", "clm00"],
     );
     assert!(err.contains("invalid claim id"), "{err}");
+}
+
+/// A size-limited filesystem for the disk-full test: a tmpfs mounted for the test (needs
+/// root, as in CI), unmounted on drop. `None` where mounting is not possible.
+struct SmallDisk {
+    path: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u64) -> Option<SmallDisk> {
+        let tmp = tempfile::tempdir().ok()?;
+        let path = tmp.path().join("disk");
+        std::fs::create_dir(&path).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { path, _tmp: tmp })
+    }
+
+    fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Writes a file of `bytes` zeros, or until the disk is full.
+    fn fill(&self, name: &str, bytes: u64) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path.join(name)).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if f.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_work_and_never_stops_the_node() {
+    let _serial = exclusive();
+    let Some(disk) = SmallDisk::mount(160) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); CI runs this test as root");
+        return;
+    };
+    let dir = disk.path.join("chain");
+    let port = free_port();
+    // Create the chain, then lower the limits for a 160 MiB disk: refuse below 64 MiB free,
+    // with a 16 MiB ballast for consensus, and no rate limit in the way.
+    drop(start_dev(&dir, port));
+    let cfg_path = dir.join("node.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let lowered = cfg
+        .replace(
+            &format!("min_free_bytes = {}", 1u64 << 30),
+            &format!("min_free_bytes = {}", 64u64 << 20),
+        )
+        .replace(
+            &format!("ballast_bytes = {}", 64u64 << 20),
+            &format!("ballast_bytes = {}", 16u64 << 20),
+        );
+    assert_ne!(cfg, lowered, "node.toml holds the default limits: {cfg}");
+    std::fs::write(&cfg_path, lowered).unwrap();
+    let dev = start_dev(&dir, port);
+    assert!(dir.join("ballast.bin").exists(), "the ballast is laid down");
+    ok(&dev, &["register", "--key", "demo1", "--role", "patient"]);
+    let work = tempfile::tempdir().unwrap();
+    let file = |name: &str, mib: usize| {
+        let p = work.path().join(name);
+        std::fs::write(&p, vec![7u8; mib << 20]).unwrap();
+        p
+    };
+    let add = |p: &Path| {
+        cli(
+            &dev,
+            &[
+                "record",
+                "add",
+                "--key",
+                "demo1",
+                "--patient",
+                "demo1",
+                "--category",
+                "lab",
+                "--file",
+                p.to_str().unwrap(),
+                "--title",
+                "t",
+                "--json",
+            ],
+        )
+    };
+    // ~24 MiB fits above the watermark (about 118 MiB stay free); 64 MiB more would cross it
+    // and is refused up front.
+    let first = add(&file("a.bin", 24));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = add(&file("b.bin", 64));
+    assert!(!second.status.success());
+    let e = String::from_utf8_lossy(&second.stderr);
+    assert!(e.contains("low on storage"), "{e}");
+
+    // Something else fills the disk below the watermark: transactions are refused (507) too,
+    // and blocks keep being finalized.
+    let free = disk.free();
+    disk.fill("filler1", free.saturating_sub(40 << 20));
+    std::thread::sleep(Duration::from_secs(1));
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "transfer", "--key", "demo2", "--to", "demo3", "--amount", "1",
+        ],
+    );
+    assert!(e.contains("low on storage"), "{e}");
+    let metrics = ureq_get(&format!("{}/metrics", dev.node));
+    assert!(metrics.contains("ehrchain_storage_low 1"), "{metrics}");
+    let height = |dev: &Dev| ok(dev, &["chain", "status"])["height"].as_u64().unwrap();
+    let h = height(&dev);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        height(&dev) > h,
+        "blocks are still finalized below the watermark"
+    );
+
+    // The disk fills up completely: the node gives its ballast back to consensus and keeps
+    // finalizing; the process does not stop.
+    disk.fill("filler2", u64::MAX);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!dir.join("ballast.bin").exists(), "the ballast is released");
+    let h = height(&dev);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        height(&dev) > h,
+        "blocks are still finalized on a full disk"
+    );
+
+    // Space returns: normal service, and the ballast is back.
+    std::fs::remove_file(disk.path.join("filler1")).unwrap();
+    std::fs::remove_file(disk.path.join("filler2")).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    ok(
+        &dev,
+        &[
+            "transfer", "--key", "demo2", "--to", "demo3", "--amount", "1",
+        ],
+    );
+    let small = add(&file("c.bin", 1));
+    assert!(
+        small.status.success(),
+        "{}",
+        String::from_utf8_lossy(&small.stderr)
+    );
+    assert!(
+        dir.join("ballast.bin").exists(),
+        "the ballast is laid down again"
+    );
+    let mut dev = dev;
+    assert!(
+        dev.child.try_wait().unwrap().is_none(),
+        "the node is still running"
+    );
+}
+
+/// A plain GET of a text body.
+fn ureq_get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
 }

@@ -10,8 +10,30 @@
 //! - Content is encrypted with XChaCha20-Poly1305 in the STREAM construction (`aead-stream`,
 //!   big-endian 32-bit counter, 64 KiB chunks), so files of any size stream in constant memory;
 //!   a truncated, reordered or altered stream fails to decrypt.
+//! - Content is padded before encryption so that its length says little about it: to
+//!   [`PAD_FLOOR`] bytes at least, and above that to the Padmé buckets of Nikitin et al.,
+//!   "Reducing Metadata Leakage from Encrypted Files and Communication with PURBs" (PETS 2019),
+//!   which leak O(log log L) bits of a length L for at most 12 % overhead. The padding is
+//!   ISO/IEC 7816-4 (one `0x80` byte, then zeros) inside the encryption, so it is authenticated
+//!   and the decryptor removes it while streaming by holding back only the last non-zero byte
+//!   and a count of the zeros after it.
+//! - Record metadata (title, file name) is padded to a fixed [`META_PADDED_LEN`] bytes before
+//!   encryption, so every sealed metadata has the same length, [`SEALED_META_LEN`].
 //! - The ledger carries an HMAC-SHA256 commitment to the plaintext under a key derived from the
 //!   data key: only a key holder can check it, and it cannot be guessed from low-entropy data.
+//!   It commits to the real plaintext, never to the padding.
+//!
+//! Content stream format, version 2 (the one written):
+//!
+//! ```text
+//! "EHRCSTR2" ‖ nonce (19 bytes) ‖ STREAM chunks of P ‖ 0x80 ‖ 0x00…
+//! ```
+//!
+//! where the padded plaintext is [`padded_len`]`(|P|)` bytes and every chunk's associated data
+//! is `domain::RECORD_CONTENT ‖ "EHRCSTR2" ‖ record id`. Version 1 (`"EHRCSTR1"`, no padding,
+//! associated data without the magic) is still read. Binding the magic into the associated
+//! data means a version-2 stream relabelled as version 1, or the reverse, fails to
+//! authenticate instead of decrypting into the wrong bytes.
 
 use aead_stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::{
@@ -35,8 +57,27 @@ type HpkeAead = hpke::aead::ChaCha20Poly1305;
 pub const CHUNK: usize = 64 * 1024;
 /// AEAD tag bytes per chunk.
 const TAG: usize = 16;
-/// Magic at the start of every content stream, with the format version.
-pub const MAGIC: &[u8; 8] = b"EHRCSTR1";
+/// Magic at the start of every content stream written now, with the format version (2: padded).
+pub const MAGIC: &[u8; 8] = b"EHRCSTR2";
+/// Magic of the first, unpadded format, which is still read.
+const MAGIC_V1: &[u8; 8] = b"EHRCSTR1";
+/// The magic without its version digit.
+const MAGIC_PREFIX: &[u8; 7] = b"EHRCSTR";
+/// ISO/IEC 7816-4 padding marker: the first padding byte; all padding bytes after it are zero.
+const PAD_MARKER: u8 = 0x80;
+/// Smallest padded plaintext, so that every small record (a "positive" or "negative" result,
+/// a short note) encrypts to the same length.
+pub const PAD_FLOOR: u64 = 256;
+/// Record metadata is padded to exactly this many bytes before encryption.
+pub const META_PADDED_LEN: usize = 512;
+/// Longest record metadata accepted: the padding needs at least its marker byte.
+pub const MAX_META_LEN: usize = META_PADDED_LEN - 1;
+/// Length of every sealed metadata written now: nonce, padded metadata, tag.
+pub const SEALED_META_LEN: usize = 24 + META_PADDED_LEN + TAG;
+/// Appended to the metadata's associated data to mark the padded format (version 2). Version
+/// 1 metadata has no prefix that could carry a version, so the version lives in the associated
+/// data: neither format's ciphertext authenticates as the other.
+const META_V2: &[u8] = b"|padded-512";
 /// Nonce prefix of the STREAM (XChaCha20's 24 bytes minus the 5-byte counter and flag).
 const STREAM_NONCE: usize = 19;
 /// Bytes before the first chunk.
@@ -51,6 +92,16 @@ pub enum EnvelopeError {
     BadRecipient,
     #[error("not an ehrchain encrypted stream (bad header)")]
     BadHeader,
+    #[error(
+        "encrypted stream format version {0:?} is not supported by this client (it reads versions 1 and 2)"
+    )]
+    UnsupportedVersion(char),
+    #[error("the decrypted data's padding is malformed (it was not written by an ehrchain client)")]
+    Padding,
+    #[error(
+        "the record metadata (title, file name) is {len} bytes encoded, over the limit of {max} bytes: use a shorter title or file name"
+    )]
+    MetaTooLong { len: usize, max: usize },
     #[error("the encrypted stream is truncated or altered at chunk {0}")]
     Chunk(u64),
     #[error("i/o: {0}")]
@@ -304,16 +355,65 @@ pub fn unwrap_data_key(
         .map_err(|_| EnvelopeError::Open)
 }
 
-/// Encrypts a record's metadata (JSON) under its data key.
-pub fn seal_meta(dk: &DataKey, record: &RecordId, meta: &[u8]) -> Vec<u8> {
-    xchacha_seal(dk.as_bytes(), domain::RECORD_META, &record.0, meta)
+/// Associated data of version-2 (padded) metadata.
+fn meta_aad_v2(record: &RecordId) -> Vec<u8> {
+    [META_V2, record.0.as_slice()].concat()
 }
 
+/// Removes ISO/IEC 7816-4 padding from bytes held in memory: everything after the last
+/// non-zero byte is padding, and that byte must be the marker.
+fn unpad(padded: &[u8]) -> Result<&[u8], EnvelopeError> {
+    match padded.iter().rposition(|&b| b != 0) {
+        Some(p) if padded[p] == PAD_MARKER => Ok(&padded[..p]),
+        _ => Err(EnvelopeError::Padding),
+    }
+}
+
+/// Encrypts a record's metadata (JSON) under its data key, padded to [`META_PADDED_LEN`]
+/// bytes so that every sealed metadata is [`SEALED_META_LEN`] bytes long whatever the title
+/// or file name. Refuses metadata longer than [`MAX_META_LEN`].
+pub fn seal_meta(dk: &DataKey, record: &RecordId, meta: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    if meta.len() > MAX_META_LEN {
+        return Err(EnvelopeError::MetaTooLong {
+            len: meta.len(),
+            max: MAX_META_LEN,
+        });
+    }
+    let mut padded = Zeroizing::new(vec![0u8; META_PADDED_LEN]);
+    padded[..meta.len()].copy_from_slice(meta);
+    padded[meta.len()] = PAD_MARKER;
+    let sealed = xchacha_seal(
+        dk.as_bytes(),
+        domain::RECORD_META,
+        &meta_aad_v2(record),
+        &padded,
+    );
+    assert_eq!(
+        sealed.len(),
+        SEALED_META_LEN,
+        "sealed metadata has one length"
+    );
+    Ok(sealed)
+}
+
+/// Decrypts metadata sealed with [`seal_meta`], or in the unpadded version-1 format.
 pub fn open_meta(
     dk: &DataKey,
     record: &RecordId,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    if sealed.len() == SEALED_META_LEN
+        && let Ok(padded) = xchacha_open(
+            dk.as_bytes(),
+            domain::RECORD_META,
+            &meta_aad_v2(record),
+            sealed,
+        )
+    {
+        return Ok(Zeroizing::new(unpad(&padded)?.to_vec()));
+    }
+    // Version 1 metadata, written before padding, has any length; a version-2 ciphertext
+    // never authenticates here because its associated data differs.
     xchacha_open(dk.as_bytes(), domain::RECORD_META, &record.0, sealed)
 }
 
@@ -366,7 +466,7 @@ pub struct Encrypted {
     pub content: Hash,
     /// Ciphertext bytes written.
     pub size: u64,
-    /// Plaintext bytes read.
+    /// Plaintext bytes read (without the padding).
     pub plaintext_size: u64,
     /// Keyed commitment to the plaintext.
     pub commitment: Hash,
@@ -386,17 +486,105 @@ fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn chunk_aad(record: &RecordId) -> Vec<u8> {
+/// Padmé (Nikitin et al., PETS 2019, section 4): rounds `len` up by zeroing its last
+/// E − S bits, where E = ⌊log₂ len⌋ and S = ⌊log₂ E⌋ + 1. Only the top S bits of the length
+/// remain free, so a length leaks O(log log len) bits, and the overhead is at most
+/// 2^(E−S) − 1 bytes, under 12 % and shrinking as files grow.
+pub fn padme(len: u64) -> u64 {
+    if len < 2 {
+        // ⌊log₂ L⌋ is undefined for L = 0, and ⌊log₂ E⌋ for L = 1 (E = 0); neither length has
+        // low bits to round.
+        return len;
+    }
+    let e = u64::from(len.ilog2());
+    let s = u64::from(e.ilog2()) + 1;
+    let mask = (1u64 << (e - s)) - 1;
+    len.checked_add(mask)
+        .expect("lengths within 2^57 bytes of 2^64 cannot be streamed (STREAM ends at 2^32 chunks)")
+        & !mask
+}
+
+/// Length of the padded plaintext of a `plaintext_len`-byte record: the Padmé bucket of the
+/// plaintext plus its one-byte padding marker, and never below [`PAD_FLOOR`]. Padding to at
+/// least one byte keeps the ISO/IEC 7816-4 marker unambiguous even when the plaintext already
+/// sits on a bucket boundary.
+pub fn padded_len(plaintext_len: u64) -> u64 {
+    padme(plaintext_len + 1).max(PAD_FLOOR)
+}
+
+/// Length of the ciphertext that [`encrypt_stream`] writes for a `plaintext_len`-byte record:
+/// the header, the padded plaintext and one tag per 64 KiB chunk. It depends on the plaintext
+/// length only through its bucket.
+pub fn ciphertext_len(plaintext_len: u64) -> u64 {
+    let padded = padded_len(plaintext_len);
+    HEADER as u64 + padded + TAG as u64 * padded.div_ceil(CHUNK as u64)
+}
+
+/// Associated data of every chunk. Version 2 binds the magic, so that a stream cannot be
+/// relabelled from one version to the other and decrypt into the wrong bytes.
+fn chunk_aad(record: &RecordId, version: Version) -> Vec<u8> {
     let mut aad = domain::RECORD_CONTENT.to_vec();
+    if version == Version::Padded {
+        aad.extend_from_slice(MAGIC);
+    }
     aad.extend_from_slice(&record.0);
     aad
 }
 
-/// Encrypts `input` to `output` in constant memory (two chunks of buffer).
+/// The content stream formats this client reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    /// `EHRCSTR1`: the plaintext unpadded, the magic not in the associated data.
+    Unpadded,
+    /// `EHRCSTR2`: the plaintext padded to [`padded_len`], the magic in the associated data.
+    Padded,
+}
+
+/// The plaintext followed by its padding, read as one stream: the input's bytes feed the
+/// commitment and are counted as they pass; at the input's end come the marker and the zeros
+/// up to [`padded_len`]. Nothing is buffered, so memory stays constant.
+struct PaddedReader<R> {
+    input: R,
+    mac: hmac::Hmac<Sha256>,
+    plaintext: u64,
+    /// Padding bytes still to emit, once the input has ended; `None` before.
+    padding: Option<u64>,
+    /// Whether the marker has been emitted.
+    marked: bool,
+}
+
+impl<R: Read> Read for PaddedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.padding.is_none() {
+            let n = self.input.read(buf)?;
+            if n > 0 {
+                self.mac.update(&buf[..n]);
+                self.plaintext += n as u64;
+                return Ok(n);
+            }
+            self.padding = Some(padded_len(self.plaintext) - self.plaintext);
+        }
+        let left = self.padding.as_mut().expect("set above");
+        let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+        buf[..n].fill(0);
+        if n > 0 && !self.marked {
+            buf[0] = PAD_MARKER;
+            self.marked = true;
+        }
+        *left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Encrypts `input` to `output` in constant memory (two chunks of buffer), padded to its
+/// bucket (see the module docs for the format).
 pub fn encrypt_stream(
     dk: &DataKey,
     record: &RecordId,
-    mut input: impl Read,
+    input: impl Read,
     mut output: impl Write,
 ) -> Result<Encrypted, EnvelopeError> {
     let nonce: [u8; STREAM_NONCE] = random();
@@ -404,15 +592,21 @@ pub fn encrypt_stream(
         &chacha20poly1305::Key::from(*dk.as_bytes()),
         &nonce.into(),
     );
-    let aad = chunk_aad(record);
+    let aad = chunk_aad(record, Version::Padded);
     let mut hasher = Sha256::new();
-    let mut mac = commitment_mac(dk);
+    let mut input = PaddedReader {
+        input,
+        mac: commitment_mac(dk),
+        plaintext: 0,
+        padding: None,
+        marked: false,
+    };
     let mut write = |bytes: &[u8], out: &mut dyn Write| -> std::io::Result<()> {
         hasher.update(bytes);
         out.write_all(bytes)
     };
     let mut size = 0u64;
-    let mut plaintext_size = 0u64;
+    let mut padded = 0u64;
     let mut header = MAGIC.to_vec();
     header.extend_from_slice(&nonce);
     write(&header, &mut output)?;
@@ -423,8 +617,7 @@ pub fn encrypt_stream(
     let mut next = vec![0u8; CHUNK];
     loop {
         cur.truncate(n);
-        mac.update(&cur);
-        plaintext_size += n as u64;
+        padded += n as u64;
         // Look one chunk ahead: the last chunk is flagged as last.
         let m = if n == CHUNK {
             fill(&mut input, &mut next)?
@@ -451,34 +644,116 @@ pub fn encrypt_stream(
     cur.zeroize();
     next.zeroize();
     output.flush()?;
+    let plaintext_size = input.plaintext;
+    assert_eq!(padded, padded_len(plaintext_size), "padded to the bucket");
+    assert_eq!(size, ciphertext_len(plaintext_size), "ciphertext length");
     Ok(Encrypted {
         content: Hash(hasher.finalize().into()),
         size,
         plaintext_size,
-        commitment: Hash(mac.finalize().into_bytes().into()),
+        commitment: Hash(input.mac.finalize().into_bytes().into()),
     })
 }
 
-/// Decrypts a stream made by [`encrypt_stream`] to `output`; returns the plaintext commitment
-/// so the caller can compare it with the ledger's. Output written before an error must be
-/// discarded by the caller (write to a temporary file and rename on success).
+/// Where decrypted chunks go: to the output and the commitment, with the padding of a
+/// version-2 stream held back and removed. Only the last non-zero byte seen and the count of
+/// zeros after it are held back — the zeros are all alike, so they need no buffer — and they
+/// are released when a later non-zero byte shows they were plaintext after all.
+struct Unpadder<W> {
+    output: W,
+    mac: hmac::Hmac<Sha256>,
+    version: Version,
+    /// Plaintext bytes released to the output.
+    written: u64,
+    /// The last non-zero byte, held back: at the end it must be the padding marker.
+    held: Option<u8>,
+    /// Zero bytes after `held` (or from the start), held back.
+    zeros: u64,
+}
+
+impl<W: Write> Unpadder<W> {
+    fn release(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.mac.update(bytes);
+        self.written += bytes.len() as u64;
+        self.output.write_all(bytes)
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        if self.version == Version::Unpadded {
+            return self.release(chunk);
+        }
+        let Some(p) = chunk.iter().rposition(|&b| b != 0) else {
+            self.zeros += chunk.len() as u64;
+            return Ok(());
+        };
+        if let Some(b) = self.held.take() {
+            self.release(&[b])?;
+        }
+        const ZEROS: [u8; 4096] = [0; 4096];
+        while self.zeros > 0 {
+            let k = usize::try_from(self.zeros)
+                .unwrap_or(usize::MAX)
+                .min(ZEROS.len());
+            self.release(&ZEROS[..k])?;
+            self.zeros -= k as u64;
+        }
+        self.release(&chunk[..p])?;
+        self.held = Some(chunk[p]);
+        self.zeros = (chunk.len() - p - 1) as u64;
+        Ok(())
+    }
+
+    /// Checks that what is held back is exactly the padding [`encrypt_stream`] writes (the
+    /// marker, then zeros up to the bucket) and returns the commitment to the plaintext.
+    fn finish(mut self) -> Result<Hash, EnvelopeError> {
+        if self.version == Version::Padded {
+            let padded = self.written + 1 + self.zeros;
+            if self.held != Some(PAD_MARKER) || padded != padded_len(self.written) {
+                return Err(EnvelopeError::Padding);
+            }
+        }
+        self.output.flush()?;
+        Ok(Hash(self.mac.finalize().into_bytes().into()))
+    }
+}
+
+/// Decrypts a stream made by [`encrypt_stream`] (or by a version-1 client) to `output`,
+/// without its padding; returns the plaintext commitment so the caller can compare it with
+/// the ledger's. Output written before an error must be discarded by the caller (write to a
+/// temporary file and rename on success).
 pub fn decrypt_stream(
     dk: &DataKey,
     record: &RecordId,
     mut input: impl Read,
-    mut output: impl Write,
+    output: impl Write,
 ) -> Result<Hash, EnvelopeError> {
     let mut header = [0u8; HEADER];
-    if fill(&mut input, &mut header)? != HEADER || &header[..MAGIC.len()] != MAGIC {
+    if fill(&mut input, &mut header)? != HEADER || &header[..MAGIC_PREFIX.len()] != MAGIC_PREFIX {
         return Err(EnvelopeError::BadHeader);
     }
+    let version = match &header[..MAGIC.len()] {
+        m if m == MAGIC => Version::Padded,
+        m if m == MAGIC_V1 => Version::Unpadded,
+        m => {
+            return Err(EnvelopeError::UnsupportedVersion(char::from(
+                m[MAGIC.len() - 1],
+            )));
+        }
+    };
     let nonce: [u8; STREAM_NONCE] = header[MAGIC.len()..].try_into().expect("sized");
     let mut dec = DecryptorBE32::<XChaCha20Poly1305>::new(
         &chacha20poly1305::Key::from(*dk.as_bytes()),
         &nonce.into(),
     );
-    let aad = chunk_aad(record);
-    let mut mac = commitment_mac(dk);
+    let aad = chunk_aad(record, version);
+    let mut sink = Unpadder {
+        output,
+        mac: commitment_mac(dk),
+        version,
+        written: 0,
+        held: None,
+        zeros: 0,
+    };
     let mut cur = vec![0u8; CHUNK + TAG];
     let mut n = fill(&mut input, &mut cur)?;
     let mut next = vec![0u8; CHUNK + TAG];
@@ -493,14 +768,12 @@ pub fn decrypt_stream(
         if m == 0 {
             dec.decrypt_last_in_place(&aad, &mut cur)
                 .map_err(|_| EnvelopeError::Chunk(index))?;
-            mac.update(&cur);
-            output.write_all(&cur)?;
+            sink.push(&cur)?;
             break;
         }
         dec.decrypt_next_in_place(&aad, &mut cur)
             .map_err(|_| EnvelopeError::Chunk(index))?;
-        mac.update(&cur);
-        output.write_all(&cur)?;
+        sink.push(&cur)?;
         cur.zeroize();
         cur.clear();
         cur.extend_from_slice(&next[..m]);
@@ -508,14 +781,14 @@ pub fn decrypt_stream(
         index += 1;
     }
     cur.zeroize();
-    output.flush()?;
-    Ok(Hash(mac.finalize().into_bytes().into()))
+    next.zeroize();
+    sink.finish()
 }
 
 /// Encrypts bytes in memory (small records, profiles).
 pub fn encrypt_bytes(dk: &DataKey, record: &RecordId, plaintext: &[u8]) -> (Vec<u8>, Encrypted) {
-    let mut out =
-        Vec::with_capacity(plaintext.len() + HEADER + TAG * (plaintext.len() / CHUNK + 1));
+    let capacity = usize::try_from(ciphertext_len(plaintext.len() as u64)).unwrap_or(0);
+    let mut out = Vec::with_capacity(capacity);
     let e = encrypt_stream(dk, record, plaintext, &mut out).expect("in-memory IO cannot fail");
     (out, e)
 }

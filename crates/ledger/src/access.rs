@@ -7,6 +7,7 @@
 //! | pharmacist | medication only | no |
 //! | insurer | insurance only | no |
 //! | regulator, researcher, guardian, patient | any | no |
+//! | auditor | none (it reads ledger bodies through the API, never records) | no |
 
 use crate::{
     Account, AccountStatus, State,
@@ -28,6 +29,8 @@ pub fn role_allows(role: Role, category: Category, write: bool) -> Result<(), St
     match role {
         Role::Pharmacist => only(Category::Medication)?,
         Role::Insurer => only(Category::Insurance)?,
+        // Auditors read the ledger's bodies through the API, never health records.
+        Role::Auditor => return Err(format!("an {role} may not be given records")),
         _ => {}
     }
     if write && !matches!(role, Role::Doctor | Role::Organisation) {

@@ -30,6 +30,12 @@ pub enum TxError {
     },
     #[error("{field} must not be empty")]
     FieldEmpty { field: &'static str },
+    #[error("{field} of {amount} tokens exceeds the total supply of {supply}")]
+    AboveSupply {
+        field: &'static str,
+        amount: u64,
+        supply: u128,
+    },
     #[error("only the consortium admin may do this")]
     NotAdmin,
     #[error("the account's {0} registration is still pending approval by the consortium admin")]

@@ -213,6 +213,10 @@ pub struct State {
     /// Index of prescriptions by their record (derived).
     #[borsh(skip)]
     pub rx_by_record: BTreeMap<RecordId, ItemId>,
+    /// The sum of all balances (derived). Only genesis mints, so it is the genesis total
+    /// and bounds every amount and price a transaction may name.
+    #[borsh(skip)]
+    pub supply: u128,
 }
 
 impl State {
@@ -237,6 +241,7 @@ impl State {
             assert!(prev.is_none(), "genesis lists account {id} twice");
         }
         State {
+            supply: accounts.values().map(|a| u128::from(a.balance)).sum(),
             accounts,
             ..State::empty(&g.chain_id)
         }
@@ -257,6 +262,7 @@ impl State {
             requests_by_patient: BTreeSet::new(),
             items_by_party: BTreeSet::new(),
             rx_by_record: BTreeMap::new(),
+            supply: 0,
         }
     }
 
@@ -302,7 +308,11 @@ impl State {
         const MAX: usize = ehrchain_types::MAX_BLOCK_BYTES;
         match key {
             StateKey::Account(a) => {
-                self.accounts.insert(a, decode(value, MAX)?);
+                let acct: Account = decode(value, MAX)?;
+                self.supply += u128::from(acct.balance);
+                if let Some(old) = self.accounts.insert(a, acct) {
+                    self.supply -= u128::from(old.balance);
+                }
             }
             StateKey::Record(_) => self.insert_record(decode(value, MAX)?),
             StateKey::Keys(a, c) => {

@@ -73,7 +73,8 @@ fn tx(state: &State, k: &Keypair, payload: TxPayload) -> SignedTransaction {
 
 /// Runs one transaction in its own block and checks the user-visible outcome: "applied",
 /// "rejected: <reason substring>" or "invalid: <reason substring>" (the block is refused).
-fn check(w: &mut World, stx: SignedTransaction, expected: &str) {
+/// Executes one transaction in its own block, checks its outcome and returns its audit events.
+fn check(w: &mut World, stx: SignedTransaction, expected: &str) -> Vec<ehrchain_types::AuditEvent> {
     w.height += 1;
     let ctx = BlockContext {
         height: w.height,
@@ -81,6 +82,7 @@ fn check(w: &mut World, stx: SignedTransaction, expected: &str) {
         proposer: PublicKey([0; 32]),
     };
     let before = w.state.clone();
+    let mut events = Vec::new();
     let got = match ehrchain_ledger::verify_signatures(std::slice::from_ref(&stx))
         .and_then(|()| execute_block(&mut w.state, std::slice::from_ref(&stx), &ctx))
     {
@@ -89,7 +91,10 @@ fn check(w: &mut World, stx: SignedTransaction, expected: &str) {
             format!("invalid: {e}")
         }
         Ok(out) => match &out.receipts[0].outcome {
-            ehrchain_types::TxOutcome::Applied => "applied".to_string(),
+            ehrchain_types::TxOutcome::Applied => {
+                events = out.events.clone();
+                "applied".to_string()
+            }
             ehrchain_types::TxOutcome::Rejected { reason } => {
                 let mut expect = before.clone();
                 let a = expect.accounts.entry(stx.tx.sender()).or_default();
@@ -110,6 +115,7 @@ fn check(w: &mut World, stx: SignedTransaction, expected: &str) {
                 && got.contains(expected.split_once(": ").map_or("", |x| x.1))),
         "expected {expected:?}, got {got:?}"
     );
+    events
 }
 
 fn acct(w: &World, k: &Keypair) -> ehrchain_ledger::Account {
@@ -411,7 +417,7 @@ fn own_record(id: u8, patient: &Keypair, c: Category, epoch: u32, ck: &CategoryK
         content: Hash([id; 32]),
         size: 100,
         commitment: Hash([id ^ 0xff; 32]),
-        meta: HexBytes(envelope::seal_meta(&dk, &rid, b"{}")),
+        meta: HexBytes(envelope::seal_meta(&dk, &rid, b"{}").expect("meta fits")),
         key: RecordKey::Category {
             epoch,
             wrapped: HexBytes(envelope::wrap_data_key(ck, &dk, &rid)),
@@ -807,7 +813,8 @@ fn access_requests_and_audited_reads() {
             &proof
         ));
     }
-    // An unknown record is refused outright (no event).
+    // A read of an unknown record is a denied read like any other (the reader cannot tell
+    // it from a record they may not read); its event names no patient.
     w.state = post;
     let t = tx(
         &w.state,
@@ -816,7 +823,11 @@ fn access_requests_and_audited_reads() {
             record: RecordId([7; 16]),
         },
     );
-    check(&mut w, t, "rejected: no record");
+    let events = check(&mut w, t, "applied");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].decision, ehrchain_types::Decision::Denied);
+    assert_eq!(events[0].patient, AccountId([0; 20]));
+    assert_eq!(events[0].record, Some(RecordId([7; 16])));
 }
 
 #[test]
@@ -1284,12 +1295,26 @@ fn prescriptions_dispense_once_and_invoices_are_paid_once() {
         },
     );
     check(&mut c.w, t, "applied");
+    // A price no one could ever pay (above every token there is) is refused.
+    let t = tx(
+        &c.w.state,
+        &other,
+        TxPayload::Dispense {
+            rx: rx2,
+            price: u64::MAX,
+        },
+    );
+    check(
+        &mut c.w,
+        t,
+        "rejected: price of 18446744073709551615 tokens exceeds the total supply",
+    );
     let inv2 = item_tx(
         &mut c.w,
         &other,
         TxPayload::Dispense {
             rx: rx2,
-            price: 500,
+            price: 150,
         },
         ItemKind::Invoice,
         "applied",

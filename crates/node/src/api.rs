@@ -2,9 +2,18 @@
 //! `/api/v1/openapi.json`), plus `/metrics` and `/healthz`.
 //!
 //! Errors are one type, [`ApiError`]: a status code, a stable machine code and a message
-//! for the user. Request bodies and patient data are never logged.
+//! for the user, sent as `{"error": {"code", "message"}}`; the cause of an internal failure
+//! goes to the log only. Every error answer has that envelope, the framework's own
+//! rejections too (bad query strings, bad path parameters, wrong methods, unknown routes,
+//! missing content types, bodies too large): [`uniform_errors`], the outermost layer,
+//! rewrites whatever else a 4xx or 5xx carries, catches handler panics and refuses
+//! over-long URIs. No error message quotes more than [`ECHO_CHARS`] characters of the
+//! caller's input ([`clip_quoted`]). Request bodies and patient data are never logged.
 
-use crate::{GenesisFile, chain::Chain, mempool::MempoolError, store::StoreError};
+use crate::{
+    GenesisFile, chain::Chain, mempool::MempoolError, store::StoreError, visibility,
+    visibility::Viewer,
+};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, Path, Query, State, rejection::JsonRejection},
@@ -34,15 +43,96 @@ pub struct ApiState {
     pub genesis: Arc<GenesisFile>,
     pub blobs: Arc<crate::blobs::BlobStore>,
     pub blob_cfg: crate::config::BlobConfig,
+    pub limits: Arc<crate::limits::Limits>,
+}
+
+/// The client's IP address, when the server was started with connection info (the real
+/// server always is; in-process test routers are not).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+impl ApiState {
+    /// The checks every submission passes before admission: the disk watermark and the rate
+    /// limits of the client's address (per request) and of each sender (per transaction).
+    fn admit_submission<'a>(
+        &self,
+        addr: &ClientAddr,
+        senders: impl Iterator<Item = &'a SignedTransaction>,
+    ) -> Result<(), ApiError> {
+        self.check_submission(addr, senders).inspect_err(|e| {
+            self.chain.metrics.submissions_refused.inc();
+            match e {
+                crate::limits::LimitError::StorageLow => self.chain.metrics.storage_refusals.inc(),
+                _ => self.chain.metrics.rate_limited.inc(),
+            };
+        })?;
+        Ok(())
+    }
+
+    fn check_submission<'a>(
+        &self,
+        addr: &ClientAddr,
+        senders: impl Iterator<Item = &'a SignedTransaction>,
+    ) -> Result<(), crate::limits::LimitError> {
+        let now = std::time::Instant::now();
+        self.limits.disk.check_tx()?;
+        if let Some(ip) = addr.0 {
+            self.limits.submissions_by_address.check(&ip, 1.0, now)?;
+        }
+        let mut per_sender: std::collections::BTreeMap<AccountId, f64> = Default::default();
+        for stx in senders {
+            *per_sender.entry(stx.tx.sender()).or_default() += 1.0;
+        }
+        for (who, n) in per_sender {
+            self.limits.txs_by_account.check(&who, n, now)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        use crate::limits::LimitError;
+        let (status, code) = match &e {
+            LimitError::StorageLow => (StatusCode::INSUFFICIENT_STORAGE, "storage_low"),
+            LimitError::Quota { .. } => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            LimitError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
 }
 
 /// An API failure: status, stable code, message for the user.
+///
+/// The message is what the caller reads (quotes of its own input are clipped to
+/// [`ECHO_CHARS`] when sent); `detail` is what only the node's log gets. A `500` never sends
+/// its message: the caller reads a generic one and the log the rest.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The cause, for the log only (storage errors, paths, panics); never sent.
+    pub detail: Option<String>,
 }
+
+/// What the caller of a failed `500` reads.
+const INTERNAL_MESSAGE: &str = "internal error (the node's log has the cause)";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -50,7 +140,34 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// An internal failure: `500` with a generic message; `detail` goes to the log.
+    pub fn internal(code: &'static str, detail: impl std::fmt::Display) -> Self {
+        ApiError {
+            detail: Some(detail.to_string()),
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, INTERNAL_MESSAGE)
+        }
+    }
+
+    /// The same error with a cause for the log.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl std::fmt::Display) -> Self {
+        self.detail = Some(detail.to_string());
+        self
+    }
+
+    /// The `{"code", "message"}` object as sent (inside `{"error": …}`, or per transaction
+    /// in a batch answer).
+    pub fn to_json(&self) -> serde_json::Value {
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            INTERNAL_MESSAGE.to_string()
+        } else {
+            clip_quoted(&self.message)
+        };
+        json!({"code": self.code, "message": message})
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -63,22 +180,188 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The one place a server error is logged (once per request: [`uniform_errors`] passes
+    /// JSON answers through untouched).
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+            tracing::error!(
+                status = self.status.as_u16(),
+                code = self.code,
+                message = %self.message,
+                detail = self.detail.as_deref().unwrap_or(""),
+                "request failed"
+            );
         }
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
+        (self.status, Json(json!({"error": self.to_json()}))).into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+        ApiError::internal("storage", e)
     }
+}
+
+/// How many characters of the caller's input an error message may quote.
+pub const ECHO_CHARS: usize = 32;
+/// Longest error message sent, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+/// Longest request target (path and query) served; a longer one is refused with `414`.
+/// (Beyond 64 KiB the HTTP parser refuses it first, with an empty `414`.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The first [`ECHO_CHARS`] characters of a caller's input, with `…` when cut.
+pub fn clip(input: &str) -> String {
+    match input.char_indices().nth(ECHO_CHARS) {
+        Some((end, _)) => format!("{}…", &input[..end]),
+        None => input.to_string(),
+    }
+}
+
+/// `message` with every quoted span (`"…"`, as `{:?}` writes input, and `` `…` ``, as serde
+/// does) clipped to [`ECHO_CHARS`] characters and the whole to [`MAX_MESSAGE_CHARS`]: what an
+/// error message built around the caller's input may send back of it. Idempotent.
+pub fn clip_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS + 4));
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let mut quoted = String::new();
+        let mut closed = false;
+        while let Some(d) = chars.next() {
+            if d == c {
+                closed = true;
+                break;
+            }
+            quoted.push(d);
+            if d == '\\'
+                && c == '"'
+                && let Some(escaped) = chars.next()
+            {
+                quoted.push(escaped);
+            }
+        }
+        out.push_str(&clip(&quoted));
+        if closed {
+            out.push(c);
+        }
+    }
+    match out.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((end, _)) => format!("{}…", &out[..end]),
+        None => out,
+    }
+}
+
+/// The stable code of an error answer that carries no code of its own.
+fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        409 => "conflict",
+        413 => "too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        422 => "invalid_body",
+        429 => "rate_limited",
+        503 => "unavailable",
+        507 => "storage_low",
+        s if s >= 500 => "internal",
+        _ => "bad_request",
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.trim_start().to_ascii_lowercase();
+            v.starts_with("application/json")
+                || v.split(';').next().is_some_and(|t| t.ends_with("+json"))
+        })
+}
+
+/// The outermost layer: every error answer gets the JSON envelope.
+///
+/// Refuses a request target longer than [`MAX_URI_BYTES`] (`414`), turns a handler panic into
+/// a logged `500`, and rewrites any 4xx/5xx that is not JSON — the framework's rejections of
+/// query strings, path parameters and bodies, `405` of a known path with the wrong method
+/// (its `Allow` header kept) — into `{"error": {"code", "message"}}` with the status's code
+/// and the framework's text, its quotes of the input clipped.
+pub async fn uniform_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt as _;
+    let target_len = req
+        .uri()
+        .path_and_query()
+        .map_or(req.uri().path().len(), |p| p.as_str().len());
+    if target_len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {target_len} bytes; at most {MAX_URI_BYTES} are served"),
+        )
+        .into_response();
+    }
+    let method = req.method().clone();
+    let resp = match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            return ApiError::internal("internal", format!("handler panicked: {what}"))
+                .into_response();
+        }
+    };
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let allow = parts.headers.get(header::ALLOW).cloned();
+    let message = if !text.is_empty() {
+        text
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = allow
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        format!(
+            "method {} is not allowed here (allowed: {allowed})",
+            clip(method.as_str())
+        )
+    } else if status == StatusCode::NOT_FOUND {
+        "no such endpoint (see /api/v1/openapi.json)".to_string()
+    } else {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_ascii_lowercase()
+    };
+    let mut out = ApiError::new(status, code_for_status(status), message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 impl From<MempoolError> for ApiError {
@@ -112,8 +395,9 @@ pub(crate) fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiE
 where
     T::Err: std::fmt::Display,
 {
-    s.parse()
-        .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+    s.parse().map_err(|e: T::Err| {
+        ApiError::bad_request(format!("invalid {what}: {}", clip_quoted(&e.to_string())))
+    })
 }
 
 /// Builds the router.
@@ -141,6 +425,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::predict_api::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /api/v1/openapi.json)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: every error answer in the JSON envelope (see `uniform_errors`).
+        .layer(axum::middleware::from_fn(uniform_errors))
         .with_state(state)
 }
 
@@ -281,14 +567,17 @@ pub struct SubmitResponse {
     pub id: Hash,
 }
 
-fn body_error(e: JsonRejection) -> ApiError {
+/// A JSON body the handler could not take: `400` (not JSON), `413` (too large), `415` (no
+/// `Content-Type: application/json`) or `422` (JSON of the wrong shape).
+pub(crate) fn body_error(e: JsonRejection) -> ApiError {
     let status = e.status();
-    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "too_large"
-    } else {
-        "bad_request"
+    let message = match &e {
+        JsonRejection::MissingJsonContentType(_) => {
+            "request body: expected Content-Type: application/json".to_string()
+        }
+        _ => format!("request body: {}", clip_quoted(&e.body_text())),
     };
-    ApiError::new(status, code, format!("request body: {}", e.body_text()))
+    ApiError::new(status, code_for_status(status), message)
 }
 
 fn decode_tx(hex_tx: &str) -> Result<SignedTransaction, ApiError> {
@@ -299,10 +588,13 @@ fn decode_tx(hex_tx: &str) -> Result<SignedTransaction, ApiError> {
 
 async fn submit(
     State(s): State<ApiState>,
+    addr: ClientAddr,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let Json(req) = body.map_err(body_error)?;
-    let id = s.chain.submit(decode_tx(&req.tx)?, now_ms())?;
+    let stx = decode_tx(&req.tx)?;
+    s.admit_submission(&addr, std::iter::once(&stx))?;
+    let id = s.chain.submit(stx, now_ms())?;
     Ok((StatusCode::ACCEPTED, Json(SubmitResponse { id })))
 }
 
@@ -324,6 +616,7 @@ pub struct BatchResult {
 
 async fn submit_batch(
     State(s): State<ApiState>,
+    addr: ClientAddr,
     body: Result<Json<BatchRequest>, JsonRejection>,
 ) -> Result<Json<Vec<BatchResult>>, ApiError> {
     let Json(req) = body.map_err(body_error)?;
@@ -340,6 +633,7 @@ async fn submit_batch(
         .iter()
         .map(|t| decode_tx(t).map(|stx| well_formed.push(stx)).err())
         .collect();
+    s.admit_submission(&addr, well_formed.iter())?;
     let mut admitted = s.chain.submit_batch(well_formed, now_ms()).into_iter();
     let results = decode_errors
         .into_iter()
@@ -358,7 +652,7 @@ async fn submit_batch(
                 },
                 Err(e) => BatchResult {
                     id: None,
-                    error: Some(json!({"code": e.code, "message": e.message})),
+                    error: Some(e.to_json()),
                 },
             }
         })
@@ -366,7 +660,8 @@ async fn submit_batch(
     Ok(Json(results))
 }
 
-/// A transaction's status.
+/// A transaction's status. Its body, receipt and events only for its parties and members
+/// (`visibility`); everyone else sees `redacted: true` and the place on the ledger.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct TxView {
     pub id: Hash,
@@ -377,33 +672,55 @@ pub struct TxView {
     pub sender: Option<AccountId>,
     pub receipt: Option<Receipt>,
     pub tx: Option<SignedTransaction>,
-    /// The audit events the transaction produced.
+    /// The audit events the transaction produced that concern the viewer.
     #[serde(default)]
     pub events: Vec<crate::records_api::EventView>,
+    /// True when the body was withheld from this viewer.
+    #[serde(default)]
+    pub redacted: bool,
 }
 
-async fn transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TxView> {
+async fn transaction(
+    State(s): State<ApiState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> ApiResult<TxView> {
     let id: Hash = parse("transaction id", &id)?;
     if let Some((loc, tx, receipt)) = s.chain.finalized_tx(&id)? {
-        let events = s
+        let all: Vec<(usize, ehrchain_types::AuditEvent)> = s
             .chain
             .store()
             .audit_events(loc.height)?
             .into_iter()
             .enumerate()
             .filter(|(_, e)| e.tx == id)
-            .map(|(i, e)| crate::records_api::EventView::new(loc.height, i as u32, e))
             .collect();
-        return Ok(Json(TxView {
-            events,
+        let mut view = TxView {
+            events: Vec::new(),
             id,
             status: "finalized".into(),
             height: Some(loc.height),
             index: Some(loc.index),
-            sender: Some(tx.tx.sender()),
-            receipt: Some(receipt),
-            tx: Some(tx),
-        }));
+            sender: None,
+            receipt: None,
+            tx: None,
+            redacted: true,
+        };
+        let events: Vec<ehrchain_types::AuditEvent> = all.iter().map(|(_, e)| e.clone()).collect();
+        if visibility::may_see_tx(&viewer, &tx, &events) {
+            view.events = all
+                .into_iter()
+                .filter_map(|(i, e)| {
+                    visibility::event_for(&viewer, &e)
+                        .map(|e| crate::records_api::EventView::new(loc.height, i as u32, e))
+                })
+                .collect();
+            view.sender = Some(tx.tx.sender());
+            view.receipt = Some(receipt);
+            view.tx = Some(tx);
+            view.redacted = false;
+        }
+        return Ok(Json(view));
     }
     let status = if s.chain.is_pending(&id) {
         "pending"
@@ -419,18 +736,28 @@ async fn transaction(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRe
         receipt: None,
         tx: None,
         events: Vec::new(),
+        redacted: false,
     }))
 }
 
-/// A block as the API shows it.
+/// A block as the API shows it: to members the whole block with its receipts; to everyone
+/// else the header, the transaction ids and the finality certificate.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct BlockView {
     pub id: Hash,
-    #[serde(flatten)]
-    pub block: Block,
-    pub receipts: Vec<Receipt>,
+    pub header: ehrchain_types::BlockHeader,
+    /// The ids of the block's transactions, in order.
+    pub tx_ids: Vec<Hash>,
+    /// The signed transactions (members only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txs: Option<Vec<SignedTransaction>>,
+    /// The receipts (members only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<Vec<Receipt>>,
     /// The engine's finality certificate (hex), absent for genesis.
     pub finalization: Option<String>,
+    /// True when the bodies were withheld from this viewer.
+    pub redacted: bool,
 }
 
 /// The stored block at the `height` of a request path, or 400 / 404.
@@ -444,18 +771,43 @@ fn stored_block(s: &ApiState, height: &str) -> Result<(u64, Block), ApiError> {
     Ok((height, block))
 }
 
-async fn block(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<BlockView> {
+/// Refuses a viewer that is not a consortium member.
+fn members_only(viewer: &Viewer) -> Result<(), ApiError> {
+    if viewer.member {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "members_only",
+        "block bodies and receipts are shown to consortium members only (validators, the admin, approved auditors), with a signed request",
+    ))
+}
+
+async fn block(
+    State(s): State<ApiState>,
+    viewer: Viewer,
+    Path(height): Path<String>,
+) -> ApiResult<BlockView> {
     let (height, block) = stored_block(&s, &height)?;
     let store = s.chain.store();
+    let tx_ids = block.txs.iter().map(|t| t.id()).collect();
+    let (txs, receipts) = if viewer.member {
+        (Some(block.txs), Some(store.receipts(height)?))
+    } else {
+        (None, None)
+    };
     Ok(Json(BlockView {
-        id: block.id(),
-        receipts: store.receipts(height)?,
+        id: block.header.id(),
+        header: block.header,
+        tx_ids,
+        txs,
+        receipts,
         finalization: store.finalization(height)?.map(hex::encode),
-        block,
+        redacted: !viewer.member,
     }))
 }
 
-/// A block's outcomes without its body: what a client following the chain needs to see
+/// A block's outcomes without its body: what a member following the chain needs to see
 /// which transactions were finalized and how, at a fraction of the full view's size.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct ReceiptsView {
@@ -467,8 +819,10 @@ pub struct ReceiptsView {
 
 async fn block_receipts(
     State(s): State<ApiState>,
+    viewer: Viewer,
     Path(height): Path<String>,
 ) -> ApiResult<ReceiptsView> {
+    members_only(&viewer)?;
     let (height, block) = stored_block(&s, &height)?;
     Ok(Json(ReceiptsView {
         height,
@@ -478,17 +832,33 @@ async fn block_receipts(
     }))
 }
 
+/// A block's canonical bytes and its finality certificate, for members that verify or
+/// follow the chain.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RawBlockView {
+    pub height: u64,
+    /// The canonical encoding of the block, hex.
+    pub bytes: String,
+    /// The engine's finality certificate (hex), absent for genesis.
+    pub finalization: Option<String>,
+}
+
 async fn block_raw(
     State(s): State<ApiState>,
+    viewer: Viewer,
     Path(height): Path<String>,
-) -> Result<Response, ApiError> {
+) -> ApiResult<RawBlockView> {
+    members_only(&viewer)?;
     let height: u64 = parse("height", &height)?;
-    let bytes = s
-        .chain
-        .store()
+    let store = s.chain.store();
+    let bytes = store
         .block_bytes(height)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
-    Ok(Json(json!({"height": height, "bytes": hex::encode(bytes)})).into_response())
+    Ok(Json(RawBlockView {
+        height,
+        bytes: hex::encode(bytes),
+        finalization: store.finalization(height)?.map(hex::encode),
+    }))
 }
 
 /// A block header summary for listings.

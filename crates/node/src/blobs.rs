@@ -33,12 +33,15 @@ pub enum BlobError {
     Mismatch { expected: Hash, got: Hash },
     #[error("the node's blob storage is full")]
     DiskFull,
-    #[error("no blob {0}")]
+    /// The blob is not in this node's store (the location is kept for the log only).
+    #[error("the record's content is not stored on this node")]
     NotFound(String),
     #[error("upload interrupted: {0}")]
     Body(String),
     #[error("blob storage: {0}")]
     Io(String),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
 }
 
 impl From<object_store::Error> for BlobError {
@@ -147,12 +150,14 @@ impl BlobStore {
         self.max_bytes
     }
 
-    /// Streams `body` into the store under `content`, checking size and hash on the way.
+    /// Streams `body` into the store under `content`, checking size and hash on the way, and
+    /// asking `admit` about every chunk's length before it is written (quotas, disk space).
     /// Nothing is visible under the CID unless every byte matched.
     pub async fn put<E: std::fmt::Display>(
         &self,
         content: &Hash,
         mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        mut admit: impl FnMut(u64) -> Result<(), crate::limits::LimitError>,
     ) -> Result<u64, BlobError> {
         let upload = self.store.put_multipart(&location(content)).await?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
@@ -168,6 +173,9 @@ impl BlobStore {
                         break Some(BlobError::TooLarge {
                             max: self.max_bytes,
                         });
+                    }
+                    if let Err(e) = admit(chunk.len() as u64) {
+                        break Some(e.into());
                     }
                     hasher.update(&chunk);
                     if let Err(e) = w.wait_for_capacity(2).await {
@@ -200,6 +208,27 @@ impl BlobStore {
         let r = self.store.get(&location(content)).await?;
         let size = r.meta.size;
         Ok((size, r.into_stream()))
+    }
+
+    /// Deletes a blob (an unanchored upload that expired); a missing blob is not an error.
+    pub async fn delete(&self, content: &Hash) -> Result<(), BlobError> {
+        match self.store.delete(&location(content)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every stored blob with its size (the staging files of unfinished uploads excluded).
+    pub async fn list(&self) -> Result<Vec<(Hash, u64)>, BlobError> {
+        let mut out = Vec::new();
+        let mut listing = self.store.list(None);
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if let Ok(h) = parse_cid(meta.location.as_ref()) {
+                out.push((h, meta.size));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the blob is stored.

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub block: BlockConfig,
     #[serde(default)]
     pub blobs: BlobConfig,
+    /// Disk watermark, upload quotas and rate limits.
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The encrypted blob store (content-addressed): the local filesystem under
@@ -153,6 +156,7 @@ impl NodeConfig {
             self.api_listen != self.p2p_listen,
             "api_listen and p2p_listen must differ"
         );
+        self.limits.validate()?;
         Ok(())
     }
 

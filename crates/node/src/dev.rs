@@ -116,6 +116,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
         mempool: MempoolLimits::default(),
         block: BlockConfig::default(),
         blobs: crate::config::BlobConfig::default(),
+        limits: crate::limits::LimitsConfig::default(),
     };
     cfg.save(&layout.config)?;
     Ok((cfg, true))

@@ -11,6 +11,7 @@ pub mod clinical_api;
 pub mod config;
 pub mod dev;
 pub mod genesis;
+pub mod limits;
 pub mod mempool;
 pub mod metrics;
 pub mod predict_api;
@@ -20,6 +21,7 @@ pub mod run;
 pub mod store;
 pub mod testnet;
 pub mod verify;
+pub mod visibility;
 
 pub use chain::Chain;
 pub use config::NodeConfig;

@@ -19,6 +19,13 @@ pub struct Metrics {
     pub submissions_refused: Counter,
     pub blob_bytes: Counter,
     pub audit_events: Counter,
+    pub disk_free_bytes: Gauge,
+    pub storage_low: Gauge,
+    pub storage_refusals: Counter,
+    pub rate_limited: Counter,
+    pub pending_blobs: Gauge,
+    pub pending_blob_bytes: Gauge,
+    pub blobs_expired: Counter,
 }
 
 impl Metrics {
@@ -69,6 +76,41 @@ impl Metrics {
             "ehrchain_audit_events",
             "Audit events finalized",
             m.audit_events.clone(),
+        );
+        r.register(
+            "ehrchain_disk_free_bytes",
+            "Free bytes on the data dir's filesystem",
+            m.disk_free_bytes.clone(),
+        );
+        r.register(
+            "ehrchain_storage_low",
+            "1 while free space is below the watermark and the node refuses uploads and transactions",
+            m.storage_low.clone(),
+        );
+        r.register(
+            "ehrchain_storage_refusals",
+            "Uploads and submissions refused for lack of storage",
+            m.storage_refusals.clone(),
+        );
+        r.register(
+            "ehrchain_rate_limited",
+            "Requests refused by a rate limit or an upload quota",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "ehrchain_pending_blobs",
+            "Uploaded blobs that no record anchors yet",
+            m.pending_blobs.clone(),
+        );
+        r.register(
+            "ehrchain_pending_blob_bytes",
+            "Bytes of uploaded blobs that no record anchors yet",
+            m.pending_blob_bytes.clone(),
+        );
+        r.register(
+            "ehrchain_blobs_expired",
+            "Unanchored blobs deleted after their time",
+            m.blobs_expired.clone(),
         );
         m
     }

@@ -28,6 +28,7 @@ pub fn routes() -> Router<ApiState> {
             "/api/v1/blobs/{cid}",
             put(put_blob).layer(DefaultBodyLimit::disable()),
         )
+        .route("/api/v1/blobs/check", get(check_blob))
         .route("/api/v1/records", get(list_records))
         .route("/api/v1/records/{id}", get(get_record))
         .route("/api/v1/records/{id}/content", get(record_content))
@@ -47,8 +48,18 @@ impl From<BlobError> for ApiError {
             BlobError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             BlobError::Body(_) => (StatusCode::BAD_REQUEST, "upload_interrupted"),
             BlobError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            BlobError::Limit(l) => return l.clone().into(),
         };
-        ApiError::new(status, code, e.to_string())
+        if let BlobError::Io(detail) | BlobError::NotFound(detail) = &e {
+            // The detail can name the node's filesystem paths: the log gets it, the client
+            // does not.
+            tracing::warn!(detail = %detail, "blob store");
+        }
+        let message = match &e {
+            BlobError::Io(_) => "the node's blob storage failed; try again or another node".into(),
+            other => other.to_string(),
+        };
+        ApiError::new(status, code, message)
     }
 }
 
@@ -64,60 +75,133 @@ impl FromRequestParts<ApiState> for Signed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
-        let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let value = parts
-            .headers
-            .get(HEADER)
-            .ok_or_else(|| unauthorized(AuthError::Missing.to_string()))?
-            .to_str()
-            .map_err(|_| unauthorized(AuthError::Malformed.to_string()))?;
-        let auth = RequestAuth::parse(value).map_err(|e| unauthorized(e.to_string()))?;
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or(parts.uri.path(), |p| p.as_str());
-        auth.verify(
-            &s.genesis.ledger.chain_id,
-            parts.method.as_str(),
-            path,
-            now_ms(),
-        )
-        .map(Signed)
-        .map_err(|e| unauthorized(e.to_string()))
+        let auth = authenticate(parts, s)?;
+        Ok(Signed(ehrchain_types::AccountId::from_public_key(
+            &auth.key,
+        )))
     }
 }
 
-/// Upload of an encrypted blob, streamed; the CID in the path must match the bytes.
-async fn put_blob(
+/// Checks a request's `x-ehrchain-auth` signature over its method, path and query, and
+/// timestamp; returns the verified signature (its key is the signer).
+pub(crate) fn authenticate(parts: &Parts, s: &ApiState) -> Result<RequestAuth, ApiError> {
+    let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let value = parts
+        .headers
+        .get(HEADER)
+        .ok_or_else(|| unauthorized(AuthError::Missing.to_string()))?
+        .to_str()
+        .map_err(|_| unauthorized(AuthError::Malformed.to_string()))?;
+    let auth = RequestAuth::parse(value).map_err(|e| unauthorized(e.to_string()))?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    auth.verify(
+        &s.genesis.ledger.chain_id,
+        parts.method.as_str(),
+        path,
+        now_ms(),
+    )
+    .map_err(|e| unauthorized(e.to_string()))?;
+    Ok(auth)
+}
+
+#[derive(Deserialize)]
+struct SizeQuery {
+    size: u64,
+}
+
+/// Whether an upload of `size` bytes by the signer would be accepted now (size limit,
+/// registration, quota, storage), without reserving anything: the same checks and answers as
+/// the upload itself, which a client cannot read reliably once it streams a body.
+async fn check_blob(
     State(s): State<ApiState>,
     Signed(who): Signed,
-    headers: HeaderMap,
-    Path(cid): Path<String>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let snap = s.chain.snapshot();
-    if snap
-        .state
-        .accounts
-        .get(&who)
-        .is_none_or(|a| a.role.is_none())
-    {
-        return Err(forbidden("only registered accounts may upload"));
-    }
-    let content =
-        parse_cid(&cid).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))?;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > s.blobs.max_bytes()
-    {
+    Query(q): Query<SizeQuery>,
+) -> ApiResult<serde_json::Value> {
+    require_registered(&s, &who)?;
+    if q.size > s.blobs.max_bytes() {
         return Err(BlobError::TooLarge {
             max: s.blobs.max_bytes(),
         }
         .into());
     }
-    let size = s.blobs.put(&content, body.into_data_stream()).await?;
+    s.limits.disk.check_upload(q.size)?;
+    drop(s.limits.pending.begin(who, q.size)?);
+    Ok(Json(serde_json::json!({"size": q.size, "accepted": true})))
+}
+
+fn require_registered(s: &ApiState, who: &AccountId) -> Result<(), ApiError> {
+    if s
+        .chain
+        .snapshot()
+        .state
+        .accounts
+        .get(who)
+        .is_none_or(|a| a.role.is_none())
+    {
+        return Err(forbidden("only registered accounts may upload"));
+    }
+    Ok(())
+}
+
+/// Upload of an encrypted blob, streamed; the CID in the path must match the bytes.
+async fn put_blob(
+    State(s): State<ApiState>,
+    addr: crate::api::ClientAddr,
+    Signed(who): Signed,
+    headers: HeaderMap,
+    Path(cid): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_registered(&s, &who)?;
+    let content =
+        parse_cid(&cid).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if declared > s.blobs.max_bytes() {
+        return Err(BlobError::TooLarge {
+            max: s.blobs.max_bytes(),
+        }
+        .into());
+    }
+    let limits = &s.limits;
+    let now = std::time::Instant::now();
+    limits.uploads_by_account.check(&who, 1.0, now)?;
+    if let Some(ip) = addr.0 {
+        limits.uploads_by_address.check(&ip, 1.0, now)?;
+    }
+    limits.disk.check_upload(declared)?;
+    let mut permit = limits.pending.begin(who, declared)?;
+    // Bytes beyond the declared length count against the quota as they arrive, and the free
+    // space is read again every few MiB, so a long upload stops at the watermark too.
+    let (mut received, mut since_check) = (0u64, 0u64);
+    let result = s
+        .blobs
+        .put(&content, body.into_data_stream(), |n| {
+            received += n;
+            if received > declared {
+                permit.grow(n.min(received - declared))?;
+            }
+            since_check += n;
+            if since_check >= DISK_CHECK_BYTES {
+                since_check = 0;
+                limits
+                    .disk
+                    .check_upload(declared.saturating_sub(received))?;
+            }
+            Ok(())
+        })
+        .await;
+    if matches!(result, Err(BlobError::Limit(_)) | Err(BlobError::DiskFull)) {
+        s.chain.metrics.storage_refusals.inc();
+    }
+    let size = result?;
+    permit.stored(content, size);
     s.chain.metrics.blob_bytes.inc_by(size);
     Ok((
         StatusCode::CREATED,
@@ -125,6 +209,9 @@ async fn put_blob(
     )
         .into_response())
 }
+
+/// How many bytes of an upload arrive between two readings of the free space.
+const DISK_CHECK_BYTES: u64 = 4 << 20;
 
 /// A record as a requester may see it.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -427,16 +514,25 @@ async fn audit(
     Ok(Json(events))
 }
 
-/// The inclusion proof of an audit event against its finalized block. Public: anyone who
-/// holds an event id may check that it is on the ledger.
-async fn audit_proof(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<AuditProof> {
+/// The inclusion proof of an audit event against its finalized block, for those who may see
+/// the whole event (`visibility::may_prove`); to anyone else an event that exists and one
+/// that does not look the same. The proof file then checks offline, by anyone it is given to.
+async fn audit_proof(
+    State(s): State<ApiState>,
+    viewer: crate::visibility::Viewer,
+    Path(id): Path<String>,
+) -> ApiResult<AuditProof> {
     let id: EventId = parse("event id", &id)?;
-    let proof = AuditProof::build(s.chain.store(), &s.genesis, &id)?.ok_or_else(|| {
+    let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no audit event {id}"),
+            format!("no audit event {id} that you may see"),
         )
-    })?;
+    };
+    let proof = AuditProof::build(s.chain.store(), &s.genesis, &id)?.ok_or_else(not_found)?;
+    if !crate::visibility::may_prove(&viewer, &proof.event) {
+        return Err(not_found());
+    }
     Ok(Json(proof))
 }

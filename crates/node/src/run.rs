@@ -72,12 +72,15 @@ pub fn run_node(
     listener.set_nonblocking(true)?;
     let blobs = crate::blobs::BlobStore::from_config(&cfg.data_dir, &cfg.blobs)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let limits = Arc::new(crate::limits::Limits::new(&cfg.data_dir, &cfg.limits));
     let state = ApiState {
         chain: chain.clone(),
         genesis: Arc::new(genesis.clone()),
         blobs: Arc::new(blobs),
         blob_cfg: cfg.blobs.clone(),
+        limits: limits.clone(),
     };
+    let housekeeping = housekeeping(state.clone());
     let height = chain.snapshot().tip.height;
     tracing::info!(api = %cfg.api_listen, p2p = %cfg.p2p_listen, height, "node starting");
     let ready_chain = chain.clone();
@@ -86,10 +89,13 @@ pub fn run_node(
             tokio::net::TcpListener::from_std(listener).expect("listener is non-blocking");
         let stop = until.unwrap_or_else(|| Box::pin(shutdown_signal()));
         on_ready(ready_chain);
-        if let Err(e) = axum::serve(listener, router(state))
+        let chores = tokio::spawn(housekeeping);
+        let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
-            .await
-        {
+            .await;
+        chores.abort();
+        if let Err(e) = served {
             tracing::error!(error = %e, "API server failed");
         }
         tracing::info!("node stopping");
@@ -113,4 +119,61 @@ pub fn run_node(
         main,
     )?;
     Ok(())
+}
+
+/// How often the free space is read again.
+const DISK_REFRESH: Duration = Duration::from_millis(250);
+/// How often unanchored blobs are checked for anchoring and expiry.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// The node's background chores: keep the disk watermark current (and the ballast in place),
+/// and count, expire and delete uploaded blobs that no record anchors. Blobs already in the
+/// store at start and not anchored are adopted, with their time starting now.
+async fn housekeeping(s: ApiState) {
+    match s.blobs.list().await {
+        Ok(found) => {
+            let snap = s.chain.snapshot();
+            for (content, size) in found {
+                if !snap.state.by_content.contains_key(&content) {
+                    s.limits.pending.adopt(content, size);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list the blob store"),
+    }
+    let mut tick = tokio::time::interval(DISK_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep = tokio::time::Instant::now() - SWEEP_EVERY;
+    loop {
+        tick.tick().await;
+        let disk = &s.limits.disk;
+        // A statvfs call; rarely, the ballast is written again (a few MiB, once).
+        let free = disk.refresh();
+        let m = &s.chain.metrics;
+        m.disk_free_bytes.set(free.min(i64::MAX as u64) as i64);
+        m.storage_low.set(i64::from(disk.is_low()));
+        if last_sweep.elapsed() < SWEEP_EVERY {
+            continue;
+        }
+        last_sweep = tokio::time::Instant::now();
+        let state = s.chain.snapshot().state;
+        let sweep = s.limits.pending.sweep(|h| state.by_content.contains_key(h));
+        for content in &sweep.expired {
+            match s.blobs.delete(content).await {
+                Ok(()) => {
+                    m.blobs_expired.inc();
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot delete an expired blob"),
+            }
+        }
+        if !sweep.expired.is_empty() {
+            tracing::info!(
+                count = sweep.expired.len(),
+                "deleted uploaded blobs that no record anchored in time"
+            );
+        }
+        let (count, bytes) = s.limits.pending.totals();
+        m.pending_blobs.set(count as i64);
+        m.pending_blob_bytes.set(bytes.min(i64::MAX as u64) as i64);
+    }
 }

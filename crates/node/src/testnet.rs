@@ -114,6 +114,7 @@ pub fn init_with(
             mempool: MempoolLimits::default(),
             block: BlockConfig::default(),
             blobs: crate::config::BlobConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         };
         cfg.save(&node_config(&dir, i))?;
         configs.push(cfg);

@@ -465,6 +465,14 @@ mod api {
             genesis: Arc::new(genesis),
             blobs: Arc::new(blobs),
             blob_cfg: ehrchain_node::config::BlobConfig::default(),
+            limits: Arc::new(ehrchain_node::limits::Limits::new(
+                dir.path(),
+                &ehrchain_node::limits::LimitsConfig {
+                    min_free_bytes: 0,
+                    ballast_bytes: 0,
+                    ..Default::default()
+                },
+            )),
         };
         (dir, router(state), senders, chain)
     }

@@ -131,11 +131,15 @@ pub enum Role {
     Guardian,
     /// The consortium admin; exists only from genesis, never by registration.
     Admin,
+    /// A consortium auditor (an inspector, an external audit firm): once the admin approves
+    /// the account (or the genesis names it), it reads every block and transaction body
+    /// through the API. It reads no record.
+    Auditor,
 }
 
 impl Role {
     /// Every role's name, as written in the CLI and the API.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "patient",
         "doctor",
         "pharmacist",
@@ -145,8 +149,9 @@ impl Role {
         "researcher",
         "guardian",
         "admin",
+        "auditor",
     ];
-    const ALL: [Role; 9] = [
+    const ALL: [Role; 10] = [
         Role::Patient,
         Role::Doctor,
         Role::Pharmacist,
@@ -156,6 +161,7 @@ impl Role {
         Role::Researcher,
         Role::Guardian,
         Role::Admin,
+        Role::Auditor,
     ];
 
     /// The role's name.

@@ -345,7 +345,9 @@ pub fn verify_audit_inclusion(
     index: u64,
     proof: &[u8],
 ) -> bool {
-    if !proof.len().is_multiple_of(32) {
+    // ct-merkle's index arithmetic holds up to 2^63 leaves and panics or overflows above it
+    // (an audit proof claiming 2^64 - 1 leaves crashed `audit verify`); no block comes near.
+    if tree_size > 1 << 63 || !proof.len().is_multiple_of(32) {
         return false;
     }
     let mut digest = sha2::digest::Output::<sha2::Sha256>::default();

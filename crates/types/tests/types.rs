@@ -116,6 +116,30 @@ fn merkle_root_matches_ct_merkle_at_every_size() {
     }
 }
 
+/// An audit proof claiming a huge tree made ct-merkle panic ("leaf index is too high", or an
+/// overflow) instead of failing to verify (fuzz/fuzz_targets/audit_proof.rs).
+#[test]
+fn audit_inclusion_of_absurd_tree_sizes_fails_without_panicking() {
+    use ehrchain_types::records::verify_audit_inclusion;
+    let (root, leaf) = (Hash([7; 32]), b"leaf".as_slice());
+    let path = [0u8; 32 * 63];
+    for (tree_size, index) in [
+        (u64::MAX, 1 << 63),
+        (u64::MAX, u64::MAX - 1),
+        (u64::MAX, 1),
+        ((1 << 63) + 1, 0),
+        (1 << 63, (1 << 63) - 1),
+        (1 << 63, 0),
+        ((1 << 63) - 1, (1 << 63) - 2),
+        (u64::MAX, u64::MAX),
+        (0, 0),
+    ] {
+        for len in [0, 32, path.len()] {
+            assert!(!verify_audit_inclusion(&root, tree_size, leaf, index, &path[..len]));
+        }
+    }
+}
+
 /// Transactions signed by distinct keys, each valid.
 fn signed(n: u8) -> Vec<SignedTransaction> {
     use ed25519_dalek::Signer;

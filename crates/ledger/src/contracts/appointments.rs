@@ -68,6 +68,7 @@ pub fn add_slot(
             "a slot lasts 1 to {MAX_SLOT_MINUTES} minutes, not {minutes}"
         )));
     }
+    scope.within_supply("fee", fee)?;
     let slot = Slot {
         id: scope.new_item_id(ItemKind::Slot),
         doctor: scope.sender,

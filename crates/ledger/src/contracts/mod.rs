@@ -350,6 +350,20 @@ impl<'a> TxScope<'a> {
         }
     }
 
+    /// Fails when an amount or price exceeds every token there is (it could never be paid,
+    /// and sums of such amounts are where overflows hide).
+    pub fn within_supply(&self, field: &'static str, amount: u64) -> Result<(), TxError> {
+        let supply = self.state.supply;
+        if u128::from(amount) > supply {
+            return Err(TxError::AboveSupply {
+                field,
+                amount,
+                supply,
+            });
+        }
+        Ok(())
+    }
+
     /// Fails unless the sender has registered a role (approved or not): enough to manage
     /// one's own keys and profile.
     pub fn require_registered(&self) -> Result<Account, TxError> {

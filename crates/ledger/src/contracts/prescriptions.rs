@@ -173,6 +173,7 @@ pub fn dispense(scope: &mut TxScope<'_>, id: &ItemId, price: u64) -> Result<(), 
     if price == 0 {
         return Err(refused("the price must be positive"));
     }
+    scope.within_supply("price", price)?;
     not_rejected(scope, &rx)?;
     let now = scope.ctx.timestamp_ms;
     let invoice = Invoice {

@@ -179,9 +179,18 @@ pub fn review(
 }
 
 /// An audited read: the decision under the consent state at this block is recorded either way.
+/// A read of a record that does not exist is a denied read too, so a reader cannot tell it
+/// from a record they may not read (the event names no patient: there is none).
 pub fn read(scope: &mut TxScope<'_>, id: &RecordId) -> Result<(), TxError> {
     scope.require_registered()?;
-    let rec = scope.record(id).ok_or(TxError::NoSuchRecord(*id))?;
+    let Some(rec) = scope.record(id) else {
+        let mut ev = scope.event(AccountId([0; 20]), AuditAction::Read);
+        ev.record = Some(*id);
+        ev.decision = Decision::Denied;
+        ev.reason = "no such record".into();
+        scope.audit(ev);
+        return Ok(());
+    };
     let decision =
         access::read_decision(scope.state(), &scope.sender, &rec, scope.ctx.timestamp_ms);
     let mut ev = scope.event(rec.patient, AuditAction::Read);

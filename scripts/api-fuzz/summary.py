@@ -1,0 +1,2 @@
+import sys
+print("api-fuzz: placeholder", sys.argv[1:])
