@@ -6,6 +6,8 @@ Mirrors crates/types/src/{domain,id,request}.rs and crates/crypto/src/keystore.r
 run fails at once (registration through the CLI, then 401s on every signed call) if they drift.
 
     python ehrkeys.py import --home DIR --name NAME --seed HEX --passphrase P   # prints the account
+
+`open_keystore` reads one back (the fuzz hook signs as the dev chain's admin with it).
 """
 
 import argparse
@@ -86,6 +88,28 @@ def keystore_file(seed: bytes, passphrase: str, m_cost_kib: int = 19 * 1024, t_c
         "nonce": nonce.hex(),
         "ciphertext": ct.hex(),
     }
+
+
+def open_keystore(path: str, passphrase: str) -> bytes:
+    """KeystoreFile::open: the seed of a keystore file."""
+    with open(path) as f:
+        ks = json.load(f)
+    if ks["version"] != 1 or ks["kdf"] != "argon2id" or ks["cipher"] != "xchacha20poly1305":
+        raise ValueError(f"{path}: unsupported keystore")
+    p = ks["kdf_params"]
+    if p["p_cost"] != 1:
+        raise ValueError(f"{path}: only one Argon2 lane is supported here")
+    key = nacl.pwhash.argon2id.kdf(
+        32,
+        passphrase.encode(),
+        bytes.fromhex(ks["salt"]),
+        opslimit=p["t_cost"],
+        memlimit=p["m_cost_kib"] * 1024,
+    )
+    aad = KEYSTORE_AAD_TAG + bytes.fromhex(ks["account"].removeprefix("ehr")) + bytes.fromhex(ks["public_key"])
+    return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        bytes.fromhex(ks["ciphertext"]), aad, bytes.fromhex(ks["nonce"]), key
+    )
 
 
 def main() -> int:

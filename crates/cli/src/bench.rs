@@ -30,9 +30,11 @@ use std::{
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Scenario: `transfers` (token transfers), `consent` (grant and revoke, alternating),
-    /// `records` (anchoring encrypted records) — load on a fresh network — or `client`
+    /// `records` (anchoring encrypted records) — load on a fresh network — `client`
     /// (client-side costs: encryption throughput, audited read latency, grant cost with
-    /// 10,000 records; see `bench_client.rs`).
+    /// 10,000 records; see `bench_client.rs`), or `soak` (mixed load of transfers, consent,
+    /// uploads and audited reads for `--duration`, with memory and open files over time;
+    /// see `soak.rs`).
     #[arg(default_value = "transfers")]
     scenario: String,
     /// Validators, each its own process.
@@ -47,7 +49,8 @@ pub struct BenchArgs {
     /// Submitting client threads.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Offered load in tx/s across all clients (0: as fast as the node admits them).
+    /// Offered load in tx/s across all clients (0: as fast as the node admits them); for
+    /// `soak`, the background transfers per second beside the patients' mix.
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// Transactions per HTTP batch.
@@ -56,6 +59,15 @@ pub struct BenchArgs {
     /// Runs; the report gives the median run by throughput.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// `soak`: how long to run the mixed load (e.g. `30m`).
+    #[arg(long, default_value = "5m")]
+    duration: String,
+    /// `soak`: seconds per reported interval.
+    #[arg(long, default_value_t = 60)]
+    interval: u64,
+    /// `soak`: bytes of each uploaded record.
+    #[arg(long, default_value_t = 64 * 1024)]
+    record_bytes: usize,
 }
 
 /// Per-node resource use.
@@ -92,7 +104,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn dir_size(p: &Path) -> u64 {
+pub(crate) fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
@@ -151,6 +163,13 @@ fn free_base_port(n: usize) -> anyhow::Result<u16> {
 
 pub(crate) struct Network {
     children: Vec<Child>,
+}
+
+impl Network {
+    /// The process id of validator `i`.
+    pub(crate) fn pid(&self, i: usize) -> u32 {
+        self.children[i].id()
+    }
 }
 
 impl Drop for Network {
@@ -550,9 +569,21 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == "client" {
         return crate::bench_client::run(json_out);
     }
+    if args.scenario == "soak" {
+        return crate::soak::run(
+            json_out,
+            crate::soak::SoakArgs {
+                duration: args.duration,
+                interval: args.interval,
+                clients: args.clients,
+                record_bytes: args.record_bytes,
+                rate: args.rate,
+            },
+        );
+    }
     if !["transfers", "consent", "records"].contains(&args.scenario.as_str()) {
         bail!(
-            "unknown scenario {:?} (expected transfers, consent, records or client)",
+            "unknown scenario {:?} (expected transfers, consent, records, client or soak)",
             args.scenario
         );
     }

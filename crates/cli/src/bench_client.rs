@@ -372,8 +372,10 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
         f(&pad["padding_pct"]["max"])
     );
     println!(
-        "      sizes >= floor ({:>4})            mean {:>6.2} %  max {:>7.2} %",
-        pad["padding_pct_at_least_floor"]["sizes"],
+        "      the {:>4} sizes >= the floor      mean {:>6.2} %  max {:>7.2} %",
+        pad["padding_pct_at_least_floor"]["sizes"]
+            .as_u64()
+            .unwrap_or(0),
         f(&pad["padding_pct_at_least_floor"]["mean"]),
         f(&pad["padding_pct_at_least_floor"]["max"])
     );
@@ -385,7 +387,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
         f(&pad["unpadded_ciphertext_overhead_pct"]["max"])
     );
     println!(
-        "    all {} files stored               +{:.2} % bytes (unpadded +{:.2} %); {} distinct ciphertext lengths",
+        "    all {} files, bytes stored        +{:.2} % (unpadded +{:.2} %); {} distinct ciphertext lengths",
         pad["sizes"],
         f(&pad["bytes_stored_overhead_pct"]),
         f(&pad["unpadded_bytes_stored_overhead_pct"]),
@@ -394,8 +396,8 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
     for m in pad["measured"].as_array().into_iter().flatten() {
         println!(
             "    measured {:>11} B -> {:>11} B  padding {:>7.2} %  ciphertext +{:>8.2} % (unpadded +{:.2} %){}",
-            m["plaintext_bytes"],
-            m["ciphertext_bytes"],
+            m["plaintext_bytes"].as_u64().unwrap_or(0),
+            m["ciphertext_bytes"].as_u64().unwrap_or(0),
             f(&m["padding_pct"]),
             f(&m["ciphertext_overhead_pct"]),
             f(&m["unpadded_overhead_pct"]),

@@ -7,6 +7,7 @@ mod client;
 mod clinical;
 mod ml;
 mod records;
+mod soak;
 mod testnet;
 
 use anyhow::{Context as _, anyhow, bail};

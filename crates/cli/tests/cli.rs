@@ -886,7 +886,17 @@ fn encrypted_records_consent_and_audit_end_to_end() {
             work.join("g4").to_str().unwrap(),
         ],
     );
-    assert!(e.contains("consent for imaging records has expired"), "{e}");
+    // The reader is told no more than for any other denied read; the patient's trail says
+    // the consent expired.
+    assert!(e.contains("access denied: no record you may read"), "{e}");
+    let trail = ok(&dev, &["audit", "--key", "demo1", "--record", &rec]);
+    assert!(
+        trail.as_array().unwrap().iter().any(|e| e["reason"]
+            .as_str()
+            .unwrap()
+            .contains("consent for imaging records has expired")),
+        "{trail}"
+    );
 
     // Request → approve grants access.
     let r = ok(

@@ -16,7 +16,7 @@ use crate::{
 };
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Path, Query, State, rejection::JsonRejection},
+    extract::{DefaultBodyLimit, Path, Query, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -120,8 +120,9 @@ impl From<crate::limits::LimitError> for ApiError {
 /// An API failure: status, stable code, message for the user.
 ///
 /// The message is what the caller reads (quotes of its own input are clipped to
-/// [`ECHO_CHARS`] when sent); `detail` is what only the node's log gets. A `500` never sends
-/// its message: the caller reads a generic one and the log the rest.
+/// [`ECHO_CHARS`] when sent); `detail` is what only the node's log gets. A `500` without a
+/// `detail` is taken to carry its cause in the message: the caller reads a generic message and
+/// the log the rest.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -162,7 +163,8 @@ impl ApiError {
     /// The `{"code", "message"}` object as sent (inside `{"error": …}`, or per transaction
     /// in a batch answer).
     pub fn to_json(&self) -> serde_json::Value {
-        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+        // A 500's message may carry its cause unless the cause was put apart in `detail`.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR && self.detail.is_none() {
             INTERNAL_MESSAGE.to_string()
         } else {
             clip_quoted(&self.message)
@@ -567,17 +569,45 @@ pub struct SubmitResponse {
     pub id: Hash,
 }
 
-/// A JSON body the handler could not take: `400` (not JSON), `413` (too large), `415` (no
-/// `Content-Type: application/json`) or `422` (JSON of the wrong shape).
-pub(crate) fn body_error(e: JsonRejection) -> ApiError {
-    let status = e.status();
-    let message = match &e {
-        JsonRejection::MissingJsonContentType(_) => {
-            "request body: expected Content-Type: application/json".to_string()
+/// A JSON request body, read like axum's `Json` (the same body limits and `Content-Type`
+/// rule, the same statuses: `400` not JSON, `413` too large, `415` not sent as
+/// `application/json`, `422` JSON of the wrong shape), refused with an [`ApiError`] whose
+/// message is serde's without the JSON path: a path names the caller's own keys, unquoted, so
+/// it could not be clipped.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(body_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/json",
+            ));
         }
-        _ => format!("request body: {}", clip_quoted(&e.body_text())),
-    };
-    ApiError::new(status, code_for_status(status), message)
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_error(e.status(), &e.body_text()))?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            let status = match e.classify() {
+                serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            body_error(status, &e.to_string())
+        })
+    }
+}
+
+/// A request body the handler could not take, with the status's code and `detail` (its
+/// quotes of the body clipped).
+pub(crate) fn body_error(status: StatusCode, detail: &str) -> ApiError {
+    ApiError::new(
+        status,
+        code_for_status(status),
+        format!("request body: {}", clip_quoted(detail)),
+    )
 }
 
 fn decode_tx(hex_tx: &str) -> Result<SignedTransaction, ApiError> {
@@ -589,9 +619,8 @@ fn decode_tx(hex_tx: &str) -> Result<SignedTransaction, ApiError> {
 async fn submit(
     State(s): State<ApiState>,
     addr: ClientAddr,
-    body: Result<Json<SubmitRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<SubmitRequest>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    let Json(req) = body.map_err(body_error)?;
     let stx = decode_tx(&req.tx)?;
     s.admit_submission(&addr, std::iter::once(&stx))?;
     let id = s.chain.submit(stx, now_ms())?;
@@ -617,9 +646,8 @@ pub struct BatchResult {
 async fn submit_batch(
     State(s): State<ApiState>,
     addr: ClientAddr,
-    body: Result<Json<BatchRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<BatchRequest>,
 ) -> Result<Json<Vec<BatchResult>>, ApiError> {
-    let Json(req) = body.map_err(body_error)?;
     if req.txs.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "a batch holds at most {MAX_BATCH} transactions"

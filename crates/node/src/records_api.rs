@@ -50,7 +50,7 @@ impl From<BlobError> for ApiError {
             BlobError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
             BlobError::Limit(l) => return l.clone().into(),
         };
-        if let BlobError::Io(detail) | BlobError::NotFound(detail) = &e {
+        if let BlobError::NotFound(detail) = &e {
             // The detail can name the node's filesystem paths: the log gets it, the client
             // does not.
             tracing::warn!(detail = %detail, "blob store");
@@ -59,7 +59,12 @@ impl From<BlobError> for ApiError {
             BlobError::Io(_) => "the node's blob storage failed; try again or another node".into(),
             other => other.to_string(),
         };
-        ApiError::new(status, code, message)
+        let err = ApiError::new(status, code, message);
+        match e {
+            // Logged once, with the failed request (`ApiError::into_response`).
+            BlobError::Io(detail) => err.with_detail(detail),
+            _ => err,
+        }
     }
 }
 
@@ -133,8 +138,7 @@ async fn check_blob(
 }
 
 fn require_registered(s: &ApiState, who: &AccountId) -> Result<(), ApiError> {
-    if s
-        .chain
+    if s.chain
         .snapshot()
         .state
         .accounts

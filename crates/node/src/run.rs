@@ -124,7 +124,7 @@ pub fn run_node(
 /// How often the free space is read again.
 const DISK_REFRESH: Duration = Duration::from_millis(250);
 /// How often unanchored blobs are checked for anchoring and expiry.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The node's background chores: keep the disk watermark current (and the ballast in place),
 /// and count, expire and delete uploaded blobs that no record anchors. Blobs already in the
@@ -156,24 +156,30 @@ async fn housekeeping(s: ApiState) {
             continue;
         }
         last_sweep = tokio::time::Instant::now();
-        let state = s.chain.snapshot().state;
-        let sweep = s.limits.pending.sweep(|h| state.by_content.contains_key(h));
-        for content in &sweep.expired {
-            match s.blobs.delete(content).await {
-                Ok(()) => {
-                    m.blobs_expired.inc();
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot delete an expired blob"),
-            }
-        }
-        if !sweep.expired.is_empty() {
-            tracing::info!(
-                count = sweep.expired.len(),
-                "deleted uploaded blobs that no record anchored in time"
-            );
-        }
-        let (count, bytes) = s.limits.pending.totals();
-        m.pending_blobs.set(count as i64);
-        m.pending_blob_bytes.set(bytes.min(i64::MAX as u64) as i64);
+        sweep_pending_blobs(&s).await;
     }
+}
+
+/// Stops counting uploads that a record now anchors, and deletes those that expired.
+pub async fn sweep_pending_blobs(s: &ApiState) {
+    let m = &s.chain.metrics;
+    let state = s.chain.snapshot().state;
+    let sweep = s.limits.pending.sweep(|h| state.by_content.contains_key(h));
+    for content in &sweep.expired {
+        match s.blobs.delete(content).await {
+            Ok(()) => {
+                m.blobs_expired.inc();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot delete an expired blob"),
+        }
+    }
+    if !sweep.expired.is_empty() {
+        tracing::info!(
+            count = sweep.expired.len(),
+            "deleted uploaded blobs that no record anchored in time"
+        );
+    }
+    let (count, bytes) = s.limits.pending.totals();
+    m.pending_blobs.set(count as i64);
+    m.pending_blob_bytes.set(bytes.min(i64::MAX as u64) as i64);
 }

@@ -444,11 +444,34 @@ mod api {
     }
 
     fn app_with_chain() -> (tempfile::TempDir, axum::Router, Vec<Keypair>, Arc<Chain>) {
+        let (dir, state, senders) = app_state(ehrchain_node::limits::LimitsConfig {
+            min_free_bytes: 0,
+            ballast_bytes: 0,
+            ..Default::default()
+        });
+        let chain = state.chain.clone();
+        (dir, router(state), senders, chain)
+    }
+
+    /// The auditor named in the test genesis (a consortium member).
+    fn auditor() -> Keypair {
+        Keypair::from_seed(&[9; 32])
+    }
+
+    fn app_state(
+        limits: ehrchain_node::limits::LimitsConfig,
+    ) -> (tempfile::TempDir, ApiState, Vec<Keypair>) {
         let dir = tempfile::tempdir().unwrap();
         let senders: Vec<Keypair> = (0..2).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
         let mut g = genesis(&senders);
         // The first sender is a registered patient (blob uploads need a registration).
         g.accounts[0].role = Some(ehrchain_types::Role::Patient);
+        g.accounts.push(ehrchain_ledger::GenesisAccount {
+            public_key: auditor().public_key(),
+            role: Some(ehrchain_types::Role::Auditor),
+            balance: 0,
+            encryption_key: None,
+        });
         let chain = open_chain(dir.path(), &g);
         let genesis = GenesisFile {
             ledger: g,
@@ -465,16 +488,9 @@ mod api {
             genesis: Arc::new(genesis),
             blobs: Arc::new(blobs),
             blob_cfg: ehrchain_node::config::BlobConfig::default(),
-            limits: Arc::new(ehrchain_node::limits::Limits::new(
-                dir.path(),
-                &ehrchain_node::limits::LimitsConfig {
-                    min_free_bytes: 0,
-                    ballast_bytes: 0,
-                    ..Default::default()
-                },
-            )),
+            limits: Arc::new(ehrchain_node::limits::Limits::new(dir.path(), &limits)),
         };
-        (dir, router(state), senders, chain)
+        (dir, state, senders)
     }
 
     async fn call(
@@ -674,6 +690,340 @@ mod api {
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+    }
+
+    /// Sends `req` and returns the status, the headers and the body as text.
+    async fn raw(
+        app: &axum::Router,
+        req: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    /// Checks an error answer: the JSON envelope with a snake_case code, a bounded message,
+    /// and no run of the caller's input longer than the echo limit.
+    fn assert_envelope(
+        what: &str,
+        (status, headers, body): &(StatusCode, axum::http::HeaderMap, String),
+        want: (StatusCode, &str),
+    ) {
+        use ehrchain_node::api::{ECHO_CHARS, MAX_MESSAGE_CHARS};
+        assert_eq!(*status, want.0, "{what}: {body}");
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{what}: {body}"
+        );
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+        let err = v["error"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{what}: {body}"));
+        assert_eq!(err.len(), 2, "{what}: {body}");
+        assert_eq!(err["code"], want.1, "{what}: {body}");
+        let message = err["message"].as_str().unwrap();
+        assert!(!message.is_empty() && message.chars().count() <= MAX_MESSAGE_CHARS + 1);
+        // Every long input below is made of 'x' (or 'X' and '0'): no longer run may come back.
+        for c in ['x', 'X', '0'] {
+            let echo = c.to_string().repeat(ECHO_CHARS + 1);
+            assert!(!body.contains(&echo), "{what} echoes its input: {body}");
+        }
+    }
+
+    fn get(uri: &str) -> Request<Body> {
+        Request::builder().uri(uri).body(Body::empty()).unwrap()
+    }
+
+    fn post(uri: &str, content_type: Option<&str>, body: String) -> Request<Body> {
+        let mut req = Request::builder().method("POST").uri(uri);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.body(Body::from(body)).unwrap()
+    }
+
+    /// The framework's own rejections (query strings, path parameters, methods, routes,
+    /// content types, body shapes and sizes, URI length) answer with the same JSON envelope as
+    /// the handlers' errors, with stable codes, and quote at most a short prefix of the input.
+    #[tokio::test]
+    async fn every_error_is_the_json_envelope_without_long_echoes() {
+        use ehrchain_node::api::MAX_URI_BYTES;
+        let (_dir, app, senders) = app();
+        let x = "x".repeat(2_000);
+        let bad = StatusCode::BAD_REQUEST;
+        let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+            // Query strings the extractor cannot read, and values the handler refuses.
+            (
+                "query: not a number",
+                get(&format!("/api/v1/accounts?limit={x}")),
+                bad,
+                "bad_request",
+            ),
+            (
+                "query: negative",
+                get("/api/v1/blocks?before=-1&limit=2"),
+                bad,
+                "bad_request",
+            ),
+            (
+                "query: unknown role",
+                get(&format!("/api/v1/accounts?role={x}")),
+                bad,
+                "bad_request",
+            ),
+            (
+                "query: bad account",
+                get(&format!("/api/v1/accounts?after=ehr{x}")),
+                bad,
+                "bad_request",
+            ),
+            // Path parameters: not a height, not an id, not UTF-8 ("Invalid URL").
+            (
+                "path: height",
+                get(&format!("/api/v1/blocks/{x}")),
+                bad,
+                "bad_request",
+            ),
+            (
+                "path: account",
+                get(&format!("/api/v1/accounts/{x}")),
+                bad,
+                "bad_request",
+            ),
+            (
+                "path: not UTF-8",
+                get(&format!("/api/v1/accounts/%FF%FE{x}")),
+                bad,
+                "bad_request",
+            ),
+            (
+                "path: event id",
+                get(&format!("/api/v1/audit/evt{x}/proof")),
+                bad,
+                "bad_request",
+            ),
+            // Unknown routes and wrong methods.
+            (
+                "unknown route",
+                get(&format!("/api/v1/{x}")),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                "outside the API",
+                get("/favicon.ico"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                "wrong method",
+                Request::builder()
+                    .method("DELETE")
+                    .uri("/api/v1/status")
+                    .body(Body::empty())
+                    .unwrap(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+            (
+                "wrong method with a body",
+                post(
+                    &format!("/api/v1/accounts/{x}"),
+                    Some("application/json"),
+                    x.clone(),
+                ),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+            // Bodies: wrong or missing content type, not JSON, the wrong shape, too large.
+            (
+                "wrong content type",
+                post(
+                    "/api/v1/transactions",
+                    Some("text/plain"),
+                    format!("{{\"tx\": \"{x}\"}}"),
+                ),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                "no content type",
+                post(
+                    "/api/v1/transactions/batch",
+                    None,
+                    format!("{{\"txs\": [\"{x}\"]}}"),
+                ),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                "not JSON",
+                post("/api/v1/transactions", Some("application/json"), x.clone()),
+                bad,
+                "bad_request",
+            ),
+            (
+                "JSON of the wrong shape",
+                post(
+                    "/api/v1/transactions",
+                    Some("application/json"),
+                    format!("{{\"tx\": 1, \"{x}\": \"{x}\"}}"),
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+            ),
+            (
+                "a string of the wrong type",
+                post(
+                    "/api/v1/transactions/batch",
+                    Some("application/json"),
+                    format!("{{\"txs\": \"{x}\"}}"),
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+            ),
+            (
+                "tx not hex",
+                post(
+                    "/api/v1/transactions",
+                    Some("application/json"),
+                    format!("{{\"tx\": \"{x}\"}}"),
+                ),
+                bad,
+                "bad_request",
+            ),
+            (
+                "body too large",
+                post(
+                    "/api/v1/transactions",
+                    Some("application/json"),
+                    format!("{{\"tx\": \"{}\"}}", "0".repeat(100_000)),
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+            ),
+            (
+                "over-long symptom",
+                post(
+                    "/api/v1/predict",
+                    Some("application/json"),
+                    format!("{{\"symptoms\": [\"{x}\"]}}"),
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_large",
+            ),
+            (
+                "unknown symptom",
+                post(
+                    "/api/v1/predict",
+                    Some("application/json"),
+                    format!("{{\"symptoms\": [\"{}\"]}}", &x[..60]),
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_symptom",
+            ),
+            (
+                "unknown field",
+                post(
+                    "/api/v1/predict",
+                    Some("application/json"),
+                    format!("{{\"symptoms\": [], \"{x}\": 1}}"),
+                ),
+                bad,
+                "bad_request",
+            ),
+            // A request target over the limit (the HTTP parser itself stops at 64 KiB).
+            (
+                "URI too long",
+                get(&format!(
+                    "/api/v1/accounts?after={}",
+                    "X".repeat(MAX_URI_BYTES)
+                )),
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+            ),
+            // Signed endpoints: no signature, and an input the handler quotes.
+            (
+                "unsigned",
+                get(&format!("/api/v1/records?patient={x}")),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+        ];
+        for (what, req, status, code) in cases {
+            let answer = raw(&app, req).await;
+            assert_envelope(what, &answer, (status, code));
+            if status == StatusCode::METHOD_NOT_ALLOWED {
+                assert!(
+                    answer.1.contains_key("allow"),
+                    "{what}: 405 keeps its Allow header"
+                );
+            }
+        }
+        let kinds = format!("/api/v1/items?kind={x}");
+        let auth = senders[0].sign_request("sim", "GET", &kinds, ehrchain_node::api::now_ms());
+        let req = Request::builder()
+            .uri(&kinds)
+            .header(ehrchain_types::request::HEADER, auth.header_value())
+            .body(Body::empty())
+            .unwrap();
+        assert_envelope(
+            "signed: unknown kind",
+            &raw(&app, req).await,
+            (bad, "bad_request"),
+        );
+    }
+
+    /// A handler that panics answers a 500 envelope with a generic message (the cause goes to
+    /// the log only), and the quoting rule clips every quoted run of input.
+    #[tokio::test]
+    async fn panics_and_quotes_are_contained() {
+        use ehrchain_node::api::{ECHO_CHARS, clip, clip_quoted, uniform_errors};
+        let app = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("secret cause");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route(
+                "/text",
+                axum::routing::get(|| async { (StatusCode::CONFLICT, "plain text") }),
+            )
+            .layer(axum::middleware::from_fn(uniform_errors));
+        let answer = raw(&app, get("/boom")).await;
+        assert_envelope(
+            "panic",
+            &answer,
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        );
+        assert!(!answer.2.contains("secret"), "{}", answer.2);
+        let answer = raw(&app, get("/text")).await;
+        assert_envelope("plain text", &answer, (StatusCode::CONFLICT, "conflict"));
+        assert!(answer.2.contains("plain text"));
+
+        let long = "y".repeat(100);
+        assert_eq!(clip(&long).chars().count(), ECHO_CHARS + 1);
+        assert_eq!(clip("short"), "short");
+        let m = clip_quoted(&format!("bad {long:?} and `{long}` and \"{long}"));
+        assert!(!m.contains(&"y".repeat(ECHO_CHARS + 1)), "{m}");
+        assert_eq!(m.matches(&"y".repeat(ECHO_CHARS)).count(), 3, "{m}");
+        assert_eq!(clip_quoted(&m), m, "idempotent");
+        let escaped = clip_quoted(&format!("{:?}", format!("a\"{long}")));
+        assert!(!escaped.contains(&"y".repeat(ECHO_CHARS + 1)), "{escaped}");
+        assert!(
+            clip_quoted(&"z".repeat(10_000)).chars().count()
+                <= ehrchain_node::api::MAX_MESSAGE_CHARS + 1
         );
     }
 
@@ -910,12 +1260,87 @@ mod api {
             encryption_key: stranger.encryption().public(),
         };
         commit(&chain, vec![sign(stranger, 0, enrol)]);
-        commit(
-            &chain,
-            vec![sign(stranger, 1, TxPayload::ReadRecord { record: id })],
-        );
+        let denied_read = sign(stranger, 1, TxPayload::ReadRecord { record: id });
+        let denied_id = denied_read.id();
+        commit(&chain, vec![denied_read]);
         let (s, _) = call_signed(&app, stranger, "GET", &content, vec![], |_| {}).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
+
+        // Who sees what of that denied read. Anyone: its place on the ledger, nothing else.
+        let tx_path = format!("/api/v1/transactions/{denied_id}");
+        let (s, v) = call(&app, "GET", &tx_path, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["redacted"], true);
+        assert!(v["tx"].is_null() && v["sender"].is_null() && v["receipt"].is_null());
+        assert_eq!(v["events"], serde_json::json!([]), "{v}");
+        // The block shows ids and counts only, and its receipts and raw bytes are refused.
+        let height = v["height"].as_u64().unwrap();
+        let (_, b) = call(&app, "GET", &format!("/api/v1/blocks/{height}"), None).await;
+        assert_eq!(b["tx_ids"], serde_json::json!([denied_id]));
+        assert!(b["txs"].is_null() && b["receipts"].is_null(), "{b}");
+        for tail in ["raw", "receipts"] {
+            let (s, v) = call(
+                &app,
+                "GET",
+                &format!("/api/v1/blocks/{height}/{tail}"),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{tail}: {v}");
+            assert_eq!(v["error"]["code"], "members_only");
+        }
+        // The reader: only that it was denied, not whose record, its category or why.
+        let (_, reader_view) = call_signed(&app, stranger, "GET", &tx_path, vec![], |_| {}).await;
+        assert_eq!(reader_view["redacted"], false);
+        let ev = &reader_view["events"][0];
+        assert_eq!(ev["decision"], "denied");
+        assert_eq!(ev["reason"], ehrchain_node::visibility::DENIED_READ);
+        assert_eq!(
+            ev["patient"],
+            ehrchain_types::AccountId([0; 20]).to_string()
+        );
+        assert_eq!(ev["categories"], serde_json::json!([]));
+        // The patient and a member (the auditor) see the real event.
+        for who in [patient, &auditor()] {
+            let (_, v) = call_signed(&app, who, "GET", &tx_path, vec![], |_| {}).await;
+            let ev = &v["events"][0];
+            assert_eq!(ev["patient"], patient.account().to_string(), "{v}");
+            assert_ne!(ev["reason"], ehrchain_node::visibility::DENIED_READ);
+            assert_eq!(ev["actor"], stranger.account().to_string());
+        }
+        let (_, b) = call_signed(
+            &app,
+            &auditor(),
+            "GET",
+            &format!("/api/v1/blocks/{height}"),
+            vec![],
+            |_| {},
+        )
+        .await;
+        assert_eq!(b["txs"].as_array().unwrap().len(), 1, "{b}");
+        // A read of a record that does not exist looks the same to the reader.
+        let unknown = sign(
+            stranger,
+            2,
+            TxPayload::ReadRecord {
+                record: ehrchain_types::RecordId([7; 16]),
+            },
+        );
+        let unknown_path = format!("/api/v1/transactions/{}", unknown.id());
+        commit(&chain, vec![unknown]);
+        let (_, u) = call_signed(&app, stranger, "GET", &unknown_path, vec![], |_| {}).await;
+        let (seen, unknown_seen) = (&reader_view["events"][0], &u["events"][0]);
+        for field in [
+            "action",
+            "decision",
+            "reason",
+            "patient",
+            "categories",
+            "counterparty",
+        ] {
+            assert_eq!(seen[field], unknown_seen[field], "{field}");
+        }
+        assert_eq!(u["receipt"]["outcome"], reader_view["receipt"]["outcome"]);
         commit(
             &chain,
             vec![sign(patient, 2, TxPayload::ReadRecord { record: id })],
@@ -952,6 +1377,159 @@ mod api {
             .collect();
         assert_eq!(reads, ["allowed", "denied"]);
     }
+
+    use ehrchain_node::limits::LimitsConfig;
+    use sha2::Digest as _;
+
+    /// Uploads count against the uploader's quota until a record anchors them or they expire;
+    /// an expired upload is deleted from the store and frees the quota; the check endpoint
+    /// answers as the upload would.
+    #[tokio::test]
+    async fn upload_quotas_hold_and_unanchored_blobs_expire() {
+        let (dir, state, senders) = app_state(LimitsConfig {
+            min_free_bytes: 0,
+            ballast_bytes: 0,
+            max_pending_blobs_per_account: 1,
+            max_pending_bytes_per_account: 1000,
+            pending_blob_ttl_secs: 1,
+            ..Default::default()
+        });
+        let app = ehrchain_node::api::router(state.clone());
+        let patient = &senders[0];
+        let put = |bytes: Vec<u8>| {
+            let cid = ehrchain_node::blobs::cid_string(&ehrchain_types::Hash(
+                sha2::Sha256::digest(&bytes).into(),
+            ));
+            (format!("/api/v1/blobs/{cid}"), bytes)
+        };
+        let (ok_path, ok_bytes) = put(vec![1; 600]);
+        let (s, v) = call_signed(&app, patient, "PUT", &ok_path, ok_bytes, |_| {}).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        // A second blob is over the one-blob quota, and the check says so first.
+        let (s, v) = call_signed(
+            &app,
+            patient,
+            "GET",
+            "/api/v1/blobs/check?size=10",
+            vec![],
+            |_| {},
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("quota_exceeded"))
+        );
+        let (second, bytes) = put(vec![2; 10]);
+        let (s, v) = call_signed(&app, patient, "PUT", &second, bytes.clone(), |_| {}).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("quota_exceeded"))
+        );
+        // After the time to live, the sweep deletes the unanchored blob and frees the quota.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        ehrchain_node::run::sweep_pending_blobs(&state).await;
+        let stored: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("bafk"))
+            .collect();
+        assert!(stored.is_empty(), "expired blob still stored: {stored:?}");
+        let (s, v) = call_signed(&app, patient, "PUT", &second, bytes, |_| {}).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        // Bytes count too: 10 stored + 995 more exceed 1,000.
+        let (s, _) = call_signed(
+            &app,
+            patient,
+            "GET",
+            "/api/v1/blobs/check?size=995",
+            vec![],
+            |_| {},
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert!(
+            state
+                .chain
+                .metrics
+                .render()
+                .contains("ehrchain_blobs_expired_total 1")
+        );
+    }
+
+    /// Below the disk watermark, uploads and submissions get 507 with a clear code.
+    #[tokio::test]
+    async fn below_the_watermark_uploads_and_transactions_are_refused() {
+        let (_dir, state, senders) = app_state(LimitsConfig {
+            min_free_bytes: u64::MAX / 2,
+            ballast_bytes: 0,
+            ..Default::default()
+        });
+        let app = ehrchain_node::api::router(state);
+        let (s, v) = call_signed(
+            &app,
+            &senders[0],
+            "GET",
+            "/api/v1/blobs/check?size=1",
+            vec![],
+            |_| {},
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::INSUFFICIENT_STORAGE, Some("storage_low"))
+        );
+        let t = transfers(&senders, 1);
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/v1/transactions",
+            Some(submit_body(&t[0])),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::INSUFFICIENT_STORAGE, Some("storage_low"))
+        );
+    }
+
+    /// Submissions past an account's rate get 429.
+    #[tokio::test]
+    async fn submissions_are_rate_limited_per_account() {
+        let (_dir, state, senders) = app_state(LimitsConfig {
+            min_free_bytes: 0,
+            ballast_bytes: 0,
+            txs_per_second_per_account: 1,
+            ..Default::default()
+        });
+        let app = ehrchain_node::api::router(state);
+        let t = transfers(&senders[..1], 3);
+        for tx in &t[..2] {
+            let (s, v) = call(&app, "POST", "/api/v1/transactions", Some(submit_body(tx))).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        }
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/api/v1/transactions",
+            Some(submit_body(&t[2])),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+        );
+    }
+}
+
+/// The consensus key of a validator signs API requests with the same ed25519 key, so a
+/// validator operator is a consortium member through its key.
+#[test]
+fn validator_seed_signs_as_its_consensus_key() {
+    let seed = [5u8; 32];
+    assert_eq!(
+        Keypair::from_seed(&seed).public_key().0,
+        ehrchain_consensus::tcp::public_key_of_seed(&seed).unwrap()
+    );
 }
 
 /// A batch is admitted transaction by transaction: one bad signature, a duplicate, a replay, a

@@ -135,7 +135,13 @@ fn audit_inclusion_of_absurd_tree_sizes_fails_without_panicking() {
         (0, 0),
     ] {
         for len in [0, 32, path.len()] {
-            assert!(!verify_audit_inclusion(&root, tree_size, leaf, index, &path[..len]));
+            assert!(!verify_audit_inclusion(
+                &root,
+                tree_size,
+                leaf,
+                index,
+                &path[..len]
+            ));
         }
     }
 }
