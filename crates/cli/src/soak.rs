@@ -180,7 +180,7 @@ pub fn run(json_out: bool, args: SoakArgs) -> anyhow::Result<()> {
                         Ok(())
                     };
                     let began = Instant::now();
-                    let ops: &[usize] = if round % CHURN_EVERY == 0 {
+                    let ops: &[usize] = if round.is_multiple_of(CHURN_EVERY) {
                         &[0, 1, 2, 4]
                     } else {
                         &[0, 2]

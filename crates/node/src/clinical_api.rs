@@ -55,17 +55,18 @@ async fn list_items(
             words.join(", ")
         ))
     })?;
+    // A malformed `doctor` is refused even where it is not used (the API document's rule).
+    let doctor: Option<AccountId> = q
+        .doctor
+        .as_deref()
+        .map(|d| parse("doctor", d))
+        .transpose()?;
     let snap = s.chain.snapshot();
     let now = now_ms();
     if q.open {
         if kind != ItemKind::Slot {
             return Err(bad_request("open=true lists appointment slots only".into()));
         }
-        let doctor: Option<AccountId> = q
-            .doctor
-            .as_deref()
-            .map(|d| parse("doctor", d))
-            .transpose()?;
         return Ok(Json(
             snap.state
                 .items_of_kind(kind)

@@ -85,16 +85,24 @@ impl std::fmt::Debug for ChainStore {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) lets the node's memory grow with the database
+/// until it reaches that; a fixed, smaller cache keeps resident memory bounded (the recent
+/// blocks and indexes that reads touch fit easily).
+pub const CACHE_BYTES: usize = 128 << 20;
+
 impl ChainStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<ChainStore, StoreError> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
-                "{} is in use by another process (stop the node first)",
-                path.display()
-            )),
-            other => StoreError::Db(other.to_string()),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
+                    "{} is in use by another process (stop the node first)",
+                    path.display()
+                )),
+                other => StoreError::Db(other.to_string()),
+            })?;
         let w = db.begin_write()?;
         for t in [BLOCKS, CERTS, RECEIPTS] {
             w.open_table(t)?;
