@@ -497,7 +497,7 @@ fn payload(
             ),
             size: 1_000_000,
             commitment: Hash(random(32).try_into().expect("32 bytes")),
-            meta: HexBytes(random(64)),
+            meta: HexBytes(random(ehrchain_types::records::SEALED_META_BYTES)),
             key: RecordKey::Category {
                 epoch: 0,
                 wrapped: HexBytes(random(72)),

@@ -447,10 +447,20 @@ impl Ctx {
 
     /// Prints a result: JSON when asked, else the human text.
     fn print(&self, value: &Value, human: impl FnOnce() -> String) {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(value).expect("json"));
+        use std::io::Write as _;
+        let text = if self.json {
+            serde_json::to_string_pretty(value).expect("json")
         } else {
-            println!("{}", human());
+            human()
+        };
+        // A reader that went away (`ehrchain … | head`) is not an error worth a panic.
+        match writeln!(std::io::stdout().lock(), "{text}") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            Err(e) => {
+                eprintln!("error: cannot write the output: {e}");
+                std::process::exit(1);
+            }
         }
     }
 

@@ -74,6 +74,8 @@ pub const META_PADDED_LEN: usize = 512;
 pub const MAX_META_LEN: usize = META_PADDED_LEN - 1;
 /// Length of every sealed metadata written now: nonce, padded metadata, tag.
 pub const SEALED_META_LEN: usize = 24 + META_PADDED_LEN + TAG;
+// The ledger refuses any other length.
+const _: () = assert!(SEALED_META_LEN == ehrchain_types::records::SEALED_META_BYTES);
 /// Appended to the metadata's associated data to mark the padded format (version 2). Version
 /// 1 metadata has no prefix that could carry a version, so the version lives in the associated
 /// data: neither format's ciphertext authenticates as the other.

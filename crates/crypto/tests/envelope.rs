@@ -333,7 +333,7 @@ fn record_meta_has_one_length_and_a_limit() {
         assert!(envelope::open_meta(&dk, &id, &flipped).is_err());
     }
     // The sealed metadata fits the ledger's limit.
-    const { assert!(SEALED_META_LEN <= ehrchain_types::records::MAX_META_BYTES) };
+    const { assert!(SEALED_META_LEN == ehrchain_types::records::SEALED_META_BYTES) };
 
     let err = envelope::seal_meta(&dk, &id, &[b'x'; MAX_META_LEN + 1]).unwrap_err();
     assert_eq!(

@@ -614,7 +614,7 @@ fn doctor_written_records_wait_for_the_patient() {
             content: Hash([9; 32]),
             size: 10,
             commitment: Hash([8; 32]),
-            meta: HexBytes(vec![]),
+            meta: HexBytes(vec![0; ehrchain_types::records::SEALED_META_BYTES]),
             key: RecordKey::Direct {
                 wraps: wraps
                     .iter()
@@ -656,6 +656,17 @@ fn doctor_written_records_wait_for_the_patient() {
     check(&mut w, t, "applied");
     let t = tx(&w.state, &doc, note(vec![&alice, &bob]));
     check(&mut w, t, "rejected: exactly the patient and the author");
+    // Metadata of any other length than the padded one would show the title's length.
+    let TxPayload::AddRecord(mut unpadded) = note(vec![&alice, &doc]) else {
+        unreachable!()
+    };
+    unpadded.meta = HexBytes(vec![0; 100]);
+    let t = tx(&w.state, &doc, TxPayload::AddRecord(unpadded));
+    check(
+        &mut w,
+        t,
+        "rejected: encrypted metadata must be exactly 552 bytes",
+    );
     let t = tx(&w.state, &doc, note(vec![&alice, &doc]));
     check(&mut w, t, "applied");
     assert_eq!(w.state.records[&rid].status, RecordStatus::Pending);
@@ -1184,7 +1195,7 @@ fn prescription(c: &Clinic, id: u8, pharmacy: Option<&Keypair>) -> TxPayload {
             content: Hash([id; 32]),
             size: 64,
             commitment: Hash([id ^ 0x55; 32]),
-            meta: HexBytes(vec![]),
+            meta: HexBytes(vec![0; ehrchain_types::records::SEALED_META_BYTES]),
             key: RecordKey::Direct {
                 wraps: vec![
                     (c.alice.account(), seal(&c.alice)),

@@ -1232,7 +1232,7 @@ mod api {
                         content: e.content,
                         size: e.size,
                         commitment: e.commitment,
-                        meta: HexBytes(vec![]),
+                        meta: HexBytes(vec![0; ehrchain_types::records::SEALED_META_BYTES]),
                         key: RecordKey::Category {
                             epoch: 0,
                             wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),

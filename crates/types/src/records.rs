@@ -26,8 +26,10 @@ bytes_newtype!(
     EncryptionKey, 32, "", ""
 );
 
-/// Longest encrypted record metadata (title, file name, media type) accepted on the ledger.
-pub const MAX_META_BYTES: usize = 1024;
+/// The length every new record's encrypted metadata has: clients pad it to a fixed length
+/// before encryption (24-byte nonce, 512 padded bytes, 16-byte tag), and the ledger refuses
+/// any other length, so no record's title or file name shows through its length.
+pub const SEALED_META_BYTES: usize = 24 + 512 + 16;
 /// Longest sealed reason of an access request.
 pub const MAX_REASON_BYTES: usize = 2048;
 /// Most key wraps one transaction may carry.

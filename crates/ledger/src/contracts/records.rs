@@ -8,7 +8,7 @@ use crate::{
 };
 use ehrchain_types::{
     AccountId, AuditAction, Category, Decision, Grantee, RecordDraft, RecordId, RecordKey,
-    records::MAX_META_BYTES,
+    records::SEALED_META_BYTES,
 };
 
 fn refused(msg: impl Into<String>) -> TxError {
@@ -67,12 +67,12 @@ pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), TxError> {
             "this ciphertext is already anchored by another record",
         ));
     }
-    if r.meta.0.len() > MAX_META_BYTES {
-        return Err(TxError::FieldTooLong {
-            field: "meta",
-            len: r.meta.0.len(),
-            max: MAX_META_BYTES,
-        });
+    if r.meta.0.len() != SEALED_META_BYTES {
+        // Padded metadata has one length; any other would show the title's length.
+        return Err(refused(format!(
+            "encrypted metadata must be exactly {SEALED_META_BYTES} bytes (padded before encryption), not {}",
+            r.meta.0.len()
+        )));
     }
     let patient_acct = scope.account(&r.patient);
     if patient_acct.role.is_none() {
