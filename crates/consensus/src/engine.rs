@@ -85,6 +85,19 @@ struct App {
     idle_block_interval: Duration,
 }
 
+
+/// Heights per section of marshal's archives of finalized blocks and certificates. Each
+/// section is a key file and a value file per archive, and the archive keeps every section
+/// open, so the node holds 4 files per this many heights: with 1,024 (the first choice) a
+/// loaded node gained a file every few seconds and would exhaust a 1,024-descriptor limit
+/// within hours (found by `bench soak`). The archives are never pruned, because they are what
+/// a lagging or new validator back-fills from.
+const ARCHIVE_SECTION: std::num::NonZeroU64 = NZU64!(65_536);
+/// Names the archives' on-disk layout: a section size is fixed for a partition's lifetime,
+/// so a new size gets new partitions (a data dir written with the old size keeps its old
+/// partitions unused; its chain lives in the node's own store).
+const ARCHIVE_LAYOUT: &str = "-s65536";
+
 fn now_ms<E: Clock>(clock: &E) -> u64 {
     clock
         .current()
@@ -317,13 +330,13 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
         context.child("finalizations_by_height"),
         prunable::Config {
             translator: EightCap,
-            metadata_partition: format!("{prefix}-finalizations-metadata"),
-            key_partition: format!("{prefix}-finalizations-key"),
+            metadata_partition: format!("{prefix}-finalizations{ARCHIVE_LAYOUT}-metadata"),
+            key_partition: format!("{prefix}-finalizations{ARCHIVE_LAYOUT}-key"),
             key_page_cache: page_cache.clone(),
-            value_partition: format!("{prefix}-finalizations-value"),
+            value_partition: format!("{prefix}-finalizations{ARCHIVE_LAYOUT}-value"),
             compression: None,
             codec_config: <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded(),
-            items_per_section: NZU64!(1024),
+            items_per_section: ARCHIVE_SECTION,
             key_write_buffer: NZUsize!(1 << 20),
             value_write_buffer: NZUsize!(1 << 20),
             replay_buffer: NZUsize!(1 << 20),
@@ -335,13 +348,13 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
         context.child("finalized_blocks"),
         prunable::Config {
             translator: EightCap,
-            metadata_partition: format!("{prefix}-blocks-metadata"),
-            key_partition: format!("{prefix}-blocks-key"),
+            metadata_partition: format!("{prefix}-blocks{ARCHIVE_LAYOUT}-metadata"),
+            key_partition: format!("{prefix}-blocks{ARCHIVE_LAYOUT}-key"),
             key_page_cache: page_cache.clone(),
-            value_partition: format!("{prefix}-blocks-value"),
+            value_partition: format!("{prefix}-blocks{ARCHIVE_LAYOUT}-value"),
             compression: None,
             codec_config: (),
-            items_per_section: NZU64!(1024),
+            items_per_section: ARCHIVE_SECTION,
             key_write_buffer: NZUsize!(1 << 20),
             value_write_buffer: NZUsize!(1 << 20),
             replay_buffer: NZUsize!(1 << 20),

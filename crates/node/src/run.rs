@@ -59,6 +59,7 @@ pub fn run_node(
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
+    raise_open_files_limit();
     let store = ChainStore::open(&cfg.data_dir.join("chain.redb"))?;
     let chain = Arc::new(Chain::open(store, &genesis.ledger, cfg.mempool, cfg.block)?);
     // The engine binds the peer port itself and cannot report a failure to us cleanly, so
@@ -119,6 +120,21 @@ pub fn run_node(
         main,
     )?;
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: the engine's archives keep their
+/// sections open and every peer and client holds a socket, and the usual soft default (1,024)
+/// is far below what the system allows a service.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    tracing::info!(open_files_limit = ?getrlimit(Resource::Nofile).current, "open-files limit");
 }
 
 /// How often the free space is read again.
