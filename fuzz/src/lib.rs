@@ -31,8 +31,11 @@ use ehrchain_node::{
 use ehrchain_types::{
     AccountId, AuditAction, AuditEvent, Block, BlockHeader, Category, Decision, EncryptionKey,
     EventId, Grantee, Hash, HexBytes, KeyWrap, PublicKey, RecordDraft, RecordId, RecordKey, Role,
-    SealedKey, SignedTransaction, Transaction, TxPayload, block::tx_root, domain, encode,
+    SealedKey, SignedTransaction, Transaction, TxPayload,
+    block::tx_root,
+    domain, encode,
     records::{audit_inclusion_proof, audit_root},
+    verify_signatures,
 };
 use std::sync::OnceLock;
 
@@ -83,8 +86,14 @@ pub fn write_seeds(target: &str) {
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
         "tx_decode" => sample_txs().iter().map(encode).collect(),
-        "block_decode" => vec![encode(&sample_block(vec![])), encode(&sample_block(sample_txs()))],
-        "gossip_decode" => vec![encode(&Vec::<SignedTransaction>::new()), encode(&sample_txs())],
+        "block_decode" => vec![
+            encode(&sample_block(vec![])),
+            encode(&sample_block(sample_txs())),
+        ],
+        "gossip_decode" => vec![
+            encode(&Vec::<SignedTransaction>::new()),
+            encode(&sample_txs()),
+        ],
         "audit_proof" => {
             let proof = sample_proof();
             proof.verify(genesis()).expect("the seed proof verifies");
@@ -92,6 +101,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         }
         "request_auth" => {
             let auth = key(9).sign_request(CHAIN_ID, METHOD, PATH, 1_700_000_000_000);
+            auth.verify(CHAIN_ID, METHOD, PATH, auth.timestamp_ms)
+                .expect("the seed header verifies");
             vec![auth.header_value().into_bytes()]
         }
         other => panic!("no seeds for target {other}"),
@@ -148,7 +159,7 @@ fn sample_txs() -> Vec<SignedTransaction> {
             profile: false,
         }),
     ];
-    payloads
+    let txs: Vec<_> = payloads
         .into_iter()
         .enumerate()
         .map(|(nonce, payload)| {
@@ -159,7 +170,9 @@ fn sample_txs() -> Vec<SignedTransaction> {
                 payload,
             })
         })
-        .collect()
+        .collect();
+    assert!(verify_signatures(&txs).iter().all(Result::is_ok));
+    txs
 }
 
 fn sample_block(txs: Vec<SignedTransaction>) -> Block {
@@ -198,7 +211,12 @@ fn event(action: AuditAction, n: u8) -> AuditEvent {
 }
 
 /// A valid proof of the middle event of three, finalized by three of the four validators.
-fn sample_proof() -> AuditProof {
+pub fn sample_proof() -> &'static AuditProof {
+    static PROOF: OnceLock<AuditProof> = OnceLock::new();
+    PROOF.get_or_init(make_proof)
+}
+
+fn make_proof() -> AuditProof {
     let events = [
         event(AuditAction::Granted, 1),
         event(AuditAction::Read, 2),
