@@ -85,7 +85,6 @@ struct App {
     idle_block_interval: Duration,
 }
 
-
 /// Heights per section of marshal's archives of finalized blocks and certificates. Each
 /// section is a key file and a value file per archive, and the archive keeps every section
 /// open, so the node holds 4 files per this many heights: with 1,024 (the first choice) a
