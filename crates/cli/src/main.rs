@@ -736,6 +736,13 @@ profile record: {} (encrypted; fingerprint on the ledger)",
                             r["outcome"]["status"].as_str().unwrap_or("")
                         );
                     }
+                } else if let Some(ids) = b["tx_ids"].as_array() {
+                    for id in ids {
+                        s += &format!("\n  {}", id.as_str().unwrap_or(""));
+                    }
+                    if !ids.is_empty() {
+                        s += "\n(bodies and receipts: consortium members only; `--key` of a party shows a transaction with `chain tx`)";
+                    }
                 }
                 s
             });
@@ -779,6 +786,9 @@ fn describe_tx(t: &TxView) -> String {
                 s += &format!("\nresult: rejected: {reason}")
             }
         }
+    }
+    if t.redacted {
+        s += "\n(its body and receipt are shown to its parties and consortium members: ask with --key)";
     }
     s
 }
