@@ -734,8 +734,7 @@ async fn transaction(
             tx: None,
             redacted: true,
         };
-        let events: Vec<ehrchain_types::AuditEvent> = all.iter().map(|(_, e)| e.clone()).collect();
-        if visibility::may_see_tx(&viewer, &tx, &events) {
+        if visibility::may_see_tx(&viewer, &tx, all.iter().map(|(_, e)| e)) {
             view.events = all
                 .into_iter()
                 .filter_map(|(i, e)| {

@@ -247,8 +247,10 @@ impl DiskGuard {
     }
 
     /// Refuses an upload of `more` bytes that would take the free space below the watermark.
+    /// Reads the free space afresh (one statvfs); the ballast and the logging stay with the
+    /// background [`DiskGuard::refresh`], off the request path.
     pub fn check_upload(&self, more: u64) -> Result<(), LimitError> {
-        let free = self.refresh();
+        let free = free_bytes(&self.dir).unwrap_or_else(|_| self.free());
         if free < self.min_free.saturating_add(more) {
             return Err(LimitError::StorageLow);
         }

@@ -125,16 +125,26 @@ async fn check_blob(
     Signed(who): Signed,
     Query(q): Query<SizeQuery>,
 ) -> ApiResult<serde_json::Value> {
-    require_registered(&s, &who)?;
-    if q.size > s.blobs.max_bytes() {
+    drop(begin_upload(&s, who, q.size)?);
+    Ok(Json(serde_json::json!({"size": q.size, "accepted": true})))
+}
+
+/// The checks an upload of `size` bytes passes before any byte is read (registration, size
+/// limit, storage, quota); the permit holds its share of the uploader's quota.
+fn begin_upload(
+    s: &ApiState,
+    who: AccountId,
+    size: u64,
+) -> Result<crate::limits::UploadPermit<'_>, ApiError> {
+    require_registered(s, &who)?;
+    if size > s.blobs.max_bytes() {
         return Err(BlobError::TooLarge {
             max: s.blobs.max_bytes(),
         }
         .into());
     }
-    s.limits.disk.check_upload(q.size)?;
-    drop(s.limits.pending.begin(who, q.size)?);
-    Ok(Json(serde_json::json!({"size": q.size, "accepted": true})))
+    s.limits.disk.check_upload(size)?;
+    Ok(s.limits.pending.begin(who, size)?)
 }
 
 fn require_registered(s: &ApiState, who: &AccountId) -> Result<(), ApiError> {
@@ -167,20 +177,13 @@ async fn put_blob(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    if declared > s.blobs.max_bytes() {
-        return Err(BlobError::TooLarge {
-            max: s.blobs.max_bytes(),
-        }
-        .into());
-    }
     let limits = &s.limits;
     let now = std::time::Instant::now();
     limits.uploads_by_account.check(&who, 1.0, now)?;
     if let Some(ip) = addr.0 {
         limits.uploads_by_address.check(&ip, 1.0, now)?;
     }
-    limits.disk.check_upload(declared)?;
-    let mut permit = limits.pending.begin(who, declared)?;
+    let mut permit = begin_upload(&s, who, declared)?;
     // Bytes beyond the declared length count against the quota as they arrive, and the free
     // space is read again every few MiB, so a long upload stops at the watermark too.
     let (mut received, mut since_check) = (0u64, 0u64);

@@ -112,7 +112,11 @@ fn event_parties(e: &AuditEvent) -> impl Iterator<Item = AccountId> {
 }
 
 /// Whether the viewer may see the body of a transaction whose audit events are `events`.
-pub fn may_see_tx(viewer: &Viewer, stx: &SignedTransaction, events: &[AuditEvent]) -> bool {
+pub fn may_see_tx<'a>(
+    viewer: &Viewer,
+    stx: &SignedTransaction,
+    mut events: impl Iterator<Item = &'a AuditEvent>,
+) -> bool {
     if viewer.member {
         return true;
     }
@@ -121,7 +125,7 @@ pub fn may_see_tx(viewer: &Viewer, stx: &SignedTransaction, events: &[AuditEvent
     };
     stx.tx.sender() == me
         || named_accounts(&stx.tx.payload).contains(&me)
-        || events.iter().any(|e| event_parties(e).any(|p| p == me))
+        || events.any(|e| event_parties(e).any(|p| p == me))
 }
 
 /// A denied read as its reader may see it: no patient, no category, no reason.
