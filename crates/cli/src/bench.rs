@@ -8,9 +8,9 @@
 //! and reports committed throughput, submit→finalized latency, failures, block interval, CPU
 //! and peak memory per node and bytes on disk per transaction.
 
-use crate::client::Client;
 use anyhow::{Context as _, bail};
 use clap::Args;
+use ehrchain_client::Node as Client;
 use ehrchain_crypto::Keypair;
 use ehrchain_ledger::GenesisAccount;
 use ehrchain_node::{
@@ -319,7 +319,7 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
             } else {
                 args.batch
             }
-            .clamp(1, ehrchain_node::api::MAX_BATCH);
+            .clamp(1, ehrchain_client::api::MAX_BATCH);
             std::thread::spawn(move || -> anyhow::Result<usize> {
                 let mut refused = 0;
                 let began = Instant::now();
@@ -387,7 +387,12 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
             let now = Instant::now();
             let path = format!("/api/v1/blocks/{seen}/receipts");
             let auth = auditor
-                .sign_request("ehrchain-bench", "GET", &path, ehrchain_node::api::now_ms())
+                .sign_request(
+                    "ehrchain-bench",
+                    "GET",
+                    &path,
+                    ehrchain_client::api::now_ms(),
+                )
                 .header_value();
             let view: ReceiptsView = observer.get_signed(&path, &auth)?;
             rejected += view
@@ -516,20 +521,9 @@ fn setup_keys(senders: &[Keypair], urls: &[String], observer: &Client) -> anyhow
     let txs: Vec<String> = senders
         .iter()
         .map(|k| {
-            let ck = ehrchain_crypto::CategoryKey::generate();
-            let own = ehrchain_crypto::envelope::seal_category_key(
-                &k.encryption().public(),
-                &ck,
-                &k.account(),
-                ehrchain_types::Category::Lab,
-                0,
-            )
-            .expect("own key is valid");
-            let rotation = ehrchain_types::Rotation {
-                category: ehrchain_types::Category::Lab,
-                own,
-                wraps: vec![],
-            };
+            let rotation =
+                ehrchain_client::consent::fresh_rotation(k, ehrchain_types::Category::Lab, 0)
+                    .expect("own key is valid");
             let t = k.sign_tx(Transaction {
                 chain_id: "ehrchain-bench".into(),
                 signer: k.public_key(),
@@ -540,7 +534,7 @@ fn setup_keys(senders: &[Keypair], urls: &[String], observer: &Client) -> anyhow
         })
         .collect();
     let client = Client::new(&urls[0]);
-    for chunk in txs.chunks(ehrchain_node::api::MAX_BATCH) {
+    for chunk in txs.chunks(ehrchain_client::api::MAX_BATCH) {
         let _: Vec<BatchResult> = client.post(
             "/api/v1/transactions/batch",
             &BatchRequest {
@@ -551,7 +545,7 @@ fn setup_keys(senders: &[Keypair], urls: &[String], observer: &Client) -> anyhow
     let last = senders.last().expect("at least one sender").account();
     let start = Instant::now();
     loop {
-        let a: ehrchain_node::api::AccountView =
+        let a: ehrchain_client::api::AccountView =
             observer.get(&format!("/api/v1/accounts/{last}"))?;
         if a.account.nonce >= 1 {
             // Blocks apply senders in submission order; wait one more block for stragglers.

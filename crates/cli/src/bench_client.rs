@@ -5,7 +5,7 @@
 //!   anchor (file → node → finalized), each as a fraction of this machine's single-core
 //!   ChaCha20-Poly1305 speed measured first with the same crate. Throughput counts plaintext
 //!   bytes; the padding is encrypted too, so it is part of the cost measured.
-//! - What the padding costs: the bytes the Padmé buckets add (`envelope::padded_len`) over
+//! - What the padding costs: the bytes the Padmé buckets add over
 //!   1,000 sizes drawn log-uniformly between 100 B and 100 MB, and on a few real encryptions.
 //! - Audited read latency (read transaction finalized → ciphertext downloaded → decrypted →
 //!   commitment checked) for an authorised reader, and the denial latency for an unauthorised
@@ -14,18 +14,15 @@
 //!   wraps, transaction bytes, and submit → finalized latency. The key hierarchy makes a grant
 //!   O(categories × epochs), so the two should match.
 
-use crate::{
-    bench::{percentile, start_network},
-    client::Client,
-    records,
+use crate::bench::{percentile, start_network};
+use ehrchain_client::{
+    Keypair, Node, Session,
+    api::{BatchRequest, BatchResult},
+    bench::{chacha_baseline, encrypt_only, mb_s, padding_overhead},
+    consent, records,
 };
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::AeadInOut};
-use ehrchain_crypto::{DataKey, Keypair, envelope};
 use ehrchain_ledger::GenesisAccount;
-use ehrchain_node::api::{BatchRequest, BatchResult};
-use ehrchain_types::{
-    Category, Grantee, HexBytes, RecordId, RecordKey, Role, Transaction, TxPayload,
-};
+use ehrchain_types::{Category, Grantee, Role, TxPayload};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -37,137 +34,6 @@ fn median(v: &mut [f64]) -> f64 {
 fn p99(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     percentile(v, 0.99)
-}
-
-fn mb_s(bytes: usize, secs: f64) -> f64 {
-    bytes as f64 / 1e6 / secs.max(1e-9)
-}
-
-/// Single-core ChaCha20-Poly1305 (IETF, 12-byte nonce) over 64 KiB chunks: the yardstick.
-fn chacha_baseline() -> f64 {
-    let cipher = ChaCha20Poly1305::new(&[7u8; 32].into());
-    let mut buf = vec![1u8; 64 * 1024];
-    let total = 128 * 1024 * 1024;
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        for i in 0..total / buf.len() {
-            let mut nonce = [0u8; 12];
-            nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            let _tag = cipher
-                .encrypt_inout_detached(&nonce.into(), b"", buf.as_mut_slice().into())
-                .expect("encrypt");
-        }
-        runs.push(mb_s(total, t.elapsed().as_secs_f64()));
-    }
-    median(&mut runs)
-}
-
-/// splitmix64 (Steele, Lea and Flood, OOPSLA 2014): a fixed, seeded stream of sizes, so two
-/// runs of the benchmark report the same padding figures.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Mean and max of `extra(L) / L` in percent over `sizes`.
-fn overhead_pct(sizes: &[u64], extra: impl Fn(u64) -> u64) -> (f64, f64) {
-    let pcts: Vec<f64> = sizes
-        .iter()
-        .map(|&l| extra(l) as f64 / l as f64 * 100.0)
-        .collect();
-    let mean = pcts.iter().sum::<f64>() / pcts.len().max(1) as f64;
-    (mean, pcts.iter().copied().fold(0.0, f64::max))
-}
-
-/// The ciphertext length of the previous, unpadded format: header, plaintext, one tag per
-/// chunk. The yardstick for what padding adds.
-fn unpadded_ciphertext_len(l: u64) -> u64 {
-    envelope::HEADER as u64 + l + 16 * l.div_ceil(envelope::CHUNK as u64).max(1)
-}
-
-/// The padding overhead: from the bucket function over 1,000 log-uniform sizes, and measured
-/// on real encryptions (streamed from a generator, so 100 MB needs no buffer).
-fn padding_overhead() -> anyhow::Result<serde_json::Value> {
-    let mut state = 0x00e4_c4a1_u64;
-    let (lo, hi) = (100f64.ln(), 100e6f64.ln());
-    let sizes: Vec<u64> = (0..1000)
-        .map(|_| {
-            let u = (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
-            (lo + (hi - lo) * u).exp().round() as u64
-        })
-        .collect();
-    let above_floor: Vec<u64> = sizes
-        .iter()
-        .copied()
-        .filter(|&l| l >= envelope::PAD_FLOOR)
-        .collect();
-    let padding = |l: u64| envelope::padded_len(l) - l;
-    let ciphertext = |l: u64| envelope::ciphertext_len(l) - l;
-    let unpadded = |l: u64| unpadded_ciphertext_len(l) - l;
-    let (pad_mean, pad_max) = overhead_pct(&sizes, padding);
-    let (pad_floor_mean, pad_floor_max) = overhead_pct(&above_floor, padding);
-    let (ct_mean, ct_max) = overhead_pct(&sizes, ciphertext);
-    let (v1_mean, v1_max) = overhead_pct(&sizes, unpadded);
-    let total: u64 = sizes.iter().sum();
-    let stored: u64 = sizes.iter().map(|&l| envelope::ciphertext_len(l)).sum();
-    let stored_v1: u64 = sizes.iter().map(|&l| unpadded_ciphertext_len(l)).sum();
-    let mut lengths: Vec<u64> = sizes.iter().map(|&l| envelope::ciphertext_len(l)).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    let mut measured = Vec::new();
-    for l in [8u64, 57, 1_000, 100_000, 1_000_000, 10_000_000, 100_000_000] {
-        let dk = DataKey::generate();
-        let input = std::io::Read::take(std::io::repeat(0x5a), l);
-        let t = Instant::now();
-        let e = envelope::encrypt_stream(&dk, &RecordId([1; 16]), input, std::io::sink())?;
-        let secs = t.elapsed().as_secs_f64();
-        anyhow::ensure!(
-            e.size == envelope::ciphertext_len(l),
-            "a {l}-byte record encrypted to {} bytes, not its bucket's {}",
-            e.size,
-            envelope::ciphertext_len(l)
-        );
-        measured.push(json!({
-            "plaintext_bytes": l,
-            "ciphertext_bytes": e.size,
-            "padding_pct": padding(l) as f64 / l as f64 * 100.0,
-            "ciphertext_overhead_pct": (e.size - l) as f64 / l as f64 * 100.0,
-            "unpadded_overhead_pct": unpadded(l) as f64 / l as f64 * 100.0,
-            // Throughput means little for a few bytes: only megabyte records report it.
-            "mb_s": (l >= 1_000_000).then(|| mb_s(l as usize, secs)),
-        }));
-    }
-    Ok(json!({
-        "floor_bytes": envelope::PAD_FLOOR,
-        "sizes": sizes.len(),
-        "padding_pct": {"mean": pad_mean, "max": pad_max},
-        "padding_pct_at_least_floor": {
-            "sizes": above_floor.len(), "mean": pad_floor_mean, "max": pad_floor_max,
-        },
-        "ciphertext_overhead_pct": {"mean": ct_mean, "max": ct_max},
-        "unpadded_ciphertext_overhead_pct": {"mean": v1_mean, "max": v1_max},
-        "bytes_stored_overhead_pct": (stored - total) as f64 / total as f64 * 100.0,
-        "unpadded_bytes_stored_overhead_pct": (stored_v1 - total) as f64 / total as f64 * 100.0,
-        "distinct_ciphertext_lengths": lengths.len(),
-        "measured": measured,
-    }))
-}
-
-fn encrypt_only(size: usize) -> f64 {
-    let data = vec![0x5au8; size];
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let dk = DataKey::generate();
-        let t = Instant::now();
-        envelope::encrypt_stream(&dk, &RecordId([1; 16]), data.as_slice(), std::io::sink())
-            .expect("encrypt");
-        runs.push(mb_s(size, t.elapsed().as_secs_f64()));
-    }
-    median(&mut runs)
 }
 
 pub fn run(json_out: bool) -> anyhow::Result<()> {
@@ -204,7 +70,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
     ];
     log("starting a single-validator node ...");
     let (net, urls) = start_network(dir.path(), 1, accounts)?;
-    let session = |k: &Keypair| records::Session::new(Client::new(&urls[0]), k.clone());
+    let session = |k: &Keypair| Session::new(Node::new(&urls[0]), k.clone());
     let p = session(&patient)?;
 
     // Encrypt + upload + anchor, file to finalized.
@@ -225,7 +91,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
     let f = dir.path().join("read-1mb");
     std::fs::write(&f, vec![0x17u8; 1_000_000])?;
     let rec = records::add_record(&p, &p.me, Category::Lab, &f, None, false)?.record;
-    records::grant(
+    consent::grant(
         &p,
         &Grantee::Account(doctor.account()),
         &[Category::Lab],
@@ -264,32 +130,25 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
         for _ in 0..10 {
             let to = Grantee::Account(doctor.account());
             let t = Instant::now();
-            let tv = records::grant(s, &to, &[Category::Lab, Category::Notes], None, false)?;
+            let tv = consent::grant(s, &to, &[Category::Lab, Category::Notes], None, false)?;
             latency.push(t.elapsed().as_secs_f64() * 1000.0);
             if let Some(tx) = &tv.tx {
                 bytes = ehrchain_types::encode(tx).len();
                 if let TxPayload::Grant { wraps, .. } = &tx.tx.payload {
-                    // Client-side cost: sealing the same wraps again.
-                    let t = Instant::now();
-                    for w in wraps {
-                        let ck = ehrchain_crypto::CategoryKey::generate();
-                        envelope::seal_category_key(
-                            &doctor.encryption().public(),
-                            &ck,
-                            &s.me,
-                            w.category,
-                            w.epoch,
-                        )?;
-                    }
-                    build.push(t.elapsed().as_secs_f64() * 1000.0);
+                    // Client-side cost: wrapping the same keys again.
+                    build.push(ehrchain_client::bench::rewrap_ms(
+                        &doctor.encryption().public(),
+                        &s.me,
+                        &wraps,
+                    )?);
                 }
             }
-            records::revoke(s, &to, &[])?;
+            consent::revoke(s, &to, &[])?;
         }
         grant_rows.push(json!({
             "patient": name,
             "grant_latency_ms_p50": median(&mut latency),
-            "wrap_sealing_ms_p50": median(&mut build),
+            "key_wrapping_ms_p50": median(&mut build),
             "tx_bytes": bytes,
         }));
     }
@@ -353,10 +212,10 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
     );
     for g in r["grant"].as_array().into_iter().flatten() {
         println!(
-            "  grant lab+notes, patient with {:<14} p50 {:.0} ms submit->final, {:.2} ms sealing, {} tx bytes",
+            "  grant lab+notes, patient with {:<14} p50 {:.0} ms submit->final, {:.2} ms wrapping keys, {} tx bytes",
             g["patient"].as_str().unwrap_or(""),
             g["grant_latency_ms_p50"].as_f64().unwrap_or(0.0),
-            g["wrap_sealing_ms_p50"].as_f64().unwrap_or(0.0),
+            g["key_wrapping_ms_p50"].as_f64().unwrap_or(0.0),
             g["tx_bytes"]
         );
     }
@@ -412,33 +271,19 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
 
 /// Anchors `n` small records for the session's patient (the ciphertext is not uploaded: only
 /// the ledger side matters for the grant cost), in batches of pre-signed transactions.
-fn anchor_many(s: &records::Session, n: usize) -> anyhow::Result<()> {
-    let (epoch, ck) = s.current_category_key(Category::Lab)?;
-    let me: ehrchain_node::api::AccountView = s.account(&s.me)?;
+fn anchor_many(s: &Session, n: usize) -> anyhow::Result<()> {
+    let (epoch, ck) = consent::current_category_key(s, Category::Lab)?;
+    let me = s.account(&s.me)?;
     let mut txs = Vec::with_capacity(n);
     for i in 0..n {
-        let id = envelope::new_record_id();
-        let dk = DataKey::generate();
-        let (_, e) = envelope::encrypt_bytes(&dk, &id, format!("result {i}").as_bytes());
-        let t = s.key.sign_tx(Transaction {
-            chain_id: s.chain_id.clone(),
-            signer: s.key.public_key(),
-            nonce: me.next_nonce + i as u64,
-            payload: TxPayload::AddRecord(ehrchain_types::RecordDraft {
-                id,
-                patient: s.me,
-                category: Category::Lab,
-                content: e.content,
-                size: e.size,
-                commitment: e.commitment,
-                meta: HexBytes(envelope::seal_meta(&dk, &id, b"{}")?),
-                key: RecordKey::Category {
-                    epoch,
-                    wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
-                },
-                profile: false,
-            }),
-        });
+        let draft = records::draft_in_memory(
+            s.me,
+            Category::Lab,
+            epoch,
+            &ck,
+            format!("result {i}").as_bytes(),
+        )?;
+        let t = s.sign(TxPayload::AddRecord(draft), me.next_nonce + i as u64);
         txs.push(hex::encode(ehrchain_types::encode(&t)));
     }
     // A sender may queue at most 1000 transactions: submit in waves, each once the previous
@@ -446,7 +291,7 @@ fn anchor_many(s: &records::Session, n: usize) -> anyhow::Result<()> {
     for wave in txs.chunks(900) {
         let start = Instant::now();
         loop {
-            let sent: anyhow::Result<Vec<BatchResult>> = s.client.post(
+            let sent: ehrchain_client::Result<Vec<BatchResult>> = s.node.post(
                 "/api/v1/transactions/batch",
                 &BatchRequest { txs: wave.to_vec() },
             );
@@ -454,18 +299,14 @@ fn anchor_many(s: &records::Session, n: usize) -> anyhow::Result<()> {
             // batch over the limit (429); anchoring is set-up, not measured, so wait and resend.
             match sent {
                 Ok(_) => break,
-                Err(e)
-                    if e.downcast_ref::<crate::client::NodeError>()
-                        .is_some_and(|n| n.status == 429)
-                        && start.elapsed() < Duration::from_secs(120) =>
-                {
+                Err(e) if e.status() == Some(429) && start.elapsed() < Duration::from_secs(120) => {
                     std::thread::sleep(Duration::from_millis(500));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         loop {
-            let a: ehrchain_node::api::AccountView = s.account(&s.me)?;
+            let a = s.account(&s.me)?;
             if a.next_nonce == a.account.nonce {
                 break;
             }
@@ -475,7 +316,7 @@ fn anchor_many(s: &records::Session, n: usize) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let a: ehrchain_node::api::AccountView = s.account(&s.me)?;
+    let a = s.account(&s.me)?;
     anyhow::ensure!(
         a.account.nonce >= me.next_nonce + n as u64,
         "only {} of {n} records were anchored",

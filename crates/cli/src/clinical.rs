@@ -3,26 +3,20 @@
 //! encrypted here into records; the ledger sees who, which record, what state and how many
 //! tokens.
 
-use crate::{
-    Ctx, KeyArg,
-    records::{self, Session},
-    session, tx_line, when,
-};
-use anyhow::{Context as _, anyhow, bail};
+use crate::{Ctx, KeyArg, parse_duration, session, tx_line, when};
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
-use ehrchain_crypto::envelope;
-use ehrchain_ledger::{
-    Record,
-    clinical::{
-        Claim, ClaimStatus, Invoice, Item, ItemVariant, Policy, Prescription, Report, Slot,
-    },
-};
-use ehrchain_node::{
+use ehrchain_client::{
+    self as sdk, Session,
     api::{TxView, now_ms},
-    records_api::{GrantView, RecordView},
+    clinical::{item, items},
+    schemas::RxContent,
 };
-use ehrchain_types::{AccountId, Category, Grantee, ItemId, ItemKind, TxPayload};
-use serde::{Deserialize, Serialize};
+use ehrchain_types::{
+    AccountId, ItemId, ItemKind, TxPayload,
+    items::{Claim, ClaimStatus, Invoice, Policy, Prescription, Report, Slot},
+};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -271,44 +265,13 @@ pub enum ClaimCmd {
     },
 }
 
-/// The content of a symptom report record.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct SymptomReport {
-    pub symptoms: Vec<String>,
-    pub note: Option<String>,
-    pub reported_ms: u64,
-}
-
-/// The content of a prescription record.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct RxContent {
-    pub drug: String,
-    pub dose: String,
-    pub days: u32,
-    pub quantity: u32,
-    pub note: Option<String>,
-    pub prescriber: AccountId,
-    pub written_ms: u64,
-}
-
 fn parse_item(s: &str, kind: ItemKind) -> anyhow::Result<ItemId> {
     ItemId::parse_kind(s, kind).map_err(|e| anyhow!("invalid {} id: {e}", kind.word()))
 }
 
-/// Items of one kind the signer takes part in.
-fn items<T: ItemVariant>(s: &Session) -> anyhow::Result<Vec<T>> {
-    let all: Vec<Item> = s.get(&format!("/api/v1/items?kind={}", T::KIND.word()))?;
-    Ok(all.into_iter().filter_map(T::from_item).collect())
-}
-
-fn item<T: ItemVariant>(s: &Session, id: &ItemId) -> anyhow::Result<T> {
-    let i: Item = s.get(&format!("/api/v1/items/{id}"))?;
-    T::from_item(i).ok_or_else(|| anyhow!("{id} is not {}", T::KIND.with_article()))
-}
-
 /// Submits one payload, waits for finality, and prints `what` with the transaction.
 fn act(ctx: &Ctx, s: &Session, payload: TxPayload, what: &str) -> anyhow::Result<TxView> {
-    let t = s.submit(vec![payload])?.remove(0);
+    let t = s.submit_one(payload)?;
     ctx.print(&serde_json::to_value(&t)?, || {
         format!("{what}\n{}", tx_line(&t))
     });
@@ -366,7 +329,7 @@ pub fn run_appointment(ctx: &Ctx, cmd: AppointmentCmd) -> anyhow::Result<()> {
                     })?;
                     t.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64
                 }
-                (None, Some(d)) => now_ms() + records::parse_duration(&d)?.as_millis() as u64,
+                (None, Some(d)) => now_ms() + parse_duration(&d)?.as_millis() as u64,
                 (None, None) => bail!("give the start with --at TIME or --in DURATION"),
             };
             let s = session(ctx, &key)?;
@@ -389,14 +352,9 @@ pub fn run_appointment(ctx: &Ctx, cmd: AppointmentCmd) -> anyhow::Result<()> {
             )
         }
         AppointmentCmd::Slots(SlotsCmd::List { key, doctor }) => {
+            let doctor = doctor.map(|d| ctx.resolve(&d)).transpose()?;
             let s = session(ctx, &key)?;
-            let mut path = "/api/v1/items?kind=slot&open=true".to_string();
-            if let Some(d) = doctor {
-                path += &format!("&doctor={}", ctx.resolve(&d)?);
-            }
-            let all: Vec<Item> = s.get(&path)?;
-            let mut slots: Vec<Slot> = all.into_iter().filter_map(Slot::from_item).collect();
-            slots.sort_by_key(|s| s.start_ms);
+            let slots = sdk::clinical::open_slots(&s, doctor.as_ref())?;
             print_list(ctx, &slots, "no open slots", |x| {
                 format!(
                     "{}  {}  {:>4} min  {:>6} tokens  doctor {}",
@@ -467,62 +425,6 @@ pub fn run_appointment(ctx: &Ctx, cmd: AppointmentCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Whether `who` holds a grant in force covering `category` of the signer's records.
-fn holds(s: &Session, who: &AccountId, category: Category) -> anyhow::Result<bool> {
-    let grants: Vec<GrantView> = s.get(&format!("/api/v1/grants?patient={}", s.me))?;
-    Ok(grants.iter().any(|g| {
-        g.grantee == Grantee::Account(*who) && !g.expired && g.grant.categories.contains(&category)
-    }))
-}
-
-/// A record's content, read through an audited read and decrypted (small records only).
-fn read_json<T: serde::de::DeserializeOwned>(
-    s: &Session,
-    record: &ehrchain_types::RecordId,
-    key: Option<ehrchain_crypto::DataKey>,
-) -> anyhow::Result<T> {
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let out = dir.path().join("content");
-    let f = records::get_record_with(s, record, &out, key)?;
-    if f.decision == ehrchain_types::Decision::Denied {
-        bail!(
-            "access denied: {} (the denial is recorded in the patient's audit trail)",
-            f.reason
-        );
-    }
-    let bytes = std::fs::read(&out)?;
-    serde_json::from_slice(&bytes).context("the record is not in the expected format")
-}
-
-/// The title of a record, decrypted when the signer holds its key.
-fn title(
-    s: &Session,
-    record: &ehrchain_types::RecordId,
-    rx: Option<&Prescription>,
-) -> Option<String> {
-    let view: RecordView = s.get(&format!("/api/v1/records/{record}")).ok()?;
-    let dk = match rx.and_then(|r| pharmacy_key(s, r, &view.record).transpose()) {
-        Some(k) => k.ok()?,
-        None => s.data_key(&view.record).ok()?,
-    };
-    let meta = envelope::open_meta(&dk, record, &view.record.meta.0).ok()?;
-    serde_json::from_slice::<records::Meta>(&meta).ok()?.title
-}
-
-/// The data key of a prescription's record as its pharmacy holds it (None for others).
-fn pharmacy_key(
-    s: &Session,
-    rx: &Prescription,
-    record: &Record,
-) -> anyhow::Result<Option<ehrchain_crypto::DataKey>> {
-    match (&rx.pharmacy, &rx.pharmacy_key) {
-        (Some(p), Some(sealed)) if *p == s.me => {
-            Ok(Some(s.key.encryption().open_data_key(sealed, &record.id)?))
-        }
-        _ => Ok(None),
-    }
-}
-
 pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
     match cmd {
         SymptomsCmd::Report {
@@ -533,63 +435,25 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
             grant_for,
         } => {
             let doctor = ctx.resolve(&to)?;
-            let list: Vec<String> = symptoms
-                .split(',')
-                .map(|x| x.trim().to_lowercase().replace(' ', "_"))
-                .filter(|x| !x.is_empty())
-                .collect();
+            let list = sdk::schemas::parse_symptoms(&symptoms);
             if list.is_empty() {
                 bail!("--symptoms needs at least one symptom, e.g. --symptoms fever,cough");
             }
-            let grant_secs = grant_for
-                .as_deref()
-                .map(records::parse_duration)
-                .transpose()?;
+            let grant_secs = grant_for.as_deref().map(parse_duration).transpose()?;
             let s = session(ctx, &key)?;
-            let mut granted = false;
-            if !holds(&s, &doctor, Category::Notes)? {
-                let Some(grant_secs) = grant_secs else {
-                    bail!(
-                        "{doctor} cannot read your notes records: add --grant-for 30d to grant read access to your notes for 30 days, or grant it yourself (ehrchain access grant --to {doctor} --categories notes --expires 30d)"
-                    );
-                };
-                records::grant(
-                    &s,
-                    &Grantee::Account(doctor),
-                    &[Category::Notes],
-                    Some(grant_secs),
-                    false,
-                )?;
-                granted = true;
-            }
-            let content = SymptomReport {
-                symptoms: list.clone(),
-                note,
-                reported_ms: now_ms(),
+            let sent = match sdk::clinical::report_symptoms(&s, &doctor, list, note, grant_secs) {
+                Err(sdk::Error::NoGrant { .. }) => bail!(
+                    "{doctor} cannot read your notes records: add --grant-for 30d to grant read access to your notes for 30 days, or grant it yourself (ehrchain access grant --to {doctor} --categories notes --expires 30d)"
+                ),
+                other => other?,
             };
-            let added = records::add_record_from(
-                &s,
-                &s.me,
-                Category::Notes,
-                std::io::Cursor::new(serde_json::to_vec(&content)?),
-                // The title is readable without an audited read: nothing medical in it.
-                Some("Symptom report".into()),
-                Some("symptoms.json".into()),
-                false,
-            )?;
-            let t = s
-                .submit(vec![TxPayload::ReportSymptoms {
-                    doctor,
-                    record: added.record,
-                }])?
-                .remove(0);
-            let id = ItemId::derive(ItemKind::Report, &t.id);
+            let (id, t, granted) = (sent.id, &sent.tx, sent.granted_notes);
             ctx.print(
-                &json!({"id": id, "record": added.record, "granted_notes": granted, "tx": t}),
+                &json!({"id": id, "record": sent.record, "granted_notes": granted, "tx": t}),
                 || {
                     let mut out = format!(
                         "sent symptom report {id} to {doctor}\nrecord: {} (encrypted notes)",
-                        added.record
+                        sent.record
                     );
                     if granted {
                         out += &format!(
@@ -597,7 +461,7 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
                             grant_for.as_deref().unwrap_or_default()
                         );
                     }
-                    format!("{out}\n{}", tx_line(&t))
+                    format!("{out}\n{}", tx_line(t))
                 },
             );
             Ok(())
@@ -610,7 +474,7 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|r| {
                     let mut v = serde_json::to_value(r).unwrap_or_default();
-                    v["title"] = json!(title(&s, &r.record, None));
+                    v["title"] = json!(sdk::clinical::title(&s, &r.record, None));
                     v
                 })
                 .collect();
@@ -632,18 +496,13 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
         SymptomsCmd::Show { key, report } => {
             let id = parse_item(&report, ItemKind::Report)?;
             let s = session(ctx, &key)?;
-            let r: Report = item(&s, &id)?;
-            let content: SymptomReport = read_json(&s, &r.record, None)?;
-            // Decision support for the doctor: a suggestion computed here, never an order.
-            let model = ehrchain_ml::Model::builtin();
-            let (known, unknown): (Vec<String>, Vec<String>) = content
-                .symptoms
-                .iter()
-                .cloned()
-                .partition(|x| model.symptoms.contains(&ehrchain_ml::normalise(x)));
-            let suggestion = (r.doctor == s.me && !known.is_empty())
-                .then(|| model.predict(&known, 3).ok())
-                .flatten();
+            let opened = sdk::clinical::open_report(&s, &id)?;
+            let (r, content, suggestion, unknown) = (
+                &opened.report,
+                &opened.content,
+                &opened.suggestion,
+                &opened.symptoms_not_in_model,
+            );
             ctx.print(
                 &json!({"report": r, "content": content, "suggestion": suggestion, "symptoms_not_in_model": unknown}),
                 || {
@@ -667,16 +526,6 @@ pub fn run_symptoms(ctx: &Ctx, cmd: SymptomsCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// The data key of a record sealed to an account (for directing a prescription to it).
-fn seal_to(
-    s: &Session,
-    to: &AccountId,
-    dk: &ehrchain_crypto::DataKey,
-    record: &ehrchain_types::RecordId,
-) -> anyhow::Result<ehrchain_types::SealedKey> {
-    Ok(envelope::seal_data_key(&s.encryption_key(to)?, dk, record)?)
 }
 
 pub fn run_rx(ctx: &Ctx, cmd: RxCmd) -> anyhow::Result<()> {
@@ -706,35 +555,14 @@ pub fn run_rx(ctx: &Ctx, cmd: RxCmd) -> anyhow::Result<()> {
                 prescriber: s.me,
                 written_ms: now_ms(),
             };
-            let sealed = records::seal_upload(
-                &s,
-                std::io::Cursor::new(serde_json::to_vec(&content)?),
-                // The title is readable without an audited read: nothing medical in it.
-                Some("Prescription".into()),
-                Some("prescription.json".into()),
-            )?;
-            let draft = sealed.draft(
-                patient,
-                Category::Medication,
-                sealed.direct_key(&s, &patient)?,
-            );
-            let pharmacy_key = pharmacy
-                .map(|p| seal_to(&s, &p, &sealed.dk, &sealed.id))
-                .transpose()?;
-            let t = s
-                .submit(vec![TxPayload::Prescribe {
-                    record: draft,
-                    pharmacy,
-                    pharmacy_key,
-                }])?
-                .remove(0);
-            let id = ItemId::derive(ItemKind::Prescription, &t.id);
-            ctx.print(&json!({"id": id, "record": sealed.id, "tx": t}), || {
+            let p = sdk::clinical::prescribe(&s, &patient, &content, pharmacy.as_ref())?;
+            let (id, t) = (p.id, &p.tx);
+            ctx.print(&json!({"id": id, "record": p.record, "tx": t}), || {
                 format!(
                     "prescription {id}: {drug}, {dose}, {days} days, quantity {quantity}\nrecord: {} (encrypted medication record; it waits for the patient's approval to enter the chart)\npharmacy: {}\n{}",
-                    sealed.id,
+                    p.record,
                     pharmacy.map_or("none yet (the patient directs it: ehrchain rx send)".into(), |p| p.to_string()),
-                    tx_line(&t)
+                    tx_line(t)
                 )
             });
             Ok(())
@@ -743,28 +571,16 @@ pub fn run_rx(ctx: &Ctx, cmd: RxCmd) -> anyhow::Result<()> {
             let id = parse_item(&rx, ItemKind::Prescription)?;
             let pharmacy = ctx.resolve(&pharmacy)?;
             let s = session(ctx, &key)?;
-            let r: Prescription = item(&s, &id)?;
-            let view: RecordView = s.get(&format!("/api/v1/records/{}", r.record))?;
-            let dk = s.data_key(&view.record)?;
-            let pharmacy_key = seal_to(&s, &pharmacy, &dk, &r.record)?;
-            act(
-                ctx,
-                &s,
-                TxPayload::DirectPrescription {
-                    rx: id,
-                    pharmacy,
-                    pharmacy_key,
-                },
-                &format!("prescription {id} directed to {pharmacy}"),
-            )?;
+            let t = sdk::clinical::direct_prescription(&s, &id, &pharmacy)?;
+            ctx.print(&serde_json::to_value(&t)?, || {
+                format!("prescription {id} directed to {pharmacy}\n{}", tx_line(&t))
+            });
             Ok(())
         }
         RxCmd::Dispense { key, rx, price } => {
             let id = parse_item(&rx, ItemKind::Prescription)?;
             let s = session(ctx, &key)?;
-            let t = s
-                .submit(vec![TxPayload::Dispense { rx: id, price }])?
-                .remove(0);
+            let t = s.submit_one(TxPayload::Dispense { rx: id, price })?;
             let inv = ItemId::derive(ItemKind::Invoice, &t.id);
             ctx.print(&json!({"rx": id, "invoice": inv, "tx": t}), || {
                 format!(
@@ -782,7 +598,7 @@ pub fn run_rx(ctx: &Ctx, cmd: RxCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|r| {
                     let mut v = serde_json::to_value(r).unwrap_or_default();
-                    v["title"] = json!(title(&s, &r.record, Some(r)));
+                    v["title"] = json!(sdk::clinical::title(&s, &r.record, Some(r)));
                     v
                 })
                 .collect();
@@ -803,10 +619,7 @@ pub fn run_rx(ctx: &Ctx, cmd: RxCmd) -> anyhow::Result<()> {
         RxCmd::Show { key, rx } => {
             let id = parse_item(&rx, ItemKind::Prescription)?;
             let s = session(ctx, &key)?;
-            let r: Prescription = item(&s, &id)?;
-            let view: RecordView = s.get(&format!("/api/v1/records/{}", r.record))?;
-            let dk = pharmacy_key(&s, &r, &view.record)?;
-            let content: RxContent = read_json(&s, &r.record, dk)?;
+            let (r, content) = sdk::clinical::open_prescription(&s, &id)?;
             ctx.print(&json!({"rx": r, "content": content}), || {
                 format!(
                     "prescription {id} ({})\ndrug:     {}\ndose:     {}\ndays:     {}\nquantity: {}\nnote:     {}\npatient:  {}\ndoctor:   {}\npharmacy: {}",
@@ -893,7 +706,7 @@ pub fn run_policy(ctx: &Ctx, cmd: PolicyCmd) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let expires_ms = expires
                 .as_deref()
-                .map(records::parse_duration)
+                .map(parse_duration)
                 .transpose()?
                 .map(|d: Duration| now_ms() + d.as_millis() as u64);
             let s = session(ctx, &key)?;
@@ -988,31 +801,11 @@ pub fn run_claim(ctx: &Ctx, cmd: ClaimCmd) -> anyhow::Result<()> {
         } => {
             let invoice = parse_item(&invoice, ItemKind::Invoice)?;
             let s = session(ctx, &key)?;
-            let policy = match policy {
-                Some(p) => parse_item(&p, ItemKind::Policy)?,
-                None => {
-                    let now = now_ms();
-                    let mine: Vec<Policy> = items::<Policy>(&s)?
-                        .into_iter()
-                        .filter(|p| p.patient == s.me && p.in_force(now))
-                        .collect();
-                    match mine.as_slice() {
-                        [one] => one.id,
-                        [] => bail!("you have no insurance policy in force"),
-                        many => bail!(
-                            "you have {} policies in force; choose one with --policy ({})",
-                            many.len(),
-                            many.iter()
-                                .map(|p| p.id.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    }
-                }
-            };
-            let t = s
-                .submit(vec![TxPayload::SubmitClaim { invoice, policy }])?
-                .remove(0);
+            let policy = policy
+                .map(|p| parse_item(&p, ItemKind::Policy))
+                .transpose()?;
+            let policy = sdk::clinical::claim_policy(&s, policy)?;
+            let t = s.submit_one(TxPayload::SubmitClaim { invoice, policy })?;
             let id = ItemId::derive(ItemKind::Claim, &t.id);
             created(ctx, &t, id, format!("claimed {invoice} under {policy}:"))
         }

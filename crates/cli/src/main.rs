@@ -3,23 +3,18 @@
 
 mod bench;
 mod bench_client;
-mod client;
 mod clinical;
 mod ml;
-mod records;
 mod soak;
 mod testnet;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use client::{Client, NodeError};
+use ehrchain_client::api::{AccountView, StatusView, TxView};
+use ehrchain_client::{self as sdk, Node, Session};
 use ehrchain_crypto::{Keypair, Keystore, keystore::DEFAULT_KDF};
-use ehrchain_node::{
-    NodeConfig,
-    api::{AccountView, StatusView, TxView},
-    dev,
-};
-use ehrchain_types::{AccountId, Hash, Role, TxPayload};
+use ehrchain_node::{NodeConfig, dev};
+use ehrchain_types::{AccountId, Hash, Role, TxPayload, entries::RecordStatus};
 use serde_json::{Value, json};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -425,8 +420,8 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn client(&self) -> Client {
-        Client::new(&self.node)
+    fn client(&self) -> Node {
+        Node::new(&self.node)
     }
 
     /// A GET, signed by the local key `key` when one is named, else anonymous.
@@ -436,8 +431,8 @@ impl Ctx {
         path: &str,
     ) -> anyhow::Result<T> {
         match key {
-            None => self.client().get(path),
-            Some(name) => records::Session::new(self.client(), self.unlock(name)?)?.get(path),
+            None => Ok(self.client().get(path)?),
+            Some(name) => Ok(Session::new(self.client(), self.unlock(name)?)?.get(path)?),
         }
     }
 
@@ -516,14 +511,21 @@ fn main() -> ExitCode {
     match run(&ctx, cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = e.downcast_ref::<NodeError>().map(|n| n.code.clone());
+            let sdk_error = e.downcast_ref::<sdk::Error>();
+            let code = sdk_error.map(|n| n.code().to_string());
+            let hint = match sdk_error {
+                Some(sdk::Error::Unreachable { .. }) => {
+                    " (start one with `ehrchain dev`, or set --node / EHRCHAIN_NODE)"
+                }
+                _ => "",
+            };
             if ctx.json {
                 println!(
                     "{}",
-                    json!({"error": {"code": code.as_deref().unwrap_or("error"), "message": format!("{e:#}")}})
+                    json!({"error": {"code": code.as_deref().unwrap_or("error"), "message": format!("{e:#}{hint}")}})
                 );
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e:#}{hint}");
             ExitCode::FAILURE
         }
     }
@@ -613,7 +615,7 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 .map(|p| -> anyhow::Result<_> {
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("cannot read {}", p.display()))?;
-                    records::check_profile(role, &text)?;
+                    sdk::schemas::check_profile(role, &text)?;
                     Ok(p)
                 })
                 .transpose()?;
@@ -627,9 +629,9 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
             match profile {
                 None => send_with(ctx, k, payload, &wait),
                 Some(p) => {
-                    let s = records::Session::new(ctx.client(), k)?;
+                    let s = Session::new(ctx.client(), k)?;
                     let t = s.submit(vec![payload])?.remove(0);
-                    let added = records::add_record(
+                    let added = sdk::records::add_record(
                         &s,
                         &s.me,
                         ehrchain_types::Category::Demographics,
@@ -800,7 +802,7 @@ fn send(ctx: &Ctx, key_name: &str, payload: TxPayload, wait: &WaitArg) -> anyhow
 }
 
 fn send_with(ctx: &Ctx, key: Keypair, payload: TxPayload, wait: &WaitArg) -> anyhow::Result<()> {
-    let s = records::Session::new(ctx.client(), key)?;
+    let s = Session::new(ctx.client(), key)?;
     let nonce = match wait.nonce {
         Some(n) => n,
         None => s.next_nonce()?,
@@ -877,7 +879,7 @@ fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<(
 
 fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Result<()> {
     let genesis_path = genesis.unwrap_or_else(|| data_dir.join("genesis.json"));
-    let genesis = ehrchain_node::GenesisFile::load(&genesis_path)?;
+    let genesis = ehrchain_node::genesis::load(&genesis_path)?;
     let db = data_dir.join("chain.redb");
     if !db.exists() {
         bail!("no chain database at {}", db.display());
@@ -896,11 +898,11 @@ fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Res
 /// consortium member, against a local genesis file (never the node's own copy).
 fn verify_remote(ctx: &Ctx, key: &str, genesis: Option<PathBuf>) -> anyhow::Result<()> {
     let genesis_path = genesis.unwrap_or_else(|| ctx.home.join("..").join("genesis.json"));
-    let genesis = ehrchain_node::GenesisFile::load(&genesis_path)?;
-    let s = records::Session::new(ctx.client(), ctx.unlock(key)?)?;
-    let tip = s.client.get::<StatusView>("/api/v1/status")?.height;
+    let genesis = ehrchain_node::genesis::load(&genesis_path)?;
+    let s = Session::new(ctx.client(), ctx.unlock(key)?)?;
+    let tip = s.node.get::<StatusView>("/api/v1/status")?.height;
     let fetch = |height: u64| -> anyhow::Result<ehrchain_node::verify::BlockSource> {
-        let raw: ehrchain_node::api::RawBlockView =
+        let raw: ehrchain_client::api::RawBlockView =
             s.get(&format!("/api/v1/blocks/{height}/raw"))?;
         let hex_field = |h: &str| hex::decode(h).map_err(|_| anyhow!("block {height}: bad hex"));
         Ok(ehrchain_node::verify::BlockSource {
@@ -925,8 +927,8 @@ fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn session(ctx: &Ctx, key: &KeyArg) -> anyhow::Result<records::Session> {
-    records::Session::new(ctx.client(), ctx.unlock(&key.name)?)
+fn session(ctx: &Ctx, key: &KeyArg) -> anyhow::Result<Session> {
+    Ok(Session::new(ctx.client(), ctx.unlock(&key.name)?)?)
 }
 
 fn parse_record(s: &str) -> anyhow::Result<ehrchain_types::RecordId> {
@@ -944,6 +946,37 @@ fn parse_grantee(ctx: &Ctx, s: &str) -> anyhow::Result<ehrchain_types::Grantee> 
         }
         Some(_) => bail!("org: needs an organisation name, e.g. org:StMarys"),
         None => Ok(ehrchain_types::Grantee::Account(ctx.resolve(s)?)),
+    }
+}
+
+/// A record status as one word.
+fn status_word(s: RecordStatus) -> &'static str {
+    match s {
+        RecordStatus::Pending => "pending",
+        RecordStatus::Active => "active",
+        RecordStatus::Rejected => "rejected",
+    }
+}
+
+/// Parses `90s`, `30m`, `12h`, `7d` into a duration.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow!("invalid duration {s:?} (examples: 90s, 30m, 12h, 7d)"))?;
+    let secs = match unit {
+        "s" | "" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => bail!("invalid duration unit in {s:?} (use s, m, h or d)"),
+    };
+    match secs {
+        Some(0) => bail!("the duration must be positive"),
+        Some(secs) => Ok(Duration::from_secs(secs)),
+        None => bail!("the duration {s:?} is too long"),
     }
 }
 
@@ -966,13 +999,17 @@ fn run_record(ctx: &Ctx, cmd: RecordCmd) -> anyhow::Result<()> {
             let category = category.parse().map_err(|e| anyhow!("{e}"))?;
             let patient = ctx.resolve(&patient)?;
             let s = session(ctx, &key)?;
-            let a = records::add_record(&s, &patient, category, &file, title, false)?;
+            let a = sdk::records::add_record(&s, &patient, category, &file, title, false)?;
             ctx.print(&serde_json::to_value(&a)?, || {
                 let mut out = format!(
                     "record {} ({category}, {} bytes encrypted as {} bytes)\ncid:    {}\nstatus: {}",
-                    a.record, a.plaintext_size, a.size, a.cid, a.status
+                    a.record,
+                    a.plaintext_size,
+                    a.size,
+                    a.cid,
+                    status_word(a.status)
                 );
-                if a.status == "pending" {
+                if a.status == RecordStatus::Pending {
                     out += " (waits for the patient's approval: ehrchain record approve)";
                 }
                 out
@@ -985,7 +1022,7 @@ fn run_record(ctx: &Ctx, cmd: RecordCmd) -> anyhow::Result<()> {
                 Some(p) => ctx.resolve(&p)?,
                 None => s.me,
             };
-            let list = records::list_records(&s, &patient)?;
+            let list = sdk::records::list_records(&s, &patient)?;
             ctx.print(&serde_json::to_value(&list)?, || {
                 if list.is_empty() {
                     return format!("no records of {patient} that you may see");
@@ -1012,7 +1049,7 @@ fn run_record(ctx: &Ctx, cmd: RecordCmd) -> anyhow::Result<()> {
         RecordCmd::Get { key, record, out } => {
             let id = parse_record(&record)?;
             let s = session(ctx, &key)?;
-            let f = records::get_record(&s, &id, &out)?;
+            let f = sdk::records::get_record(&s, &id, &out)?;
             if f.decision == ehrchain_types::Decision::Allowed || ctx.json {
                 ctx.print(&serde_json::to_value(&f)?, || match f.decision {
                     ehrchain_types::Decision::Allowed => format!(
@@ -1044,7 +1081,7 @@ fn run_record(ctx: &Ctx, cmd: RecordCmd) -> anyhow::Result<()> {
 fn review(ctx: &Ctx, key: KeyArg, record: &str, approve: bool) -> anyhow::Result<()> {
     let id = parse_record(record)?;
     let s = session(ctx, &key)?;
-    let t = records::review(&s, &id, approve)?;
+    let t = sdk::records::review(&s, &id, approve)?;
     ctx.print(&serde_json::to_value(&t)?, || {
         format!(
             "record {id} {}\n{}",
@@ -1075,12 +1112,9 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
         } => {
             let to = parse_grantee(ctx, &to)?;
             let cats = parse_categories(&categories)?;
-            let expires = expires
-                .as_deref()
-                .map(records::parse_duration)
-                .transpose()?;
+            let expires = expires.as_deref().map(parse_duration).transpose()?;
             let s = session(ctx, &key)?;
-            let t = records::grant(&s, &to, &cats, expires, write)?;
+            let t = sdk::consent::grant(&s, &to, &cats, expires, write)?;
             done(
                 &t,
                 format!(
@@ -1104,7 +1138,7 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
                 .transpose()?
                 .unwrap_or_default();
             let s = session(ctx, &key)?;
-            let t = records::revoke(&s, &from, &cats)?;
+            let t = sdk::consent::revoke(&s, &from, &cats)?;
             done(
                 &t,
                 format!("revoked access of {from} (new key epoch for the revoked categories)"),
@@ -1113,7 +1147,7 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
         }
         AccessCmd::List { key } => {
             let s = session(ctx, &key)?;
-            let grants: Vec<ehrchain_node::records_api::GrantView> =
+            let grants: Vec<ehrchain_client::api::GrantView> =
                 s.get(&format!("/api/v1/grants?patient={}", s.me))?;
             let shown: Vec<Value> = grants
                 .iter()
@@ -1161,7 +1195,7 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
             let patient = ctx.resolve(&patient)?;
             let cats = parse_categories(&categories)?;
             let s = session(ctx, &key)?;
-            let (id, t) = records::request(&s, &patient, &cats, write, &reason)?;
+            let (id, t) = sdk::consent::request(&s, &patient, &cats, write, &reason)?;
             ctx.print(&json!({"request": id, "tx": t}), || {
                 format!("request {id} sent to {patient}\n{}", tx_line(&t))
             });
@@ -1169,7 +1203,7 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
         }
         AccessCmd::Requests { key } => {
             let s = session(ctx, &key)?;
-            let inbox = records::requests(&s)?;
+            let inbox = sdk::consent::requests(&s)?;
             ctx.print(&serde_json::to_value(&inbox)?, || {
                 if inbox.is_empty() {
                     return "no access requests".into();
@@ -1212,12 +1246,9 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
             let id = request
                 .parse()
                 .map_err(|e| anyhow!("invalid request id: {e}"))?;
-            let expires = expires
-                .as_deref()
-                .map(records::parse_duration)
-                .transpose()?;
+            let expires = expires.as_deref().map(parse_duration).transpose()?;
             let s = session(ctx, &key)?;
-            let t = records::answer(&s, &id, true, expires)?;
+            let t = sdk::consent::answer(&s, &id, true, expires)?;
             done(&t, format!("approved request {id}"));
             Ok(())
         }
@@ -1226,7 +1257,7 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|e| anyhow!("invalid request id: {e}"))?;
             let s = session(ctx, &key)?;
-            let t = records::answer(&s, &id, false, None)?;
+            let t = sdk::consent::answer(&s, &id, false, None)?;
             done(&t, format!("denied request {id}"));
             Ok(())
         }
@@ -1239,8 +1270,8 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
             let id: ehrchain_types::EventId = event
                 .parse()
                 .map_err(|e| anyhow!("invalid event id: {e}"))?;
-            let proof: ehrchain_node::proof::AuditProof =
-                ctx.get_as(Some(&key), &format!("/api/v1/audit/{id}/proof"))?;
+            let s = Session::new(ctx.client(), ctx.unlock(&key)?)?;
+            let proof = sdk::audit::proof(&s, &id)?;
             std::fs::write(&out, proof.to_file_bytes())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             ctx.print(
@@ -1258,8 +1289,6 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
         Some(AuditCmd::Verify { file, genesis }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let proof = ehrchain_node::proof::AuditProof::from_file_bytes(&bytes)
-                .map_err(|e| anyhow!("proof is invalid: {e}"))?;
             let genesis = genesis
                 .or_else(|| {
                     let beside = ctx.home.parent()?.join("genesis.json");
@@ -1268,10 +1297,9 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
                 .ok_or_else(|| {
                     anyhow!("give --genesis FILE: the chain's genesis file is what a proof is checked against")
                 })?;
-            let genesis = ehrchain_node::GenesisFile::load(&genesis)?;
-            let v = proof
-                .verify(&genesis)
-                .map_err(|e| anyhow!("proof is invalid: {e}"))?;
+            let genesis = ehrchain_node::genesis::load(&genesis)?;
+            let (proof, v) =
+                sdk::audit::verify_file(&bytes, &genesis, &ehrchain_node::proof::EngineFinality)?;
             ctx.print(&serde_json::to_value(&v)?, || {
                 let e = &proof.event;
                 format!(
@@ -1288,7 +1316,7 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow!("give --key PATIENT to list your audit trail (or use `audit proof` / `audit verify`)"))?;
             let record = args.record.as_deref().map(parse_record).transpose()?;
             let s = session(ctx, &KeyArg { name: key })?;
-            let events = records::audit(&s, record.as_ref())?;
+            let events = sdk::audit::trail(&s, record.as_ref())?;
             ctx.print(&serde_json::to_value(&events)?, || {
                 if events.is_empty() {
                     return "no audit events".into();
@@ -1329,7 +1357,7 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
 fn run_qr(ctx: &Ctx, args: QrArgs) -> anyhow::Result<()> {
     match args.cmd {
         Some(QrCmd::Check { payload }) => {
-            let c = records::qr_check(&ctx.client(), &payload)?;
+            let c = sdk::qr::check(&ctx.client(), &payload)?;
             ctx.print(&serde_json::to_value(&c)?, || {
                 format!(
                     "valid: {} is a {} account ({}) and its profile matches the ledger",
@@ -1347,11 +1375,8 @@ fn run_qr(ctx: &Ctx, args: QrArgs) -> anyhow::Result<()> {
                 );
             };
             let id = ctx.resolve(&key)?;
-            let client = ctx.client();
-            let status: StatusView = client.get("/api/v1/status")?;
-            let a: AccountView = client.get(&format!("/api/v1/accounts/{id}"))?;
-            let payload = records::qr_payload(&status.chain_id, &a)?;
-            std::fs::write(&out, records::qr_svg(&payload)?)
+            let payload = sdk::qr::payload_of(&ctx.client(), &id)?;
+            std::fs::write(&out, sdk::qr::svg(&payload)?)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             ctx.print(&json!({"payload": payload, "out": out}), || {
                 format!("QR code written to {}\npayload: {payload}", out.display())

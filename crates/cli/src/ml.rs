@@ -4,7 +4,8 @@
 use crate::Ctx;
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
-use ehrchain_ml::{DEFAULT_SEED, Model, Prediction, data::Knowledge};
+use ehrchain_client::predict::{self, Model, Prediction};
+use ehrchain_ml::{DEFAULT_SEED, data::Knowledge};
 use serde_json::json;
 use std::{path::PathBuf, time::Instant};
 
@@ -16,12 +17,10 @@ pub struct PredictArgs {
     /// How many diseases to show.
     #[arg(long, default_value_t = 5)]
     top: usize,
-    /// A model file from `ehrchain ml train` (default: the built-in model).
-    #[arg(long, conflicts_with = "remote")]
-    model: Option<PathBuf>,
-    /// Ask the node (`POST /api/v1/predict`) instead of predicting here.
+    /// A model file from `ehrchain ml train` (default: the built-in model). Prediction runs
+    /// on this machine: the symptoms are never sent anywhere.
     #[arg(long)]
-    remote: bool,
+    model: Option<PathBuf>,
     /// List the symptoms the model knows.
     #[arg(long)]
     list_symptoms: bool,
@@ -54,14 +53,9 @@ pub enum MlCmd {
     },
 }
 
-fn load(model: Option<&PathBuf>) -> anyhow::Result<Model> {
-    match model {
-        Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-            Model::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", p.display()))
-        }
-        None => Ok(Model::builtin().clone()),
-    }
+fn load(p: &PathBuf) -> anyhow::Result<Model> {
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    predict::load_model(&bytes).map_err(|e| anyhow!("{}: {e}", p.display()))
 }
 
 /// The human rendering of a prediction.
@@ -95,8 +89,7 @@ pub fn render(p: &Prediction) -> String {
 
 pub fn run_predict(ctx: &Ctx, args: PredictArgs) -> anyhow::Result<()> {
     if args.list_symptoms {
-        let k = Knowledge::embedded();
-        let ids: Vec<&str> = k.symptoms.iter().map(|s| s.id.as_str()).collect();
+        let ids = predict::known_symptoms();
         ctx.print(&json!(ids), || ids.join("\n"));
         return Ok(());
     }
@@ -107,16 +100,8 @@ pub fn run_predict(ctx: &Ctx, args: PredictArgs) -> anyhow::Result<()> {
         .split(',')
         .map(str::to_string)
         .collect();
-    let p: Prediction = if args.remote {
-        ctx.client().post(
-            "/api/v1/predict",
-            &json!({"symptoms": symptoms, "top": args.top}),
-        )?
-    } else {
-        load(args.model.as_ref())?
-            .predict(&symptoms, args.top)
-            .map_err(|e| anyhow!("{e}"))?
-    };
+    let model = args.model.as_ref().map(load).transpose()?;
+    let p: Prediction = predict::predict(model.as_ref(), &symptoms, args.top)?;
     ctx.print(&serde_json::to_value(&p)?, || render(&p));
     Ok(())
 }

@@ -5,11 +5,10 @@
 
 use crate::{
     bench::{self, percentile},
-    client::Client,
-    records::{self, Session},
+    parse_duration,
 };
 use anyhow::Context as _;
-use ehrchain_crypto::Keypair;
+use ehrchain_client::{Keypair, Node, Session, consent, records};
 use ehrchain_ledger::GenesisAccount;
 use ehrchain_types::{Category, Grantee, Role, TxPayload};
 use serde::Serialize;
@@ -74,7 +73,7 @@ fn open_files(pid: u32) -> usize {
 }
 
 pub fn run(json_out: bool, args: SoakArgs) -> anyhow::Result<()> {
-    let duration = records::parse_duration(&args.duration)?;
+    let duration = parse_duration(&args.duration)?;
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
     anyhow::ensure!(args.interval >= 1, "--interval must be at least 1");
     let dir = tempfile::tempdir()?;
@@ -121,14 +120,14 @@ pub fn run(json_out: bool, args: SoakArgs) -> anyhow::Result<()> {
             let (url, counts, stop) = (url.clone(), counts.clone(), stop.clone());
             let bytes = args.record_bytes;
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let me = Session::new(Client::new(&url), key)?;
-                let doc = Session::new(Client::new(&url), doctor)?;
+                let me = Session::new(Node::new(&url), key)?;
+                let doc = Session::new(Node::new(&url), doctor)?;
                 let to = Grantee::Account(doc.me);
                 let scratch = tempfile::tempdir()?;
                 // Lab records are read every round under one standing grant; consent churns on
                 // the other categories in turn, so no category's key epochs pile up (a grant
                 // wraps every epoch of a category, at most 96 in one transaction).
-                records::grant(&me, &to, &[Category::Lab], None, false)?;
+                consent::grant(&me, &to, &[Category::Lab], None, false)?;
                 let churn = [
                     Category::Notes,
                     Category::Vitals,
@@ -149,7 +148,7 @@ pub fn run(json_out: bool, args: SoakArgs) -> anyhow::Result<()> {
                                 }])?;
                             }
                             1 => {
-                                records::grant(&me, &to, &[category], None, false)?;
+                                consent::grant(&me, &to, &[category], None, false)?;
                             }
                             2 => {
                                 let added = records::add_record_from(
@@ -173,7 +172,7 @@ pub fn run(json_out: bool, args: SoakArgs) -> anyhow::Result<()> {
                                 counts[3].fetch_add(1, Ordering::Relaxed);
                             }
                             4 => {
-                                records::revoke(&me, &to, &[category])?;
+                                consent::revoke(&me, &to, &[category])?;
                             }
                             _ => {}
                         }
@@ -341,8 +340,8 @@ fn pump_transfers(
     stop: &AtomicBool,
     admitted: &AtomicU64,
 ) -> anyhow::Result<()> {
-    use ehrchain_node::api::{BatchRequest, BatchResult};
-    let client = Client::new(url);
+    use ehrchain_client::api::{BatchRequest, BatchResult};
+    let client = Node::new(url);
     let sink = Keypair::generate().account();
     let mut nonces = vec![0u64; senders.len()];
     let tick = Duration::from_millis(100);

@@ -21,11 +21,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use ehrchain_ledger::TxError;
 use ehrchain_ledger::contracts::token::escrow_account;
-use ehrchain_ledger::{Account, TxError};
-use ehrchain_types::{AccountId, Block, Hash, Receipt, SignedTransaction};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use ehrchain_types::{AccountId, Block, Hash, SignedTransaction};
+use serde::Deserialize;
+
+pub use ehrchain_api::{
+    AccountView, BatchRequest, BatchResult, BlockSummary, BlockView, MAX_BATCH, RawBlockView,
+    ReceiptsView, StatusView, SubmitRequest, SubmitResponse, TxView,
+};
 use std::sync::Arc;
 
 /// The OpenAPI document of this API.
@@ -162,14 +166,17 @@ impl ApiError {
 
     /// The `{"code", "message"}` object as sent (inside `{"error": …}`, or per transaction
     /// in a batch answer).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn to_info(&self) -> ehrchain_api::ErrorInfo {
         // A 500's message may carry its cause unless the cause was put apart in `detail`.
         let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR && self.detail.is_none() {
             INTERNAL_MESSAGE.to_string()
         } else {
             clip_quoted(&self.message)
         };
-        json!({"code": self.code, "message": message})
+        ehrchain_api::ErrorInfo {
+            code: self.code.to_string(),
+            message,
+        }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -194,7 +201,13 @@ impl IntoResponse for ApiError {
                 "request failed"
             );
         }
-        (self.status, Json(json!({"error": self.to_json()}))).into_response()
+        (
+            self.status,
+            Json(ehrchain_api::ErrorBody {
+                error: self.to_info(),
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -424,31 +437,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::records_api::routes())
         .merge(crate::clinical_api::routes())
-        .merge(crate::predict_api::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /api/v1/openapi.json)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost: every error answer in the JSON envelope (see `uniform_errors`).
         .layer(axum::middleware::from_fn(uniform_errors))
         .with_state(state)
-}
-
-/// Chain status.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct StatusView {
-    pub chain_id: String,
-    pub genesis_id: Hash,
-    pub height: u64,
-    pub tip_id: Hash,
-    pub tip_timestamp_ms: u64,
-    pub state_root: Hash,
-    pub mempool_size: usize,
-    pub validators: usize,
-    pub accounts: usize,
-    pub total_supply: u128,
-    /// The account holding appointment fees between booking and completion (no key signs
-    /// for it), and what it holds.
-    pub escrow_account: AccountId,
-    pub escrow_balance: u64,
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
@@ -474,22 +467,6 @@ async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
 
 async fn genesis(State(s): State<ApiState>) -> ApiResult<GenesisFile> {
     Ok(Json((*s.genesis).clone()))
-}
-
-/// An account as the API shows it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct AccountView {
-    pub id: AccountId,
-    /// False for an id the ledger has never seen (all fields are then defaults).
-    pub exists: bool,
-    /// The nonce the account's next new transaction should carry (counts its transactions
-    /// still waiting in the mempool).
-    pub next_nonce: u64,
-    /// Fingerprint of the encrypted profile record (what the account's QR code carries).
-    #[serde(default)]
-    pub profile_fingerprint: Option<String>,
-    #[serde(flatten)]
-    pub account: Account,
 }
 
 async fn account(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<AccountView> {
@@ -557,18 +534,6 @@ async fn list_accounts(
     Ok(Json(out))
 }
 
-/// A transaction submission: the hex of the canonical encoding of a signed transaction.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct SubmitRequest {
-    pub tx: String,
-}
-
-/// The answer to an accepted submission.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct SubmitResponse {
-    pub id: Hash,
-}
-
 /// A JSON request body, read like axum's `Json` (the same body limits and `Content-Type`
 /// rule, the same statuses: `400` not JSON, `413` too large, `415` not sent as
 /// `application/json`, `422` JSON of the wrong shape), refused with an [`ApiError`] whose
@@ -627,22 +592,6 @@ async fn submit(
     Ok((StatusCode::ACCEPTED, Json(SubmitResponse { id })))
 }
 
-/// Most transactions in one batch submission.
-pub const MAX_BATCH: usize = 1_000;
-
-/// A batch submission: up to [`MAX_BATCH`] hex-encoded signed transactions.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct BatchRequest {
-    pub txs: Vec<String>,
-}
-
-/// One result per submitted transaction, in order: `id` when admitted, else `error`.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct BatchResult {
-    pub id: Option<Hash>,
-    pub error: Option<serde_json::Value>,
-}
-
 async fn submit_batch(
     State(s): State<ApiState>,
     addr: ClientAddr,
@@ -680,32 +629,12 @@ async fn submit_batch(
                 },
                 Err(e) => BatchResult {
                     id: None,
-                    error: Some(e.to_json()),
+                    error: Some(e.to_info()),
                 },
             }
         })
         .collect();
     Ok(Json(results))
-}
-
-/// A transaction's status. Its body, receipt and events only for its parties and members
-/// (`visibility`); everyone else sees `redacted: true` and the place on the ledger.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct TxView {
-    pub id: Hash,
-    /// `pending` (in the mempool), `finalized`, or `unknown`.
-    pub status: String,
-    pub height: Option<u64>,
-    pub index: Option<u32>,
-    pub sender: Option<AccountId>,
-    pub receipt: Option<Receipt>,
-    pub tx: Option<SignedTransaction>,
-    /// The audit events the transaction produced that concern the viewer.
-    #[serde(default)]
-    pub events: Vec<crate::records_api::EventView>,
-    /// True when the body was withheld from this viewer.
-    #[serde(default)]
-    pub redacted: bool,
 }
 
 async fn transaction(
@@ -767,26 +696,6 @@ async fn transaction(
     }))
 }
 
-/// A block as the API shows it: to members the whole block with its receipts; to everyone
-/// else the header, the transaction ids and the finality certificate.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct BlockView {
-    pub id: Hash,
-    pub header: ehrchain_types::BlockHeader,
-    /// The ids of the block's transactions, in order.
-    pub tx_ids: Vec<Hash>,
-    /// The signed transactions (members only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub txs: Option<Vec<SignedTransaction>>,
-    /// The receipts (members only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub receipts: Option<Vec<Receipt>>,
-    /// The engine's finality certificate (hex), absent for genesis.
-    pub finalization: Option<String>,
-    /// True when the bodies were withheld from this viewer.
-    pub redacted: bool,
-}
-
 /// The stored block at the `height` of a request path, or 400 / 404.
 fn stored_block(s: &ApiState, height: &str) -> Result<(u64, Block), ApiError> {
     let height: u64 = parse("height", height)?;
@@ -834,16 +743,6 @@ async fn block(
     }))
 }
 
-/// A block's outcomes without its body: what a member following the chain needs to see
-/// which transactions were finalized and how, at a fraction of the full view's size.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct ReceiptsView {
-    pub height: u64,
-    pub id: Hash,
-    pub timestamp_ms: u64,
-    pub receipts: Vec<Receipt>,
-}
-
 async fn block_receipts(
     State(s): State<ApiState>,
     viewer: Viewer,
@@ -857,17 +756,6 @@ async fn block_receipts(
         timestamp_ms: block.header.timestamp_ms,
         receipts: s.chain.store().receipts(height)?,
     }))
-}
-
-/// A block's canonical bytes and its finality certificate, for members that verify or
-/// follow the chain.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct RawBlockView {
-    pub height: u64,
-    /// The canonical encoding of the block, hex.
-    pub bytes: String,
-    /// The engine's finality certificate (hex), absent for genesis.
-    pub finalization: Option<String>,
 }
 
 async fn block_raw(
@@ -886,17 +774,6 @@ async fn block_raw(
         bytes: hex::encode(bytes),
         finalization: store.finalization(height)?.map(hex::encode),
     }))
-}
-
-/// A block header summary for listings.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct BlockSummary {
-    pub id: Hash,
-    pub height: u64,
-    pub timestamp_ms: u64,
-    pub tx_count: u32,
-    pub proposer: ehrchain_types::PublicKey,
-    pub state_root: Hash,
 }
 
 #[derive(Deserialize)]
@@ -943,10 +820,4 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
     )
 }
 
-/// Milliseconds since the Unix epoch by this machine's clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
+pub use ehrchain_api::now_ms;

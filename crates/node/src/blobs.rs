@@ -8,7 +8,6 @@
 //! a blob whose bytes do not match its CID is aborted before it becomes visible.
 
 use bytes::Bytes;
-use cid::Cid;
 use ehrchain_types::Hash;
 use futures::{Stream, StreamExt, stream::BoxStream};
 use object_store::{
@@ -17,10 +16,6 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use std::{path::Path, sync::Arc};
 
-/// Multicodec of raw bytes.
-const RAW: u64 = 0x55;
-/// Multihash code of sha2-256.
-const SHA2_256: u64 = 0x12;
 /// Bytes buffered before a part is written.
 const PART: usize = 4 * 1024 * 1024;
 
@@ -62,28 +57,7 @@ impl From<object_store::Error> for BlobError {
     }
 }
 
-/// The CIDv1 (raw, sha2-256) text of a content hash, e.g. `bafkrei…`.
-pub fn cid_string(content: &Hash) -> String {
-    let mh = cid::multihash::Multihash::<64>::wrap(SHA2_256, &content.0)
-        .expect("a 32-byte digest fits a 64-byte multihash");
-    Cid::new_v1(RAW, mh).to_string()
-}
-
-/// Parses a CID and returns its sha2-256 digest; only CIDv1 raw sha2-256 is accepted.
-pub fn parse_cid(s: &str) -> Result<Hash, String> {
-    let cid = Cid::try_from(s.trim()).map_err(|e| format!("invalid CID {s:?}: {e}"))?;
-    let mh = cid.hash();
-    if cid.version() != cid::Version::V1 || cid.codec() != RAW || mh.code() != SHA2_256 {
-        return Err(format!(
-            "unsupported CID {s:?}: ehrchain stores CIDv1 with the raw codec and sha2-256"
-        ));
-    }
-    let digest: [u8; 32] = mh
-        .digest()
-        .try_into()
-        .map_err(|_| format!("CID {s:?} does not carry a 32-byte digest"))?;
-    Ok(Hash(digest))
-}
+pub use ehrchain_api::cid::{cid_string, parse_cid};
 
 /// The node's blob store.
 pub struct BlobStore {

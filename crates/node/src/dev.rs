@@ -79,7 +79,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
     if layout.config.exists() {
         let mut cfg = NodeConfig::load(&layout.config)?;
         cfg.api_listen = api_listen;
-        let genesis = GenesisFile::load(&cfg.genesis)?;
+        let genesis = crate::genesis::load(&cfg.genesis)?;
         cfg.p2p_listen = genesis.validators[0].p2p_address;
         return Ok((cfg, false));
     }
@@ -106,7 +106,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
             p2p_address: p2p_listen,
         }],
     };
-    genesis.save(&layout.genesis)?;
+    crate::genesis::save(&genesis, &layout.genesis)?;
     let cfg = NodeConfig {
         data_dir: data_dir.clone(),
         genesis: layout.genesis.clone(),

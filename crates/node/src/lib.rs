@@ -14,7 +14,6 @@ pub mod genesis;
 pub mod limits;
 pub mod mempool;
 pub mod metrics;
-pub mod predict_api;
 pub mod proof;
 pub mod records_api;
 pub mod run;

@@ -6,167 +6,58 @@ use crate::{
     GenesisFile,
     store::{ChainStore, StoreError},
 };
-use ehrchain_types::{
-    AuditEvent, BlockHeader, EventId, Hash, PublicKey,
-    records::{audit_inclusion_proof, verify_audit_inclusion},
-};
-use serde::{Deserialize, Serialize};
+use ehrchain_types::{EventId, Hash, PublicKey, records::audit_inclusion_proof};
 
-/// The format tag of a proof file.
-pub const FORMAT: &str = "ehrchain-audit-proof/v1";
+pub use ehrchain_api::proof::{AuditProof, FORMAT, FinalityCheck, Verified};
 
-/// A self-contained proof that an audit event is in a finalized block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditProof {
-    pub format: String,
-    pub chain_id: String,
-    pub event_id: EventId,
-    /// The event, for reading; the proof checks it equals the leaf.
-    pub event: AuditEvent,
-    /// The leaf bytes (canonical encoding of the event), hex.
-    pub leaf: String,
-    pub height: u64,
-    pub index: u64,
-    /// Number of audit events (leaves) in the block.
-    pub tree_size: u64,
-    /// Sibling hashes from leaf to root, concatenated, hex.
-    pub path: String,
-    pub header: BlockHeader,
-    /// The consensus engine's finality certificate of the block, hex.
-    pub finalization: String,
-    /// The validators' consensus public keys (from genesis) that the certificate must satisfy.
-    pub validators: Vec<PublicKey>,
+/// The consensus engine's check of finality certificates, for [`AuditProof::verify`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineFinality;
+
+impl FinalityCheck for EngineFinality {
+    fn check(
+        &self,
+        validators: &[PublicKey],
+        certificate: &[u8],
+        block_id: &Hash,
+    ) -> Result<u64, String> {
+        let keys: Vec<[u8; 32]> = validators.iter().map(|v| v.0).collect();
+        ehrchain_consensus::certificate::verify_finalization(&keys, certificate, block_id)
+    }
 }
 
-/// What a proof proved.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Verified {
-    pub event_id: EventId,
-    pub height: u64,
-    pub block_id: Hash,
-    /// The consensus view in which the block was finalized.
-    pub view: u64,
-}
-
-impl AuditProof {
-    /// The file form: pretty JSON, as `ehrchain audit proof` writes it.
-    pub fn to_file_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("a proof serializes");
-        out.push(b'\n');
-        out
-    }
-
-    /// Parses a proof file, which must be exactly in the form [`Self::to_file_bytes`] writes:
-    /// then any changed byte is detected, even one JSON would ignore (a renamed optional key).
-    pub fn from_file_bytes(bytes: &[u8]) -> Result<AuditProof, String> {
-        let proof: AuditProof =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a proof file ({e})"))?;
-        if proof.to_file_bytes() != bytes {
-            return Err(
-                "the file differs from the proof it contains (edited or reformatted?); fetch it again with `ehrchain audit proof`"
-                    .into(),
-            );
-        }
-        Ok(proof)
-    }
-
-    /// Builds the proof of event `id` from the store, or `None` if there is no such event.
-    pub fn build(
-        store: &ChainStore,
-        genesis: &GenesisFile,
-        id: &EventId,
-    ) -> Result<Option<AuditProof>, StoreError> {
-        let Some((height, index)) = store.audit_location(id)? else {
-            return Ok(None);
-        };
-        let events = store.audit_events(height)?;
-        let block = store
-            .block(height)?
-            .ok_or_else(|| StoreError::Corrupt(format!("audit event in missing block {height}")))?;
-        let event = events
-            .get(index as usize)
-            .cloned()
-            .ok_or_else(|| StoreError::Corrupt(format!("audit index {height}/{index}")))?;
-        let finalization = store
-            .finalization(height)?
-            .ok_or_else(|| StoreError::Corrupt(format!("no finality certificate for {height}")))?;
-        Ok(Some(AuditProof {
-            format: FORMAT.into(),
-            chain_id: genesis.ledger.chain_id.clone(),
-            event_id: *id,
-            leaf: hex::encode(event.leaf()),
-            path: hex::encode(audit_inclusion_proof(&events, index as usize)),
-            event,
-            height,
-            index: index as u64,
-            tree_size: events.len() as u64,
-            header: block.header,
-            finalization: hex::encode(finalization),
-            validators: genesis.validators.iter().map(|v| v.public_key).collect(),
-        }))
-    }
-
-    /// Checks the proof offline: the leaf is the event, the event has the id, the path leads
-    /// to the header's audit root, and a quorum of the validators finalized the header. The
-    /// chain and validator set must be `genesis`'s: the trust anchor comes from the verifier,
-    /// never from the proof (anyone can make a validator set and sign a fake header).
-    pub fn verify(&self, genesis: &GenesisFile) -> Result<Verified, String> {
-        if self.format != FORMAT {
-            return Err(format!(
-                "not an audit proof (format {:?}, expected {FORMAT:?})",
-                self.format
-            ));
-        }
-        let leaf = hex::decode(&self.leaf).map_err(|_| "leaf is not hex".to_string())?;
-        let decoded: AuditEvent = ehrchain_types::decode(&leaf, 64 * 1024)
-            .map_err(|e| format!("leaf does not decode as an audit event: {e}"))?;
-        if decoded != self.event {
-            return Err("the event shown differs from the proven leaf".into());
-        }
-        if decoded.id() != self.event_id {
-            return Err(format!(
-                "the leaf is event {}, not {}",
-                decoded.id(),
-                self.event_id
-            ));
-        }
-        let path = hex::decode(&self.path).map_err(|_| "path is not hex".to_string())?;
-        if self.header.height != self.height {
-            return Err("header height differs from the proof's height".into());
-        }
-        if !verify_audit_inclusion(
-            &self.header.audit_root,
-            self.tree_size,
-            &leaf,
-            self.index,
-            &path,
-        ) {
-            return Err(format!(
-                "inclusion proof fails: the path does not lead to block {}'s audit root",
-                self.height
-            ));
-        }
-        if genesis.ledger.chain_id != self.chain_id {
-            return Err(format!(
-                "proof is for chain {:?}, the genesis file is chain {:?}",
-                self.chain_id, genesis.ledger.chain_id
-            ));
-        }
-        let want: Vec<PublicKey> = genesis.validators.iter().map(|v| v.public_key).collect();
-        if want != self.validators {
-            return Err("the proof's validator set is not the genesis file's".into());
-        }
-        let block_id = self.header.id();
-        let cert =
-            hex::decode(&self.finalization).map_err(|_| "finalization is not hex".to_string())?;
-        let validators: Vec<[u8; 32]> = self.validators.iter().map(|v| v.0).collect();
-        let view =
-            ehrchain_consensus::certificate::verify_finalization(&validators, &cert, &block_id)?;
-        Ok(Verified {
-            event_id: self.event_id,
-            height: self.height,
-            block_id,
-            view,
-        })
-    }
+/// Builds the proof of event `id` from the store, or `None` if there is no such event.
+pub fn build(
+    store: &ChainStore,
+    genesis: &GenesisFile,
+    id: &EventId,
+) -> Result<Option<AuditProof>, StoreError> {
+    let Some((height, index)) = store.audit_location(id)? else {
+        return Ok(None);
+    };
+    let events = store.audit_events(height)?;
+    let block = store
+        .block(height)?
+        .ok_or_else(|| StoreError::Corrupt(format!("audit event in missing block {height}")))?;
+    let event = events
+        .get(index as usize)
+        .cloned()
+        .ok_or_else(|| StoreError::Corrupt(format!("audit index {height}/{index}")))?;
+    let finalization = store
+        .finalization(height)?
+        .ok_or_else(|| StoreError::Corrupt(format!("no finality certificate for {height}")))?;
+    Ok(Some(AuditProof {
+        format: FORMAT.into(),
+        chain_id: genesis.ledger.chain_id.clone(),
+        event_id: *id,
+        leaf: hex::encode(event.leaf()),
+        path: hex::encode(audit_inclusion_proof(&events, index as usize)),
+        event,
+        height,
+        index: index as u64,
+        tree_size: events.len() as u64,
+        header: block.header,
+        finalization: hex::encode(finalization),
+        validators: genesis.validators.iter().map(|v| v.public_key).collect(),
+    }))
 }

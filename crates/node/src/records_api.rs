@@ -15,12 +15,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, put},
 };
-use ehrchain_ledger::{AccessRequest, Grant, Record, access::read_decision};
+use ehrchain_ledger::{AccessRequest, Record, access::read_decision};
 use ehrchain_types::{
-    AccountId, AuditEvent, Category, EventId, Grantee, KeyWrap, RecordId, SealedKey,
+    AccountId, Category, EventId, Grantee, RecordId,
     request::{AuthError, HEADER, RequestAuth},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use ehrchain_api::{EventView, GrantView, KeysView, OwnKeys, RecordView};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -220,17 +222,6 @@ async fn put_blob(
 /// How many bytes of an upload arrive between two readings of the free space.
 const DISK_CHECK_BYTES: u64 = 4 << 20;
 
-/// A record as a requester may see it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct RecordView {
-    #[serde(flatten)]
-    pub record: Record,
-    /// CIDv1 of the ciphertext.
-    pub cid: String,
-    /// Why the requester may see it.
-    pub access: String,
-}
-
 #[derive(Deserialize)]
 struct PatientQuery {
     patient: Option<String>,
@@ -348,24 +339,6 @@ async fn record_content(
         .into_response())
 }
 
-/// One category's keys, sealed to the patient.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct OwnKeys {
-    pub category: Category,
-    /// Index = epoch; the last one is current.
-    pub epochs: Vec<SealedKey>,
-}
-
-/// The key material a requester holds for a patient.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct KeysView {
-    pub patient: AccountId,
-    /// The patient's own sealed category keys (only when the patient asks).
-    pub own: Vec<OwnKeys>,
-    /// Category keys sealed to the requester through grants in force.
-    pub wraps: Vec<KeyWrap>,
-}
-
 async fn keys(
     State(s): State<ApiState>,
     Signed(who): Signed,
@@ -398,16 +371,6 @@ async fn keys(
         own,
         wraps,
     }))
-}
-
-/// A grant as its patient or its grantee sees it.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct GrantView {
-    pub patient: AccountId,
-    pub grantee: Grantee,
-    pub expired: bool,
-    #[serde(flatten)]
-    pub grant: Grant,
 }
 
 async fn grants(
@@ -472,27 +435,6 @@ async fn requests(
     Ok(Json(out))
 }
 
-/// An audit event with where it is on the ledger.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct EventView {
-    pub id: EventId,
-    pub height: u64,
-    pub index: u32,
-    #[serde(flatten)]
-    pub event: AuditEvent,
-}
-
-impl EventView {
-    pub fn new(height: u64, index: u32, event: AuditEvent) -> EventView {
-        EventView {
-            id: event.id(),
-            height,
-            index,
-            event,
-        }
-    }
-}
-
 /// A patient's audit trail, newest first. Only the patient may list it.
 async fn audit(
     State(s): State<ApiState>,
@@ -537,7 +479,7 @@ async fn audit_proof(
             format!("no audit event {id} that you may see"),
         )
     };
-    let proof = AuditProof::build(s.chain.store(), &s.genesis, &id)?.ok_or_else(not_found)?;
+    let proof = crate::proof::build(s.chain.store(), &s.genesis, &id)?.ok_or_else(not_found)?;
     if !crate::visibility::may_prove(&viewer, &proof.event) {
         return Err(not_found());
     }

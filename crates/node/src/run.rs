@@ -1,7 +1,7 @@
 //! Starting a validator node from its configuration.
 
 use crate::{
-    Chain, GenesisFile, NodeConfig,
+    Chain, NodeConfig,
     api::{ApiState, router},
     config::read_validator_key,
     store::ChainStore,
@@ -40,7 +40,7 @@ pub fn run_node(
     until: Option<Until>,
     on_ready: impl FnOnce(Arc<Chain>) + Send + 'static,
 ) -> anyhow::Result<()> {
-    let genesis = GenesisFile::load(&cfg.genesis)?;
+    let genesis = crate::genesis::load(&cfg.genesis)?;
     let seed = read_validator_key(&cfg.validator_key)?;
     let me = public_key_of_seed(&seed)?;
     let Some(entry) = genesis.validators.iter().find(|v| v.public_key.0 == me) else {
@@ -111,7 +111,7 @@ pub fn run_node(
             signer_seed: seed,
             listen: cfg.p2p_listen,
             validators,
-            genesis: genesis.block(),
+            genesis: crate::genesis::block(&genesis),
             storage_dir: cfg.data_dir.join("engine"),
             leader_timeout: Duration::from_millis(cfg.block.leader_timeout_ms),
             idle_block_interval: Duration::from_millis(cfg.block.idle_block_interval_ms),

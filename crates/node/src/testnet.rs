@@ -98,7 +98,7 @@ pub fn init_with(
         validators: genesis_validators,
     };
     let genesis_path = dir.join("genesis.json");
-    genesis.save(&genesis_path)?;
+    crate::genesis::save(&genesis, &genesis_path)?;
     let mut configs = Vec::new();
     for (i, seed) in seeds.iter().enumerate() {
         let nd = node_dir(&dir, i);
@@ -124,7 +124,7 @@ pub fn init_with(
 
 /// The number of validators of a testnet written by [`init`].
 pub fn count(dir: &Path) -> anyhow::Result<usize> {
-    let genesis = GenesisFile::load(&dir.join("genesis.json")).map_err(|e| {
+    let genesis = crate::genesis::load(&dir.join("genesis.json")).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a testnet dir (run `ehrchain testnet init`): {e}",
             dir.display()

@@ -1,0 +1,33 @@
+//! A patient's audit trail, and audit proofs: fetched from a node, checked offline.
+
+use crate::{Error, Result, Session};
+use ehrchain_api::{AuditProof, EventView, FinalityCheck, GenesisFile, Verified};
+use ehrchain_types::{EventId, RecordId};
+
+/// The session account's audit trail (newest first), optionally about one record.
+pub fn trail(s: &Session, record: Option<&RecordId>) -> Result<Vec<EventView>> {
+    let mut path = format!("/api/v1/audit?patient={}", s.me);
+    if let Some(r) = record {
+        path += &format!("&record={r}");
+    }
+    s.get(&path)
+}
+
+/// The inclusion proof of an audit event, asked as the session account (the patient, a party
+/// of the event, or a consortium member).
+pub fn proof(s: &Session, event: &EventId) -> Result<AuditProof> {
+    s.get(&format!("/api/v1/audit/{event}/proof"))
+}
+
+/// Checks a proof file offline against the chain's genesis file (the trust anchor); the
+/// finality certificate is checked by `finality` (the consensus engine's verifier).
+pub fn verify_file(
+    bytes: &[u8],
+    genesis: &GenesisFile,
+    finality: &dyn FinalityCheck,
+) -> Result<(AuditProof, Verified)> {
+    let invalid = |e: String| Error::Invalid(format!("proof is invalid: {e}"));
+    let proof = AuditProof::from_file_bytes(bytes).map_err(invalid)?;
+    let v = proof.verify(genesis, finality).map_err(invalid)?;
+    Ok((proof, v))
+}

@@ -1,0 +1,505 @@
+//! Consent: grants, revocations, key rotation, access requests.
+//!
+//! Every decision is planned by pure functions ([`Planner`]) over a [`ConsentState`] fetched
+//! once (the patient's own sealed keys, grants, and the recipients of every grantee), so a
+//! revocation of five categories costs the same few requests as one. The session functions
+//! below fetch, plan, submit.
+
+use crate::{Result, Session, invalid};
+use ehrchain_api::{AccountView, GrantView, KeysView, TxView, now_ms};
+use ehrchain_crypto::{CategoryKey, Keypair, envelope};
+use ehrchain_types::{
+    AccountId, Category, EncryptionKey, Grantee, KeyWrap, RequestId, Role, Rotation, SealedKey,
+    TxPayload, entries::AccessRequest,
+};
+use serde::Serialize;
+use std::{collections::BTreeMap, time::Duration};
+
+/// An account that receives sealed keys: id, encryption key, and (for organisation members)
+/// role, which limits the categories it may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub account: AccountId,
+    pub key: EncryptionKey,
+    pub role: Option<Role>,
+}
+
+impl Recipient {
+    /// Whether the ledger lets this recipient hold keys of `category`.
+    fn may_hold(&self, category: Category) -> bool {
+        self.role
+            .is_none_or(|r| ehrchain_ledger::access::role_allows(r, category, false).is_ok())
+    }
+}
+
+/// Most accounts one listing page holds (the node's bound).
+const ACCOUNT_PAGE: usize = 1000;
+
+/// What a patient's consent decisions are planned from, fetched once.
+#[derive(Clone, Debug, Default)]
+pub struct ConsentState {
+    /// The patient's own category keys (sealed to the patient), by category; index = epoch.
+    pub own: BTreeMap<Category, Vec<SealedKey>>,
+    /// The patient's grants, expired ones included.
+    pub grants: Vec<GrantView>,
+    /// The recipients of every grantee of a grant in force, and of any grantee asked for.
+    pub recipients: BTreeMap<Grantee, Vec<Recipient>>,
+}
+
+impl ConsentState {
+    /// Fetches the session account's consent state, with the recipients of `also` resolved
+    /// too (a grantee about to be granted).
+    pub fn fetch(s: &Session, also: &[Grantee]) -> Result<ConsentState> {
+        let keys: KeysView = s.get(&format!("/api/v1/keys?patient={}", s.me))?;
+        let grants: Vec<GrantView> = s.get(&format!("/api/v1/grants?patient={}", s.me))?;
+        let mut wanted: Vec<Grantee> = grants
+            .iter()
+            .filter(|g| !g.expired)
+            .map(|g| g.grantee.clone())
+            .chain(also.iter().cloned())
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        Ok(ConsentState {
+            own: keys
+                .own
+                .into_iter()
+                .map(|o| (o.category, o.epochs))
+                .collect(),
+            recipients: resolve_recipients(s, &wanted)?,
+            grants,
+        })
+    }
+
+    /// The grant to `grantee`, if there is one.
+    pub fn grant_to(&self, grantee: &Grantee) -> Option<&GrantView> {
+        self.grants.iter().find(|g| g.grantee == *grantee)
+    }
+
+    /// How many epochs of `category` the patient has.
+    pub fn epochs(&self, category: Category) -> u32 {
+        self.own.get(&category).map_or(0, Vec::len) as u32
+    }
+}
+
+/// The recipients of each grantee: an account's own key, or every approved member of an
+/// organisation with a key (one listing for all the organisations asked).
+fn resolve_recipients(
+    s: &Session,
+    grantees: &[Grantee],
+) -> Result<BTreeMap<Grantee, Vec<Recipient>>> {
+    let mut out = BTreeMap::new();
+    let mut orgs: BTreeMap<String, Vec<Recipient>> = BTreeMap::new();
+    for g in grantees {
+        match g {
+            Grantee::Account(a) => {
+                let key = s.encryption_key(a)?;
+                out.insert(
+                    g.clone(),
+                    vec![Recipient {
+                        account: *a,
+                        key,
+                        role: None,
+                    }],
+                );
+            }
+            Grantee::Organisation(o) => {
+                orgs.insert(o.clone(), Vec::new());
+            }
+        }
+    }
+    if !orgs.is_empty() {
+        for a in active_accounts(s)? {
+            let Some(o) = a.account.organisation.as_deref() else {
+                continue;
+            };
+            if let (Some(members), true, Some(key)) = (
+                orgs.get_mut(o),
+                ehrchain_ledger::access::is_member(&a.account),
+                a.account.encryption_key,
+            ) {
+                members.push(Recipient {
+                    account: a.id,
+                    key,
+                    role: a.account.role,
+                });
+            }
+        }
+        out.extend(orgs.into_iter().map(|(o, m)| (Grantee::Organisation(o), m)));
+    }
+    Ok(out)
+}
+
+/// Every active account, page by page.
+fn active_accounts(s: &Session) -> Result<Vec<AccountView>> {
+    let mut out = Vec::new();
+    let mut after: Option<AccountId> = None;
+    loop {
+        let mut path = format!("/api/v1/accounts?limit={ACCOUNT_PAGE}&status=active");
+        if let Some(a) = after {
+            path += &format!("&after={a}");
+        }
+        let page: Vec<AccountView> = s.node.get(&path)?;
+        after = page.last().map(|a| a.id);
+        let n = page.len();
+        out.extend(page);
+        if n < ACCOUNT_PAGE {
+            return Ok(out);
+        }
+    }
+}
+
+/// Plans consent transactions for `key`'s account over a fetched [`ConsentState`]: no IO.
+#[derive(Debug)]
+pub struct Planner<'a> {
+    pub key: &'a Keypair,
+    pub state: &'a ConsentState,
+}
+
+impl Planner<'_> {
+    fn me(&self) -> AccountId {
+        self.key.account()
+    }
+
+    /// The recipients of `grantee` (resolved in the state).
+    pub fn recipients(&self, grantee: &Grantee) -> Result<&[Recipient]> {
+        match self.state.recipients.get(grantee) {
+            Some(r) => Ok(r),
+            None => invalid!("{grantee} was not resolved when the consent state was fetched"),
+        }
+    }
+
+    /// Opens the patient's own key of `category` at `epoch`.
+    pub fn own_key(&self, category: Category, epoch: u32) -> Result<CategoryKey> {
+        let Some(sealed) = self
+            .state
+            .own
+            .get(&category)
+            .and_then(|e| e.get(epoch as usize))
+        else {
+            invalid!("your {category} key of epoch {epoch} is missing");
+        };
+        Ok(self
+            .key
+            .encryption()
+            .open_category_key(sealed, &self.me(), category, epoch)?)
+    }
+
+    /// The key new records of `category` go under: the current epoch's, or a new epoch when
+    /// there is none yet or someone whose grant expired holds the current one (they never
+    /// receive the new one). Returns (epoch, key, the rotation to submit first if new).
+    pub fn current_key(&self, category: Category) -> Result<(u32, CategoryKey, Option<TxPayload>)> {
+        let epochs = self.state.epochs(category);
+        if epochs > 0 && !self.expired_holder(category, epochs - 1) {
+            let epoch = epochs - 1;
+            return Ok((epoch, self.own_key(category, epoch)?, None));
+        }
+        let ck = CategoryKey::generate();
+        let rotation = self.rotation(category, epochs, &ck, None)?;
+        Ok((epochs, ck, Some(TxPayload::RotateKey { rotation })))
+    }
+
+    /// Whether an expired grant holds the `epoch` key of `category`.
+    fn expired_holder(&self, category: Category, epoch: u32) -> bool {
+        self.state.grants.iter().any(|g| {
+            g.expired
+                && g.grant
+                    .wraps
+                    .iter()
+                    .any(|w| w.category == category && w.epoch == epoch)
+        })
+    }
+
+    /// A rotation of `category` to `epoch` with key `ck`: sealed to the patient and to every
+    /// recipient of a grant in force covering the category (except the categories
+    /// `excluding` revokes from its grantee).
+    pub fn rotation(
+        &self,
+        category: Category,
+        epoch: u32,
+        ck: &CategoryKey,
+        excluding: Option<(&Grantee, &[Category])>,
+    ) -> Result<Rotation> {
+        let me = self.me();
+        let own =
+            envelope::seal_category_key(&self.key.encryption().public(), ck, &me, category, epoch)?;
+        let mut wraps = Vec::new();
+        for g in self.state.grants.iter().filter(|g| !g.expired) {
+            let revoked = matches!(excluding, Some((from, cats)) if *from == g.grantee && cats.contains(&category));
+            if revoked || !g.grant.categories.contains(&category) {
+                continue;
+            }
+            for r in self
+                .recipients(&g.grantee)?
+                .iter()
+                .filter(|r| r.may_hold(category))
+            {
+                wraps.push(KeyWrap {
+                    category,
+                    epoch,
+                    recipient: r.account,
+                    sealed: envelope::seal_category_key(&r.key, ck, &me, category, epoch)?,
+                });
+            }
+        }
+        Ok(Rotation {
+            category,
+            own,
+            wraps,
+        })
+    }
+
+    /// Every epoch of the patient's keys of `categories`, sealed to each recipient that may
+    /// hold it.
+    pub fn grant_wraps(
+        &self,
+        categories: &[Category],
+        recipients: &[Recipient],
+    ) -> Result<Vec<KeyWrap>> {
+        let me = self.me();
+        let mut wraps = Vec::new();
+        for &c in categories {
+            for epoch in 0..self.state.epochs(c) {
+                let ck = self.own_key(c, epoch)?;
+                for r in recipients.iter().filter(|r| r.may_hold(c)) {
+                    wraps.push(KeyWrap {
+                        category: c,
+                        epoch,
+                        recipient: r.account,
+                        sealed: envelope::seal_category_key(&r.key, &ck, &me, c, epoch)?,
+                    });
+                }
+            }
+        }
+        Ok(wraps)
+    }
+
+    /// A grant of `categories` to `to`, added to what it already holds (narrowing a grant is
+    /// a revocation), with every epoch of each key sealed to its recipients.
+    pub fn grant(
+        &self,
+        to: &Grantee,
+        categories: &[Category],
+        expires_ms: Option<u64>,
+        write: bool,
+    ) -> Result<TxPayload> {
+        let recipients = self.recipients(to)?;
+        if recipients.is_empty() {
+            invalid!("{to} has no active members with an encryption key");
+        }
+        let mut categories = categories.to_vec();
+        let mut write = write;
+        if let Some(g) = self.state.grant_to(to).filter(|g| !g.expired) {
+            categories.extend(g.grant.categories.iter().copied());
+            write |= g.grant.write;
+        }
+        categories.sort();
+        categories.dedup();
+        let wraps = self.grant_wraps(&categories, recipients)?;
+        Ok(TxPayload::Grant {
+            to: to.clone(),
+            categories,
+            expires_ms,
+            write,
+            wraps,
+        })
+    }
+
+    /// A revocation of `categories` (all of the grant's when empty) from `from`: each revoked
+    /// category with keys gets a new epoch sealed to everyone else who holds it.
+    pub fn revoke(&self, from: &Grantee, categories: &[Category]) -> Result<TxPayload> {
+        let Some(g) = self.state.grant_to(from) else {
+            invalid!("there is no grant to {from}");
+        };
+        let revoked: Vec<Category> = if categories.is_empty() {
+            g.grant.categories.clone()
+        } else {
+            categories.to_vec()
+        };
+        let mut rotations = Vec::new();
+        for &c in &revoked {
+            let epochs = self.state.epochs(c);
+            if epochs > 0 {
+                let ck = CategoryKey::generate();
+                rotations.push(self.rotation(c, epochs, &ck, Some((from, &revoked)))?);
+            }
+        }
+        Ok(TxPayload::Revoke {
+            from: from.clone(),
+            categories: categories.to_vec(),
+            rotations,
+        })
+    }
+
+    /// The answer to access request `r`: an approval grants what was asked (added to any
+    /// grant the requester holds).
+    pub fn answer(
+        &self,
+        r: &AccessRequest,
+        approve: bool,
+        expires_ms: Option<u64>,
+    ) -> Result<TxPayload> {
+        let wraps = if approve {
+            let to = Grantee::Account(r.requester);
+            let mut cats = r.categories.clone();
+            if let Some(g) = self.state.grant_to(&to) {
+                cats.extend(g.grant.categories.iter().copied());
+            }
+            cats.sort();
+            cats.dedup();
+            self.grant_wraps(&cats, self.recipients(&to)?)?
+        } else {
+            Vec::new()
+        };
+        Ok(TxPayload::AnswerRequest {
+            request: r.id,
+            approve,
+            expires_ms,
+            wraps,
+        })
+    }
+}
+
+/// The time `d` from now, in ledger milliseconds.
+fn from_now(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| now_ms().saturating_add(d.as_millis() as u64))
+}
+
+/// The session account's current key of `category`, creating a new epoch first (with a
+/// rotation transaction) when needed. Returns (epoch, key).
+pub fn current_category_key(s: &Session, category: Category) -> Result<(u32, CategoryKey)> {
+    let state = ConsentState::fetch(s, &[])?;
+    let (epoch, ck, rotation) = Planner {
+        key: &s.key,
+        state: &state,
+    }
+    .current_key(category)?;
+    if let Some(r) = rotation {
+        s.submit_one(r)?;
+    }
+    Ok((epoch, ck))
+}
+
+/// Grants categories to a grantee, sealing every epoch of each category key to it.
+pub fn grant(
+    s: &Session,
+    to: &Grantee,
+    categories: &[Category],
+    expires: Option<Duration>,
+    write: bool,
+) -> Result<TxView> {
+    let state = ConsentState::fetch(s, std::slice::from_ref(to))?;
+    let payload = Planner {
+        key: &s.key,
+        state: &state,
+    }
+    .grant(to, categories, from_now(expires), write)?;
+    s.submit_one(payload)
+}
+
+/// Revokes categories (all when empty) from a grantee, starting a new key epoch for each.
+pub fn revoke(s: &Session, from: &Grantee, categories: &[Category]) -> Result<TxView> {
+    let state = ConsentState::fetch(s, &[])?;
+    let payload = Planner {
+        key: &s.key,
+        state: &state,
+    }
+    .revoke(from, categories)?;
+    s.submit_one(payload)
+}
+
+/// A professional's request for access; the reason is sealed to the patient.
+pub fn request(
+    s: &Session,
+    patient: &AccountId,
+    categories: &[Category],
+    write: bool,
+    reason: &str,
+) -> Result<(RequestId, TxView)> {
+    let pk = s.encryption_key(patient)?;
+    let sealed = envelope::seal_reason(&pk, &s.me, patient, reason)?;
+    let t = s.submit_one(TxPayload::RequestAccess {
+        patient: *patient,
+        categories: categories.to_vec(),
+        write,
+        reason: sealed,
+    })?;
+    Ok((RequestId(t.id.0), t))
+}
+
+/// A request with its reason decrypted (when this account is the patient).
+#[derive(Serialize, Debug, Clone)]
+pub struct Inbox {
+    #[serde(flatten)]
+    pub request: AccessRequest,
+    pub reason_text: Option<String>,
+    pub requester_role: Option<Role>,
+    pub requester_organisation: Option<String>,
+}
+
+/// The session account's inbox of access requests (and the requests it made).
+pub fn requests(s: &Session) -> Result<Vec<Inbox>> {
+    let reqs: Vec<AccessRequest> = s.get("/api/v1/requests")?;
+    let enc = s.key.encryption();
+    let mut who: BTreeMap<AccountId, AccountView> = BTreeMap::new();
+    reqs.into_iter()
+        .map(|r| {
+            let reason_text = (r.patient == s.me)
+                .then(|| enc.open_reason(&r.reason, &r.requester, &r.patient).ok())
+                .flatten();
+            if !who.contains_key(&r.requester) {
+                who.insert(r.requester, s.account(&r.requester)?);
+            }
+            let a = &who[&r.requester].account;
+            Ok(Inbox {
+                requester_role: a.role,
+                requester_organisation: a.organisation.clone(),
+                request: r,
+                reason_text,
+            })
+        })
+        .collect()
+}
+
+/// Answers a request in the session account's inbox.
+pub fn answer(
+    s: &Session,
+    id: &RequestId,
+    approve: bool,
+    expires: Option<Duration>,
+) -> Result<TxView> {
+    let reqs: Vec<AccessRequest> = s.get(&format!("/api/v1/requests?patient={}", s.me))?;
+    let Some(r) = reqs.into_iter().find(|r| r.id == *id) else {
+        invalid!("no request {id} in your inbox");
+    };
+    let also = [Grantee::Account(r.requester)];
+    let state = ConsentState::fetch(s, if approve { &also } else { &[] })?;
+    let payload = Planner {
+        key: &s.key,
+        state: &state,
+    }
+    .answer(&r, approve, from_now(expires))?;
+    s.submit_one(payload)
+}
+
+/// The session account's grants.
+pub fn grants(s: &Session) -> Result<Vec<GrantView>> {
+    s.get(&format!("/api/v1/grants?patient={}", s.me))
+}
+
+/// Whether `who` holds a grant in force covering `category` of the session account's records.
+pub fn holds(s: &Session, who: &AccountId, category: Category) -> Result<bool> {
+    Ok(grants(s)?.iter().any(|g| {
+        g.grantee == Grantee::Account(*who) && !g.expired && g.grant.categories.contains(&category)
+    }))
+}
+
+/// A new key of `category` at `epoch` for an account with no grants (a fresh account's first
+/// key): the rotation that publishes it, sealed to the account only.
+pub fn fresh_rotation(key: &Keypair, category: Category, epoch: u32) -> Result<Rotation> {
+    Planner {
+        key,
+        state: &ConsentState::default(),
+    }
+    .rotation(category, epoch, &CategoryKey::generate(), None)
+}
