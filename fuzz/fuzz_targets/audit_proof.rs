@@ -12,5 +12,5 @@ fuzz_target!(init: ehrchain_fuzz::write_seeds("audit_proof"), |data: &[u8]| {
     };
     let file = AuditProof::from_file_bytes(data);
     assert_eq!(file.is_ok(), proof.to_file_bytes() == data);
-    let _ = proof.verify(ehrchain_fuzz::genesis());
+    let _ = proof.verify(ehrchain_fuzz::genesis(), &ehrchain_node::proof::EngineFinality);
 });

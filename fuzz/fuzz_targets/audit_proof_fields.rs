@@ -68,9 +68,9 @@ fuzz_target!(|edits: Vec<Edit>| {
             }
         }
     }
-    if let Ok(v) = p.verify(genesis()) {
+    if let Ok(v) = p.verify(genesis(), &ehrchain_node::proof::EngineFinality) {
         static ORIGINAL: OnceLock<Verified> = OnceLock::new();
-        let original = ORIGINAL.get_or_init(|| sample_proof().verify(genesis()).expect("valid"));
+        let original = ORIGINAL.get_or_init(|| sample_proof().verify(genesis(), &ehrchain_node::proof::EngineFinality).expect("valid"));
         assert_eq!(&v, original, "an edited proof proves something else");
     }
 });

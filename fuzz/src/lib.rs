@@ -26,7 +26,7 @@ use ehrchain_ledger::GenesisState;
 use ehrchain_node::{
     GenesisFile,
     genesis::GenesisValidator,
-    proof::{AuditProof, FORMAT},
+    proof::{AuditProof, EngineFinality, FORMAT},
 };
 use ehrchain_types::{
     AccountId, AuditAction, AuditEvent, Block, BlockHeader, Category, Decision, EncryptionKey,
@@ -96,11 +96,17 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         ],
         "audit_proof" => {
             let proof = sample_proof();
-            proof.verify(genesis()).expect("the seed proof verifies");
+            proof.verify(genesis(), &EngineFinality).expect("the seed proof verifies");
             vec![proof.to_file_bytes()]
         }
         "request_auth" => {
-            let auth = key(9).sign_request(CHAIN_ID, METHOD, PATH, 1_700_000_000_000);
+            let auth = key(9).sign_request(
+                CHAIN_ID,
+                METHOD,
+                PATH,
+                &ehrchain_types::request::empty_body(),
+                1_700_000_000_000,
+            );
             auth.verify(CHAIN_ID, METHOD, PATH, auth.timestamp_ms)
                 .expect("the seed header verifies");
             vec![auth.header_value().into_bytes()]

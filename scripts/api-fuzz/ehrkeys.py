@@ -24,7 +24,7 @@ import nacl.signing
 
 # crates/types/src/domain.rs
 ACCOUNT_ID_TAG = b"ehrchain/account/v1"
-REQUEST_TAG = b"ehrchain/request/v1"
+REQUEST_TAG = b"ehrchain/request/v2"
 # crates/crypto/src/keystore.rs
 KEYSTORE_AAD_TAG = b"ehrchain/keystore/v1"
 # crates/types/src/request.rs
@@ -58,11 +58,18 @@ class Signer:
         self.public_key = bytes(self.key.verify_key)
         self.chain_id = chain_id
 
-    def header(self, method: str, path_and_query: str, timestamp_ms: int | None = None) -> str:
+    def header(
+        self,
+        method: str,
+        path_and_query: str,
+        timestamp_ms: int | None = None,
+        body: bytes = b"",
+    ) -> str:
         ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-        message = f"{self.chain_id}\n{method.upper()}\n{path_and_query}\n{ts}".encode()
+        body_hash = hashlib.sha256(body).hexdigest()
+        message = f"{self.chain_id}\n{method.upper()}\n{path_and_query}\n{ts}\n{body_hash}".encode()
         sig = self.key.sign(REQUEST_TAG + message).signature
-        return f"key={self.public_key.hex()},ts={ts},sig={sig.hex()}"
+        return f"key={self.public_key.hex()},ts={ts},body={body_hash},sig={sig.hex()}"
 
 
 def keystore_file(seed: bytes, passphrase: str, m_cost_kib: int = 19 * 1024, t_cost: int = 2) -> dict:

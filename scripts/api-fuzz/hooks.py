@@ -56,15 +56,17 @@ class SignRequest(requests.auth.AuthBase):
         self.fix_cid = fix_cid
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = r.body or b""
+        if isinstance(body, str):
+            body = body.encode()
+        if not isinstance(body, bytes):
+            body = b""  # a streamed body: sign an empty one (the node refuses the mismatch)
         if self.fix_cid:
-            body = r.body or b""
-            if isinstance(body, str):
-                body = body.encode()
             scheme, rest = r.url.split("://", 1)
             host, _, path = rest.partition("/")
             path = BLOB_PATH.sub(lambda m: m.group(1) + cid_of(body), "/" + path)
             r.url = f"{scheme}://{host}{path}"
-        r.headers[AUTH_HEADER] = self.signer.header(r.method, r.path_url)
+        r.headers[AUTH_HEADER] = self.signer.header(r.method, r.path_url, body=body)
         return r
 
 

@@ -391,6 +391,7 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
                     "ehrchain-bench",
                     "GET",
                     &path,
+                    &ehrchain_client::api::request::empty_body(),
                     ehrchain_client::api::now_ms(),
                 )
                 .header_value();

@@ -8,9 +8,11 @@ use ehrchain_types::{EventId, RecordId};
 pub fn trail(s: &Session, record: Option<&RecordId>) -> Result<Vec<EventView>> {
     let mut path = format!("/api/v1/audit?patient={}", s.me);
     if let Some(r) = record {
-        path += &format!("&record={r}");
+        // The node searches a bounded window of the trail for one record's events: one page.
+        path += &format!("&record={r}&limit={}", crate::session::PAGE);
+        return s.get(&path);
     }
-    s.get(&path)
+    s.get_all(&path, "before", |e: &EventView| e.id.to_string())
 }
 
 /// The inclusion proof of an audit event, asked as the session account (the patient, a party

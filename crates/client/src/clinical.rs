@@ -20,7 +20,11 @@ use std::time::Duration;
 
 /// Items of one kind the session account takes part in.
 pub fn items<T: ItemVariant>(s: &Session) -> Result<Vec<T>> {
-    let all: Vec<Item> = s.get(&format!("/api/v1/items?kind={}", T::KIND.word()))?;
+    let all: Vec<Item> = s.get_all(
+        &format!("/api/v1/items?kind={}", T::KIND.word()),
+        "after",
+        |i: &Item| i.id().to_string(),
+    )?;
     Ok(all.into_iter().filter_map(T::from_item).collect())
 }
 
@@ -39,7 +43,7 @@ pub fn open_slots(s: &Session, doctor: Option<&AccountId>) -> Result<Vec<Slot>> 
     if let Some(d) = doctor {
         path += &format!("&doctor={d}");
     }
-    let all: Vec<Item> = s.get(&path)?;
+    let all: Vec<Item> = s.get_all(&path, "after", |i: &Item| i.id().to_string())?;
     let mut slots: Vec<Slot> = all.into_iter().filter_map(Slot::from_item).collect();
     slots.sort_by_key(|x| x.start_ms);
     Ok(slots)

@@ -51,7 +51,7 @@ impl ConsentState {
     /// too (a grantee about to be granted).
     pub fn fetch(s: &Session, also: &[Grantee]) -> Result<ConsentState> {
         let keys: KeysView = s.get(&format!("/api/v1/keys?patient={}", s.me))?;
-        let grants: Vec<GrantView> = s.get(&format!("/api/v1/grants?patient={}", s.me))?;
+        let grants = grants(s)?;
         let mut wanted: Vec<Grantee> = grants
             .iter()
             .filter(|g| !g.expired)
@@ -439,7 +439,7 @@ pub struct Inbox {
 
 /// The session account's inbox of access requests (and the requests it made).
 pub fn requests(s: &Session) -> Result<Vec<Inbox>> {
-    let reqs: Vec<AccessRequest> = s.get("/api/v1/requests")?;
+    let reqs = list_requests(s, None)?;
     let enc = s.key.encryption();
     let mut who: BTreeMap<AccountId, AccountView> = BTreeMap::new();
     reqs.into_iter()
@@ -468,7 +468,7 @@ pub fn answer(
     approve: bool,
     expires: Option<Duration>,
 ) -> Result<TxView> {
-    let reqs: Vec<AccessRequest> = s.get(&format!("/api/v1/requests?patient={}", s.me))?;
+    let reqs = list_requests(s, Some(&s.me))?;
     let Some(r) = reqs.into_iter().find(|r| r.id == *id) else {
         invalid!("no request {id} in your inbox");
     };
@@ -484,7 +484,21 @@ pub fn answer(
 
 /// The session account's grants.
 pub fn grants(s: &Session) -> Result<Vec<GrantView>> {
-    s.get(&format!("/api/v1/grants?patient={}", s.me))
+    s.get_all(
+        &format!("/api/v1/grants?patient={}", s.me),
+        "after",
+        |g: &GrantView| g.grantee.to_string(),
+    )
+}
+
+/// Access requests: the session account's inbox and the requests it made (`patient` None),
+/// or those between it and `patient`.
+fn list_requests(s: &Session, patient: Option<&AccountId>) -> Result<Vec<AccessRequest>> {
+    let path = match patient {
+        Some(p) => format!("/api/v1/requests?patient={p}"),
+        None => "/api/v1/requests".to_string(),
+    };
+    s.get_all(&path, "after", |r: &AccessRequest| r.id.to_string())
 }
 
 /// Whether `who` holds a grant in force covering `category` of the session account's records.

@@ -203,9 +203,12 @@ fn upload(s: &Session, enc: &Encrypted, tmp: &mut std::fs::File) -> Result<()> {
         .map_err(|e| Error::io("cannot read the encrypted temporary file", e))?;
     let _: BlobCheckView = s.get(&format!("/api/v1/blobs/check?size={}", enc.size))?;
     let path = format!("/api/v1/blobs/{}", cid_string(&enc.content));
-    let _: UploadView = s
-        .node
-        .put_stream(&path, &s.auth("PUT", &path), tmp, enc.size)?;
+    let _: UploadView = s.node.put_stream(
+        &path,
+        &s.auth_body("PUT", &path, &enc.content),
+        tmp,
+        enc.size,
+    )?;
     Ok(())
 }
 
@@ -298,7 +301,11 @@ pub struct Listed {
 /// The records of `patient` the session account may see, with titles decrypted (the key
 /// material is fetched once for the whole list).
 pub fn list_records(s: &Session, patient: &AccountId) -> Result<Vec<Listed>> {
-    let views: Vec<RecordView> = s.get(&format!("/api/v1/records?patient={patient}"))?;
+    let views: Vec<RecordView> = s.get_all(
+        &format!("/api/v1/records?patient={patient}"),
+        "after",
+        |v: &RecordView| v.record.id.to_string(),
+    )?;
     let keys = if views.is_empty() {
         KeysView::empty(*patient)
     } else {

@@ -11,6 +11,9 @@ use ehrchain_types::{
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 
+/// Entries asked for per page of a list (the node's maximum).
+pub const PAGE: usize = 1000;
+
 /// How long [`Session::submit`] waits for a transaction to be finalized.
 pub const FINALITY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -47,16 +50,47 @@ impl Session {
         })
     }
 
-    /// The signed-request header value for `method` on `path`.
+    /// The signed-request header value for `method` on `path` without a body.
     pub fn auth(&self, method: &str, path: &str) -> String {
+        self.auth_body(method, path, &ehrchain_api::request::empty_body())
+    }
+
+    /// The signed-request header value for `method` on `path` with a body whose SHA-256 is
+    /// `body`.
+    pub fn auth_body(&self, method: &str, path: &str, body: &Hash) -> String {
         self.key
-            .sign_request(&self.chain_id, method, path, now_ms())
+            .sign_request(&self.chain_id, method, path, body, now_ms())
             .header_value()
     }
 
     /// A signed GET.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.node.get_signed(path, &self.auth("GET", path))
+    }
+
+    /// Every entry of a paginated list (signed GETs of `path` with `limit` and a cursor):
+    /// `cursor` names the query parameter (`after`, or `before` for the newest-first audit
+    /// trail) and `key` gives an entry's cursor value.
+    pub fn get_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        cursor: &str,
+        key: impl Fn(&T) -> String,
+    ) -> Result<Vec<T>> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut out: Vec<T> = Vec::new();
+        loop {
+            let mut page_path = format!("{path}{sep}limit={PAGE}");
+            if let Some(last) = out.last() {
+                page_path += &format!("&{cursor}={}", key(last));
+            }
+            let page: Vec<T> = self.get(&page_path)?;
+            let n = page.len();
+            out.extend(page);
+            if n < PAGE {
+                return Ok(out);
+            }
+        }
     }
 
     /// An account as the ledger has it.

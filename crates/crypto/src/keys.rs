@@ -70,12 +70,15 @@ impl Keypair {
         chain_id: &str,
         method: &str,
         path_and_query: &str,
+        body: &ehrchain_types::Hash,
         timestamp_ms: u64,
     ) -> ehrchain_types::request::RequestAuth {
-        let msg = ehrchain_types::request::message(chain_id, method, path_and_query, timestamp_ms);
+        let msg =
+            ehrchain_types::request::message(chain_id, method, path_and_query, timestamp_ms, body);
         ehrchain_types::request::RequestAuth {
             key: self.public_key(),
             timestamp_ms,
+            body: *body,
             signature: self.sign_tagged(ehrchain_types::domain::REQUEST, &msg),
         }
     }

@@ -8,7 +8,10 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use ehrchain_types::{
     AccountId, Category, Grantee, Hash, ItemId, ItemKind, RecordId, RequestId, SealedKey, domain,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Bound,
+};
 
 pub use ehrchain_types::entries::{
     AccessRequest, Account, AccountStatus, GenesisAccount, GenesisState, Grant, Record,
@@ -199,9 +202,23 @@ impl State {
         account: &'a AccountId,
         kind: ItemKind,
     ) -> impl Iterator<Item = &'a Item> + 'a {
+        self.items_of_after(account, kind, None)
+    }
+
+    /// [`Self::items_of`] in id order, from after `after` (a page cursor).
+    pub fn items_of_after<'a>(
+        &'a self,
+        account: &'a AccountId,
+        kind: ItemKind,
+        after: Option<ItemId>,
+    ) -> impl Iterator<Item = &'a Item> + 'a {
         let ids = ItemId::range_of(kind);
+        let lo = match after {
+            Some(a) => Bound::Excluded((*account, a)),
+            None => Bound::Included((*account, *ids.start())),
+        };
         self.items_by_party
-            .range((*account, *ids.start())..=(*account, *ids.end()))
+            .range((lo, Bound::Included((*account, *ids.end()))))
             .filter_map(|(_, id)| self.items.get(id))
             .filter(move |i| i.parties().contains(account))
     }
@@ -213,25 +230,64 @@ impl State {
 
     /// A patient's records, in id order.
     pub fn records_of(&self, patient: &AccountId) -> impl Iterator<Item = &Record> {
+        self.records_of_after(patient, None)
+    }
+
+    /// [`Self::records_of`] from after `after` (a page cursor).
+    pub fn records_of_after(
+        &self,
+        patient: &AccountId,
+        after: Option<RecordId>,
+    ) -> impl Iterator<Item = &Record> {
+        let lo = match after {
+            Some(a) => Bound::Excluded((*patient, a)),
+            None => Bound::Included((*patient, RecordId([0; 16]))),
+        };
         self.by_patient
-            .range((*patient, RecordId([0; 16]))..=(*patient, RecordId([0xff; 16])))
+            .range((lo, Bound::Included((*patient, RecordId([0xff; 16])))))
             .filter_map(|(_, id)| self.records.get(id))
     }
 
-    /// A patient's access requests.
+    /// A patient's access requests, in id order.
     pub fn requests_of(&self, patient: &AccountId) -> impl Iterator<Item = &AccessRequest> {
+        self.requests_of_after(patient, None)
+    }
+
+    /// [`Self::requests_of`] from after `after` (a page cursor).
+    pub fn requests_of_after(
+        &self,
+        patient: &AccountId,
+        after: Option<RequestId>,
+    ) -> impl Iterator<Item = &AccessRequest> {
+        let lo = match after {
+            Some(a) => Bound::Excluded((*patient, a)),
+            None => Bound::Included((*patient, RequestId([0; 32]))),
+        };
         self.requests_by_patient
-            .range((*patient, RequestId([0; 32]))..=(*patient, RequestId([0xff; 32])))
+            .range((lo, Bound::Included((*patient, RequestId([0xff; 32])))))
             .filter_map(|(_, id)| self.requests.get(id))
     }
 
-    /// A patient's grants.
+    /// A patient's grants, in grantee order.
     pub fn grants_of<'a>(
         &'a self,
         patient: &'a AccountId,
     ) -> impl Iterator<Item = (&'a Grantee, &'a Grant)> + 'a {
+        self.grants_of_after(patient, None)
+    }
+
+    /// [`Self::grants_of`] from after `after` (a page cursor).
+    pub fn grants_of_after<'a>(
+        &'a self,
+        patient: &'a AccountId,
+        after: Option<Grantee>,
+    ) -> impl Iterator<Item = (&'a Grantee, &'a Grant)> + 'a {
+        let lo = match after {
+            Some(g) => Bound::Excluded((*patient, g)),
+            None => Bound::Included((*patient, Grantee::Account(AccountId([0; 20])))),
+        };
         self.grants
-            .range((*patient, Grantee::Account(AccountId([0; 20])))..)
+            .range((lo, Bound::Unbounded))
             .take_while(move |((p, _), _)| p == patient)
             .map(|((_, g), grant)| (g, grant))
     }

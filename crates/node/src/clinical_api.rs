@@ -5,7 +5,7 @@
 
 use crate::{
     api::{ApiError, ApiResult, ApiState, now_ms, parse},
-    records_api::Signed,
+    records_api::{Signed, cursor, page_limit},
 };
 use axum::{
     Json, Router,
@@ -31,6 +31,10 @@ struct ItemQuery {
     open: bool,
     /// With `open=true`: only this doctor's slots.
     doctor: Option<String>,
+    /// Page size (`records_api::page_limit`).
+    limit: Option<usize>,
+    /// Page cursor: the last item id of the previous page.
+    after: Option<String>,
 }
 
 fn bad_request(message: String) -> ApiError {
@@ -61,25 +65,41 @@ async fn list_items(
         .as_deref()
         .map(|d| parse("doctor", d))
         .transpose()?;
+    let after: Option<ItemId> = cursor(q.after.as_deref())?;
+    let limit = page_limit(q.limit);
     let snap = s.chain.snapshot();
     let now = now_ms();
     if q.open {
         if kind != ItemKind::Slot {
             return Err(bad_request("open=true lists appointment slots only".into()));
         }
+        let ids = ItemId::range_of(kind);
+        let lo = after.map_or(
+            std::ops::Bound::Included(*ids.start()),
+            std::ops::Bound::Excluded,
+        );
         return Ok(Json(
             snap.state
-                .items_of_kind(kind)
+                .items
+                .range((lo, std::ops::Bound::Included(*ids.end())))
+                .map(|(_, i)| i)
                 .filter(|i| bookable(i, now))
                 .filter(|i| match (i, doctor) {
                     (Item::Slot(s), Some(d)) => s.doctor == d,
                     _ => true,
                 })
+                .take(limit)
                 .cloned()
                 .collect(),
         ));
     }
-    Ok(Json(snap.state.items_of(&who, kind).cloned().collect()))
+    Ok(Json(
+        snap.state
+            .items_of_after(&who, kind, after)
+            .take(limit)
+            .cloned()
+            .collect(),
+    ))
 }
 
 async fn get_item(

@@ -17,7 +17,7 @@ use axum::{
 };
 use ehrchain_ledger::{AccessRequest, Record, access::read_decision};
 use ehrchain_types::{
-    AccountId, Category, EventId, Grantee, RecordId,
+    AccountId, Category, EventId, Grantee, RecordId, RequestId,
     request::{AuthError, HEADER, RequestAuth},
 };
 use serde::Deserialize;
@@ -74,25 +74,52 @@ fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "access_denied", message)
 }
 
-/// The account that signed the request (`x-ehrchain-auth`): an extractor, so a handler that
-/// takes it cannot run unauthenticated.
+/// The account that signed a request without a body (`x-ehrchain-auth`): an extractor, so a
+/// handler that takes it cannot run unauthenticated.
 pub struct Signed(pub AccountId);
 
 impl FromRequestParts<ApiState> for Signed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
-        let auth = authenticate(parts, s)?;
-        Ok(Signed(ehrchain_types::AccountId::from_public_key(
-            &auth.key,
-        )))
+        let auth = authenticate_empty(parts, s)?;
+        Ok(Signed(AccountId::from_public_key(&auth.key)))
     }
 }
 
-/// Checks a request's `x-ehrchain-auth` signature over its method, path and query, and
-/// timestamp; returns the verified signature (its key is the signer).
+/// The account that signed a request with a body, and the SHA-256 of the body it signed: the
+/// handler must check the body it reads against it.
+pub struct SignedBody(pub AccountId, pub ehrchain_types::Hash);
+
+impl FromRequestParts<ApiState> for SignedBody {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        let auth = authenticate(parts, s)?;
+        Ok(SignedBody(AccountId::from_public_key(&auth.key), auth.body))
+    }
+}
+
+fn unauthorized(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// [`authenticate`] for a request that carries no body: the signature must be over an empty
+/// one.
+pub(crate) fn authenticate_empty(parts: &Parts, s: &ApiState) -> Result<RequestAuth, ApiError> {
+    let auth = authenticate(parts, s)?;
+    if auth.body != ehrchain_types::request::empty_body() {
+        return Err(unauthorized(
+            "the request signature is over a body, but this request takes none".into(),
+        ));
+    }
+    Ok(auth)
+}
+
+/// Checks a request's `x-ehrchain-auth` signature over its method, path and query, timestamp
+/// and body hash; returns the verified signature (its key is the signer, its `body` the hash
+/// the caller must check the body against).
 pub(crate) fn authenticate(parts: &Parts, s: &ApiState) -> Result<RequestAuth, ApiError> {
-    let unauthorized = |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let value = parts
         .headers
         .get(HEADER)
@@ -166,7 +193,7 @@ fn require_registered(s: &ApiState, who: &AccountId) -> Result<(), ApiError> {
 async fn put_blob(
     State(s): State<ApiState>,
     addr: crate::api::ClientAddr,
-    Signed(who): Signed,
+    SignedBody(who, signed_body): SignedBody,
     headers: HeaderMap,
     Path(cid): Path<String>,
     body: Body,
@@ -174,6 +201,13 @@ async fn put_blob(
     require_registered(&s, &who)?;
     let content =
         parse_cid(&cid).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))?;
+    // The body must hash to the CID (checked as it streams); the signer must have signed that
+    // same hash, so a signature can never carry another body.
+    if signed_body != content {
+        return Err(unauthorized(
+            "the request signature is over another body than the one this CID names".into(),
+        ));
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -226,7 +260,30 @@ const DISK_CHECK_BYTES: u64 = 4 << 20;
 struct PatientQuery {
     patient: Option<String>,
     record: Option<String>,
+    /// Page size ([`page_limit`]).
     limit: Option<usize>,
+    /// Page cursor: the last id of the previous page.
+    after: Option<String>,
+    /// Page cursor of the audit trail (newest first): the last event of the previous page.
+    before: Option<String>,
+}
+
+/// Default entries in one page of a list.
+pub const PAGE_DEFAULT: usize = 100;
+/// Most entries in one page of a list.
+pub const PAGE_MAX: usize = 1000;
+
+/// The page size asked for, bounded: [`PAGE_DEFAULT`] when not given, at most [`PAGE_MAX`].
+pub(crate) fn page_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX)
+}
+
+/// The `after` cursor of a query, parsed.
+pub(crate) fn cursor<T: std::str::FromStr>(after: Option<&str>) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    after.map(|a| parse("after", a)).transpose()
 }
 
 impl PatientQuery {
@@ -244,11 +301,13 @@ async fn list_records(
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<RecordView>> {
     let patient = q.patient_or(who)?;
+    let after: Option<RecordId> = cursor(q.after.as_deref())?;
     let snap = s.chain.snapshot();
     let now = now_ms();
+    // A page holds the records the signer may see; the others are skipped without a trace.
     Ok(Json(
         snap.state
-            .records_of(&patient)
+            .records_of_after(&patient, after)
             .filter_map(|r| {
                 read_decision(&snap.state, &who, r, now)
                     .ok()
@@ -258,6 +317,7 @@ async fn list_records(
                         access,
                     })
             })
+            .take(page_limit(q.limit))
             .collect(),
     ))
 }
@@ -386,9 +446,10 @@ async fn grants(
         .get(&who)
         .and_then(|a| a.organisation.clone());
     let now = now_ms();
+    let after: Option<Grantee> = cursor(q.after.as_deref())?;
     Ok(Json(
         snap.state
-            .grants_of(&patient)
+            .grants_of_after(&patient, after)
             .filter(|(g, _)| {
                 patient == who
                     || **g == Grantee::Account(who)
@@ -400,6 +461,7 @@ async fn grants(
                 expired: grant.expired(now),
                 grant: grant.clone(),
             })
+            .take(page_limit(q.limit))
             .collect(),
     ))
 }
@@ -411,24 +473,41 @@ async fn requests(
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<AccessRequest>> {
     let snap = s.chain.snapshot();
+    let after: Option<RequestId> = cursor(q.after.as_deref())?;
+    let limit = page_limit(q.limit);
     let out = match &q.patient {
         Some(p) => {
             let patient: AccountId = parse("patient", p)?;
             snap.state
-                .requests_of(&patient)
+                .requests_of_after(&patient, after)
                 .filter(|r| patient == who || r.requester == who)
+                .take(limit)
                 .cloned()
                 .collect()
         }
         None => {
-            let mut mine: Vec<AccessRequest> = snap.state.requests_of(&who).cloned().collect();
+            // The signer's inbox and the requests it made, in id order. (The requests it made
+            // are found by a scan: there is no index by requester yet.)
+            let mut mine: Vec<AccessRequest> = snap
+                .state
+                .requests_of_after(&who, after)
+                .take(limit)
+                .cloned()
+                .collect();
             mine.extend(
                 snap.state
                     .requests
-                    .values()
-                    .filter(|r| r.requester == who)
+                    .range((
+                        after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .map(|(_, r)| r)
+                    .filter(|r| r.requester == who && r.patient != who)
+                    .take(limit)
                     .cloned(),
             );
+            mine.sort_by_key(|r| r.id);
+            mine.truncate(limit);
             mine
         }
     };
@@ -450,11 +529,25 @@ async fn audit(
         .as_deref()
         .map(|r| parse("record id", r))
         .transpose()?;
-    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let limit = page_limit(q.limit);
+    let before = match cursor::<EventId>(q.before.as_deref())? {
+        Some(e) => Some(s.chain.store().audit_location(&e)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("before: no audit event {e}"),
+            )
+        })?),
+        None => None,
+    };
     let events = s
         .chain
         .store()
-        .audit_of(&patient, if record.is_some() { READ_SEARCH } else { limit })?
+        .audit_of(
+            &patient,
+            before,
+            if record.is_some() { READ_SEARCH } else { limit },
+        )?
         .into_iter()
         .filter(|(_, _, e)| record.is_none() || e.record == record)
         .take(limit)

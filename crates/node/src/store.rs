@@ -356,17 +356,18 @@ impl ChainStore {
     pub fn audit_of(
         &self,
         patient: &AccountId,
+        before: Option<(u64, u32)>,
         limit: usize,
     ) -> Result<Vec<(u64, u32, AuditEvent)>, StoreError> {
         let r = self.db.begin_read()?;
         let idx = r.open_table(AUDIT_BY_PATIENT)?;
         let t = r.open_table(AUDIT)?;
         let mut out = Vec::new();
-        for item in idx
-            .range((&patient.0, 0, 0)..=(&patient.0, u64::MAX, u32::MAX))?
-            .rev()
-            .take(limit)
-        {
+        let range = match before {
+            Some((h, i)) => idx.range((&patient.0, 0, 0)..(&patient.0, h, i))?,
+            None => idx.range((&patient.0, 0, 0)..=(&patient.0, u64::MAX, u32::MAX))?,
+        };
+        for item in range.rev().take(limit) {
             let (k, _) = item?;
             let (_, h, i) = k.value();
             let v = t

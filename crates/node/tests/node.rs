@@ -435,6 +435,7 @@ mod api {
         api::{ApiState, router},
         genesis::GenesisValidator,
     };
+    use ehrchain_types::request::empty_body;
     use serde_json::Value;
     use tower::ServiceExt as _;
 
@@ -905,7 +906,13 @@ mod api {
             }
         }
         let kinds = format!("/api/v1/items?kind={x}");
-        let auth = senders[0].sign_request("sim", "GET", &kinds, ehrchain_node::api::now_ms());
+        let auth = senders[0].sign_request(
+            "sim",
+            "GET",
+            &kinds,
+            &empty_body(),
+            ehrchain_node::api::now_ms(),
+        );
         let req = Request::builder()
             .uri(&kinds)
             .header(ehrchain_types::request::HEADER, auth.header_value())
@@ -972,7 +979,14 @@ mod api {
         body: Vec<u8>,
         tamper: impl FnOnce(&mut ehrchain_types::request::RequestAuth),
     ) -> (StatusCode, Value) {
-        let mut auth = key.sign_request("sim", method, path, ehrchain_node::api::now_ms());
+        let body_hash = ehrchain_crypto::envelope::content_hash(&body);
+        let mut auth = key.sign_request(
+            "sim",
+            method,
+            path,
+            &body_hash,
+            ehrchain_node::api::now_ms(),
+        );
         tamper(&mut auth);
         let req = Request::builder()
             .method(method)
@@ -1018,7 +1032,13 @@ mod api {
                 .contains("does not match")
         );
         let other = format!("/api/v1/blobs/{}", cid_string(&Hash([1; 32])));
-        let replayed = patient.sign_request("sim", "PUT", &other, ehrchain_node::api::now_ms());
+        let replayed = patient.sign_request(
+            "sim",
+            "PUT",
+            &other,
+            &empty_body(),
+            ehrchain_node::api::now_ms(),
+        );
         let (s, _) =
             call_signed(&app, patient, "PUT", &path, body.clone(), |a| *a = replayed).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -1027,15 +1047,56 @@ mod api {
         })
         .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+        // The signature covers the body: one made over another body (here an empty one, as
+        // for a read) does not let this body in, and a read signed over a body is refused.
+        let over_empty = patient.sign_request(
+            "sim",
+            "PUT",
+            &path,
+            &empty_body(),
+            ehrchain_node::api::now_ms(),
+        );
+        let (s, v) = call_signed(&app, patient, "PUT", &path, body.clone(), |a| {
+            *a = over_empty
+        })
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("another body"),
+            "{v}"
+        );
+        let keys = format!("/api/v1/keys?patient={}", patient.account());
+        let (s, v) = call_signed(&app, patient, "GET", &keys, b"x".to_vec(), |_| {}).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("takes none"),
+            "{v}"
+        );
+        let (s, v) = call_signed(&app, patient, "GET", &keys, Vec::new(), |_| {}).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
         // An unregistered account may not fill the disk.
         let (s, _) = call_signed(&app, stranger, "PUT", &path, body.clone(), |_| {}).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         assert!(!stored(&cid));
 
-        // Bytes that do not match the CID are refused and never visible under it.
+        // Bytes that do not match the CID (and the signed hash: altered on the way) are
+        // refused and never visible under it.
         let mut tampered = body.clone();
         tampered[0] ^= 1;
-        let (s, v) = call_signed(&app, patient, "PUT", &path, tampered, |_| {}).await;
+        let honest = patient.sign_request(
+            "sim",
+            "PUT",
+            &path,
+            &ehrchain_crypto::envelope::content_hash(&body),
+            ehrchain_node::api::now_ms(),
+        );
+        let (s, v) = call_signed(&app, patient, "PUT", &path, tampered, |a| *a = honest).await;
         assert_eq!(
             (s, code(&v).as_deref()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("cid_mismatch"))
@@ -1106,6 +1167,107 @@ mod api {
             )
             .unwrap();
         chain.finalized(&b, None).unwrap();
+    }
+
+    /// Every list is paged: a bounded page size and a cursor that walks the whole list
+    /// exactly once (records by id, the audit trail newest first).
+    #[tokio::test]
+    async fn lists_are_paged_with_a_cursor() {
+        use ehrchain_crypto::envelope;
+        use ehrchain_types::{Category, HexBytes, RecordKey};
+        let (_dir, app, senders, chain) = app_with_chain();
+        let patient = &senders[0];
+        let sign = |nonce, payload| {
+            patient.sign_tx(Transaction {
+                chain_id: "sim".into(),
+                signer: patient.public_key(),
+                nonce,
+                payload,
+            })
+        };
+        let ck = ehrchain_crypto::CategoryKey::generate();
+        let rotation = ehrchain_client::consent::fresh_rotation(patient, Category::Lab, 0).unwrap();
+        let mut txs = vec![sign(0, TxPayload::RotateKey { rotation })];
+        for n in 1..=5u64 {
+            let id = envelope::new_record_id();
+            let dk = ehrchain_crypto::DataKey::generate();
+            let (_, e) = envelope::encrypt_bytes(&dk, &id, b"x");
+            txs.push(sign(
+                n,
+                TxPayload::AddRecord(ehrchain_types::RecordDraft {
+                    id,
+                    patient: patient.account(),
+                    category: Category::Lab,
+                    content: e.content,
+                    size: e.size,
+                    commitment: e.commitment,
+                    meta: HexBytes(vec![0; ehrchain_types::records::SEALED_META_BYTES]),
+                    key: RecordKey::Category {
+                        epoch: 0,
+                        wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
+                    },
+                    profile: false,
+                }),
+            ));
+        }
+        commit(&chain, txs);
+        let walk = |base: String, cursor: &'static str, key: &'static str| {
+            let app = app.clone();
+            async move {
+                let mut seen: Vec<String> = Vec::new();
+                let mut pages = 0;
+                loop {
+                    let mut path = format!("{base}&limit=2");
+                    if let Some(last) = seen.last() {
+                        path += &format!("&{cursor}={last}");
+                    }
+                    let (s, v) = call_signed(&app, patient, "GET", &path, vec![], |_| {}).await;
+                    assert_eq!(s, StatusCode::OK, "{path}: {v}");
+                    let page = v.as_array().unwrap().clone();
+                    assert!(page.len() <= 2, "{v}");
+                    pages += 1;
+                    seen.extend(page.iter().map(|x| x[key].as_str().unwrap().to_string()));
+                    if page.len() < 2 {
+                        return (seen, pages);
+                    }
+                }
+            }
+        };
+        let me = patient.account();
+        let (records, pages) = walk(format!("/api/v1/records?patient={me}"), "after", "id").await;
+        assert_eq!((records.len(), pages), (5, 3), "{records:?}");
+        let mut sorted = records.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, records, "records come once each, in id order");
+        let (events, _) = walk(format!("/api/v1/audit?patient={me}"), "before", "id").await;
+        // One key rotation and five additions, newest first, each once.
+        assert_eq!(events.len(), 6, "{events:?}");
+        let mut unique = events.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 6);
+        // A page size over the bound is served at the bound; a bad cursor is refused.
+        let (s, v) = call_signed(
+            &app,
+            patient,
+            "GET",
+            &format!("/api/v1/records?patient={me}&limit=1000000"),
+            vec![],
+            |_| {},
+        )
+        .await;
+        assert_eq!((s, v.as_array().map(Vec::len)), (StatusCode::OK, Some(5)));
+        let (s, _) = call_signed(
+            &app,
+            patient,
+            "GET",
+            "/api/v1/records?after=nope",
+            vec![],
+            |_| {},
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
@@ -1288,7 +1450,13 @@ mod api {
             .header(
                 ehrchain_types::request::HEADER,
                 patient
-                    .sign_request("sim", "GET", &content, ehrchain_node::api::now_ms())
+                    .sign_request(
+                        "sim",
+                        "GET",
+                        &content,
+                        &empty_body(),
+                        ehrchain_node::api::now_ms(),
+                    )
                     .header_value(),
             )
             .body(Body::empty())

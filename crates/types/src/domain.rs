@@ -18,7 +18,7 @@ pub const ITEM_ID: &[u8] = b"ehrchain/item-id/v1";
 /// The escrow account of appointment fees (an id no key can sign for).
 pub const ESCROW_ACCOUNT: &[u8] = b"ehrchain/escrow-account/v1";
 /// Signed API requests (reads of lists and blobs).
-pub const REQUEST: &[u8] = b"ehrchain/request/v1";
+pub const REQUEST: &[u8] = b"ehrchain/request/v2";
 /// HPKE `info` when sealing a category key to a recipient.
 pub const HPKE_CATEGORY_KEY: &[u8] = b"ehrchain/hpke/category-key/v1";
 /// HPKE `info` when sealing a record's data key to a recipient.
