@@ -412,9 +412,9 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
         }
     });
     let in_ledger = ledger.clone();
-    context.child("gossip_in").spawn(move |_| async move {
+    context.child("gossip_in").spawn(move |ctx| async move {
         while let Ok((_from, msg)) = gossip_in.recv().await {
-            in_ledger.receive_gossip(msg.as_ref());
+            in_ledger.receive_gossip(msg.as_ref(), now_ms(&ctx));
         }
     });
 

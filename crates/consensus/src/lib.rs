@@ -53,8 +53,9 @@ pub trait Ledger: Send + Sync + 'static {
     fn take_gossip(&self) -> Vec<u8>;
 
     /// Admits transactions gossiped by another validator (bytes from [`Ledger::take_gossip`]
-    /// of a peer; hostile until checked). Invalid ones are dropped.
-    fn receive_gossip(&self, bytes: &[u8]);
+    /// of a peer; hostile until checked), at `now_ms` by the engine's clock. Invalid ones are
+    /// dropped.
+    fn receive_gossip(&self, bytes: &[u8], now_ms: u64);
 
     /// Applies a finalized block durably. Blocks arrive in height order from 1 (genesis is
     /// written at start-up); a block at or below the applied height is a redelivery and must

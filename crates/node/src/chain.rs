@@ -293,7 +293,7 @@ impl Ledger for Chain {
         }
     }
 
-    fn receive_gossip(&self, bytes: &[u8]) {
+    fn receive_gossip(&self, bytes: &[u8], now_ms: u64) {
         let Ok(batch) = ehrchain_types::decode::<Vec<SignedTransaction>>(bytes, MAX_GOSSIP_BYTES)
         else {
             tracing::debug!("dropping malformed gossip");
@@ -301,11 +301,7 @@ impl Ledger for Chain {
         };
         // Already pending, already final or invalid: peers gossip what they admitted, so
         // refusals here are expected and harmless.
-        let _ = self.admit(
-            batch.into_iter().take(MAX_OUTBOX).collect(),
-            crate::api::now_ms(),
-            false,
-        );
+        let _ = self.admit(batch.into_iter().take(MAX_OUTBOX).collect(), now_ms, false);
     }
 
     fn has_state(&self, id: &Hash) -> bool {

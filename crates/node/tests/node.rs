@@ -424,6 +424,43 @@ fn invalid_blocks_are_refused() {
     assert!(!chain.verify(&tip, &future, 1_000));
 }
 
+#[test]
+fn gossip_is_admitted_at_the_engine_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = Keypair::from_seed(&[9; 32]);
+    let mut g = genesis(&[]);
+    g.accounts.push(GenesisAccount {
+        public_key: doctor.public_key(),
+        role: Some(ehrchain_types::Role::Doctor),
+        balance: 0,
+        encryption_key: Some(doctor.encryption().public()),
+    });
+    let chain = open_chain(dir.path(), &g);
+    // Admission dry-runs the transaction at the time it is given: a slot must start later.
+    let slot = doctor.sign_tx(Transaction {
+        chain_id: "sim".into(),
+        signer: doctor.public_key(),
+        nonce: 0,
+        payload: TxPayload::AddSlot {
+            start_ms: 60_000,
+            minutes: 30,
+            fee: 0,
+        },
+    });
+    let gossip = ehrchain_types::encode(&vec![slot.clone()]);
+    chain.receive_gossip(&gossip, 60_000);
+    assert!(
+        !chain.is_pending(&slot.id()),
+        "admitted after the slot began"
+    );
+    // The engine's clock (a simulation's starts at 0) decides, not the wall clock.
+    chain.receive_gossip(&gossip, 1_000);
+    assert!(
+        chain.is_pending(&slot.id()),
+        "refused before the slot began"
+    );
+}
+
 mod api {
     use super::*;
     use axum::{
