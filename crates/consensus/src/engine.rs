@@ -3,7 +3,7 @@
 //! runtime and the network so the same code runs on the deterministic runtime with a
 //! simulated network (tests) and on tokio with authenticated TCP (production).
 
-use crate::{ChainBlock, Ledger};
+use crate::{ChainBlock, Ledger, Verdict};
 use commonware_actor::Feedback;
 use commonware_broadcast::buffered;
 use commonware_codec::Encode as _;
@@ -113,52 +113,123 @@ fn ledger_key(pk: &PK) -> PublicKey {
 
 /// Most ancestors replayed to recover the state a block builds on.
 const MAX_REPLAY: usize = 256;
+/// How often a replay that has to wait for the finalized tip to move looks again.
+const REPLAY_POLL: Duration = Duration::from_millis(50);
 
 impl App {
+    /// [`Ledger::verify`], waiting on the runtime's clock while the answer is
+    /// [`Verdict::NotYet`]. The ledger bounds how far ahead it defers (past that, a block is
+    /// invalid), and consensus drops this future when the view ends, so the wait is bounded.
+    async fn verify_when_due<E: Clock>(&self, clock: &E, parent: &Block, block: &Block) -> bool {
+        loop {
+            let now = now_ms(clock);
+            match self.ledger.verify(parent, block, now) {
+                Verdict::Valid => return true,
+                Verdict::Invalid => return false,
+                Verdict::NotYet { at_ms } => {
+                    // At least a millisecond, so that an instant already past cannot spin.
+                    let at = at_ms.max(now + 1);
+                    tracing::debug!(
+                        height = block.header.height,
+                        wait_ms = at - now,
+                        "block is ahead of this node's clock; verifying it later"
+                    );
+                    clock
+                        .sleep_until(UNIX_EPOCH + Duration::from_millis(at))
+                        .await;
+                }
+            }
+        }
+    }
+
     /// Makes sure the ledger knows the state after `parent`: walks back the ancestry to a block
     /// whose state is known and verifies the blocks in between (oldest first). Such blocks were
-    /// certified by a quorum without this node verifying them, e.g. while it was busy.
-    async fn ensure_state(
+    /// certified by a quorum without this node verifying them, e.g. while it was busy or before
+    /// it restarted (speculative states are not stored).
+    ///
+    /// `false` means that `parent` can never extend the finalized chain (or that the ancestry
+    /// ended, which only happens when marshal stops). Running into the finalized height without
+    /// meeting a known state is such a case only if the finalized tip did not move meanwhile:
+    /// see [`App::rescan`]. Too long a walk is not: it waits for the finalized tip to catch up.
+    async fn ensure_state<E: Clock>(
         &self,
+        clock: &E,
         parent: &Digested<ChainBlock>,
         ancestry: &mut impl Ancestry<ChainBlock>,
-        now_ms: u64,
     ) -> bool {
+        // The blocks walked past, newest first; none had a known state when it was walked.
         let mut missing: Vec<Digested<ChainBlock>> = Vec::new();
         let mut cursor = parent.clone();
-        let floor = self.ledger.finalized_height();
         while !self.ledger.has_state(&cursor.inner().block.id()) {
-            // Below the finalized tip only the tip's state is known: this branch cannot extend
-            // the finalized chain.
-            if cursor.inner().block.header.height <= floor || missing.len() >= MAX_REPLAY {
-                tracing::debug!(
-                    height = cursor.inner().block.header.height,
-                    floor,
-                    missing = missing.len(),
-                    "ancestor state unknown at or below the finalized height"
-                );
-                return false;
+            let height = cursor.inner().block.header.height;
+            if height > self.ledger.finalized_height() && missing.len() < MAX_REPLAY {
+                missing.push(cursor.clone());
+                let Some(next) = ancestry.next().await else {
+                    tracing::debug!(
+                        missing = missing.len(),
+                        "ancestry ended before a known state"
+                    );
+                    return false;
+                };
+                cursor = next;
+                continue;
             }
-            missing.push(cursor.clone());
-            let Some(next) = ancestry.next().await else {
-                tracing::debug!(
-                    missing = missing.len(),
-                    "ancestry ended before a known state"
-                );
+            missing.push(cursor);
+            let Some(known) = self.rescan(clock, &missing).await else {
                 return false;
             };
-            cursor = next;
+            cursor = missing[known].clone();
+            missing.truncate(known);
+            break;
         }
         for child in missing.iter().rev() {
             if !self
-                .ledger
-                .verify(&cursor.inner().block, &child.inner().block, now_ms)
+                .verify_when_due(clock, &cursor.inner().block, &child.inner().block)
+                .await
             {
                 return false;
             }
             cursor = child.clone();
         }
         true
+    }
+
+    /// Finds the newest of `walked` (a chain, newest first, ending at or below the finalized
+    /// height or `MAX_REPLAY` long) whose state the ledger knows now. Below the finalized tip
+    /// only the tip's state is known, and the tip moves while a walk runs: it may have moved
+    /// onto a block already walked past. A scan during which the finalized height stood still
+    /// is conclusive: with the tip at or above the oldest walked block and not among them, the
+    /// walked chain forks off below the tip (or its child is already decided), so `None` is
+    /// final. With the tip still below them all, the walk was too long: wait for it to rise.
+    async fn rescan<E: Clock>(&self, clock: &E, walked: &[Digested<ChainBlock>]) -> Option<usize> {
+        let oldest = walked
+            .last()
+            .expect("a walk holds its start")
+            .inner()
+            .block
+            .header
+            .height;
+        loop {
+            let floor = self.ledger.finalized_height();
+            if let Some(i) = walked
+                .iter()
+                .position(|b| self.ledger.has_state(&b.inner().block.id()))
+            {
+                return Some(i);
+            }
+            if self.ledger.finalized_height() != floor {
+                continue;
+            }
+            if floor >= oldest {
+                tracing::debug!(
+                    oldest,
+                    floor,
+                    "no known state on this branch down to the finalized height"
+                );
+                return None;
+            }
+            clock.sleep(REPLAY_POLL).await;
+        }
     }
 }
 
@@ -175,7 +246,7 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         _: (),
     ) -> Option<Digested<ChainBlock>> {
         let parent = ancestry.next().await?;
-        if !self.ensure_state(&parent, &mut ancestry, now_ms(&rt)).await {
+        if !self.ensure_state(&rt, &parent, &mut ancestry).await {
             return None;
         }
         let ledger = self.ledger.clone();
@@ -208,11 +279,11 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         let Some(parent) = ancestry.next().await else {
             return false;
         };
-        if !self.ensure_state(&parent, &mut ancestry, now_ms(&rt)).await {
+        if !self.ensure_state(&rt, &parent, &mut ancestry).await {
             return false;
         }
-        self.ledger
-            .verify(&parent.inner().block, &block.inner().block, now_ms(&rt))
+        self.verify_when_due(&rt, &parent.inner().block, &block.inner().block)
+            .await
     }
 }
 

@@ -1,7 +1,7 @@
 //! Integration tests of the node: multi-validator consensus on the deterministic runtime
 //! with the real chain (execution + redb storage), restart from storage, and the API.
 
-use ehrchain_consensus::{Ledger, sim};
+use ehrchain_consensus::{Ledger, Verdict, sim};
 use ehrchain_crypto::Keypair;
 use ehrchain_ledger::{GenesisAccount, GenesisState};
 use ehrchain_node::{Chain, config::BlockConfig, mempool::MempoolLimits, store::ChainStore};
@@ -408,20 +408,49 @@ fn invalid_blocks_are_refused() {
     let good = chain
         .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), 1_000)
         .unwrap();
-    assert!(chain.verify(&tip, &good, 1_000));
+    assert_eq!(chain.verify(&tip, &good, 1_000), Verdict::Valid);
     // A forged signature.
     let mut forged = good.clone();
     forged.txs[0].signature.0[0] ^= 1;
     forged.header.tx_root = ehrchain_types::block::tx_root(&forged.txs);
-    assert!(!chain.verify(&tip, &forged, 1_000));
+    assert_eq!(chain.verify(&tip, &forged, 1_000), Verdict::Invalid);
     // A wrong state root.
     let mut wrong_root = good.clone();
     wrong_root.header.state_root = Hash([9; 32]);
-    assert!(!chain.verify(&tip, &wrong_root, 1_000));
+    assert_eq!(chain.verify(&tip, &wrong_root, 1_000), Verdict::Invalid);
     // A timestamp far in the future.
     let mut future = good.clone();
     future.header.timestamp_ms = 1_000 + 3_600_000;
-    assert!(!chain.verify(&tip, &future, 1_000));
+    assert_eq!(chain.verify(&tip, &future, 1_000), Verdict::Invalid);
+}
+
+#[test]
+fn blocks_ahead_of_the_clock_wait_within_twice_the_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let senders: Vec<Keypair> = (0..2).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let g = genesis(&senders);
+    let drift = BlockConfig::default().max_clock_drift_ms;
+    let chain = open_chain(dir.path(), &g);
+    let tip = chain.store().tip().unwrap().unwrap();
+    for t in transfers(&senders, 1) {
+        chain.submit(t, 0).unwrap();
+    }
+    // Proposed by a clock 1.5 drifts ahead of ours.
+    let ts = 100_000 + drift * 3 / 2;
+    let block = chain
+        .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), ts)
+        .unwrap();
+    let check = |now_ms: u64, expected: Verdict| {
+        assert_eq!(chain.verify(&tip, &block, now_ms), expected, "at {now_ms}");
+    };
+    // Transient skew: not a final `Invalid`, but a time to ask again.
+    check(100_000, Verdict::NotYet { at_ms: ts - drift });
+    check(ts - drift - 1, Verdict::NotYet { at_ms: ts - drift });
+    check(ts - drift, Verdict::Valid);
+    check(ts, Verdict::Valid);
+    // Twice the drift ahead is still waited for; further ahead is refused for good.
+    check(ts - 2 * drift, Verdict::NotYet { at_ms: ts - drift });
+    check(ts - 2 * drift - 1, Verdict::Invalid);
 }
 
 #[test]
