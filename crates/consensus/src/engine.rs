@@ -4,7 +4,10 @@
 //! simulated network (tests) and on tokio with authenticated TCP (production).
 
 use crate::{ChainBlock, Ledger, Verdict};
-use commonware_actor::Feedback;
+use commonware_actor::{
+    Feedback,
+    mailbox::{self, Policy},
+};
 use commonware_broadcast::buffered;
 use commonware_codec::Encode as _;
 use commonware_consensus::{
@@ -28,11 +31,13 @@ use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::{archive::prunable, translator::EightCap};
 use commonware_utils::{
-    Acknowledgement as _, NZDuration, NZU16, NZU64, NZUsize, channel::mpsc, ordered::Set,
+    Acknowledgement as _, NZDuration, NZU16, NZU64, NZUsize, acknowledgement::Exact, ordered::Set,
 };
 use ehrchain_types::{Block, PublicKey};
 use futures::StreamExt as _;
 use std::{
+    collections::VecDeque,
+    num::NonZeroUsize,
     sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
@@ -287,16 +292,50 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
     }
 }
 
-/// Forwards marshal's ordered finalized blocks to the executor task.
+/// Most finalized blocks marshal hands out before the application acknowledges one. The
+/// executor acknowledges a block only once the ledger has made it durable, so this window is
+/// the backpressure from the ledger to marshal: with a slow or full disk, marshal stops
+/// dispatching (it keeps storing finalizations in its own archives and hands them out later),
+/// and nothing waits on the executor that the executor waits on, so it cannot deadlock.
+/// One block at a time, because the ledger applies blocks one after another anyway.
+const MAX_PENDING_ACKS: NonZeroUsize = NZUsize!(1);
+
+/// A finalized block for the executor, with marshal's acknowledgement.
+struct FinalizedBlock {
+    block: Digested<ChainBlock>,
+    ack: Exact,
+}
+
+impl Policy for FinalizedBlock {
+    type Overflow = VecDeque<FinalizedBlock>;
+
+    /// Keeps a block that finds the queue full, in order: dropping one would drop its
+    /// acknowledgement, which stops marshal. The queue holds [`MAX_PENDING_ACKS`] blocks, as
+    /// many as marshal dispatches without an acknowledgement, so this never happens unless
+    /// marshal breaks its own window; then the overflow holds what marshal over-dispatched.
+    fn handle(overflow: &mut VecDeque<FinalizedBlock>, message: FinalizedBlock) {
+        overflow.push_back(message);
+    }
+}
+
+/// Forwards marshal's ordered finalized blocks to the executor task. Tips (a finalization
+/// seen before its block is stored) are not forwarded: the executor needs only the blocks,
+/// which follow in order, and marshal reports a tip per finalization without any window.
 #[derive(Clone)]
-struct FinalizedBlocks(mpsc::UnboundedSender<Update<ChainBlock>>);
+struct FinalizedBlocks(mailbox::Sender<FinalizedBlock>);
 
 impl Reporter for FinalizedBlocks {
     type Activity = Update<ChainBlock>;
     fn report(&mut self, update: Update<ChainBlock>) -> Feedback {
-        match self.0.send(update) {
-            Ok(()) => Feedback::Ok,
-            Err(_) => Feedback::Closed,
+        match update {
+            Update::Tip(..) => Feedback::Ok,
+            Update::Block(block, ack) => {
+                let feedback = self.0.enqueue(FinalizedBlock { block, ack });
+                if feedback == Feedback::Backoff {
+                    tracing::warn!("marshal dispatched more finalized blocks than its window");
+                }
+                feedback
+            }
         }
     }
 }
@@ -307,12 +346,9 @@ async fn run_executor<E: Clock>(
     clock: E,
     ledger: Arc<dyn Ledger>,
     marshal: MarshalMailbox<Scheme, Standard<ChainBlock>>,
-    mut rx: mpsc::UnboundedReceiver<Update<ChainBlock>>,
+    mut rx: mailbox::Receiver<FinalizedBlock>,
 ) {
-    while let Some(update) = rx.recv().await {
-        let Update::Block(block, ack) = update else {
-            continue;
-        };
+    while let Some(FinalizedBlock { block, ack }) = rx.recv().await {
         let height = block.height();
         if height.get() == 0 {
             ack.acknowledge();
@@ -451,12 +487,12 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
             value_write_buffer: NZUsize!(1 << 20),
             block_codec_config: (),
             max_repair: NZUsize!(10),
-            max_pending_acks: NZUsize!(1),
+            max_pending_acks: MAX_PENDING_ACKS,
             strategy: Sequential,
         },
     )
     .await;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mailbox::new(context.child("finalized_queue"), MAX_PENDING_ACKS);
     actor.start(FinalizedBlocks(tx), buffer, resolver);
     let exec_marshal = marshal.clone();
     let exec_ledger = ledger.clone();

@@ -6,7 +6,10 @@ use ehrchain_crypto::Keypair;
 use ehrchain_ledger::{GenesisAccount, GenesisState};
 use ehrchain_node::{Chain, config::BlockConfig, mempool::MempoolLimits, store::ChainStore};
 use ehrchain_types::{Block, Hash, PublicKey, SignedTransaction, Transaction, TxPayload};
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU32, Ordering},
+};
 
 struct Net {
     dirs: Vec<tempfile::TempDir>,
@@ -83,6 +86,8 @@ struct Faulty {
     chain: Arc<Chain>,
     /// How far this validator's clock runs ahead of the engine's (everyone else's).
     clock_ahead_ms: u64,
+    /// How many more times its disk refuses to commit a finalized block above height 3.
+    commit_failures: Arc<AtomicU32>,
 }
 
 impl Faulty {
@@ -90,6 +95,7 @@ impl Faulty {
         Faulty {
             chain,
             clock_ahead_ms: 0,
+            commit_failures: Arc::default(),
         }
     }
 }
@@ -126,6 +132,14 @@ impl Ledger for Faulty {
             .receive_gossip(bytes, now_ms + self.clock_ahead_ms)
     }
     fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String> {
+        let fail = block.header.height > 3
+            && self
+                .commit_failures
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        if fail {
+            return Err("no space left on device".into());
+        }
         self.chain.finalized(block, finalization)
     }
 }
@@ -517,6 +531,39 @@ fn blocks_from_a_fast_clock_are_verified_once_due() {
     assert!(proposed_by_fast(drift * 3 / 2) > 0);
     // 2.5 drifts ahead is past the bound: its blocks are refused, and the others carry on.
     assert_eq!(proposed_by_fast(drift * 5 / 2), 0);
+}
+
+#[test]
+fn a_stalled_executor_catches_up_without_gaps() {
+    // Validator 1 cannot commit for about 10 s (one retry a second) while the others finalize:
+    // marshal holds back its blocks until the executor acknowledges, then hands over the rest
+    // in order. Nothing is dropped (a gap would trip `Chain::finalized`'s height assertion) and
+    // nothing deadlocks (it finalizes every transaction).
+    let cfg = sim::SimConfig {
+        seed: 81,
+        ..sim::SimConfig::default()
+    };
+    let failures = Arc::new(AtomicU32::new(10));
+    let failing = failures.clone();
+    let setup = Setup {
+        block: BlockConfig {
+            max_txs: 10,
+            ..BlockConfig::default()
+        },
+        wrap: Some(Arc::new(move |v, chain| match v {
+            1 => Arc::new(Faulty {
+                commit_failures: failing.clone(),
+                ..Faulty::new(chain)
+            }),
+            _ => chain,
+        })),
+        ..Setup::new(10)
+    };
+    let run = run_sim_with(&cfg, setup);
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "the disk never filled");
+    // It committed past the blocks that failed, and `check_agreement` found every height the
+    // same as on the others.
+    assert!(run.net.chain(1).snapshot().tip.height > 4);
 }
 
 #[test]
