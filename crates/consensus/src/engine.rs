@@ -3,8 +3,11 @@
 //! runtime and the network so the same code runs on the deterministic runtime with a
 //! simulated network (tests) and on tokio with authenticated TCP (production).
 
-use crate::{ChainBlock, Ledger};
-use commonware_actor::Feedback;
+use crate::{ChainBlock, Ledger, Verdict};
+use commonware_actor::{
+    Feedback,
+    mailbox::{self, Policy},
+};
 use commonware_broadcast::buffered;
 use commonware_codec::Encode as _;
 use commonware_consensus::{
@@ -28,11 +31,13 @@ use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::{archive::prunable, translator::EightCap};
 use commonware_utils::{
-    Acknowledgement as _, NZDuration, NZU16, NZU64, NZUsize, channel::mpsc, ordered::Set,
+    Acknowledgement as _, NZDuration, NZU16, NZU64, NZUsize, acknowledgement::Exact, ordered::Set,
 };
 use ehrchain_types::{Block, PublicKey};
 use futures::StreamExt as _;
 use std::{
+    collections::VecDeque,
+    num::NonZeroUsize,
     sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
@@ -113,52 +118,123 @@ fn ledger_key(pk: &PK) -> PublicKey {
 
 /// Most ancestors replayed to recover the state a block builds on.
 const MAX_REPLAY: usize = 256;
+/// How often a replay that has to wait for the finalized tip to move looks again.
+const REPLAY_POLL: Duration = Duration::from_millis(50);
 
 impl App {
+    /// [`Ledger::verify`], waiting on the runtime's clock while the answer is
+    /// [`Verdict::NotYet`]. The ledger bounds how far ahead it defers (past that, a block is
+    /// invalid), and consensus drops this future when the view ends, so the wait is bounded.
+    async fn verify_when_due<E: Clock>(&self, clock: &E, parent: &Block, block: &Block) -> bool {
+        loop {
+            let now = now_ms(clock);
+            match self.ledger.verify(parent, block, now) {
+                Verdict::Valid => return true,
+                Verdict::Invalid => return false,
+                Verdict::NotYet { at_ms } => {
+                    // At least a millisecond, so that an instant already past cannot spin.
+                    let at = at_ms.max(now + 1);
+                    tracing::debug!(
+                        height = block.header.height,
+                        wait_ms = at - now,
+                        "block is ahead of this node's clock; verifying it later"
+                    );
+                    clock
+                        .sleep_until(UNIX_EPOCH + Duration::from_millis(at))
+                        .await;
+                }
+            }
+        }
+    }
+
     /// Makes sure the ledger knows the state after `parent`: walks back the ancestry to a block
     /// whose state is known and verifies the blocks in between (oldest first). Such blocks were
-    /// certified by a quorum without this node verifying them, e.g. while it was busy.
-    async fn ensure_state(
+    /// certified by a quorum without this node verifying them, e.g. while it was busy or before
+    /// it restarted (speculative states are not stored).
+    ///
+    /// `false` means that `parent` can never extend the finalized chain (or that the ancestry
+    /// ended, which only happens when marshal stops). Running into the finalized height without
+    /// meeting a known state is such a case only if the finalized tip did not move meanwhile:
+    /// see [`App::rescan`]. Too long a walk is not: it waits for the finalized tip to catch up.
+    async fn ensure_state<E: Clock>(
         &self,
+        clock: &E,
         parent: &Digested<ChainBlock>,
         ancestry: &mut impl Ancestry<ChainBlock>,
-        now_ms: u64,
     ) -> bool {
+        // The blocks walked past, newest first; none had a known state when it was walked.
         let mut missing: Vec<Digested<ChainBlock>> = Vec::new();
         let mut cursor = parent.clone();
-        let floor = self.ledger.finalized_height();
         while !self.ledger.has_state(&cursor.inner().block.id()) {
-            // Below the finalized tip only the tip's state is known: this branch cannot extend
-            // the finalized chain.
-            if cursor.inner().block.header.height <= floor || missing.len() >= MAX_REPLAY {
-                tracing::debug!(
-                    height = cursor.inner().block.header.height,
-                    floor,
-                    missing = missing.len(),
-                    "ancestor state unknown at or below the finalized height"
-                );
-                return false;
+            let height = cursor.inner().block.header.height;
+            if height > self.ledger.finalized_height() && missing.len() < MAX_REPLAY {
+                missing.push(cursor.clone());
+                let Some(next) = ancestry.next().await else {
+                    tracing::debug!(
+                        missing = missing.len(),
+                        "ancestry ended before a known state"
+                    );
+                    return false;
+                };
+                cursor = next;
+                continue;
             }
-            missing.push(cursor.clone());
-            let Some(next) = ancestry.next().await else {
-                tracing::debug!(
-                    missing = missing.len(),
-                    "ancestry ended before a known state"
-                );
+            missing.push(cursor);
+            let Some(known) = self.rescan(clock, &missing).await else {
                 return false;
             };
-            cursor = next;
+            cursor = missing[known].clone();
+            missing.truncate(known);
+            break;
         }
         for child in missing.iter().rev() {
             if !self
-                .ledger
-                .verify(&cursor.inner().block, &child.inner().block, now_ms)
+                .verify_when_due(clock, &cursor.inner().block, &child.inner().block)
+                .await
             {
                 return false;
             }
             cursor = child.clone();
         }
         true
+    }
+
+    /// Finds the newest of `walked` (a chain, newest first, ending at or below the finalized
+    /// height or `MAX_REPLAY` long) whose state the ledger knows now. Below the finalized tip
+    /// only the tip's state is known, and the tip moves while a walk runs: it may have moved
+    /// onto a block already walked past. A scan during which the finalized height stood still
+    /// is conclusive: with the tip at or above the oldest walked block and not among them, the
+    /// walked chain forks off below the tip (or its child is already decided), so `None` is
+    /// final. With the tip still below them all, the walk was too long: wait for it to rise.
+    async fn rescan<E: Clock>(&self, clock: &E, walked: &[Digested<ChainBlock>]) -> Option<usize> {
+        let oldest = walked
+            .last()
+            .expect("a walk holds its start")
+            .inner()
+            .block
+            .header
+            .height;
+        loop {
+            let floor = self.ledger.finalized_height();
+            if let Some(i) = walked
+                .iter()
+                .position(|b| self.ledger.has_state(&b.inner().block.id()))
+            {
+                return Some(i);
+            }
+            if self.ledger.finalized_height() != floor {
+                continue;
+            }
+            if floor >= oldest {
+                tracing::debug!(
+                    oldest,
+                    floor,
+                    "no known state on this branch down to the finalized height"
+                );
+                return None;
+            }
+            clock.sleep(REPLAY_POLL).await;
+        }
     }
 }
 
@@ -175,7 +251,7 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         _: (),
     ) -> Option<Digested<ChainBlock>> {
         let parent = ancestry.next().await?;
-        if !self.ensure_state(&parent, &mut ancestry, now_ms(&rt)).await {
+        if !self.ensure_state(&rt, &parent, &mut ancestry).await {
             return None;
         }
         let ledger = self.ledger.clone();
@@ -208,24 +284,58 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         let Some(parent) = ancestry.next().await else {
             return false;
         };
-        if !self.ensure_state(&parent, &mut ancestry, now_ms(&rt)).await {
+        if !self.ensure_state(&rt, &parent, &mut ancestry).await {
             return false;
         }
-        self.ledger
-            .verify(&parent.inner().block, &block.inner().block, now_ms(&rt))
+        self.verify_when_due(&rt, &parent.inner().block, &block.inner().block)
+            .await
     }
 }
 
-/// Forwards marshal's ordered finalized blocks to the executor task.
+/// Most finalized blocks marshal hands out before the application acknowledges one. The
+/// executor acknowledges a block only once the ledger has made it durable, so this window is
+/// the backpressure from the ledger to marshal: with a slow or full disk, marshal stops
+/// dispatching (it keeps storing finalizations in its own archives and hands them out later),
+/// and nothing waits on the executor that the executor waits on, so it cannot deadlock.
+/// One block at a time, because the ledger applies blocks one after another anyway.
+const MAX_PENDING_ACKS: NonZeroUsize = NZUsize!(1);
+
+/// A finalized block for the executor, with marshal's acknowledgement.
+struct FinalizedBlock {
+    block: Digested<ChainBlock>,
+    ack: Exact,
+}
+
+impl Policy for FinalizedBlock {
+    type Overflow = VecDeque<FinalizedBlock>;
+
+    /// Keeps a block that finds the queue full, in order: dropping one would drop its
+    /// acknowledgement, which stops marshal. The queue holds [`MAX_PENDING_ACKS`] blocks, as
+    /// many as marshal dispatches without an acknowledgement, so this never happens unless
+    /// marshal breaks its own window; then the overflow holds what marshal over-dispatched.
+    fn handle(overflow: &mut VecDeque<FinalizedBlock>, message: FinalizedBlock) {
+        overflow.push_back(message);
+    }
+}
+
+/// Forwards marshal's ordered finalized blocks to the executor task. Tips (a finalization
+/// seen before its block is stored) are not forwarded: the executor needs only the blocks,
+/// which follow in order, and marshal reports a tip per finalization without any window.
 #[derive(Clone)]
-struct FinalizedBlocks(mpsc::UnboundedSender<Update<ChainBlock>>);
+struct FinalizedBlocks(mailbox::Sender<FinalizedBlock>);
 
 impl Reporter for FinalizedBlocks {
     type Activity = Update<ChainBlock>;
     fn report(&mut self, update: Update<ChainBlock>) -> Feedback {
-        match self.0.send(update) {
-            Ok(()) => Feedback::Ok,
-            Err(_) => Feedback::Closed,
+        match update {
+            Update::Tip(..) => Feedback::Ok,
+            Update::Block(block, ack) => {
+                let feedback = self.0.enqueue(FinalizedBlock { block, ack });
+                if feedback == Feedback::Backoff {
+                    tracing::warn!("marshal dispatched more finalized blocks than its window");
+                }
+                feedback
+            }
         }
     }
 }
@@ -236,12 +346,9 @@ async fn run_executor<E: Clock>(
     clock: E,
     ledger: Arc<dyn Ledger>,
     marshal: MarshalMailbox<Scheme, Standard<ChainBlock>>,
-    mut rx: mpsc::UnboundedReceiver<Update<ChainBlock>>,
+    mut rx: mailbox::Receiver<FinalizedBlock>,
 ) {
-    while let Some(update) = rx.recv().await {
-        let Update::Block(block, ack) = update else {
-            continue;
-        };
+    while let Some(FinalizedBlock { block, ack }) = rx.recv().await {
         let height = block.height();
         if height.get() == 0 {
             ack.acknowledge();
@@ -380,12 +487,12 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
             value_write_buffer: NZUsize!(1 << 20),
             block_codec_config: (),
             max_repair: NZUsize!(10),
-            max_pending_acks: NZUsize!(1),
+            max_pending_acks: MAX_PENDING_ACKS,
             strategy: Sequential,
         },
     )
     .await;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mailbox::new(context.child("finalized_queue"), MAX_PENDING_ACKS);
     actor.start(FinalizedBlocks(tx), buffer, resolver);
     let exec_marshal = marshal.clone();
     let exec_ledger = ledger.clone();
@@ -412,9 +519,9 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
         }
     });
     let in_ledger = ledger.clone();
-    context.child("gossip_in").spawn(move |_| async move {
+    context.child("gossip_in").spawn(move |ctx| async move {
         while let Ok((_from, msg)) = gossip_in.recv().await {
-            in_ledger.receive_gossip(msg.as_ref());
+            in_ledger.receive_gossip(msg.as_ref(), now_ms(&ctx));
         }
     });
 

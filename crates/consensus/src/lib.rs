@@ -30,9 +30,12 @@ pub trait Ledger: Send + Sync + 'static {
     fn propose(&self, parent: &Block, view: u64, proposer: PublicKey, now_ms: u64)
     -> Option<Block>;
 
-    /// Whether `block` is a valid child of `parent`. `false` is final: the engine will never
-    /// ask again, so answer `false` only for blocks that are invalid forever.
-    fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool;
+    /// Whether `block` is a valid child of `parent`, judged at `now_ms` by the engine's clock.
+    /// The engine asks only once [`Ledger::has_state`] holds for `parent` (it replays unknown
+    /// ancestors first). [`Verdict::Invalid`] is final: the engine never asks again about this
+    /// block in this view, so answer it only for blocks that are invalid forever. A block that
+    /// may become valid later gets [`Verdict::NotYet`], and the engine asks again then.
+    fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> Verdict;
 
     /// Whether this node knows the state after block `id`: the last finalized block, or a
     /// block it proposed or verified since. Blocks certified without this node verifying them
@@ -53,11 +56,26 @@ pub trait Ledger: Send + Sync + 'static {
     fn take_gossip(&self) -> Vec<u8>;
 
     /// Admits transactions gossiped by another validator (bytes from [`Ledger::take_gossip`]
-    /// of a peer; hostile until checked). Invalid ones are dropped.
-    fn receive_gossip(&self, bytes: &[u8]);
+    /// of a peer; hostile until checked), at `now_ms` by the engine's clock. Invalid ones are
+    /// dropped.
+    fn receive_gossip(&self, bytes: &[u8], now_ms: u64);
 
     /// Applies a finalized block durably. Blocks arrive in height order from 1 (genesis is
     /// written at start-up); a block at or below the applied height is a redelivery and must
     /// be ignored. `finalization` is the engine's encoded finality certificate.
     fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String>;
+}
+
+/// The answer of [`Ledger::verify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A valid child of its parent.
+    Valid,
+    /// Invalid forever: the engine does not vote for it and never asks again.
+    Invalid,
+    /// Cannot be judged before the engine's clock reads `at_ms` (e.g. the block's timestamp is
+    /// further ahead of this node's clock than the tolerated drift). The engine waits until then,
+    /// or until the view ends without it, and asks again. How far ahead `at_ms` may lie is
+    /// the ledger's rule, and it must have a bound: past it the answer is [`Verdict::Invalid`].
+    NotYet { at_ms: u64 },
 }

@@ -1,7 +1,8 @@
 //! A seeded, deterministic multi-validator harness: Commonware's deterministic runtime and
 //! simulated network, with latency, jitter and message loss, partitions that heal, crashed
-//! and restarted validators and Byzantine validators (the engine's own mocks), driving real
-//! [`Ledger`]s. The same configuration and seed give the same run, event for event.
+//! validators rebuilt from their storage, and Byzantine validators (the engine's own mocks),
+//! driving real [`Ledger`]s. The same configuration and seed give the same run, event for
+//! event.
 
 use crate::{
     Channels, EngineConfig, Ledger,
@@ -33,8 +34,9 @@ pub enum Fault {
         until: Duration,
         group: Vec<usize>,
     },
-    /// Crash validator `v` (all its tasks stop; unsynced writes are lost) at `at` and start it
-    /// again on the same storage at `restart_at`.
+    /// Crash validator `v` at `at`: all its tasks stop, and whatever they held in memory is
+    /// gone. At `restart_at` it starts again from its storage alone: the engine reopens its
+    /// partitions and the application is built anew by the ledger factory of [`run`].
     Crash {
         v: usize,
         at: Duration,
@@ -253,16 +255,21 @@ enum Event {
     Restart(usize),
 }
 
-/// Runs `cfg.validators` validators over `ledgers` (one per validator, same genesis) until
-/// `done()` holds (checked every 50 ms of virtual time, after every scheduled fault has
-/// happened) or the virtual time limit passes.
+/// Runs `cfg.validators` validators (same genesis) until `done()` holds (checked every 50 ms
+/// of virtual time, after every scheduled fault has happened) or the virtual time limit passes.
+///
+/// `ledger(v, incarnation)` builds validator `v`'s application each time `v` starts:
+/// incarnation 0 at the start of the run, one more at each restart (a validator that joins
+/// late starts at 1). For an incarnation above 0 it must rebuild the application from `v`'s
+/// storage alone, as a process does after a crash, so that the run tests recovery; the
+/// previous incarnation's tasks have all stopped by then. It is not called for the Byzantine
+/// validator.
 pub fn run(
     cfg: &SimConfig,
     genesis: Block,
-    ledgers: Vec<Arc<dyn Ledger>>,
+    ledger: impl Fn(usize, u32) -> Arc<dyn Ledger> + Send + 'static,
     done: impl Fn() -> bool + Send + 'static,
 ) -> SimOutcome {
-    assert_eq!(ledgers.len(), cfg.validators, "one ledger per validator");
     let runner = deterministic::Runner::new(
         deterministic::Config::new()
             .with_seed(cfg.seed)
@@ -314,35 +321,18 @@ pub fn run(
             })
             .collect();
         let mut handles: Vec<Option<Handle<()>>> = Vec::new();
-        for i in 0..cfg.validators {
+        for (i, key) in keys.iter().enumerate() {
             if late.contains(&i) {
                 handles.push(None);
                 continue;
             }
             let h = match cfg.byzantine {
                 Some((b, kind)) if b == i => {
-                    start_byzantine(
-                        &context,
-                        &oracle,
-                        i,
-                        kind,
-                        keys[i].clone(),
-                        set.clone(),
-                        quota,
-                    )
-                    .await
+                    start_byzantine(&context, &oracle, i, kind, key.clone(), set.clone(), quota)
+                        .await
                 }
                 _ => {
-                    start_honest(
-                        &context,
-                        &oracle,
-                        i,
-                        0,
-                        engine_cfg(i),
-                        ledgers[i].clone(),
-                        quota,
-                    )
-                    .await
+                    start_honest(&context, &oracle, i, 0, engine_cfg(i), ledger(i, 0), quota).await
                 }
             };
             handles.push(Some(h));
@@ -355,6 +345,7 @@ pub fn run(
                     schedule.push((*until, Event::Heal(group.clone())));
                 }
                 Fault::Crash { v, at, restart_at } => {
+                    assert!(at < restart_at, "validator {v} restarts before it crashes");
                     schedule.push((*at, Event::Crash(*v)));
                     schedule.push((*restart_at, Event::Restart(*v)));
                 }
@@ -380,6 +371,10 @@ pub fn run(
                             h.abort();
                             let _ = h.await;
                         }
+                        // The validator's tasks drop what they hold (its ledger too) when they
+                        // are next polled: leave the events after a crash to the next round,
+                        // so that a restart never meets the crashed incarnation still alive.
+                        break;
                     }
                     Event::Restart(v) => {
                         incarnations[v] += 1;
@@ -390,7 +385,7 @@ pub fn run(
                                 v,
                                 incarnations[v],
                                 engine_cfg(v),
-                                ledgers[v].clone(),
+                                ledger(v, incarnations[v]),
                                 quota,
                             )
                             .await,

@@ -7,7 +7,7 @@ use crate::{
     metrics::Metrics,
     store::{ChainStore, StoreError, TxLocation},
 };
-use ehrchain_consensus::Ledger;
+use ehrchain_consensus::{Ledger, Verdict};
 use ehrchain_ledger::{BlockContext, BlockOutput, State, TxError};
 use ehrchain_types::{Block, BlockHeader, Hash, PublicKey, Receipt, SignedTransaction};
 use std::{
@@ -20,6 +20,13 @@ use std::{
 const MAX_OUTBOX: usize = 20_000;
 /// Largest gossip message accepted from a peer.
 const MAX_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
+/// A block timestamped more than this many `max_clock_drift_ms` ahead of this node's clock is
+/// invalid for good; one ahead by more than one drift but not this many is verified once it is
+/// within one drift ([`Verdict::NotYet`]). A skew up to twice the tolerance (a clock stepped by
+/// NTP, a proposer a little fast) is waited out, and the wait ends with the view if that comes
+/// first; a block further ahead says its proposer's clock is wrong by more than the network
+/// tolerates, and the rule needs a bound to be a rule at all.
+pub const MAX_FUTURE_DRIFTS: u64 = 2;
 
 /// The post-state of a block this node proposed or verified but that is not finalized yet.
 struct Speculative {
@@ -293,7 +300,7 @@ impl Ledger for Chain {
         }
     }
 
-    fn receive_gossip(&self, bytes: &[u8]) {
+    fn receive_gossip(&self, bytes: &[u8], now_ms: u64) {
         let Ok(batch) = ehrchain_types::decode::<Vec<SignedTransaction>>(bytes, MAX_GOSSIP_BYTES)
         else {
             tracing::debug!("dropping malformed gossip");
@@ -301,11 +308,7 @@ impl Ledger for Chain {
         };
         // Already pending, already final or invalid: peers gossip what they admitted, so
         // refusals here are expected and harmless.
-        let _ = self.admit(
-            batch.into_iter().take(MAX_OUTBOX).collect(),
-            crate::api::now_ms(),
-            false,
-        );
+        let _ = self.admit(batch.into_iter().take(MAX_OUTBOX).collect(), now_ms, false);
     }
 
     fn has_state(&self, id: &Hash) -> bool {
@@ -321,26 +324,39 @@ impl Ledger for Chain {
         !self.lock().mempool.is_empty()
     }
 
-    fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> bool {
-        if block.header.timestamp_ms > now_ms + self.block_cfg.max_clock_drift_ms {
-            tracing::warn!(
-                height = block.header.height,
-                "refusing block from the future"
-            );
-            return false;
-        }
+    fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> Verdict {
         if block.txs.len() > self.block_cfg.max_txs {
             tracing::warn!(height = block.header.height, "refusing oversized block");
-            return false;
+            return Verdict::Invalid;
+        }
+        let ahead = block.header.timestamp_ms.saturating_sub(now_ms);
+        let drift = self.block_cfg.max_clock_drift_ms;
+        if ahead > drift {
+            // A clock skew is transient and `Invalid` is final: up to `MAX_FUTURE_DRIFTS`
+            // drifts ahead, ask to be asked again once the block is within one drift.
+            if ahead > drift.saturating_mul(MAX_FUTURE_DRIFTS) {
+                tracing::warn!(
+                    height = block.header.height,
+                    ahead_ms = ahead,
+                    "refusing block from the future"
+                );
+                return Verdict::Invalid;
+            }
+            return Verdict::NotYet {
+                at_ms: block.header.timestamp_ms - drift,
+            };
         }
         let Some(state) = Self::parent_state(&self.lock(), parent) else {
-            // The parent is below our committed tip or was never seen: it cannot extend the
-            // finalized chain we know.
+            // Final although states come and go: the engine asks only after `has_state(parent)`
+            // held (it replays unknown ancestors first), and a state is dropped only when the
+            // finalized tip reaches its height. So `parent` is at or below the finalized height
+            // and not the tip: `block` forks off the finalized chain, or sits at or below the
+            // finalized height where the view is decided and this vote no longer counts.
             tracing::warn!(
                 height = block.header.height,
                 "refusing block on an unknown parent state"
             );
-            return false;
+            return Verdict::Invalid;
         };
         // Transactions this node admitted itself (byte for byte) had their signatures checked
         // on entry; only the others are checked here.
@@ -352,11 +368,11 @@ impl Ledger for Chain {
         match ehrchain_ledger::verify_block_with(&parent.header, &state, block, &already) {
             Ok((post, output)) => {
                 self.remember(block, post, output);
-                true
+                Verdict::Valid
             }
             Err(e) => {
                 tracing::warn!(height = block.header.height, error = %e, "refusing invalid block");
-                false
+                Verdict::Invalid
             }
         }
     }

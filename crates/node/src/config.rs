@@ -90,7 +90,9 @@ pub struct BlockConfig {
     pub max_txs: usize,
     /// How long a leader has to propose before its view times out, in milliseconds.
     pub leader_timeout_ms: u64,
-    /// How far in the future (by this node's clock) a block's timestamp may be.
+    /// How far in the future (by this node's clock) a block's timestamp may be. A block further
+    /// ahead is verified once this node's clock has caught up to within this drift, and refused
+    /// if it is more than `chain::MAX_FUTURE_DRIFTS` (2) times this far ahead.
     pub max_clock_drift_ms: u64,
     /// With nothing to propose, how long after its parent a leader proposes an empty block.
     #[serde(default = "default_idle_ms")]

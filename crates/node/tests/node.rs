@@ -1,18 +1,147 @@
 //! Integration tests of the node: multi-validator consensus on the deterministic runtime
 //! with the real chain (execution + redb storage), restart from storage, and the API.
 
-use ehrchain_consensus::{Ledger, sim};
+use ehrchain_consensus::{Ledger, Verdict, sim};
 use ehrchain_crypto::Keypair;
 use ehrchain_ledger::{GenesisAccount, GenesisState};
 use ehrchain_node::{Chain, config::BlockConfig, mempool::MempoolLimits, store::ChainStore};
-use ehrchain_types::{Hash, SignedTransaction, Transaction, TxPayload};
-use std::sync::Arc;
+use ehrchain_types::{Block, Hash, PublicKey, SignedTransaction, Transaction, TxPayload};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU32, Ordering},
+};
 
 struct Net {
-    _dirs: Vec<tempfile::TempDir>,
-    chains: Vec<Arc<Chain>>,
+    dirs: Vec<tempfile::TempDir>,
+    /// Every validator's current chain; a restart replaces its entry with the chain reopened
+    /// from the validator's data dir (`None` only while it does so).
+    chains: Arc<Mutex<Vec<Option<Arc<Chain>>>>>,
+    /// `(validator, incarnation, height)` of every reopened chain, in order.
+    reopened: Arc<Mutex<Vec<(usize, u32, u64)>>>,
     genesis: GenesisState,
     senders: Vec<Keypair>,
+    block: BlockConfig,
+}
+
+impl Net {
+    fn chains(&self) -> Vec<Arc<Chain>> {
+        (0..self.dirs.len()).map(|v| self.chain(v)).collect()
+    }
+
+    fn chain(&self, v: usize) -> Arc<Chain> {
+        self.chains.lock().unwrap()[v].clone().expect("open")
+    }
+
+    fn reopened(&self) -> Vec<(usize, u32, u64)> {
+        self.reopened.lock().unwrap().clone()
+    }
+
+    /// The simulation's ledger factory. Incarnation 0 is the chain opened (and given its
+    /// transactions) before the run. A restart drops the crashed incarnation's chain, which
+    /// nothing else may hold any more, and opens the validator's data dir again the way
+    /// `run_node` does: the recovered chain has only what the store made durable.
+    /// `wrap` may put a validator's chain behind a [`Ledger`] adapter (a fault).
+    fn ledgers(
+        &self,
+        wrap: Option<Wrap>,
+    ) -> impl Fn(usize, u32) -> Arc<dyn Ledger> + Send + 'static {
+        let chains = self.chains.clone();
+        let reopened = self.reopened.clone();
+        let paths: Vec<std::path::PathBuf> =
+            self.dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let (genesis, block) = (self.genesis.clone(), self.block);
+        move |v, incarnation| {
+            let mut chains = chains.lock().unwrap();
+            let chain = if incarnation == 0 {
+                chains[v].clone().expect("open")
+            } else {
+                let crashed = chains[v].take().expect("open");
+                assert_eq!(
+                    Arc::strong_count(&crashed),
+                    1,
+                    "validator {v}'s crashed incarnation still holds its chain"
+                );
+                drop(crashed);
+                let chain = open_chain_with(&paths[v], &genesis, block);
+                reopened
+                    .lock()
+                    .unwrap()
+                    .push((v, incarnation, chain.snapshot().tip.height));
+                chains[v] = Some(chain.clone());
+                chain
+            };
+            match &wrap {
+                Some(wrap) => wrap(v, chain),
+                None => chain,
+            }
+        }
+    }
+}
+
+/// Puts validator `v`'s chain behind an adapter, or returns it as it is.
+type Wrap = Arc<dyn Fn(usize, Arc<Chain>) -> Arc<dyn Ledger> + Send + Sync>;
+
+/// A validator's chain with faults injected.
+struct Faulty {
+    chain: Arc<Chain>,
+    /// How far this validator's clock runs ahead of the engine's (everyone else's).
+    clock_ahead_ms: u64,
+    /// How many more times its disk refuses to commit a finalized block above height 3.
+    commit_failures: Arc<AtomicU32>,
+}
+
+impl Faulty {
+    fn new(chain: Arc<Chain>) -> Faulty {
+        Faulty {
+            chain,
+            clock_ahead_ms: 0,
+            commit_failures: Arc::default(),
+        }
+    }
+}
+
+impl Ledger for Faulty {
+    fn propose(
+        &self,
+        parent: &Block,
+        view: u64,
+        proposer: PublicKey,
+        now_ms: u64,
+    ) -> Option<Block> {
+        let now_ms = now_ms + self.clock_ahead_ms;
+        self.chain.propose(parent, view, proposer, now_ms)
+    }
+    fn verify(&self, parent: &Block, block: &Block, now_ms: u64) -> Verdict {
+        self.chain
+            .verify(parent, block, now_ms + self.clock_ahead_ms)
+    }
+    fn has_state(&self, id: &Hash) -> bool {
+        self.chain.has_state(id)
+    }
+    fn finalized_height(&self) -> u64 {
+        self.chain.finalized_height()
+    }
+    fn has_pending(&self) -> bool {
+        self.chain.has_pending()
+    }
+    fn take_gossip(&self) -> Vec<u8> {
+        self.chain.take_gossip()
+    }
+    fn receive_gossip(&self, bytes: &[u8], now_ms: u64) {
+        self.chain
+            .receive_gossip(bytes, now_ms + self.clock_ahead_ms)
+    }
+    fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String> {
+        let fail = block.header.height > 3
+            && self
+                .commit_failures
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        if fail {
+            return Err("no space left on device".into());
+        }
+        self.chain.finalized(block, finalization)
+    }
 }
 
 fn genesis(senders: &[Keypair]) -> GenesisState {
@@ -48,15 +177,17 @@ fn net_with(validators: usize, senders: usize, block: BlockConfig) -> Net {
     let dirs: Vec<_> = (0..validators)
         .map(|_| tempfile::tempdir().unwrap())
         .collect();
-    let chains = dirs
+    let chains: Vec<_> = dirs
         .iter()
         .map(|d| open_chain_with(d.path(), &g, block))
         .collect();
     Net {
-        _dirs: dirs,
-        chains,
+        dirs,
+        chains: Arc::new(Mutex::new(chains.into_iter().map(Some).collect())),
+        reopened: Arc::default(),
         genesis: g,
         senders,
+        block,
     }
 }
 
@@ -132,15 +263,38 @@ fn check_agreement(chains: &[Arc<Chain>], expected_txs: u64) -> Vec<Hash> {
 }
 
 struct SimRun {
-    _net: Net,
+    net: Net,
     ids: Vec<Hash>,
     outcome: sim::SimOutcome,
+}
+
+/// How a simulation is set up besides its [`sim::SimConfig`].
+struct Setup {
+    /// Transfers from each of 10 senders.
+    per_sender: u64,
+    /// Submit every transaction to this validator only (`Some(i)`; the others learn them
+    /// through gossip), or to every validator.
+    submit_to: Option<usize>,
+    block: BlockConfig,
+    /// Faults injected through a [`Ledger`] adapter.
+    wrap: Option<Wrap>,
+}
+
+impl Setup {
+    fn new(per_sender: u64) -> Setup {
+        Setup {
+            per_sender,
+            submit_to: None,
+            block: BlockConfig::default(),
+            wrap: None,
+        }
+    }
 }
 
 /// Runs a simulation in which every honest validator holds every transaction, until all
 /// honest validators have finalized all of them; then checks agreement.
 fn run_sim(cfg: &sim::SimConfig, per_sender: u64) -> SimRun {
-    run_sim_submitting_to(cfg, per_sender, None)
+    run_sim_with(cfg, Setup::new(per_sender))
 }
 
 /// [`run_sim`], submitting every transaction to one validator only (`Some(i)`): the others
@@ -154,40 +308,51 @@ fn run_sim_submitting_to(cfg: &sim::SimConfig, per_sender: u64, only: Option<usi
         },
         None => BlockConfig::default(),
     };
-    let n = net_with(cfg.validators, 10, block);
-    let txs = transfers(&n.senders, per_sender);
-    match only {
-        Some(i) => submit_all(&n.chains[i..=i], &txs),
-        None => submit_all(&n.chains, &txs),
+    run_sim_with(
+        cfg,
+        Setup {
+            submit_to: only,
+            block,
+            ..Setup::new(per_sender)
+        },
+    )
+}
+
+/// Runs a simulation as `setup` says until every honest validator has finalized every
+/// transaction (the honest chains are read afresh each time, so a restarted validator counts
+/// with its reopened chain); then checks agreement.
+fn run_sim_with(cfg: &sim::SimConfig, setup: Setup) -> SimRun {
+    let n = net_with(cfg.validators, 10, setup.block);
+    let txs = transfers(&n.senders, setup.per_sender);
+    let chains = n.chains();
+    match setup.submit_to {
+        Some(i) => submit_all(&chains[i..=i], &txs),
+        None => submit_all(&chains, &txs),
     }
+    drop(chains);
     let expected = txs.len() as u64;
     let byzantine = cfg.byzantine.map(|(b, _)| b);
-    let honest: Vec<Arc<Chain>> = n
-        .chains
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != byzantine)
-        .map(|(_, c)| c.clone())
+    let honest: Vec<usize> = (0..cfg.validators)
+        .filter(|i| Some(*i) != byzantine)
         .collect();
-    let watch = honest.clone();
-    let ledgers: Vec<Arc<dyn Ledger>> = n
-        .chains
-        .iter()
-        .map(|c| c.clone() as Arc<dyn Ledger>)
-        .collect();
+    let watch = n.chains.clone();
+    let watched = honest.clone();
     let gblock = ehrchain_ledger::genesis(&n.genesis).0;
-    let outcome = sim::run(cfg, gblock, ledgers, move || {
-        watch
-            .iter()
-            .all(|c| finalized_count(c) == expected && c.snapshot().tip.height >= 5)
+    let outcome = sim::run(cfg, gblock, n.ledgers(setup.wrap), move || {
+        let chains = watch.lock().unwrap();
+        watched.iter().all(|&i| {
+            let chain = chains[i].as_ref().expect("open");
+            finalized_count(chain) == expected && chain.snapshot().tip.height >= 5
+        })
     });
     assert!(
         outcome.done,
         "the network did not finalize every transaction in time ({cfg:?})"
     );
+    let honest: Vec<Arc<Chain>> = honest.iter().map(|&i| n.chain(i)).collect();
     let ids = check_agreement(&honest, expected);
     SimRun {
-        _net: n,
+        net: n,
         ids,
         outcome,
     }
@@ -213,7 +378,7 @@ fn transactions_submitted_to_one_validator_reach_every_leader() {
         ..sim::SimConfig::default()
     };
     let run = run_sim_submitting_to(&cfg, 20, Some(0));
-    let chain = &run._net.chains[1];
+    let chain = run.net.chain(1);
     let v0 = ehrchain_types::PublicKey(sim::validator_public_key(0));
     let proposers_with_txs: std::collections::BTreeSet<_> = (1..=chain.snapshot().tip.height)
         .map(|h| chain.store().block(h).unwrap().unwrap())
@@ -291,6 +456,117 @@ fn crashed_validator_restarts_and_catches_up() {
 }
 
 #[test]
+fn crashed_validator_recovers_from_its_storage_mid_run() {
+    // Five transactions a block, so that the crash lands with most of them still pending.
+    let cfg = sim::SimConfig {
+        seed: 32,
+        faults: vec![sim::Fault::Crash {
+            v: 2,
+            at: std::time::Duration::from_millis(1_500),
+            restart_at: secs(8),
+        }],
+        ..sim::SimConfig::default()
+    };
+    let setup = Setup {
+        block: BlockConfig {
+            max_txs: 5,
+            ..BlockConfig::default()
+        },
+        ..Setup::new(40)
+    };
+    let run = run_sim_with(&cfg, setup);
+    let reopened = run.net.reopened();
+    let crashed = run.net.chain(2);
+    let tip = crashed.snapshot().tip.height;
+    let [(2, 1, recovered)] = reopened[..] else {
+        panic!("validator 2 was not reopened from its data dir exactly once: {reopened:?}");
+    };
+    // It had finalized blocks before the crash, and transactions were still in flight: some
+    // were finalized only above the height it recovered.
+    assert!(recovered > 0, "the crash came before any block was final");
+    let late_txs: usize = (recovered + 1..=tip)
+        .map(|h| crashed.store().block(h).unwrap().unwrap().txs.len())
+        .sum();
+    assert!(late_txs > 0, "every transaction was final before the crash");
+    // The reopened chain applied blocks after the restart, and every honest chain agrees on
+    // every common height (`check_agreement` in `run_sim_with`): the same block and state root.
+    assert!(tip > recovered, "the recovered validator made no progress");
+    assert!(run.ids.len() as u64 > recovered + 1);
+    let snap = crashed.snapshot();
+    assert_eq!(snap.state.root(), snap.tip.state_root);
+}
+
+#[test]
+fn blocks_from_a_fast_clock_are_verified_once_due() {
+    let drift = 200;
+    let proposed_by_fast = |ahead_ms: u64| {
+        let cfg = sim::SimConfig {
+            seed: 71,
+            ..sim::SimConfig::default()
+        };
+        let setup = Setup {
+            block: BlockConfig {
+                max_txs: 10,
+                max_clock_drift_ms: drift,
+                ..BlockConfig::default()
+            },
+            wrap: Some(Arc::new(move |v, chain| match v {
+                0 => Arc::new(Faulty {
+                    clock_ahead_ms: ahead_ms,
+                    ..Faulty::new(chain)
+                }),
+                _ => chain,
+            })),
+            ..Setup::new(10)
+        };
+        let run = run_sim_with(&cfg, setup);
+        let chain = run.net.chain(1);
+        let fast = PublicKey(sim::validator_public_key(0));
+        (1..=chain.snapshot().tip.height)
+            .filter(|&h| chain.store().block(h).unwrap().unwrap().header.proposer == fast)
+            .count()
+    };
+    // 1.5 drifts ahead: the others wait until its blocks are within one drift of their clocks,
+    // then vote for them (answering `false` at once would refuse every one for good).
+    assert!(proposed_by_fast(drift * 3 / 2) > 0);
+    // 2.5 drifts ahead is past the bound: its blocks are refused, and the others carry on.
+    assert_eq!(proposed_by_fast(drift * 5 / 2), 0);
+}
+
+#[test]
+fn a_stalled_executor_catches_up_without_gaps() {
+    // Validator 1 cannot commit for about 10 s (one retry a second) while the others finalize:
+    // marshal holds back its blocks until the executor acknowledges, then hands over the rest
+    // in order. Nothing is dropped (a gap would trip `Chain::finalized`'s height assertion) and
+    // nothing deadlocks (it finalizes every transaction).
+    let cfg = sim::SimConfig {
+        seed: 81,
+        ..sim::SimConfig::default()
+    };
+    let failures = Arc::new(AtomicU32::new(10));
+    let failing = failures.clone();
+    let setup = Setup {
+        block: BlockConfig {
+            max_txs: 10,
+            ..BlockConfig::default()
+        },
+        wrap: Some(Arc::new(move |v, chain| match v {
+            1 => Arc::new(Faulty {
+                commit_failures: failing.clone(),
+                ..Faulty::new(chain)
+            }),
+            _ => chain,
+        })),
+        ..Setup::new(10)
+    };
+    let run = run_sim_with(&cfg, setup);
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "the disk never filled");
+    // It committed past the blocks that failed, and `check_agreement` found every height the
+    // same as on the others.
+    assert!(run.net.chain(1).snapshot().tip.height > 4);
+}
+
+#[test]
 fn late_validator_with_empty_storage_catches_up() {
     let cfg = sim::SimConfig {
         seed: 61,
@@ -300,7 +576,7 @@ fn late_validator_with_empty_storage_catches_up() {
     let run = run_sim(&cfg, 10);
     // It joined long after the first blocks were final and still holds the whole chain.
     assert!(run.ids.len() > 10);
-    let late = &run._net.chains[3];
+    let late = run.net.chain(3);
     assert_eq!(late.store().block(1).unwrap().unwrap().id(), run.ids[1]);
 }
 
@@ -408,20 +684,86 @@ fn invalid_blocks_are_refused() {
     let good = chain
         .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), 1_000)
         .unwrap();
-    assert!(chain.verify(&tip, &good, 1_000));
+    assert_eq!(chain.verify(&tip, &good, 1_000), Verdict::Valid);
     // A forged signature.
     let mut forged = good.clone();
     forged.txs[0].signature.0[0] ^= 1;
     forged.header.tx_root = ehrchain_types::block::tx_root(&forged.txs);
-    assert!(!chain.verify(&tip, &forged, 1_000));
+    assert_eq!(chain.verify(&tip, &forged, 1_000), Verdict::Invalid);
     // A wrong state root.
     let mut wrong_root = good.clone();
     wrong_root.header.state_root = Hash([9; 32]);
-    assert!(!chain.verify(&tip, &wrong_root, 1_000));
+    assert_eq!(chain.verify(&tip, &wrong_root, 1_000), Verdict::Invalid);
     // A timestamp far in the future.
     let mut future = good.clone();
     future.header.timestamp_ms = 1_000 + 3_600_000;
-    assert!(!chain.verify(&tip, &future, 1_000));
+    assert_eq!(chain.verify(&tip, &future, 1_000), Verdict::Invalid);
+}
+
+#[test]
+fn blocks_ahead_of_the_clock_wait_within_twice_the_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let senders: Vec<Keypair> = (0..2).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let g = genesis(&senders);
+    let drift = BlockConfig::default().max_clock_drift_ms;
+    let chain = open_chain(dir.path(), &g);
+    let tip = chain.store().tip().unwrap().unwrap();
+    for t in transfers(&senders, 1) {
+        chain.submit(t, 0).unwrap();
+    }
+    // Proposed by a clock 1.5 drifts ahead of ours.
+    let ts = 100_000 + drift * 3 / 2;
+    let block = chain
+        .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), ts)
+        .unwrap();
+    let check = |now_ms: u64, expected: Verdict| {
+        assert_eq!(chain.verify(&tip, &block, now_ms), expected, "at {now_ms}");
+    };
+    // Transient skew: not a final `Invalid`, but a time to ask again.
+    check(100_000, Verdict::NotYet { at_ms: ts - drift });
+    check(ts - drift - 1, Verdict::NotYet { at_ms: ts - drift });
+    check(ts - drift, Verdict::Valid);
+    check(ts, Verdict::Valid);
+    // Twice the drift ahead is still waited for; further ahead is refused for good.
+    check(ts - 2 * drift, Verdict::NotYet { at_ms: ts - drift });
+    check(ts - 2 * drift - 1, Verdict::Invalid);
+}
+
+#[test]
+fn gossip_is_admitted_at_the_engine_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = Keypair::from_seed(&[9; 32]);
+    let mut g = genesis(&[]);
+    g.accounts.push(GenesisAccount {
+        public_key: doctor.public_key(),
+        role: Some(ehrchain_types::Role::Doctor),
+        balance: 0,
+        encryption_key: Some(doctor.encryption().public()),
+    });
+    let chain = open_chain(dir.path(), &g);
+    // Admission dry-runs the transaction at the time it is given: a slot must start later.
+    let slot = doctor.sign_tx(Transaction {
+        chain_id: "sim".into(),
+        signer: doctor.public_key(),
+        nonce: 0,
+        payload: TxPayload::AddSlot {
+            start_ms: 60_000,
+            minutes: 30,
+            fee: 0,
+        },
+    });
+    let gossip = ehrchain_types::encode(&vec![slot.clone()]);
+    chain.receive_gossip(&gossip, 60_000);
+    assert!(
+        !chain.is_pending(&slot.id()),
+        "admitted after the slot began"
+    );
+    // The engine's clock (a simulation's starts at 0) decides, not the wall clock.
+    chain.receive_gossip(&gossip, 1_000);
+    assert!(
+        chain.is_pending(&slot.id()),
+        "refused before the slot began"
+    );
 }
 
 mod api {
