@@ -139,7 +139,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
                     build.push(ehrchain_client::bench::rewrap_ms(
                         &doctor.encryption().public(),
                         &s.me,
-                        &wraps,
+                        wraps,
                     )?);
                 }
             }

@@ -447,10 +447,11 @@ pub fn requests(s: &Session) -> Result<Vec<Inbox>> {
             let reason_text = (r.patient == s.me)
                 .then(|| enc.open_reason(&r.reason, &r.requester, &r.patient).ok())
                 .flatten();
-            if !who.contains_key(&r.requester) {
-                who.insert(r.requester, s.account(&r.requester)?);
-            }
-            let a = &who[&r.requester].account;
+            let a = match who.entry(r.requester) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(s.account(&r.requester)?),
+            };
+            let a = &a.account;
             Ok(Inbox {
                 requester_role: a.role,
                 requester_organisation: a.organisation.clone(),

@@ -132,10 +132,9 @@ fn evaluation_is_deterministic_and_honest() {
     assert!(md.contains("synthetic") && md.contains(&a.model_version));
     // The committed report is what this code produces (regenerate it with the command in
     // its first lines when the data, the models or the report change).
-    let committed = std::fs::read_to_string(
-        std::path::PathBuf::from(manifest_dir()).join("../../docs/ml.md"),
-    )
-    .unwrap();
+    let committed =
+        std::fs::read_to_string(std::path::PathBuf::from(manifest_dir()).join("../../docs/ml.md"))
+            .unwrap();
     assert!(
         committed == md,
         "docs/ml.md is stale: run `ehrchain ml evaluate --out docs/ml.md`"
