@@ -5,6 +5,7 @@
 //! from a [`config::NodeConfig`]; [`dev`] prepares the single-validator development chain.
 
 pub mod api;
+pub mod authz;
 pub mod blobs;
 pub mod chain;
 pub mod clinical_api;

@@ -4,6 +4,7 @@
 
 use crate::{
     api::{ApiError, ApiResult, ApiState, now_ms, parse},
+    authz::{self, Authorized, ContentRead, RecordRead},
     blobs::{BlobError, cid_string, parse_cid},
     proof::AuditProof,
 };
@@ -15,7 +16,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, put},
 };
-use ehrchain_ledger::{AccessRequest, Record, access::read_decision};
+use ehrchain_ledger::AccessRequest;
 use ehrchain_types::{
     AccountId, Category, EventId, Grantee, RecordId, RequestId,
     request::{AuthError, HEADER, RequestAuth},
@@ -300,57 +301,29 @@ async fn list_records(
     Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<RecordView>> {
-    let patient = q.patient_or(who)?;
+    let list = authz::record_list(who, q.patient_or(who)?);
     let after: Option<RecordId> = cursor(q.after.as_deref())?;
     let snap = s.chain.snapshot();
-    let now = now_ms();
-    // A page holds the records the signer may see; the others are skipped without a trace.
     Ok(Json(
-        snap.state
-            .records_of_after(&patient, after)
-            .filter_map(|r| {
-                read_decision(&snap.state, &who, r, now)
-                    .ok()
-                    .map(|access| RecordView {
-                        record: r.clone(),
-                        cid: cid_string(&r.content),
-                        access,
-                    })
-            })
+        authz::visible_records(&snap.state, &list, after, now_ms())
             .take(page_limit(q.limit))
+            .map(record_view)
             .collect(),
     ))
 }
 
-/// Looks up a record the requester may see; anything else is "not found".
-fn visible_record(s: &ApiState, who: &AccountId, id: &str) -> Result<(Record, String), ApiError> {
-    let id: RecordId = parse("record id", id)?;
-    let snap = s.chain.snapshot();
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no record {id} that you may see"),
-        )
-    };
-    let rec = snap.state.records.get(&id).ok_or_else(not_found)?;
-    match read_decision(&snap.state, who, rec, now_ms()) {
-        Ok(why) => Ok((rec.clone(), why)),
-        Err(_) => Err(not_found()),
-    }
-}
-
-async fn get_record(
-    State(s): State<ApiState>,
-    Signed(who): Signed,
-    Path(id): Path<String>,
-) -> ApiResult<RecordView> {
-    let (record, access) = visible_record(&s, &who, &id)?;
-    Ok(Json(RecordView {
+/// The view of a record its reader may see.
+fn record_view(read: Authorized<RecordRead>) -> RecordView {
+    let RecordRead { record, access } = read.into_grant();
+    RecordView {
         cid: cid_string(&record.content),
         record,
         access,
-    }))
+    }
+}
+
+async fn get_record(read: Authorized<RecordRead>) -> ApiResult<RecordView> {
+    Ok(Json(record_view(read)))
 }
 
 /// Most recent audit events of a patient searched for a reader's recent allowed read.
@@ -360,34 +333,9 @@ const READ_SEARCH: usize = 10_000;
 /// allowed and audited on the ledger within the read window.
 async fn record_content(
     State(s): State<ApiState>,
-    Signed(who): Signed,
-    Path(id): Path<String>,
+    read: Authorized<ContentRead>,
 ) -> Result<Response, ApiError> {
-    let rid: RecordId = parse("record id", &id)?;
-    let snap = s.chain.snapshot();
-    let now = now_ms();
-    // A record that does not exist and one the requester may not read look the same.
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no record {rid} that you may read"),
-        )
-    };
-    let rec = snap.state.records.get(&rid).ok_or_else(not_found)?;
-    read_decision(&snap.state, &who, rec, now).map_err(|_| not_found())?;
-    let window = s.blob_cfg.read_window_secs * 1000;
-    let audited = s
-        .chain
-        .store()
-        .last_allowed_read(&who, &rid)?
-        .is_some_and(|t| t + window >= now);
-    if !audited {
-        return Err(forbidden(format!(
-            "access denied: no audited read of {rid} by you in the last {} s (submit a read_record transaction first; `ehrchain record get` does)",
-            s.blob_cfg.read_window_secs
-        )));
-    }
+    let rec = &read.grant().record;
     let (size, stream) = s.blobs.get(&rec.content).await?;
     Ok((
         [
@@ -520,10 +468,8 @@ async fn audit(
     Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<EventView>> {
-    let patient = q.patient_or(who)?;
-    if patient != who {
-        return Err(forbidden("only the patient may list their audit trail"));
-    }
+    let trail = authz::audit_trail(who, q.patient_or(who)?)?;
+    let patient = trail.grant().patient;
     let record: Option<RecordId> = q
         .record
         .as_deref()

@@ -1,0 +1,194 @@
+//! The one gate between the ledger's access policy and the HTTP layer.
+//!
+//! A handler that returns patient data takes an [`Authorized`] guard: for one record
+//! ([`RecordRead`]), its ciphertext ([`ContentRead`]), a patient's record list
+//! ([`RecordList`]) or a patient's audit trail ([`AuditTrail`]). Guards are made only here,
+//! each by a function that asks `ehrchain_ledger::access` (and, for content, the audit trail
+//! of the reader's audited read), so no handler decides access on its own and a handler that
+//! forgot to ask does not compile. As extractors they authenticate the signed request too.
+//!
+//! What the caller may not see looks like what does not exist: `404` "no record … that you
+//! may see".
+
+use crate::{
+    api::{ApiError, ApiState, now_ms, parse},
+    records_api::Signed,
+};
+use axum::{
+    extract::{FromRequestParts, Path},
+    http::{StatusCode, request::Parts},
+};
+use ehrchain_ledger::{Record, State, access::read_decision};
+use ehrchain_types::{AccountId, RecordId};
+
+/// Proof that `who` may have `grant`, made only in this module.
+#[derive(Debug)]
+pub struct Authorized<P> {
+    who: AccountId,
+    grant: P,
+}
+
+impl<P> Authorized<P> {
+    /// The signer the guard was made for.
+    pub fn who(&self) -> AccountId {
+        self.who
+    }
+
+    /// What was authorised.
+    pub fn grant(&self) -> &P {
+        &self.grant
+    }
+
+    pub fn into_grant(self) -> P {
+        self.grant
+    }
+}
+
+/// Reading one record's ledger entry: the record and why the reader may see it.
+#[derive(Debug)]
+pub struct RecordRead {
+    pub record: Record,
+    pub access: String,
+}
+
+/// Downloading a record's ciphertext: allowed now, and the reader's audited read of it was
+/// allowed within the read window.
+#[derive(Debug)]
+pub struct ContentRead {
+    pub record: Record,
+}
+
+/// Listing a patient's records: each page entry is authorised by [`visible_records`].
+#[derive(Debug)]
+pub struct RecordList {
+    pub patient: AccountId,
+}
+
+/// Listing a patient's audit trail: the patient only.
+#[derive(Debug)]
+pub struct AuditTrail {
+    pub patient: AccountId,
+}
+
+fn not_found(id: &RecordId, verb: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no record {id} that you may {verb}"),
+    )
+}
+
+/// Whether `who` may read record `id` at `now` (the ledger's policy).
+pub fn record(
+    state: &State,
+    who: AccountId,
+    id: &RecordId,
+    now: u64,
+) -> Result<Authorized<RecordRead>, ApiError> {
+    let rec = state.records.get(id).ok_or_else(|| not_found(id, "see"))?;
+    let access = read_decision(state, &who, rec, now).map_err(|_| not_found(id, "see"))?;
+    Ok(Authorized {
+        who,
+        grant: RecordRead {
+            record: rec.clone(),
+            access: access.to_string(),
+        },
+    })
+}
+
+/// The records of `list.patient` after `after` that the list's signer may read, each with its
+/// guard; the others are skipped without a trace.
+pub fn visible_records<'a>(
+    state: &'a State,
+    list: &'a Authorized<RecordList>,
+    after: Option<RecordId>,
+    now: u64,
+) -> impl Iterator<Item = Authorized<RecordRead>> + 'a {
+    state
+        .records_of_after(&list.grant.patient, after)
+        .filter_map(move |r| record(state, list.who, &r.id, now).ok())
+}
+
+/// Whether `who` may download record `id`'s ciphertext now: the policy allows the read, and
+/// the ledger holds an allowed, audited read of it by `who` within the read window.
+pub fn content(
+    s: &ApiState,
+    who: AccountId,
+    id: &RecordId,
+) -> Result<Authorized<ContentRead>, ApiError> {
+    let now = now_ms();
+    let snap = s.chain.snapshot();
+    let read = record(&snap.state, who, id, now).map_err(|_| not_found(id, "read"))?;
+    let window = s.blob_cfg.read_window_secs * 1000;
+    let audited = s
+        .chain
+        .store()
+        .last_allowed_read(&who, id)?
+        .is_some_and(|t| t + window >= now);
+    if !audited {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!(
+                "access denied: no audited read of {id} by you in the last {} s (submit a read_record transaction first; `ehrchain record get` does)",
+                s.blob_cfg.read_window_secs
+            ),
+        ));
+    }
+    Ok(Authorized {
+        who,
+        grant: ContentRead {
+            record: read.grant.record,
+        },
+    })
+}
+
+/// Listing `patient`'s records: anyone signed may ask; the entries are filtered one by one.
+pub fn record_list(who: AccountId, patient: AccountId) -> Authorized<RecordList> {
+    Authorized {
+        who,
+        grant: RecordList { patient },
+    }
+}
+
+/// Listing `patient`'s audit trail: only the patient.
+pub fn audit_trail(who: AccountId, patient: AccountId) -> Result<Authorized<AuditTrail>, ApiError> {
+    if who != patient {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "only the patient may list their audit trail",
+        ));
+    }
+    Ok(Authorized {
+        who,
+        grant: AuditTrail { patient },
+    })
+}
+
+/// The record id of the request path and its signer.
+async fn signed_record(parts: &mut Parts, s: &ApiState) -> Result<(AccountId, RecordId), ApiError> {
+    let Signed(who) = Signed::from_request_parts(parts, s).await?;
+    let Path(id) = Path::<String>::from_request_parts(parts, s)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    Ok((who, parse("record id", &id)?))
+}
+
+impl FromRequestParts<ApiState> for Authorized<RecordRead> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        let (who, id) = signed_record(parts, s).await?;
+        record(&s.chain.snapshot().state, who, &id, now_ms())
+    }
+}
+
+impl FromRequestParts<ApiState> for Authorized<ContentRead> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        let (who, id) = signed_record(parts, s).await?;
+        content(s, who, &id)
+    }
+}
