@@ -594,7 +594,7 @@ pub fn get_record_with(
         return Ok(Fetched {
             record: *id,
             decision: Decision::Denied,
-            reason: ev.event.reason.clone(),
+            reason: ev.event.reason.to_string(),
             event: Some(ev.id),
             bytes: 0,
             out: None,
@@ -637,7 +637,7 @@ pub fn get_record_with(
     Ok(Fetched {
         record: *id,
         decision: Decision::Allowed,
-        reason: ev.event.reason.clone(),
+        reason: ev.event.reason.to_string(),
         event: Some(ev.id),
         bytes,
         out: Some(out.display().to_string()),

@@ -130,6 +130,9 @@ pub struct ApiError {
     pub message: String,
     /// The cause, for the log only (storage errors, paths, panics); never sent.
     pub detail: Option<String>,
+    /// The ledger rule that refused a transaction (code `rejected`): sent as `refusal`, its
+    /// stable code with typed fields and message.
+    pub refusal: Option<ehrchain_types::Refusal>,
 }
 
 /// What the caller of a failed `500` reads.
@@ -142,6 +145,7 @@ impl ApiError {
             code,
             message: message.into(),
             detail: None,
+            refusal: None,
         }
     }
 
@@ -169,7 +173,11 @@ impl ApiError {
         } else {
             clip_quoted(&self.message)
         };
-        json!({"code": self.code, "message": message})
+        let mut out = json!({"code": self.code, "message": message});
+        if let Some(r) = &self.refusal {
+            out["refusal"] = serde_json::to_value(r).expect("a refusal serialises");
+        }
+        out
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -387,7 +395,14 @@ impl From<MempoolError> for ApiError {
             MempoolError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
             MempoolError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "mempool_full"),
         };
-        ApiError::new(status, code, e.to_string())
+        let refusal = match &e {
+            MempoolError::Invalid(TxError::Refused(r)) => Some(r.clone()),
+            _ => None,
+        };
+        ApiError {
+            refusal,
+            ..ApiError::new(status, code, e.to_string())
+        }
     }
 }
 

@@ -264,7 +264,7 @@ async fn list_records(
                     .map(|access| RecordView {
                         record: r.clone(),
                         cid: cid_string(&r.content),
-                        access,
+                        access: access.to_string(),
                     })
             })
             .collect(),
@@ -284,7 +284,7 @@ fn visible_record(s: &ApiState, who: &AccountId, id: &str) -> Result<(Record, St
     };
     let rec = snap.state.records.get(&id).ok_or_else(not_found)?;
     match read_decision(&snap.state, who, rec, now_ms()) {
-        Ok(why) => Ok((rec.clone(), why)),
+        Ok(why) => Ok((rec.clone(), why.to_string())),
         Err(_) => Err(not_found()),
     }
 }
