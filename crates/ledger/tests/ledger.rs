@@ -1,5 +1,7 @@
 //! State-machine tests through one data-driven helper: a script of signed transactions,
-//! each with the outcome the user must see.
+//! each with the outcome the user must see; and the format fixtures (`formats`).
+
+mod formats;
 
 use ehrchain_crypto::Keypair;
 use ehrchain_ledger::{

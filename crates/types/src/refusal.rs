@@ -235,7 +235,7 @@ pub enum Refusal {
     AboveSupply {
         field: Field,
         amount: u64,
-        supply: u128,
+        supply: u64,
     },
 
     // Tokens.

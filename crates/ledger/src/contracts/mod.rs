@@ -360,7 +360,7 @@ impl<'a> TxScope<'a> {
             return Err(Refusal::AboveSupply {
                 field,
                 amount,
-                supply,
+                supply: u64::try_from(supply).expect("below a u64 amount"),
             });
         }
         Ok(())
