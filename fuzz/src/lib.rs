@@ -29,9 +29,9 @@ use ehrchain_node::{
     proof::{AuditProof, EngineFinality, FORMAT},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, AuditEvent, Block, BlockHeader, Category, Decision, EncryptionKey,
-    EventId, Grantee, Hash, HexBytes, KeyWrap, PublicKey, RecordDraft, RecordId, RecordKey, Role,
-    SealedKey, SignedTransaction, Transaction, TxPayload,
+    AccountId, AuditAction, AuditEvent, AuditReason, Block, BlockHeader, Category, Decision,
+    EncryptionKey, EventId, Grantee, Hash, HexBytes, KeyWrap, PublicKey, RecordDraft, RecordId,
+    RecordKey, Role, SealedKey, SignedTransaction, Transaction, TxPayload,
     block::tx_root,
     domain, encode,
     records::{audit_inclusion_proof, audit_root},
@@ -210,7 +210,10 @@ fn event(action: AuditAction, n: u8) -> AuditEvent {
         categories: vec![Category::Lab],
         counterparty: Some(Grantee::Account(AccountId([9; 20]))),
         decision: Decision::Allowed,
-        reason: "granted".into(),
+        reason: AuditReason::GrantTerms {
+            write: false,
+            expires_ms: None,
+        },
         item: None,
         amount: Some(n as u64),
     }

@@ -13,6 +13,10 @@ pub struct ErrorBody {
 pub struct ErrorInfo {
     pub code: String,
     pub message: String,
+    /// For code `rejected`: the ledger rule that refuses the transaction, with its own code
+    /// and typed fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<ehrchain_types::Refusal>,
 }
 
 /// The codes the API answers with. A client matches on these, never on messages.

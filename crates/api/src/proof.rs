@@ -22,7 +22,9 @@ pub struct AuditProof {
     pub format: String,
     pub chain_id: String,
     pub event_id: EventId,
-    /// The event, for reading; the proof checks it equals the leaf.
+    /// The event, for reading; the proof checks it equals the leaf. Without rendered
+    /// messages, so the file reads back byte for byte under any later wording.
+    #[serde(with = "ehrchain_types::records::without_message")]
     pub event: AuditEvent,
     /// The leaf bytes (canonical encoding of the event), hex.
     pub leaf: String,

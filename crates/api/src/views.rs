@@ -158,7 +158,7 @@ pub struct RecordView {
     /// CIDv1 of the ciphertext.
     pub cid: String,
     /// Why the requester may see it.
-    pub access: String,
+    pub access: ehrchain_types::AuditReason,
 }
 
 /// One category's keys, sealed to the patient.

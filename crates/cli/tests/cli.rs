@@ -780,9 +780,11 @@ fn encrypted_records_consent_and_audit_end_to_end() {
         .find(|e| e["action"] == "read" && e["decision"] == "denied")
         .expect("denial audited")
         .clone();
-    // The patient sees why.
+    // The patient sees why: the rule's code, its fields and the sentence.
+    assert_eq!(denied["reason"]["code"], "no_consent", "{denied}");
+    assert_eq!(denied["reason"]["category"], "imaging", "{denied}");
     assert!(
-        denied["reason"]
+        denied["reason"]["message"]
             .as_str()
             .unwrap()
             .contains("no consent for imaging records"),
@@ -891,10 +893,15 @@ fn encrypted_records_consent_and_audit_end_to_end() {
     assert!(e.contains("access denied: no record you may read"), "{e}");
     let trail = ok(&dev, &["audit", "--key", "demo1", "--record", &rec]);
     assert!(
-        trail.as_array().unwrap().iter().any(|e| e["reason"]
-            .as_str()
+        trail
+            .as_array()
             .unwrap()
-            .contains("consent for imaging records has expired")),
+            .iter()
+            .any(|e| e["reason"]["code"] == "grant_expired"
+                && e["reason"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("consent for imaging records has expired")),
         "{trail}"
     );
 
@@ -1163,13 +1170,13 @@ fn clinical_workflow_demo_end_to_end() {
     // Each refusal, with its reason.
     for reason in [
         "cannot read your notes records: add --grant-for",
-        "is requested: it cannot be booked",
-        "only the slot's doctor completes",
+        "is not open: it cannot be booked",
+        "only the slot's doctor answers and completes",
         "has already been dispensed",
-        "is being decided: pay after the decision",
+        "is being decided: pay or claim after the decision",
         "waits for level 1 of 2; you approve level 2",
         "is already paid",
-        "is rejected: nothing left to decide",
+        "is no longer open: it was approved, rejected or withdrawn",
         "insufficient balance: have 70, need 150",
     ] {
         assert!(

@@ -1,6 +1,6 @@
 //! The one error type of the SDK.
 
-use ehrchain_types::{EventId, Hash};
+use ehrchain_types::{AuditReason, EventId, Hash, Refusal};
 
 /// Everything a client operation can fail with. Match on the variant (and on `code` for
 /// [`Error::Node`]); the `Display` text is for people.
@@ -21,12 +21,8 @@ pub enum Error {
     Protocol(String),
     /// A transaction was finalized but refused by the ledger's rules; nothing but its nonce
     /// was consumed.
-    #[error("transaction rejected: {reason}")]
-    Rejected {
-        tx: Hash,
-        code: String,
-        reason: String,
-    },
+    #[error("transaction rejected: {refusal}")]
+    Rejected { tx: Hash, refusal: Refusal },
     /// A transaction did not reach a finalized block.
     #[error("{0}")]
     NotFinal(String),
@@ -34,8 +30,7 @@ pub enum Error {
     #[error("access denied: {reason} (the denial is recorded in the patient's audit trail)")]
     Denied {
         event: Option<EventId>,
-        code: String,
-        reason: String,
+        reason: AuditReason,
     },
     /// The flow needs `grantee` to hold a grant of `category` first (e.g. a doctor who is to
     /// read a symptom report).
@@ -83,9 +78,9 @@ impl Error {
             Error::Unreachable { .. } => "unreachable",
             Error::Node { code, .. } => code,
             Error::Protocol(_) => "protocol",
-            Error::Rejected { code, .. } => code,
+            Error::Rejected { refusal, .. } => refusal.code(),
             Error::NotFinal(_) => "not_final",
-            Error::Denied { code, .. } => code,
+            Error::Denied { reason, .. } => reason.code(),
             Error::NoGrant { .. } => "no_grant",
             Error::Crypto(_) => "crypto",
             Error::Io { .. } => "io",

@@ -11,8 +11,8 @@ use ehrchain_crypto::{
     envelope::{self, Encrypted},
 };
 use ehrchain_types::{
-    AccountId, Category, Decision, EventId, Hash, HexBytes, RecordDraft, RecordId, RecordKey,
-    TxPayload,
+    AccountId, AuditReason, Category, Decision, EventId, Hash, HexBytes, RecordDraft, RecordId,
+    RecordKey, TxPayload,
     entries::{Record, RecordStatus},
 };
 use serde::Serialize;
@@ -295,7 +295,8 @@ pub struct Listed {
     pub file_name: Option<String>,
     /// The true content size, from the encrypted metadata, when the key is at hand.
     pub plaintext_size: Option<u64>,
-    pub access: String,
+    /// Why this account may see it.
+    pub access: AuditReason,
 }
 
 /// The records of `patient` the session account may see, with titles decrypted (the key
@@ -342,7 +343,8 @@ pub fn list_records(s: &Session, patient: &AccountId) -> Result<Vec<Listed>> {
 pub struct Fetched {
     pub record: RecordId,
     pub decision: Decision,
-    pub reason: String,
+    /// Why the ledger allowed or denied the read (code, typed fields, rendered message).
+    pub reason: AuditReason,
     pub event: Option<EventId>,
     pub bytes: u64,
     pub out: Option<String>,
@@ -401,7 +403,7 @@ pub fn get_record_with(
 #[derive(Debug, Clone)]
 pub struct ReadOutcome {
     pub decision: Decision,
-    pub reason: String,
+    pub reason: AuditReason,
     pub event: Option<EventId>,
     /// Plaintext bytes written.
     pub bytes: u64,
@@ -465,7 +467,6 @@ pub fn read_bytes(s: &Session, id: &RecordId, key: Option<DataKey>) -> Result<Ve
     if r.decision == Decision::Denied {
         return Err(Error::Denied {
             event: r.event,
-            code: "denied".into(),
             reason: r.reason,
         });
     }

@@ -198,8 +198,7 @@ pub fn rejection(t: &TxView) -> Result<()> {
     match t.receipt.as_ref().map(|r| &r.outcome) {
         Some(TxOutcome::Rejected { reason }) => Err(Error::Rejected {
             tx: t.id,
-            code: "rejected".into(),
-            reason: reason.clone(),
+            refusal: reason.clone(),
         }),
         _ => Ok(()),
     }

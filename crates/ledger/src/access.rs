@@ -13,28 +13,22 @@ use crate::{
     Account, AccountStatus, State,
     state::{Grant, Record, RecordStatus},
 };
-use ehrchain_types::{AccountId, Category, Grantee, Role};
+use ehrchain_types::{AccountId, AuditReason, Category, Grantee, Refusal, Role};
 
 /// Whether a role may be granted `category`, and write access.
-pub fn role_allows(role: Role, category: Category, write: bool) -> Result<(), String> {
-    let only = |c: Category| {
-        if category == c {
-            Ok(())
-        } else {
-            Err(format!(
-                "a {role} may only be given {c} records, not {category}"
-            ))
-        }
-    };
-    match role {
-        Role::Pharmacist => only(Category::Medication)?,
-        Role::Insurer => only(Category::Insurance)?,
+pub fn role_allows(role: Role, category: Category, write: bool) -> Result<(), Refusal> {
+    let may_hold = match role {
+        Role::Pharmacist => category == Category::Medication,
+        Role::Insurer => category == Category::Insurance,
         // Auditors read the ledger's bodies through the API, never health records.
-        Role::Auditor => return Err(format!("an {role} may not be given records")),
-        _ => {}
+        Role::Auditor => false,
+        _ => true,
+    };
+    if !may_hold {
+        return Err(Refusal::RoleMayNotHold { role, category });
     }
     if write && !matches!(role, Role::Doctor | Role::Organisation) {
-        return Err(format!("a {role} cannot be given write access"));
+        return Err(Refusal::RoleMayNotWrite { role });
     }
     Ok(())
 }
@@ -65,28 +59,31 @@ pub fn effective_grant<'a>(
     }
 }
 
-fn active(state: &State, id: &AccountId) -> Result<Account, String> {
+fn active(state: &State, id: &AccountId) -> Result<Account, Refusal> {
     match state.accounts.get(id) {
         Some(a) if a.role.is_some() && a.status == AccountStatus::Active => Ok(a.clone()),
-        Some(a) if a.status == AccountStatus::Pending => {
-            Err("the requester's registration is still pending approval".into())
-        }
-        _ => Err("the requester is not a registered account".into()),
+        Some(Account {
+            role: Some(role),
+            status: AccountStatus::Pending,
+            ..
+        }) => Err(Refusal::NotApproved { role: *role }),
+        _ => Err(Refusal::NotRegistered { account: *id }),
     }
 }
 
-/// Whether `requester` may read `record` at `now_ms`: `Ok(why)` or `Err(why not)`.
+/// Whether `requester` may read `record` at `now_ms`: `Ok(why)` (one of the read codes of
+/// [`AuditReason`]) or `Err(the rule that denies it)`.
 pub fn read_decision(
     state: &State,
     requester: &AccountId,
     record: &Record,
     now_ms: u64,
-) -> Result<String, String> {
+) -> Result<AuditReason, Refusal> {
     if *requester == record.patient {
-        return Ok("the patient's own record".into());
+        return Ok(AuditReason::OwnRecord);
     }
     if *requester == record.author {
-        return Ok("the author of the record".into());
+        return Ok(AuditReason::Author);
     }
     if let Some(crate::clinical::Item::Prescription(rx)) = state
         .rx_by_record
@@ -95,11 +92,11 @@ pub fn read_decision(
         && rx.pharmacy == Some(*requester)
         && record.status != RecordStatus::Rejected
     {
-        return Ok(format!("the pharmacy {} is directed to", rx.id));
+        return Ok(AuditReason::DirectedPharmacy { rx: rx.id });
     }
     match record.status {
-        RecordStatus::Pending => return Err("the record awaits the patient's approval".into()),
-        RecordStatus::Rejected => return Err("the patient rejected this record".into()),
+        RecordStatus::Pending => return Err(Refusal::RecordPending { record: record.id }),
+        RecordStatus::Rejected => return Err(Refusal::RecordRejected { record: record.id }),
         RecordStatus::Active => {}
     }
     let acct = active(state, requester)?;
@@ -113,10 +110,11 @@ pub fn read_decision(
     ) {
         let role = acct.role.expect("active accounts have a role");
         role_allows(role, record.category, false)?;
-        return Ok(match (grantee, g.expires_ms) {
-            (Grantee::Account(_), None) => "consent granted to the account".into(),
-            (Grantee::Account(_), Some(e)) => format!("consent granted to the account until {e}"),
-            (Grantee::Organisation(o), _) => format!("consent granted to organisation {o}"),
+        return Ok(match grantee {
+            Grantee::Account(_) => AuditReason::Grant {
+                expires_ms: g.expires_ms,
+            },
+            Grantee::Organisation(organisation) => AuditReason::OrganisationGrant { organisation },
         });
     }
     let expired = [
@@ -126,15 +124,18 @@ pub fn read_decision(
     .into_iter()
     .flatten()
     .filter_map(|g| state.grants.get(&(record.patient, g)))
-    .any(|g| g.categories.contains(&record.category) && g.expired(now_ms));
-    if expired {
-        Err(format!(
-            "consent for {} records has expired",
-            record.category
-        ))
-    } else {
-        Err(format!("no consent for {} records", record.category))
-    }
+    .filter(|g| g.categories.contains(&record.category) && g.expired(now_ms))
+    .filter_map(|g| g.expires_ms)
+    .max();
+    Err(match expired {
+        Some(expired_ms) => Refusal::GrantExpired {
+            category: record.category,
+            expired_ms,
+        },
+        None => Refusal::NoConsent {
+            category: record.category,
+        },
+    })
 }
 
 /// Whether `author` may write a `category` record for `patient` at `now_ms`.
@@ -144,18 +145,14 @@ pub fn write_decision(
     patient: &AccountId,
     category: Category,
     now_ms: u64,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let acct = active(state, author)?;
     let role = acct.role.expect("active accounts have a role");
     role_allows(role, category, true)?;
     match effective_grant(state, patient, author, &acct, category, now_ms) {
         Some((_, g)) if g.write => Ok(()),
-        Some(_) => Err(format!(
-            "the patient granted read but not write access to {category} records"
-        )),
-        None => Err(format!(
-            "no consent to write {category} records for this patient"
-        )),
+        Some(_) => Err(Refusal::ReadOnlyGrant { category }),
+        None => Err(Refusal::NoWriteConsent { category }),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Why a transaction or a block is refused.
 
-use ehrchain_types::{AccountId, Hash, Role};
+use ehrchain_types::{Hash, Refusal};
 
-/// Why a transaction was refused. The `Display` text is what the user sees in receipts and
-/// API errors, so it says what to do.
+/// Why a transaction was refused: either it is not admissible at all (wrong chain, bad
+/// signature, wrong nonce: it never enters a block, so it has no receipt), or a contract's
+/// rule refused it ([`Refusal`], the code its receipt records).
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TxError {
     #[error("transaction is for chain {got:?}, this is chain {expected:?}")]
@@ -16,56 +17,22 @@ pub enum TxError {
     NonceReplayed { used: u64, next: u64 },
     #[error("out-of-order transaction: nonce {got} is ahead of the account's next nonce {next}")]
     NonceGap { got: u64, next: u64 },
-    #[error("account is already registered as {0}")]
-    AlreadyRegistered(Role),
-    #[error("the {0} role cannot be registered; it exists only from genesis")]
-    RoleNotRegistrable(Role),
-    #[error("a {0} must name an organisation (--org)")]
-    OrganisationRequired(Role),
-    #[error("{field} is too long ({len} bytes, at most {max})")]
-    FieldTooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
-    #[error("{field} must not be empty")]
-    FieldEmpty { field: &'static str },
-    #[error("{field} of {amount} tokens exceeds the total supply of {supply}")]
-    AboveSupply {
-        field: &'static str,
-        amount: u64,
-        supply: u128,
-    },
-    #[error("only the consortium admin may do this")]
-    NotAdmin,
-    #[error("the account's {0} registration is still pending approval by the consortium admin")]
-    NotApproved(Role),
-    #[error("only an active {0} may do this")]
-    RoleRequired(Role),
-    #[error("account {0} is not registered")]
-    NotRegistered(AccountId),
-    #[error("account {account} is {status}, not pending approval")]
-    NotPending {
-        account: AccountId,
-        status: &'static str,
-    },
-    #[error("insufficient balance: have {balance}, need {needed}")]
-    InsufficientBalance { balance: u64, needed: u64 },
-    #[error("amount must be greater than zero")]
-    ZeroAmount,
-    #[error("cannot transfer to the sending account itself")]
-    SelfTransfer,
-    #[error("balance of {0} would overflow")]
-    Overflow(AccountId),
-    #[error("account {0} has not published an encryption key (register with `ehrchain register`)")]
-    NoEncryptionKey(AccountId),
-    #[error("no record {0}")]
-    NoSuchRecord(ehrchain_types::RecordId),
-    #[error("no access request {0}")]
-    NoSuchRequest(ehrchain_types::RequestId),
-    /// A rule of the records or consent contracts; the text says which.
-    #[error("{0}")]
-    Refused(String),
+    /// A rule of a contract; the receipt of an admitted transaction records it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl TxError {
+    /// A stable snake_case code: the refusal's, or the admission check's.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxError::WrongChain { .. } => "wrong_chain",
+            TxError::BadSignature(_) => "bad_signature",
+            TxError::NonceReplayed { .. } => "nonce_replayed",
+            TxError::NonceGap { .. } => "nonce_gap",
+            TxError::Refused(r) => r.code(),
+        }
+    }
 }
 
 /// Why a proposed block is invalid. An invalid block is never finalized by honest validators.

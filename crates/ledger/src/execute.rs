@@ -100,9 +100,7 @@ fn apply_tx(state: &mut State, stx: &SignedTransaction, ctx: &BlockContext, out:
             writes.apply(state, &sender, &mut out.touched);
             TxOutcome::Applied
         }
-        Err(e) => TxOutcome::Rejected {
-            reason: e.to_string(),
-        },
+        Err(reason) => TxOutcome::Rejected { reason },
     };
     out.receipts.push(Receipt { tx_id, outcome });
 }
@@ -291,5 +289,5 @@ pub fn dry_run(
         proposer: PublicKey([0; 32]),
     };
     let mut scope = contracts::TxScope::new(state, stx.tx.sender(), stx.id(), &ctx);
-    contracts::dispatch(&mut scope, &stx.tx.payload)
+    Ok(contracts::dispatch(&mut scope, &stx.tx.payload)?)
 }

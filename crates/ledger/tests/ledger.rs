@@ -1,12 +1,16 @@
 //! State-machine tests through one data-driven helper: a script of signed transactions,
-//! each with the outcome the user must see.
+//! each with the outcome the user must see; and the format fixtures (`formats`).
+
+mod formats;
 
 use ehrchain_crypto::Keypair;
 use ehrchain_ledger::{
     AccountStatus, BlockContext, GenesisAccount, GenesisState, State, build_block, execute_block,
     genesis, verify_block, verify_chain,
 };
-use ehrchain_types::{AccountId, PublicKey, Role, SignedTransaction, Transaction, TxPayload};
+use ehrchain_types::{
+    AccountId, AuditReason, PublicKey, Refusal, Role, SignedTransaction, Transaction, TxPayload,
+};
 
 const CHAIN: &str = "test-chain";
 
@@ -104,7 +108,7 @@ fn check(w: &mut World, stx: SignedTransaction, expected: &str) -> Vec<ehrchain_
                     w.state, expect,
                     "a rejected transaction did more than consume its nonce"
                 );
-                format!("rejected: {reason}")
+                format!("rejected: {}: {reason}", reason.code())
             }
         },
     };
@@ -426,7 +430,7 @@ fn own_record(id: u8, patient: &Keypair, c: Category, epoch: u32, ck: &CategoryK
     })
 }
 
-fn can_read(w: &World, who: &Keypair, id: u8) -> Result<String, String> {
+fn can_read(w: &World, who: &Keypair, id: u8) -> Result<AuditReason, Refusal> {
     let r = &w.state.records[&RecordId([id; 16])];
     read_decision(&w.state, &who.account(), r, w.height)
 }
@@ -460,13 +464,10 @@ fn records_consent_and_key_epochs() {
     check(&mut w, t, "applied");
     let t = tx(&w.state, &alice, own_record(1, &alice, img, 0, &ck0));
     check(&mut w, t, "rejected: already exists");
-    assert_eq!(
-        can_read(&w, &alice, 1),
-        Ok("the patient's own record".into())
-    );
+    assert_eq!(can_read(&w, &alice, 1), Ok(AuditReason::OwnRecord));
     assert_eq!(
         can_read(&w, &doc, 1),
-        Err("no consent for imaging records".into())
+        Err(Refusal::NoConsent { category: img })
     );
 
     // A grant must seal every epoch to the grantee, and nothing else.
@@ -498,7 +499,7 @@ fn records_consent_and_key_epochs() {
     check(&mut w, t, "applied");
     assert_eq!(
         can_read(&w, &doc, 1),
-        Ok("consent granted to the account".into())
+        Ok(AuditReason::Grant { expires_ms: None })
     );
     assert!(can_read(&w, &bob, 1).is_err());
 
@@ -514,7 +515,7 @@ fn records_consent_and_key_epochs() {
     check(
         &mut w,
         t,
-        "rejected: a pharmacist may only be given medication records",
+        "rejected: role_may_not_hold: a pharmacist may not be given imaging records",
     );
     let t = tx(&w.state, &alice, to_bob(Category::Medication, true));
     check(
@@ -555,7 +556,7 @@ fn records_consent_and_key_epochs() {
     check(&mut w, t, "applied");
     assert_eq!(
         can_read(&w, &doc, 1),
-        Err("no consent for imaging records".into())
+        Err(Refusal::NoConsent { category: img })
     );
     assert_eq!(w.state.keys[&(alice.account(), img)].len(), 2);
 
@@ -581,7 +582,10 @@ fn records_consent_and_key_epochs() {
     w.height = until;
     assert_eq!(
         can_read(&w, &doc, 1),
-        Err("consent for imaging records has expired".into())
+        Err(Refusal::GrantExpired {
+            category: img,
+            expired_ms: until
+        })
     );
 }
 
@@ -676,7 +680,7 @@ fn doctor_written_records_wait_for_the_patient() {
     assert!(read_decision(&w.state, &doc.account(), &r, w.height).is_ok());
     assert_eq!(
         read_decision(&w.state, &bob.account(), &r, w.height),
-        Err("the record awaits the patient's approval".into())
+        Err(Refusal::RecordPending { record: rid })
     );
     let review = |approve, key| TxPayload::ReviewRecord {
         record: rid,
@@ -684,7 +688,7 @@ fn doctor_written_records_wait_for_the_patient() {
         key,
     };
     let t = tx(&w.state, &doc, review(true, None));
-    check(&mut w, t, "rejected: only the patient reviews");
+    check(&mut w, t, "rejected: not_the_patient");
     let t = tx(&w.state, &alice, review(true, None));
     check(&mut w, t, "rejected: approving re-wraps the data key");
     let key = RecordKey::Category {
@@ -749,7 +753,7 @@ fn access_requests_and_audited_reads() {
         wraps,
     };
     let t = tx(&w.state, &bob, answer(true, vec![]));
-    check(&mut w, t, "rejected: only the patient asked");
+    check(&mut w, t, "rejected: not_the_patient");
     let t = tx(&w.state, &alice, answer(true, vec![]));
     check(&mut w, t, "rejected: missing key wrap");
     let t = tx(
@@ -794,7 +798,12 @@ fn access_requests_and_audited_reads() {
     assert_eq!(out.events.len(), 2);
     assert_eq!(out.events[0].decision, ehrchain_types::Decision::Allowed);
     assert_eq!(out.events[1].decision, ehrchain_types::Decision::Denied);
-    assert_eq!(out.events[1].reason, "no consent for lab records");
+    assert_eq!(
+        out.events[1].reason,
+        AuditReason::Denied(Refusal::NoConsent {
+            category: Category::Lab
+        })
+    );
     verify_block(&parent.header, &w.state, &block).expect("the block verifies");
     let mut forged = block.clone();
     forged.header.audit_root = Hash([0; 32]);
@@ -884,7 +893,9 @@ fn organisation_grants_reach_approved_members_only() {
     check(&mut w, t, "applied");
     assert_eq!(
         can_read(&w, &doc, 5),
-        Ok("consent granted to organisation StMarys".into())
+        Ok(AuditReason::OrganisationGrant {
+            organisation: "StMarys".into()
+        })
     );
     assert!(can_read(&w, &bob, 5).is_err());
     // Narrowing a grant would leave the dropped category's key with the grantee: refused.
@@ -1005,7 +1016,7 @@ fn appointments_escrow_refunds_and_completion() {
     assert_eq!(balance(&w, &alice.account()), 60);
     assert_eq!(balance(&w, &escrow_account()), 40);
     let t = tx(&w.state, &bob, TxPayload::Book { slot: s1 });
-    check(&mut w, t, "rejected: is requested: it cannot be booked");
+    check(&mut w, t, "rejected: slot_not_open");
     // A transfer cannot reach the escrow account, and nobody else moves a booking.
     let t = tx(
         &w.state,
@@ -1029,7 +1040,7 @@ fn appointments_escrow_refunds_and_completion() {
     check(&mut w, t, "rejected: only the slot's doctor or the patient");
     // Not completed before it is confirmed.
     let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s1 });
-    check(&mut w, t, "rejected: is requested: it cannot be completed");
+    check(&mut w, t, "rejected: not_confirmed");
     // Declining refunds and reopens the slot.
     let t = tx(
         &w.state,
@@ -1097,9 +1108,9 @@ fn appointments_escrow_refunds_and_completion() {
     assert_eq!(balance(&w, &doc.account()), 40);
     assert_eq!(balance(&w, &alice.account()), 60);
     let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s1 });
-    check(&mut w, t, "rejected: is completed: it cannot be completed");
+    check(&mut w, t, "rejected: not_confirmed");
     let t = tx(&w.state, &bob, TxPayload::Book { slot: s1 });
-    check(&mut w, t, "rejected: is completed");
+    check(&mut w, t, "rejected: slot_not_open");
     // The doctor cancelling a booked slot refunds the patient and withdraws the slot.
     let t = tx(&w.state, &bob, TxPayload::Book { slot: s2 });
     check(&mut w, t, "applied");
@@ -1227,7 +1238,10 @@ fn prescriptions_dispense_once_and_invoices_are_paid_once() {
     let rec = &c.w.state.records[&RecordId([1; 16])];
     assert_eq!(rec.status, RecordStatus::Pending);
     let why = read_decision(&c.w.state, &pharm.account(), rec, 0).unwrap();
-    assert!(why.contains("pharmacy"), "{why}");
+    assert!(
+        matches!(why, AuditReason::DirectedPharmacy { rx: r } if r == rx),
+        "{why:?}"
+    );
     assert!(read_decision(&c.w.state, &c.insurer.account(), rec, 0).is_err());
     // Only that pharmacy dispenses, only once, at a positive price.
     let t = tx(&c.w.state, &doc, TxPayload::Dispense { rx, price: 30 });
@@ -1237,7 +1251,11 @@ fn prescriptions_dispense_once_and_invoices_are_paid_once() {
     let t = tx(&c.w.state, &other, TxPayload::Dispense { rx, price: 30 });
     check(&mut c.w, t, "rejected: not directed to your pharmacy");
     let t = tx(&c.w.state, &pharm, TxPayload::Dispense { rx, price: 0 });
-    check(&mut c.w, t, "rejected: must be positive");
+    check(
+        &mut c.w,
+        t,
+        "rejected: zero_amount: the price must be greater than zero",
+    );
     let inv = item_tx(
         &mut c.w,
         &pharm,
@@ -1270,7 +1288,7 @@ fn prescriptions_dispense_once_and_invoices_are_paid_once() {
     check(&mut c.w, t, "rejected: already been dispensed");
     // The invoice: only the patient pays, exactly once.
     let t = tx(&c.w.state, &doc, TxPayload::PayInvoice { invoice: inv });
-    check(&mut c.w, t, "rejected: not addressed to you");
+    check(&mut c.w, t, "rejected: not_the_patient");
     let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
     check(&mut c.w, t, "applied");
     assert_eq!(balance(&c.w, &alice.account()), 70);
@@ -1295,7 +1313,7 @@ fn prescriptions_dispense_once_and_invoices_are_paid_once() {
             pharmacy_key: sealed.clone(),
         },
     );
-    check(&mut c.w, t, "rejected: only the patient directs");
+    check(&mut c.w, t, "rejected: not_the_patient");
     let t = tx(
         &c.w.state,
         &alice,
@@ -1403,7 +1421,7 @@ fn claims_are_approved_level_by_level() {
             policy: pol,
         },
     );
-    check(&mut c.w, t, "rejected: not addressed to you");
+    check(&mut c.w, t, "rejected: not_the_patient");
     let claim = item_tx(
         &mut c.w,
         &alice,
@@ -1422,7 +1440,7 @@ fn claims_are_approved_level_by_level() {
             policy: pol,
         },
     );
-    check(&mut c.w, t, "rejected: is still open");
+    check(&mut c.w, t, "rejected: claim_open");
     let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
     check(&mut c.w, t, "rejected: is being decided");
     let decide = |approve| TxPayload::DecideClaim {
@@ -1451,7 +1469,7 @@ fn claims_are_approved_level_by_level() {
     let t = tx(&c.w.state, &regulator, decide(true));
     check(&mut c.w, t, "applied");
     let t = tx(&c.w.state, &regulator, decide(true));
-    check(&mut c.w, t, "rejected: is approved: nothing left to decide");
+    check(&mut c.w, t, "rejected: claim_not_open");
     // The insurer paid 80 % to the pharmacy; alice owes the rest, once.
     assert_eq!(balance(&c.w, &pharm.account()), 40);
     assert_eq!(balance(&c.w, &insurer.account()), 60);
@@ -1509,7 +1527,7 @@ fn claims_are_approved_level_by_level() {
             reason: String::new(),
         },
     );
-    check(&mut c.w, t, "rejected: is rejected: nothing left to decide");
+    check(&mut c.w, t, "rejected: claim_not_open");
     let Item::Claim(cl) = item(&c.w, &claim2) else {
         panic!()
     };
@@ -1614,7 +1632,7 @@ fn appointment_timing_rules() {
     };
     assert_eq!(s.status, SlotStatus::Withdrawn);
     let t = tx(&w.state, &doc, TxPayload::CompleteAppointment { slot: s2 });
-    check(w, t, "rejected: is withdrawn");
+    check(w, t, "rejected: not_confirmed");
 }
 
 #[test]
@@ -1750,7 +1768,7 @@ fn a_claim_nobody_decides_can_be_withdrawn() {
         "applied",
     );
     let t = tx(&c.w.state, &insurer, TxPayload::WithdrawClaim { claim });
-    check(&mut c.w, t, "rejected: only the patient withdraws");
+    check(&mut c.w, t, "rejected: not_the_patient");
     let t = tx(&c.w.state, &alice, TxPayload::WithdrawClaim { claim });
     check(&mut c.w, t, "applied");
     let t = tx(
@@ -1762,11 +1780,7 @@ fn a_claim_nobody_decides_can_be_withdrawn() {
             reason: String::new(),
         },
     );
-    check(
-        &mut c.w,
-        t,
-        "rejected: is withdrawn: nothing left to decide",
-    );
+    check(&mut c.w, t, "rejected: claim_not_open");
     let t = tx(&c.w.state, &alice, TxPayload::PayInvoice { invoice: inv });
     check(&mut c.w, t, "applied");
     assert_eq!(balance(&c.w, &pharm.account()), 40);

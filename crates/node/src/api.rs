@@ -134,6 +134,9 @@ pub struct ApiError {
     pub message: String,
     /// The cause, for the log only (storage errors, paths, panics); never sent.
     pub detail: Option<String>,
+    /// The ledger rule that refused a transaction (code `rejected`): sent as `refusal`, its
+    /// stable code with typed fields and message.
+    pub refusal: Option<ehrchain_types::Refusal>,
 }
 
 /// What the caller of a failed `500` reads.
@@ -146,6 +149,7 @@ impl ApiError {
             code,
             message: message.into(),
             detail: None,
+            refusal: None,
         }
     }
 
@@ -176,6 +180,7 @@ impl ApiError {
         ehrchain_api::ErrorInfo {
             code: self.code.to_string(),
             message,
+            refusal: self.refusal.clone(),
         }
     }
 
@@ -400,7 +405,14 @@ impl From<MempoolError> for ApiError {
             MempoolError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
             MempoolError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "mempool_full"),
         };
-        ApiError::new(status, code, e.to_string())
+        let refusal = match &e {
+            MempoolError::Invalid(TxError::Refused(r)) => Some(r.clone()),
+            _ => None,
+        };
+        ApiError {
+            refusal,
+            ..ApiError::new(status, code, e.to_string())
+        }
     }
 }
 

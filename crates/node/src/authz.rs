@@ -48,7 +48,7 @@ impl<P> Authorized<P> {
 #[derive(Debug)]
 pub struct RecordRead {
     pub record: Record,
-    pub access: String,
+    pub access: ehrchain_types::AuditReason,
 }
 
 /// Downloading a record's ciphertext: allowed now, and the reader's audited read of it was
@@ -91,7 +91,7 @@ pub fn record(
         who,
         grant: RecordRead {
             record: rec.clone(),
-            access: access.to_string(),
+            access,
         },
     })
 }

@@ -18,7 +18,8 @@ use crate::api::{ApiError, ApiState};
 use axum::{extract::FromRequestParts, http::request::Parts};
 use ehrchain_ledger::{AccountStatus, State};
 use ehrchain_types::{
-    AccountId, AuditAction, AuditEvent, Decision, Grantee, Role, SignedTransaction, TxPayload,
+    AccountId, AuditAction, AuditEvent, AuditReason, Decision, Grantee, Role, SignedTransaction,
+    TxPayload,
 };
 
 /// Who is asking: nobody in particular, or a signed account, which may be a member.
@@ -133,8 +134,8 @@ fn is_denied_read(e: &AuditEvent) -> bool {
     e.action == AuditAction::Read && e.decision == Decision::Denied
 }
 
-/// The reason every reader sees on a denied read.
-pub const DENIED_READ: &str = "no record you may read";
+/// The reason every reader sees on a denied read ("no record you may read").
+pub const DENIED_READ: AuditReason = AuditReason::Withheld;
 
 /// The audit event as the viewer may see it, or `None` when it does not concern the viewer.
 pub fn event_for(viewer: &Viewer, e: &AuditEvent) -> Option<AuditEvent> {
@@ -149,7 +150,7 @@ pub fn event_for(viewer: &Viewer, e: &AuditEvent) -> Option<AuditEvent> {
         return Some(AuditEvent {
             patient: AccountId([0; 20]),
             categories: Vec::new(),
-            reason: DENIED_READ.into(),
+            reason: DENIED_READ,
             ..e.clone()
         });
     }

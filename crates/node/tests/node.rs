@@ -931,6 +931,17 @@ mod api {
                 .unwrap()
                 .contains("insufficient balance: have 1000, need 5000")
         );
+        // The rule that refused it, as a stable code with typed fields.
+        assert_eq!(v["error"]["code"], "rejected");
+        assert_eq!(
+            v["error"]["refusal"],
+            serde_json::json!({
+                "code": "insufficient_balance",
+                "balance": 1000,
+                "needed": 5000,
+                "message": "insufficient balance: have 1000, need 5000",
+            })
+        );
         let (s, _) = call(
             &app,
             "POST",
@@ -1735,7 +1746,14 @@ mod api {
         assert_eq!(reader_view["redacted"], false);
         let ev = &reader_view["events"][0];
         assert_eq!(ev["decision"], "denied");
-        assert_eq!(ev["reason"], ehrchain_node::visibility::DENIED_READ);
+        assert_eq!(
+            ev["reason"],
+            serde_json::json!({"code": "withheld", "message": "no record you may read"})
+        );
+        assert_eq!(
+            ev["reason"]["code"],
+            ehrchain_node::visibility::DENIED_READ.code()
+        );
         assert_eq!(
             ev["patient"],
             ehrchain_types::AccountId([0; 20]).to_string()
@@ -1746,7 +1764,9 @@ mod api {
             let (_, v) = call_signed(&app, who, "GET", &tx_path, vec![], |_| {}).await;
             let ev = &v["events"][0];
             assert_eq!(ev["patient"], patient.account().to_string(), "{v}");
-            assert_ne!(ev["reason"], ehrchain_node::visibility::DENIED_READ);
+            assert_eq!(ev["reason"]["code"], "no_consent", "{v}");
+            assert_eq!(ev["reason"]["category"], "lab", "{v}");
+            assert_eq!(ev["reason"]["message"], "no consent for lab records", "{v}");
             assert_eq!(ev["actor"], stranger.account().to_string());
         }
         let (_, b) = call_signed(

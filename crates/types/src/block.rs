@@ -60,8 +60,12 @@ impl Block {
 pub enum TxOutcome {
     /// Every effect of the transaction was applied.
     Applied,
-    /// Nothing was applied except consuming the nonce; `reason` says why.
-    Rejected { reason: String },
+    /// Nothing was applied except consuming the nonce; `reason` names the rule (encoded as a
+    /// code with typed fields, never as a sentence; the JSON form shows both).
+    Rejected {
+        #[serde(flatten)]
+        reason: crate::Refusal,
+    },
 }
 
 /// The receipt of a transaction in a block.

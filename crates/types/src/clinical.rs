@@ -90,6 +90,20 @@ impl fmt::Display for ItemKind {
     }
 }
 
+impl Serialize for ItemKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.word())
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        ItemKind::from_word(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown item kind {s:?}")))
+    }
+}
+
 /// A workflow item: its kind and 16 bytes derived from the creating transaction. Written as
 /// the kind's prefix followed by 32 hex characters, e.g. `rx3f…`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]

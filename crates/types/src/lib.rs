@@ -13,6 +13,7 @@ pub mod entries;
 pub mod id;
 pub mod items;
 pub mod records;
+pub mod refusal;
 pub mod request;
 pub mod tx;
 
@@ -21,9 +22,10 @@ pub use clinical::{ItemId, ItemKind, RecordDraft};
 pub use codec::{CodecError, decode, encode};
 pub use id::{AccountId, Hash, IdError, PublicKey, Role, Signature};
 pub use records::{
-    AuditAction, AuditEvent, Category, Decision, EncryptionKey, EventId, Grantee, HexBytes,
-    KeyWrap, RecordId, RecordKey, RequestId, Rotation, SealedKey,
+    AuditAction, AuditEvent, AuditReason, Category, Decision, EncryptionKey, EventId, Grantee,
+    HexBytes, KeyWrap, RecordId, RecordKey, RequestId, Rotation, SealedKey,
 };
+pub use refusal::{Field, Refusal, Subject};
 pub use tx::{SignatureError, SignedTransaction, Transaction, TxPayload, verify_signatures};
 
 /// The largest number of bytes any single encoded transaction may have.

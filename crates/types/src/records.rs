@@ -4,7 +4,11 @@
 //! their ciphertext, titles travel encrypted, keys travel wrapped (HPKE to a recipient, or
 //! XChaCha20-Poly1305 under a category key). See `DESIGN.md`, "Cryptography".
 
-use crate::{AccountId, Hash, IdError, domain, id::bytes_newtype};
+use crate::{
+    AccountId, Hash, IdError, domain,
+    id::bytes_newtype,
+    refusal::{Coded, Date, Refusal, serialize_with_message},
+};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::{fmt, str::FromStr};
@@ -306,11 +310,230 @@ pub struct AuditEvent {
     /// The other party: a grantee, a requester.
     pub counterparty: Option<Grantee>,
     pub decision: Decision,
-    pub reason: String,
+    /// Why the decision was made (a read's consent basis or the rule that denied it), or
+    /// what else the event records; a code with typed fields, never prose.
+    pub reason: AuditReason,
     /// The workflow item concerned (appointment, prescription, invoice, claim…).
     pub item: Option<crate::ItemId>,
     /// Tokens moved by the event, if any.
     pub amount: Option<u64>,
+}
+
+/// Why an audit event's decision was made, or the detail it records beyond its action and
+/// parties: a stable snake_case code ([`AuditReason::code`]) with typed fields. A denied read
+/// carries the [`Refusal`] that denied it, whose code it shares. Like a [`Refusal`], it is
+/// encoded without any sentence (it is part of the audit leaf); `Display` renders one, and the
+/// JSON form adds it as `message`. The borsh tag is the variant's position: only append.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(remote = "Self", tag = "code", rename_all = "snake_case")]
+pub enum AuditReason {
+    /// The action and its parties say everything.
+    None,
+    /// A read of the patient's own record.
+    OwnRecord,
+    /// A read by the record's author.
+    Author,
+    /// A read by the pharmacy the prescription `rx` is directed to.
+    DirectedPharmacy { rx: crate::ItemId },
+    /// A read under the patient's grant to the reader's account.
+    Grant { expires_ms: Option<u64> },
+    /// A read under the patient's grant to the reader's organisation.
+    OrganisationGrant { organisation: String },
+    /// A record written for the patient waits for their approval.
+    WaitingForApproval,
+    /// A denied read: the rule that denied it (its JSON form is the refusal's).
+    #[serde(skip)]
+    Denied(Refusal),
+    /// The terms a grant gave.
+    GrantTerms {
+        write: bool,
+        expires_ms: Option<u64>,
+    },
+    /// The epoch a key rotation started.
+    KeyEpoch { epoch: u32 },
+    /// The access request the event concerns.
+    Request { request: RequestId },
+    /// A claim decision: its level of all levels, and the approver's public reason.
+    ClaimLevel {
+        level: u32,
+        levels: u32,
+        reason: String,
+    },
+    /// What a reader who is not the patient sees of a denied read: not why, so that a denial
+    /// looks the same whatever the record (or whether it exists). Never on the ledger.
+    Withheld,
+}
+
+impl AuditReason {
+    /// The stable snake_case code (the `code` of the JSON form).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuditReason::None => "none",
+            AuditReason::OwnRecord => "own_record",
+            AuditReason::Author => "author",
+            AuditReason::DirectedPharmacy { .. } => "directed_pharmacy",
+            AuditReason::Grant { .. } => "grant",
+            AuditReason::OrganisationGrant { .. } => "organisation_grant",
+            AuditReason::WaitingForApproval => "waiting_for_approval",
+            AuditReason::Denied(r) => r.code(),
+            AuditReason::GrantTerms { .. } => "grant_terms",
+            AuditReason::KeyEpoch { .. } => "key_epoch",
+            AuditReason::Request { .. } => "request",
+            AuditReason::ClaimLevel { .. } => "claim_level",
+            AuditReason::Withheld => "withheld",
+        }
+    }
+}
+
+impl From<Refusal> for AuditReason {
+    fn from(r: Refusal) -> Self {
+        AuditReason::Denied(r)
+    }
+}
+
+/// The sentence a user reads (empty for [`AuditReason::None`]). Not part of any hash.
+impl fmt::Display for AuditReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let until = |f: &mut fmt::Formatter<'_>, e: &Option<u64>| match e {
+            Some(e) => write!(f, " until {}", Date(*e)),
+            None => Ok(()),
+        };
+        match self {
+            AuditReason::None => Ok(()),
+            AuditReason::OwnRecord => f.write_str("the patient's own record"),
+            AuditReason::Author => f.write_str("the author of the record"),
+            AuditReason::DirectedPharmacy { rx } => {
+                write!(f, "the pharmacy {rx} is directed to")
+            }
+            AuditReason::Grant { expires_ms } => {
+                f.write_str("consent granted to the account")?;
+                until(f, expires_ms)
+            }
+            AuditReason::OrganisationGrant { organisation } => {
+                write!(f, "consent granted to organisation {organisation}")
+            }
+            AuditReason::WaitingForApproval => f.write_str("waiting for the patient's approval"),
+            AuditReason::Denied(r) => r.fmt(f),
+            AuditReason::GrantTerms { write, expires_ms } => {
+                f.write_str(if *write { "read and write" } else { "read" })?;
+                until(f, expires_ms)
+            }
+            AuditReason::KeyEpoch { epoch } => write!(f, "epoch {epoch}"),
+            AuditReason::Request { request } => write!(f, "request {request}"),
+            AuditReason::ClaimLevel {
+                level,
+                levels,
+                reason,
+            } if reason.is_empty() => write!(f, "level {level} of {levels}"),
+            AuditReason::ClaimLevel {
+                level,
+                levels,
+                reason,
+            } => write!(f, "level {level} of {levels}: {reason}"),
+            AuditReason::Withheld => f.write_str("no record you may read"),
+        }
+    }
+}
+
+impl Coded for AuditReason {
+    fn serialize_fields<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AuditReason::Denied(r) => r.serialize_fields(s),
+            other => AuditReason::serialize(other, s),
+        }
+    }
+}
+
+/// The JSON form: `code`, the fields and the rendered `message`; a denied read's is its
+/// refusal's.
+impl Serialize for AuditReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AuditReason::Denied(r) => Serialize::serialize(r, s),
+            other => serialize_with_message(other, s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditReason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Own(#[serde(deserialize_with = "AuditReason::deserialize")] AuditReason),
+            Denied(Refusal),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Own(r) => r,
+            Either::Denied(r) => AuditReason::Denied(r),
+        })
+    }
+}
+
+/// Serde `with` module: an [`AuditEvent`] in JSON without the rendered `message` of its
+/// reason, for files that must read back byte for byte whatever the wording of the version
+/// reading them (audit proof files). Reading accepts the event with or without messages.
+pub mod without_message {
+    use super::{AuditEvent, AuditReason, Coded};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(e: &AuditEvent, s: S) -> Result<S::Ok, S::Error> {
+        struct Reason<'a>(&'a AuditReason);
+        impl Serialize for Reason<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_fields(s)
+            }
+        }
+        #[derive(Serialize)]
+        struct Bare<'a> {
+            tx: &'a crate::Hash,
+            time_ms: u64,
+            actor: &'a crate::AccountId,
+            patient: &'a crate::AccountId,
+            action: super::AuditAction,
+            record: &'a Option<super::RecordId>,
+            categories: &'a [super::Category],
+            counterparty: &'a Option<super::Grantee>,
+            decision: super::Decision,
+            reason: Reason<'a>,
+            item: &'a Option<crate::ItemId>,
+            amount: Option<u64>,
+        }
+        // Destructured, so a new field of the event cannot be left out here.
+        let AuditEvent {
+            tx,
+            time_ms,
+            actor,
+            patient,
+            action,
+            record,
+            categories,
+            counterparty,
+            decision,
+            reason,
+            item,
+            amount,
+        } = e;
+        Bare {
+            tx,
+            time_ms: *time_ms,
+            actor,
+            patient,
+            action: *action,
+            record,
+            categories,
+            counterparty,
+            decision: *decision,
+            reason: Reason(reason),
+            item,
+            amount: *amount,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AuditEvent, D::Error> {
+        AuditEvent::deserialize(d)
+    }
 }
 
 impl AuditEvent {

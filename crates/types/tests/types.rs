@@ -204,3 +204,223 @@ fn signature_batches_name_exactly_the_bad_transactions() {
         assert_eq!(&t.verify_signature(), r);
     }
 }
+
+/// The JSON of a rejected receipt and of an audit reason: the stable code, the typed fields
+/// and the rendered message; reading it back ignores the message.
+#[test]
+fn refusals_and_audit_reasons_in_json() {
+    use ehrchain_types::{
+        AuditReason, Category, ItemId, ItemKind, Receipt, Refusal, RequestId, TxOutcome,
+    };
+    let receipt = Receipt {
+        tx_id: Hash([1; 32]),
+        outcome: TxOutcome::Rejected {
+            reason: Refusal::InsufficientBalance {
+                balance: 70,
+                needed: 1000,
+            },
+        },
+    };
+    let v = serde_json::to_value(&receipt).unwrap();
+    assert_eq!(
+        v["outcome"],
+        serde_json::json!({
+            "status": "rejected",
+            "code": "insufficient_balance",
+            "balance": 70,
+            "needed": 1000,
+            "message": "insufficient balance: have 70, need 1000",
+        })
+    );
+    assert_eq!(serde_json::from_value::<Receipt>(v).unwrap(), receipt);
+    let applied = serde_json::to_value(TxOutcome::Applied).unwrap();
+    assert_eq!(applied, serde_json::json!({"status": "applied"}));
+    assert_eq!(
+        serde_json::from_value::<TxOutcome>(applied).unwrap(),
+        TxOutcome::Applied
+    );
+
+    let slot = ItemId {
+        kind: ItemKind::Slot,
+        bytes: [2; 16],
+    };
+    for (reason, json) in [
+        (
+            AuditReason::None,
+            serde_json::json!({"code": "none", "message": ""}),
+        ),
+        (
+            AuditReason::Grant {
+                expires_ms: Some(1_700_000_000_000),
+            },
+            serde_json::json!({
+                "code": "grant",
+                "expires_ms": 1_700_000_000_000u64,
+                "message": "consent granted to the account until 2023-11-14T22:13:20Z",
+            }),
+        ),
+        (
+            AuditReason::Denied(Refusal::NoConsent {
+                category: Category::Lab,
+            }),
+            serde_json::json!({
+                "code": "no_consent",
+                "category": "lab",
+                "message": "no consent for lab records",
+            }),
+        ),
+        (
+            AuditReason::Denied(Refusal::NotSlotDoctor { slot }),
+            serde_json::json!({
+                "code": "not_slot_doctor",
+                "slot": slot.to_string(),
+                "message": format!("only the slot's doctor answers and completes the booking of appointment slot {slot}"),
+            }),
+        ),
+        (
+            AuditReason::Request {
+                request: RequestId([3; 32]),
+            },
+            serde_json::json!({
+                "code": "request",
+                "request": RequestId([3; 32]).to_string(),
+                "message": format!("request {}", RequestId([3; 32])),
+            }),
+        ),
+        (
+            AuditReason::Withheld,
+            serde_json::json!({"code": "withheld", "message": "no record you may read"}),
+        ),
+    ] {
+        let got = serde_json::to_value(&reason).unwrap();
+        assert_eq!(got, json, "{reason:?}");
+        assert_eq!(got["code"], reason.code());
+        assert_eq!(serde_json::from_value::<AuditReason>(got).unwrap(), reason);
+    }
+}
+
+/// The rendered message is never part of consensus data: a rejected receipt and an audit
+/// event encode the code's tag and its typed fields only, so rewording a message changes no
+/// receipts or audit root; and the JSON's `message` is ignored when read back, so a client
+/// cannot change a refusal by editing its text.
+#[test]
+fn messages_are_not_part_of_any_hash() {
+    use ehrchain_types::{
+        AuditAction, AuditEvent, AuditReason, Category, Decision, Receipt, Refusal, TxOutcome,
+        block::receipts_root,
+    };
+    let refusal = Refusal::InsufficientBalance {
+        balance: 70,
+        needed: 1000,
+    };
+    let receipt = Receipt {
+        tx_id: Hash([1; 32]),
+        outcome: TxOutcome::Rejected {
+            reason: refusal.clone(),
+        },
+    };
+    // tx id, outcome tag 1 (rejected), the refusal's tag, then its two u64 fields.
+    let mut expected = vec![1u8; 32];
+    expected.push(1);
+    expected.push(encode(&refusal)[0]);
+    expected.extend(70u64.to_le_bytes());
+    expected.extend(1000u64.to_le_bytes());
+    let bytes = encode(&receipt);
+    assert_eq!(bytes, expected);
+    let message = refusal.to_string();
+    assert!(message.contains("insufficient balance"), "{message}");
+    assert!(!contains(&bytes, b"insufficient"));
+
+    let event = AuditEvent {
+        tx: Hash([2; 32]),
+        time_ms: 1_700_000_000_000,
+        actor: AccountId([3; 20]),
+        patient: AccountId([4; 20]),
+        action: AuditAction::Read,
+        record: None,
+        categories: vec![Category::Imaging],
+        counterparty: None,
+        decision: Decision::Denied,
+        reason: AuditReason::Denied(Refusal::GrantExpired {
+            category: Category::Imaging,
+            expired_ms: 1_600_000_000_000,
+        }),
+        item: None,
+        amount: None,
+    };
+    let leaf = event.leaf();
+    let rendered = event.reason.to_string();
+    assert!(rendered.contains("consent for imaging records has expired"));
+    for word in ["consent", "expired", "imaging", "2020"] {
+        assert!(!contains(&leaf, word.as_bytes()), "{word} in the leaf");
+    }
+
+    // Whatever message a JSON carries, it reads back as the same value with the same bytes.
+    let mut json = serde_json::to_value(&receipt).unwrap();
+    assert_eq!(json["outcome"]["message"], message.as_str());
+    json["outcome"]["message"] = "reworded".into();
+    let back: Receipt = serde_json::from_value(json).unwrap();
+    assert_eq!(encode(&back), bytes);
+    assert_eq!(receipts_root(&[back]), receipts_root(&[receipt]));
+    let mut json = serde_json::to_value(&event).unwrap();
+    assert_eq!(json["reason"]["message"], rendered.as_str());
+    json["reason"]["message"] = "reworded".into();
+    let back: AuditEvent = serde_json::from_value(json).unwrap();
+    assert_eq!(back.leaf(), leaf);
+    assert_eq!(back.id(), event.id());
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An audit event's JSON without messages (the form of audit proof files) reads back as the
+/// same event: a file written under one wording verifies under any other.
+#[test]
+fn audit_events_in_json_without_messages() {
+    use ehrchain_types::{
+        AuditAction, AuditEvent, AuditReason, Category, Decision, Grantee, ItemId, ItemKind,
+        Refusal, records::without_message,
+    };
+    for reason in [
+        AuditReason::None,
+        AuditReason::GrantTerms {
+            write: true,
+            expires_ms: Some(5),
+        },
+        AuditReason::Denied(Refusal::NoConsent {
+            category: Category::Lab,
+        }),
+    ] {
+        let event = AuditEvent {
+            tx: Hash([2; 32]),
+            time_ms: 1_700_000_000_000,
+            actor: AccountId([3; 20]),
+            patient: AccountId([4; 20]),
+            action: AuditAction::Granted,
+            record: None,
+            categories: vec![Category::Lab],
+            counterparty: Some(Grantee::Organisation("StMarys".into())),
+            decision: Decision::Allowed,
+            reason,
+            item: Some(ItemId {
+                kind: ItemKind::Claim,
+                bytes: [5; 16],
+            }),
+            amount: Some(7),
+        };
+        let mut bare = Vec::new();
+        without_message::serialize(&event, &mut serde_json::Serializer::new(&mut bare)).unwrap();
+        let text = String::from_utf8(bare).unwrap();
+        assert!(!text.contains("message"), "{text}");
+        let mut full = serde_json::to_value(&event).unwrap();
+        full["reason"].as_object_mut().unwrap().remove("message");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            full
+        );
+        let back =
+            without_message::deserialize(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+        assert_eq!(back, event);
+    }
+}

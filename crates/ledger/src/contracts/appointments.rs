@@ -15,29 +15,14 @@
 //! | confirmed | `complete_appointment` (after start) | doctor | completed | escrow → doctor |
 
 use super::{TxScope, token::escrow_account};
-use crate::{
-    TxError,
-    clinical::{Slot, SlotStatus},
-};
-use ehrchain_types::{AuditAction, ItemId, ItemKind, Role};
+use crate::clinical::{Slot, SlotStatus};
+use ehrchain_types::{AuditAction, Field, ItemId, ItemKind, Refusal, Role};
 
 /// Longest slot accepted (a day).
 pub const MAX_SLOT_MINUTES: u32 = 24 * 60;
 /// How long after a confirmed appointment's end the patient may reclaim the fee if the doctor
 /// never completed it.
 pub const UNCOMPLETED_REFUND_AFTER_MS: u64 = 7 * 24 * 3600 * 1000;
-
-fn refused(msg: impl Into<String>) -> TxError {
-    TxError::Refused(msg.into())
-}
-
-fn wrong_state(slot: &Slot, what: &str) -> TxError {
-    refused(format!(
-        "{} is {}: it cannot be {what}",
-        slot.id,
-        slot.status.name()
-    ))
-}
 
 /// Records an appointment event: the patient (or, for an unbooked slot, the doctor) is the
 /// subject; the other party is the counterparty.
@@ -58,17 +43,21 @@ pub fn add_slot(
     start_ms: u64,
     minutes: u32,
     fee: u64,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     scope.require_active_role(Role::Doctor)?;
     if start_ms <= scope.ctx.timestamp_ms {
-        return Err(refused("a slot must start in the future"));
+        return Err(Refusal::StartInPast {
+            start_ms,
+            now_ms: scope.ctx.timestamp_ms,
+        });
     }
     if minutes == 0 || minutes > MAX_SLOT_MINUTES {
-        return Err(refused(format!(
-            "a slot lasts 1 to {MAX_SLOT_MINUTES} minutes, not {minutes}"
-        )));
+        return Err(Refusal::SlotLength {
+            minutes,
+            max: MAX_SLOT_MINUTES,
+        });
     }
-    scope.within_supply("fee", fee)?;
+    scope.within_supply(Field::Fee, fee)?;
     let slot = Slot {
         id: scope.new_item_id(ItemKind::Slot),
         doctor: scope.sender,
@@ -84,14 +73,14 @@ pub fn add_slot(
     Ok(())
 }
 
-pub fn book(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
+pub fn book(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), Refusal> {
     scope.require_active_role(Role::Patient)?;
     let mut slot: Slot = scope.item(id)?;
     if slot.status != SlotStatus::Open {
-        return Err(wrong_state(&slot, "booked"));
+        return Err(Refusal::SlotNotOpen { slot: *id });
     }
     if scope.ctx.timestamp_ms >= slot.start_ms {
-        return Err(refused(format!("{id} has already started")));
+        return Err(Refusal::SlotStarted { slot: *id });
     }
     let me = scope.sender;
     scope.move_tokens(&me, &escrow_account(), slot.fee)?;
@@ -103,24 +92,17 @@ pub fn book(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
     Ok(())
 }
 
-pub fn answer(scope: &mut TxScope<'_>, id: &ItemId, confirm: bool) -> Result<(), TxError> {
+pub fn answer(scope: &mut TxScope<'_>, id: &ItemId, confirm: bool) -> Result<(), Refusal> {
     let mut slot: Slot = scope.item(id)?;
     if scope.sender != slot.doctor {
-        return Err(refused(
-            "only the slot's doctor confirms or declines its booking",
-        ));
+        return Err(Refusal::NotSlotDoctor { slot: *id });
     }
     if slot.status != SlotStatus::Requested {
-        return Err(wrong_state(
-            &slot,
-            if confirm { "confirmed" } else { "declined" },
-        ));
+        return Err(Refusal::NotRequested { slot: *id });
     }
     if confirm {
         if scope.ctx.timestamp_ms >= slot.start_ms {
-            return Err(refused(format!(
-                "{id} has started unconfirmed: decline it (the patient may cancel for a refund)"
-            )));
+            return Err(Refusal::StartedUnconfirmed { slot: *id });
         }
         slot.status = SlotStatus::Confirmed;
         audit(scope, &slot, AuditAction::AppointmentConfirmed, None);
@@ -141,38 +123,34 @@ pub fn answer(scope: &mut TxScope<'_>, id: &ItemId, confirm: bool) -> Result<(),
     Ok(())
 }
 
-pub fn cancel(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
+pub fn cancel(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), Refusal> {
     let mut slot: Slot = scope.item(id)?;
     let now = scope.ctx.timestamp_ms;
     let before_start = now < slot.start_ms;
     let by_doctor = scope.sender == slot.doctor;
     let by_patient = slot.patient == Some(scope.sender);
     if !by_doctor && !by_patient {
-        return Err(refused(
-            "only the slot's doctor or the patient who booked it may cancel",
-        ));
+        return Err(Refusal::NotSlotParty { slot: *id });
     }
     let booked = matches!(slot.status, SlotStatus::Requested | SlotStatus::Confirmed);
+    let refund_from_ms = slot.end_ms().saturating_add(UNCOMPLETED_REFUND_AFTER_MS);
     let allowed = match (by_doctor, slot.status) {
         (true, SlotStatus::Open) => true,
         (true, SlotStatus::Requested | SlotStatus::Confirmed) => before_start,
         (false, SlotStatus::Requested) => true,
-        (false, SlotStatus::Confirmed) => {
-            before_start || now >= slot.end_ms().saturating_add(UNCOMPLETED_REFUND_AFTER_MS)
-        }
+        (false, SlotStatus::Confirmed) => before_start || now >= refund_from_ms,
         _ => false,
     };
     if !allowed {
         return Err(if by_doctor && booked {
-            refused(format!(
-                "{id} has started: complete it, or decline it if it was never confirmed"
-            ))
+            Refusal::DoctorCancelAfterStart { slot: *id }
         } else if booked {
-            refused(format!(
-                "{id} has started: a confirmed appointment is completed by the doctor (the patient may reclaim the fee 7 days after its end if it never is)"
-            ))
+            Refusal::RefundNotYet {
+                slot: *id,
+                refund_from_ms,
+            }
         } else {
-            wrong_state(&slot, "cancelled")
+            Refusal::SlotClosed { slot: *id }
         });
     }
     let refund = if booked {
@@ -195,16 +173,16 @@ pub fn cancel(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
     Ok(())
 }
 
-pub fn complete(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
+pub fn complete(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), Refusal> {
     let mut slot: Slot = scope.item(id)?;
     if scope.sender != slot.doctor {
-        return Err(refused("only the slot's doctor completes the appointment"));
+        return Err(Refusal::NotSlotDoctor { slot: *id });
     }
     if slot.status != SlotStatus::Confirmed {
-        return Err(wrong_state(&slot, "completed"));
+        return Err(Refusal::NotConfirmed { slot: *id });
     }
     if scope.ctx.timestamp_ms < slot.start_ms {
-        return Err(refused(format!("{id} has not started yet")));
+        return Err(Refusal::NotStarted { slot: *id });
     }
     let doctor = slot.doctor;
     scope.move_tokens(&escrow_account(), &doctor, slot.fee)?;

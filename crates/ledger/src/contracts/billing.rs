@@ -9,30 +9,29 @@
 
 use super::TxScope;
 use crate::{
-    AccountStatus, TxError,
+    AccountStatus,
     clinical::{Claim, ClaimDecision, ClaimStatus, Invoice, InvoiceStatus, Policy},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, ItemId, ItemKind, Role,
+    AccountId, AuditAction, AuditReason, Field, ItemId, ItemKind, Refusal, Role, Subject,
     clinical::{FULL_COVERAGE_BP, MAX_APPROVAL_LEVELS, MAX_DECISION_REASON},
 };
 
-fn refused(msg: impl Into<String>) -> TxError {
-    TxError::Refused(msg.into())
-}
-
-pub fn pay(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
+pub fn pay(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), Refusal> {
     let mut inv: Invoice = scope.item(id)?;
     if scope.sender != inv.patient {
-        return Err(refused(format!("{id} is not addressed to you")));
+        return Err(Refusal::NotThePatient {
+            subject: Subject::Item(*id),
+        });
     }
     if inv.status == InvoiceStatus::Paid {
-        return Err(refused(format!("{id} is already paid")));
+        return Err(Refusal::InvoicePaid { invoice: *id });
     }
-    if let Some(c) = inv.open_claim {
-        return Err(refused(format!(
-            "claim {c} on {id} is being decided: pay after the decision"
-        )));
+    if let Some(claim) = inv.open_claim {
+        return Err(Refusal::ClaimOpen {
+            invoice: *id,
+            claim,
+        });
     }
     let due = inv.due();
     let me = scope.sender;
@@ -57,39 +56,45 @@ pub fn set_policy(
     coverage_bp: u16,
     approvers: &[AccountId],
     expires_ms: Option<u64>,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     scope.require_active_role(Role::Insurer)?;
     let p = scope.account(patient);
     if p.role != Some(Role::Patient) {
-        return Err(refused(format!("{patient} is not a registered patient")));
+        return Err(Refusal::NotInRole {
+            account: *patient,
+            role: Role::Patient,
+        });
     }
     if coverage_bp > FULL_COVERAGE_BP {
-        return Err(refused(format!(
-            "coverage is at most 100 % ({FULL_COVERAGE_BP} basis points), not {coverage_bp}"
-        )));
+        return Err(Refusal::CoverageTooHigh { coverage_bp });
     }
     if approvers.is_empty() || approvers.len() > MAX_APPROVAL_LEVELS {
-        return Err(refused(format!(
-            "a policy has 1 to {MAX_APPROVAL_LEVELS} approval levels, not {}",
-            approvers.len()
-        )));
+        return Err(Refusal::ApprovalLevels {
+            count: approvers.len() as u64,
+            max: MAX_APPROVAL_LEVELS as u64,
+        });
     }
     for (i, a) in approvers.iter().enumerate() {
         if approvers[..i].contains(a) {
-            return Err(refused(format!("{a} approves more than one level")));
+            return Err(Refusal::DuplicateApprover { approver: *a });
         }
         let acct = scope.account(a);
         let ok = acct.status == AccountStatus::Active
             && matches!(acct.role, Some(Role::Insurer | Role::Regulator));
         if !ok {
-            return Err(refused(format!(
-                "approver {a} of level {} is not an approved insurer or regulator",
-                i + 1
-            )));
+            return Err(Refusal::ApproverNotEligible {
+                approver: *a,
+                level: i as u32 + 1,
+            });
         }
     }
-    if expires_ms.is_some_and(|e| e <= scope.ctx.timestamp_ms) {
-        return Err(refused("the policy would already have expired"));
+    if let Some(e) = expires_ms
+        && e <= scope.ctx.timestamp_ms
+    {
+        return Err(Refusal::AlreadyExpired {
+            expires_ms: e,
+            now_ms: scope.ctx.timestamp_ms,
+        });
     }
     let policy = Policy {
         id: scope.new_item_id(ItemKind::Policy),
@@ -115,28 +120,34 @@ pub fn submit_claim(
     scope: &mut TxScope<'_>,
     invoice: &ItemId,
     policy: &ItemId,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     let mut inv: Invoice = scope.item(invoice)?;
     let pol: Policy = scope.item(policy)?;
     if scope.sender != inv.patient {
-        return Err(refused(format!("{invoice} is not addressed to you")));
+        return Err(Refusal::NotThePatient {
+            subject: Subject::Item(*invoice),
+        });
     }
     if pol.patient != inv.patient {
-        return Err(refused(format!("{policy} does not cover you")));
+        return Err(Refusal::PolicyNotForPatient { policy: *policy });
     }
     if !pol.in_force(scope.ctx.timestamp_ms) {
-        return Err(refused(format!("{policy} has expired")));
+        return Err(Refusal::PolicyExpired {
+            policy: *policy,
+            expired_ms: pol.expires_ms.expect("only a policy with an expiry lapses"),
+        });
     }
     if inv.status == InvoiceStatus::Paid {
-        return Err(refused(format!("{invoice} is already paid")));
+        return Err(Refusal::InvoicePaid { invoice: *invoice });
     }
-    if let Some(c) = inv.open_claim {
-        return Err(refused(format!("claim {c} on {invoice} is still open")));
+    if let Some(claim) = inv.open_claim {
+        return Err(Refusal::ClaimOpen {
+            invoice: *invoice,
+            claim,
+        });
     }
     if inv.insurer_paid > 0 {
-        return Err(refused(format!(
-            "an insurer already paid its share of {invoice}"
-        )));
+        return Err(Refusal::InsurerAlreadyPaid { invoice: *invoice });
     }
     let claim = Claim {
         id: scope.new_item_id(ItemKind::Claim),
@@ -166,16 +177,15 @@ pub fn submit_claim(
     Ok(())
 }
 
-pub fn withdraw_claim(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), TxError> {
+pub fn withdraw_claim(scope: &mut TxScope<'_>, id: &ItemId) -> Result<(), Refusal> {
     let mut claim: Claim = scope.item(id)?;
     if scope.sender != claim.patient {
-        return Err(refused("only the patient withdraws their claim"));
+        return Err(Refusal::NotThePatient {
+            subject: Subject::Item(*id),
+        });
     }
     if claim.status != ClaimStatus::Open {
-        return Err(refused(format!(
-            "{id} is {}: it cannot be withdrawn",
-            claim.status.name()
-        )));
+        return Err(Refusal::ClaimNotOpen { claim: *id });
     }
     let mut inv: Invoice = scope.item(&claim.invoice)?;
     inv.open_claim = None;
@@ -197,32 +207,35 @@ pub fn decide_claim(
     id: &ItemId,
     approve: bool,
     reason: &str,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     let mut claim: Claim = scope.item(id)?;
     if reason.len() > MAX_DECISION_REASON {
-        return Err(TxError::FieldTooLong {
-            field: "reason",
-            len: reason.len(),
-            max: MAX_DECISION_REASON,
+        return Err(Refusal::FieldTooLong {
+            field: Field::Reason,
+            len: reason.len() as u64,
+            max: MAX_DECISION_REASON as u64,
         });
     }
-    let level = claim.decisions.len() + 1;
+    // At most MAX_APPROVAL_LEVELS levels.
+    let level = claim.decisions.len() as u32 + 1;
+    let levels = claim.approvers.len() as u32;
     let Some(next) = claim.next_approver() else {
-        return Err(refused(format!(
-            "{id} is {}: nothing left to decide",
-            claim.status.name()
-        )));
+        return Err(Refusal::ClaimNotOpen { claim: *id });
     };
     if scope.sender != next {
         return Err(
             match claim.approvers.iter().position(|a| *a == scope.sender) {
-                Some(i) if i + 1 > level => refused(format!(
-                    "{id} waits for level {level} of {}; you approve level {}",
-                    claim.approvers.len(),
-                    i + 1
-                )),
-                Some(i) => refused(format!("you already decided level {} of {id}", i + 1)),
-                None => refused(format!("you are not an approver of {id}")),
+                Some(i) if i as u32 + 1 > level => Refusal::ClaimLevelNotReached {
+                    claim: *id,
+                    level,
+                    levels,
+                    yours: i as u32 + 1,
+                },
+                Some(i) => Refusal::ClaimLevelDecided {
+                    claim: *id,
+                    level: i as u32 + 1,
+                },
+                None => Refusal::NotAnApprover { claim: *id },
             },
         );
     }
@@ -243,13 +256,17 @@ pub fn decide_claim(
         claim.id,
         Some(claim.insurer),
     );
-    ev.reason = format!("level {level} of {}: {reason}", claim.approvers.len());
+    ev.reason = AuditReason::ClaimLevel {
+        level,
+        levels,
+        reason: reason.to_string(),
+    };
     scope.audit(ev);
     let mut inv: Invoice = scope.item(&claim.invoice)?;
     if !approve {
         claim.status = ClaimStatus::Rejected;
         inv.open_claim = None;
-    } else if level == claim.approvers.len() {
+    } else if level == levels {
         // The final level: the insurer pays its share to the provider, or nothing happens.
         scope.move_tokens(&claim.insurer, &claim.payee, claim.share)?;
         claim.status = ClaimStatus::Approved;

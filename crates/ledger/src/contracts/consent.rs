@@ -7,28 +7,35 @@
 
 use super::TxScope;
 use crate::{
-    TxError, access,
+    access,
     state::{AccessRequest, Grant, RequestStatus},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, Category, Decision, Grantee, KeyWrap, RequestId, Rotation, SealedKey,
+    AccountId, AuditAction, AuditReason, Category, Decision, Field, Grantee, KeyWrap, Refusal,
+    RequestId, Rotation, SealedKey, Subject,
     records::{MAX_REASON_BYTES, MAX_WRAPS},
     tx::MAX_ORGANISATION_LEN,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-fn refused(msg: impl Into<String>) -> TxError {
-    TxError::Refused(msg.into())
-}
-
-fn normalise(categories: &[Category]) -> Result<Vec<Category>, TxError> {
+fn normalise(categories: &[Category]) -> Result<Vec<Category>, Refusal> {
     let mut c = categories.to_vec();
     c.sort();
     c.dedup();
     if c.is_empty() {
-        return Err(refused("name at least one category"));
+        return Err(Refusal::NoCategories);
     }
     Ok(c)
+}
+
+fn too_many_wraps(count: usize) -> Result<(), Refusal> {
+    if count > MAX_WRAPS {
+        return Err(Refusal::TooManyWraps {
+            count: count as u64,
+            max: MAX_WRAPS as u64,
+        });
+    }
+    Ok(())
 }
 
 type WrapKey = (Category, u32, AccountId);
@@ -57,13 +64,8 @@ fn merge_wraps(
     existing: &[KeyWrap],
     provided: &[KeyWrap],
     required: &BTreeSet<WrapKey>,
-) -> Result<Vec<KeyWrap>, TxError> {
-    if provided.len() > MAX_WRAPS {
-        return Err(refused(format!(
-            "{} key wraps in one transaction, at most {MAX_WRAPS}",
-            provided.len()
-        )));
-    }
+) -> Result<Vec<KeyWrap>, Refusal> {
+    too_many_wraps(provided.len())?;
     let mut out: BTreeMap<WrapKey, KeyWrap> = existing
         .iter()
         .map(|w| ((w.category, w.epoch, w.recipient), w.clone()))
@@ -72,17 +74,20 @@ fn merge_wraps(
     for w in provided {
         let k = (w.category, w.epoch, w.recipient);
         if !required.contains(&k) {
-            return Err(refused(format!(
-                "unexpected key wrap: {} epoch {} for {}",
-                w.category, w.epoch, w.recipient
-            )));
+            return Err(Refusal::UnexpectedWrap {
+                category: w.category,
+                epoch: w.epoch,
+                recipient: w.recipient,
+            });
         }
         out.insert(k, w.clone());
     }
-    if let Some((c, e, r)) = required.iter().find(|k| !out.contains_key(k)) {
-        return Err(refused(format!(
-            "missing key wrap: the {c} key of epoch {e} must be sealed to {r}"
-        )));
+    if let Some(&(category, epoch, recipient)) = required.iter().find(|k| !out.contains_key(k)) {
+        return Err(Refusal::MissingWrap {
+            category,
+            epoch,
+            recipient,
+        });
     }
     Ok(out.into_values().collect())
 }
@@ -95,32 +100,41 @@ fn check_grantee(
     grantee: &Grantee,
     categories: &[Category],
     write: bool,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     match grantee {
         Grantee::Account(a) => {
             if *a == scope.sender {
-                return Err(refused("cannot grant access to yourself"));
+                return Err(Refusal::SelfGrant);
             }
             let acct = scope.account(a);
             let Some(role) = acct.role else {
-                return Err(TxError::NotRegistered(*a));
+                return Err(Refusal::NotRegistered { account: *a });
             };
             if acct.encryption_key.is_none() {
-                return Err(TxError::NoEncryptionKey(*a));
+                return Err(Refusal::NoEncryptionKey { account: *a });
             }
             for &c in categories {
-                access::role_allows(role, c, write).map_err(TxError::Refused)?;
+                access::role_allows(role, c, write)?;
             }
             Ok(())
         }
         Grantee::Organisation(o) => {
-            if o.trim().is_empty() || o.len() > MAX_ORGANISATION_LEN {
-                return Err(refused("organisation name must be 1 to 128 bytes"));
+            if o.trim().is_empty() {
+                return Err(Refusal::FieldEmpty {
+                    field: Field::Organisation,
+                });
+            }
+            if o.len() > MAX_ORGANISATION_LEN {
+                return Err(Refusal::FieldTooLong {
+                    field: Field::Organisation,
+                    len: o.len() as u64,
+                    max: MAX_ORGANISATION_LEN as u64,
+                });
             }
             if access::members(scope.state(), o).next().is_none() {
-                return Err(refused(format!(
-                    "organisation {o:?} has no approved members with an encryption key"
-                )));
+                return Err(Refusal::NoOrganisationMembers {
+                    organisation: o.clone(),
+                });
             }
             Ok(())
         }
@@ -128,10 +142,12 @@ fn check_grantee(
 }
 
 /// Starts a new epoch of one of the sender's category keys.
-pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), TxError> {
+pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), Refusal> {
     let acct = scope.require_registered()?;
     if acct.encryption_key.is_none() {
-        return Err(TxError::NoEncryptionKey(scope.sender));
+        return Err(Refusal::NoEncryptionKey {
+            account: scope.sender,
+        });
     }
     let patient = scope.sender;
     let c = rotation.category;
@@ -139,16 +155,15 @@ pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), TxErro
     let epoch = keys.len() as u32;
     keys.push(rotation.own.clone());
     scope.put_keys(patient, c, keys);
-    if rotation.wraps.len() > MAX_WRAPS {
-        return Err(refused("too many key wraps in one rotation"));
-    }
+    too_many_wraps(rotation.wraps.len())?;
     let mut provided: BTreeMap<AccountId, &KeyWrap> = BTreeMap::new();
     for w in &rotation.wraps {
         if w.category != c || w.epoch != epoch {
-            return Err(refused(format!(
-                "a rotation of {c} to epoch {epoch} carries a wrap for {} epoch {}",
-                w.category, w.epoch
-            )));
+            return Err(Refusal::UnexpectedWrap {
+                category: w.category,
+                epoch: w.epoch,
+                recipient: w.recipient,
+            });
         }
         provided.insert(w.recipient, w);
     }
@@ -159,10 +174,10 @@ pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), TxErro
             continue;
         }
         for r in access::recipients(scope.state(), &grantee, c) {
-            let w = provided.get(&r).ok_or_else(|| {
-                refused(format!(
-                    "missing key wrap: the new {c} key (epoch {epoch}) must be sealed to {r}, who holds a grant"
-                ))
+            let w = provided.get(&r).ok_or(Refusal::MissingWrap {
+                category: c,
+                epoch,
+                recipient: r,
             })?;
             grant.wraps.push((*w).clone());
             used.insert(r);
@@ -170,13 +185,15 @@ pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), TxErro
         scope.put_grant(patient, grantee, grant);
     }
     if let Some(extra) = provided.keys().find(|r| !used.contains(r)) {
-        return Err(refused(format!(
-            "unexpected key wrap for {extra}, who holds no grant for {c}"
-        )));
+        return Err(Refusal::UnexpectedWrap {
+            category: c,
+            epoch,
+            recipient: *extra,
+        });
     }
     let mut ev = scope.event(patient, AuditAction::KeyRotated);
     ev.categories = vec![c];
-    ev.reason = format!("epoch {epoch}");
+    ev.reason = AuditReason::KeyEpoch { epoch };
     scope.audit(ev);
     Ok(())
 }
@@ -189,7 +206,7 @@ pub fn grant(
     expires_ms: Option<u64>,
     write: bool,
     wraps: &[KeyWrap],
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     scope.require_active()?;
     let categories = normalise(categories)?;
     check_grantee(scope, to, &categories, write)?;
@@ -197,18 +214,20 @@ pub fn grant(
     if let Some(e) = expires_ms
         && e <= now
     {
-        return Err(refused(format!(
-            "the expiry {e} is not after the block time {now}"
-        )));
+        return Err(Refusal::AlreadyExpired {
+            expires_ms: e,
+            now_ms: now,
+        });
     }
     let existing = scope.grant(&scope.sender, to);
     if let Some(g) = &existing
         && !g.expired(now)
-        && let Some(dropped) = g.categories.iter().find(|c| !categories.contains(c))
+        && let Some(&dropped) = g.categories.iter().find(|c| !categories.contains(c))
     {
-        return Err(refused(format!(
-            "the grant to {to} already covers {dropped}: revoke it (which starts a new key epoch) instead of granting less"
-        )));
+        return Err(Refusal::GrantNarrowing {
+            grantee: to.clone(),
+            category: dropped,
+        });
     }
     let existing = existing.map(|g| g.wraps).unwrap_or_default();
     let required = required_wraps(scope, to, &categories);
@@ -228,12 +247,7 @@ pub fn grant(
     let mut ev = scope.event(patient, AuditAction::Granted);
     ev.categories = categories;
     ev.counterparty = Some(to.clone());
-    ev.reason = match (write, expires_ms) {
-        (true, None) => "read and write".into(),
-        (false, None) => "read".into(),
-        (true, Some(e)) => format!("read and write until {e}"),
-        (false, Some(e)) => format!("read until {e}"),
-    };
+    ev.reason = AuditReason::GrantTerms { write, expires_ms };
     scope.audit(ev);
     Ok(())
 }
@@ -244,20 +258,23 @@ pub fn revoke(
     from: &Grantee,
     categories: &[Category],
     rotations: &[Rotation],
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     scope.require_active()?;
     let patient = scope.sender;
     let Some(mut grant) = scope.grant(&patient, from) else {
-        return Err(refused(format!("there is no grant to {from}")));
+        return Err(Refusal::NoSuchGrant {
+            grantee: from.clone(),
+        });
     };
     let revoked = if categories.is_empty() {
         grant.categories.clone()
     } else {
         let c = normalise(categories)?;
-        if let Some(missing) = c.iter().find(|c| !grant.categories.contains(c)) {
-            return Err(refused(format!(
-                "the grant to {from} does not include {missing}"
-            )));
+        if let Some(&missing) = c.iter().find(|c| !grant.categories.contains(c)) {
+            return Err(Refusal::GrantLacksCategory {
+                grantee: from.clone(),
+                category: missing,
+            });
         }
         c
     };
@@ -275,15 +292,19 @@ pub fn revoke(
         .collect();
     let given: BTreeSet<Category> = rotations.iter().map(|r| r.category).collect();
     if given.len() != rotations.len() {
-        return Err(refused("two rotations of the same category"));
+        let mut seen = BTreeSet::new();
+        let category = rotations
+            .iter()
+            .map(|r| r.category)
+            .find(|c| !seen.insert(*c))
+            .expect("fewer distinct categories than rotations");
+        return Err(Refusal::DuplicateRotation { category });
     }
-    if let Some(c) = need.difference(&given).next() {
-        return Err(refused(format!(
-            "revoking {c} must start a new {c} key epoch (add a rotation)"
-        )));
+    if let Some(&category) = need.difference(&given).next() {
+        return Err(Refusal::RotationRequired { category });
     }
-    if let Some(c) = given.difference(&need).next() {
-        return Err(refused(format!("unexpected rotation of {c}")));
+    if let Some(&category) = given.difference(&need).next() {
+        return Err(Refusal::UnexpectedRotation { category });
     }
     for r in rotations {
         rotate(scope, r)?;
@@ -302,24 +323,24 @@ pub fn request(
     categories: &[Category],
     write: bool,
     reason: &SealedKey,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     let acct = scope.require_active()?;
     let role = acct.role.expect("active accounts have a role");
     let categories = normalise(categories)?;
     for &c in &categories {
-        access::role_allows(role, c, write).map_err(TxError::Refused)?;
+        access::role_allows(role, c, write)?;
     }
     if *patient == scope.sender {
-        return Err(refused("cannot request access to your own records"));
+        return Err(Refusal::SelfRequest);
     }
     if scope.account(patient).role.is_none() {
-        return Err(TxError::NotRegistered(*patient));
+        return Err(Refusal::NotRegistered { account: *patient });
     }
     if reason.ct.0.len() > MAX_REASON_BYTES {
-        return Err(TxError::FieldTooLong {
-            field: "reason",
-            len: reason.ct.0.len(),
-            max: MAX_REASON_BYTES,
+        return Err(Refusal::FieldTooLong {
+            field: Field::Reason,
+            len: reason.ct.0.len() as u64,
+            max: MAX_REASON_BYTES as u64,
         });
     }
     let id = RequestId(scope.tx.0);
@@ -337,7 +358,7 @@ pub fn request(
     let mut ev = scope.event(*patient, AuditAction::AccessRequested);
     ev.categories = categories;
     ev.counterparty = Some(Grantee::Account(scope.sender));
-    ev.reason = format!("request {id}");
+    ev.reason = AuditReason::Request { request: id };
     scope.audit(ev);
     Ok(())
 }
@@ -349,15 +370,17 @@ pub fn answer(
     approve: bool,
     expires_ms: Option<u64>,
     wraps: &[KeyWrap],
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     let Some(mut req) = scope.request(id) else {
-        return Err(TxError::NoSuchRequest(*id));
+        return Err(Refusal::NoSuchRequest { request: *id });
     };
     if req.patient != scope.sender {
-        return Err(refused("only the patient asked can answer a request"));
+        return Err(Refusal::NotThePatient {
+            subject: Subject::Request(*id),
+        });
     }
     if req.status != RequestStatus::Open {
-        return Err(refused(format!("request {id} was already answered")));
+        return Err(Refusal::RequestAnswered { request: *id });
     }
     let to = Grantee::Account(req.requester);
     if approve {
@@ -368,7 +391,7 @@ pub fn answer(
         }
         grant(scope, &to, &cats, expires_ms, write, wraps)?;
     } else if !wraps.is_empty() {
-        return Err(refused("a denial carries no key wraps"));
+        return Err(Refusal::UnexpectedKeys);
     }
     req.status = if approve {
         RequestStatus::Approved
@@ -391,7 +414,7 @@ pub fn answer(
     } else {
         Decision::Denied
     };
-    ev.reason = format!("request {id}");
+    ev.reason = AuditReason::Request { request: *id };
     scope.put_request(req);
     scope.audit(ev);
     Ok(())

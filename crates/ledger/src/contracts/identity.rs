@@ -1,24 +1,20 @@
 //! Identity: registration in a role and approval of professional roles by the admin.
 
 use super::TxScope;
-use crate::{AccountStatus, TxError};
+use crate::AccountStatus;
 use ehrchain_types::{
-    AccountId, EncryptionKey, Role,
+    AccountId, EncryptionKey, Field, Refusal, Role,
     tx::{MAX_LICENCE_LEN, MAX_ORGANISATION_LEN},
 };
 
-fn bounded(
-    field: &'static str,
-    value: Option<&str>,
-    max: usize,
-) -> Result<Option<String>, TxError> {
+fn bounded(field: Field, value: Option<&str>, max: usize) -> Result<Option<String>, Refusal> {
     match value.map(str::trim) {
         None => Ok(None),
-        Some("") => Err(TxError::FieldEmpty { field }),
-        Some(v) if v.len() > max => Err(TxError::FieldTooLong {
+        Some("") => Err(Refusal::FieldEmpty { field }),
+        Some(v) if v.len() > max => Err(Refusal::FieldTooLong {
             field,
-            len: v.len(),
-            max,
+            len: v.len() as u64,
+            max: max as u64,
         }),
         Some(v) => Ok(Some(v.to_string())),
     }
@@ -31,18 +27,18 @@ pub fn register(
     role: Role,
     organisation: Option<&str>,
     licence: Option<&str>,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     if role == Role::Admin {
-        return Err(TxError::RoleNotRegistrable(role));
+        return Err(Refusal::RoleNotRegistrable { role });
     }
     let mut acct = scope.account(&scope.sender);
     if let Some(existing) = acct.role {
-        return Err(TxError::AlreadyRegistered(existing));
+        return Err(Refusal::AlreadyRegistered { role: existing });
     }
-    let organisation = bounded("organisation", organisation, MAX_ORGANISATION_LEN)?;
-    let licence = bounded("licence", licence, MAX_LICENCE_LEN)?;
+    let organisation = bounded(Field::Organisation, organisation, MAX_ORGANISATION_LEN)?;
+    let licence = bounded(Field::Licence, licence, MAX_LICENCE_LEN)?;
     if role.needs_organisation() && organisation.is_none() {
-        return Err(TxError::OrganisationRequired(role));
+        return Err(Refusal::OrganisationRequired { role });
     }
     acct.role = Some(role);
     acct.organisation = organisation;
@@ -57,17 +53,15 @@ pub fn register(
 }
 
 /// The consortium admin approves a pending account.
-pub fn approve(scope: &mut TxScope<'_>, account: &AccountId) -> Result<(), TxError> {
+pub fn approve(scope: &mut TxScope<'_>, account: &AccountId) -> Result<(), Refusal> {
     scope.require_active_role(Role::Admin)?;
     let mut acct = scope.account(account);
     if acct.role.is_none() {
-        return Err(TxError::NotRegistered(*account));
+        return Err(Refusal::NotRegistered { account: *account });
     }
+    // A registered account is pending or active.
     if acct.status != AccountStatus::Pending {
-        return Err(TxError::NotPending {
-            account: *account,
-            status: acct.status.name(),
-        });
+        return Err(Refusal::NotPending { account: *account });
     }
     acct.status = AccountStatus::Active;
     acct.approved_by = Some(scope.sender);
@@ -83,7 +77,7 @@ pub fn enrol(
     organisation: Option<&str>,
     licence: Option<&str>,
     key: EncryptionKey,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     register(scope, role, organisation, licence)?;
     let mut acct = scope.account(&scope.sender);
     acct.encryption_key = Some(key);

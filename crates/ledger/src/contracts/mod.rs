@@ -9,13 +9,13 @@ pub mod records;
 pub mod token;
 
 use crate::{
-    Account, BlockContext, State, TxError,
+    Account, BlockContext, State,
     clinical::{Item, ItemVariant},
     state::{AccessRequest, Grant, Record, StateKey},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, AuditEvent, Category, Decision, Grantee, Hash, ItemId, ItemKind,
-    RecordId, RequestId, Role, SealedKey, TxPayload,
+    AccountId, AuditAction, AuditEvent, AuditReason, Category, Decision, Field, Grantee, Hash,
+    ItemId, ItemKind, RecordId, Refusal, RequestId, Role, SealedKey, TxPayload,
 };
 use std::collections::BTreeMap;
 
@@ -226,18 +226,17 @@ impl<'a> TxScope<'a> {
 
     /// The item `id` as this transaction sees it, as variant `T`: a clear error if there is
     /// no such item or it is of another kind.
-    pub fn item<T: ItemVariant>(&self, id: &ItemId) -> Result<T, TxError> {
+    pub fn item<T: ItemVariant>(&self, id: &ItemId) -> Result<T, Refusal> {
         if id.kind != T::KIND {
-            return Err(TxError::Refused(format!(
-                "{id} is not {}: it is {}",
-                T::KIND.with_article(),
-                id.kind.with_article()
-            )));
+            return Err(Refusal::WrongItemKind {
+                item: *id,
+                expected: T::KIND,
+            });
         }
         self.items
             .get(&self.state.items, id)
             .and_then(T::from_item)
-            .ok_or_else(|| TxError::Refused(format!("no {} {id}", T::KIND)))
+            .ok_or(Refusal::NoSuchItem { item: *id })
     }
 
     pub fn put_item<T: ItemVariant>(&mut self, item: T) {
@@ -252,26 +251,27 @@ impl<'a> TxScope<'a> {
         ItemId::derive(kind, &self.tx)
     }
 
-    /// Moves `amount` tokens from `from` to `to` within this transaction. `who` names the
-    /// payer in the error ("your", "the insurer's").
+    /// Moves `amount` tokens from `from` to `to` within this transaction. The refusal says
+    /// whether the sender or another payer (an insurer) lacks the tokens.
     pub fn move_tokens(
         &mut self,
         from: &AccountId,
         to: &AccountId,
         amount: u64,
-    ) -> Result<(), TxError> {
+    ) -> Result<(), Refusal> {
         let mut src = self.account(from);
         if src.balance < amount {
             return Err(if *from == self.sender {
-                TxError::InsufficientBalance {
+                Refusal::InsufficientBalance {
                     balance: src.balance,
                     needed: amount,
                 }
             } else {
-                TxError::Refused(format!(
-                    "{from} holds {} tokens, {amount} are needed",
-                    src.balance
-                ))
+                Refusal::PayerInsufficientBalance {
+                    payer: *from,
+                    balance: src.balance,
+                    needed: amount,
+                }
             });
         }
         if from == to || amount == 0 {
@@ -281,7 +281,7 @@ impl<'a> TxScope<'a> {
         dest.balance = dest
             .balance
             .checked_add(amount)
-            .ok_or(TxError::Overflow(*to))?;
+            .ok_or(Refusal::BalanceOverflow { account: *to })?;
         src.balance -= amount;
         self.put(*from, src);
         self.put(*to, dest);
@@ -301,7 +301,7 @@ impl<'a> TxScope<'a> {
             categories: Vec::new(),
             counterparty: None,
             decision: Decision::Allowed,
-            reason: String::new(),
+            reason: AuditReason::None,
             item: None,
             amount: None,
         }
@@ -328,37 +328,39 @@ impl<'a> TxScope<'a> {
     }
 
     /// Fails unless the sender is active in `role`.
-    pub fn require_active_role(&self, role: Role) -> Result<Account, TxError> {
+    pub fn require_active_role(&self, role: Role) -> Result<Account, Refusal> {
         let acct = self.account(&self.sender);
         match (acct.role, acct.status) {
             (Some(r), crate::AccountStatus::Active) if r == role => Ok(acct),
-            _ if role == Role::Admin => Err(TxError::NotAdmin),
+            _ if role == Role::Admin => Err(Refusal::NotAdmin),
             (Some(r), crate::AccountStatus::Pending) if r == role => {
-                Err(TxError::NotApproved(role))
+                Err(Refusal::NotApproved { role })
             }
-            _ => Err(TxError::RoleRequired(role)),
+            _ => Err(Refusal::RoleRequired { role }),
         }
     }
 
     /// Fails unless the sender is registered and active in any role.
-    pub fn require_active(&self) -> Result<Account, TxError> {
+    pub fn require_active(&self) -> Result<Account, Refusal> {
         let acct = self.account(&self.sender);
         match (acct.role, acct.status) {
             (Some(_), crate::AccountStatus::Active) => Ok(acct),
-            (Some(r), crate::AccountStatus::Pending) => Err(TxError::NotApproved(r)),
-            _ => Err(TxError::NotRegistered(self.sender)),
+            (Some(role), crate::AccountStatus::Pending) => Err(Refusal::NotApproved { role }),
+            _ => Err(Refusal::NotRegistered {
+                account: self.sender,
+            }),
         }
     }
 
     /// Fails when an amount or price exceeds every token there is (it could never be paid,
     /// and sums of such amounts are where overflows hide).
-    pub fn within_supply(&self, field: &'static str, amount: u64) -> Result<(), TxError> {
+    pub fn within_supply(&self, field: Field, amount: u64) -> Result<(), Refusal> {
         let supply = self.state.supply;
         if u128::from(amount) > supply {
-            return Err(TxError::AboveSupply {
+            return Err(Refusal::AboveSupply {
                 field,
                 amount,
-                supply,
+                supply: u64::try_from(supply).expect("below a u64 amount"),
             });
         }
         Ok(())
@@ -366,11 +368,13 @@ impl<'a> TxScope<'a> {
 
     /// Fails unless the sender has registered a role (approved or not): enough to manage
     /// one's own keys and profile.
-    pub fn require_registered(&self) -> Result<Account, TxError> {
+    pub fn require_registered(&self) -> Result<Account, Refusal> {
         let acct = self.account(&self.sender);
         match acct.role {
             Some(_) => Ok(acct),
-            None => Err(TxError::NotRegistered(self.sender)),
+            None => Err(Refusal::NotRegistered {
+                account: self.sender,
+            }),
         }
     }
 
@@ -388,8 +392,9 @@ impl<'a> TxScope<'a> {
     }
 }
 
-/// Applies one payload in a scope. On `Err` the caller drops the scope, so nothing applies.
-pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), TxError> {
+/// Applies one payload in a scope. On `Err` the caller drops the scope, so nothing applies;
+/// the refusal goes into the transaction's receipt.
+pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), Refusal> {
     match payload {
         TxPayload::Register {
             role,

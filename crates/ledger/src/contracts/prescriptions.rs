@@ -9,26 +9,23 @@
 
 use super::{TxScope, records};
 use crate::{
-    TxError, access,
+    access,
     clinical::{Invoice, InvoiceStatus, Prescription, Report, RxStatus},
     state::RecordStatus,
 };
 use ehrchain_types::{
-    AccountId, AuditAction, Category, ItemId, ItemKind, RecordDraft, RecordId, Role, SealedKey,
+    AccountId, AuditAction, Category, Field, ItemId, ItemKind, RecordDraft, RecordId, Refusal,
+    Role, SealedKey, Subject,
 };
 
-fn refused(msg: impl Into<String>) -> TxError {
-    TxError::Refused(msg.into())
-}
-
 /// Fails unless `id` is an active account in `role` with an encryption key.
-fn require_party(scope: &TxScope<'_>, id: &AccountId, role: Role) -> Result<(), TxError> {
+fn require_party(scope: &TxScope<'_>, id: &AccountId, role: Role) -> Result<(), Refusal> {
     let a = scope.account(id);
     if a.role != Some(role) || a.status != crate::AccountStatus::Active {
-        return Err(refused(format!("{id} is not an approved {role}")));
+        return Err(Refusal::NotInRole { account: *id, role });
     }
     if a.encryption_key.is_none() {
-        return Err(refused(format!("{id} has no encryption key on the ledger")));
+        return Err(Refusal::NoEncryptionKey { account: *id });
     }
     Ok(())
 }
@@ -37,21 +34,20 @@ pub fn report_symptoms(
     scope: &mut TxScope<'_>,
     doctor: &AccountId,
     record: &RecordId,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     scope.require_active_role(Role::Patient)?;
     require_party(scope, doctor, Role::Doctor)?;
-    let rec = scope.record(record).ok_or(TxError::NoSuchRecord(*record))?;
+    let rec = scope
+        .record(record)
+        .ok_or(Refusal::NoSuchRecord { record: *record })?;
     if rec.patient != scope.sender || rec.author != scope.sender {
-        return Err(refused("a symptom report is one of your own records"));
+        return Err(Refusal::ReportNotOwnRecord { record: *record });
     }
     if rec.category != Category::Notes || rec.status != RecordStatus::Active {
-        return Err(refused("a symptom report is an active notes record"));
+        return Err(Refusal::ReportNotActiveNotes { record: *record });
     }
-    access::read_decision(scope.state(), doctor, &rec, scope.ctx.timestamp_ms).map_err(|why| {
-        refused(format!(
-            "the doctor could not read the report ({why}): grant them notes access first"
-        ))
-    })?;
+    access::read_decision(scope.state(), doctor, &rec, scope.ctx.timestamp_ms)
+        .map_err(|_| Refusal::DoctorCannotRead { doctor: *doctor })?;
     let report = Report {
         id: scope.new_item_id(ItemKind::Report),
         patient: scope.sender,
@@ -74,12 +70,11 @@ pub fn report_symptoms(
 
 /// Fails if the patient rejected the prescription's record: rejecting it withdraws the
 /// prescription (the pharmacy can no longer read or dispense it).
-fn not_rejected(scope: &TxScope<'_>, rx: &Prescription) -> Result<(), TxError> {
+fn not_rejected(scope: &TxScope<'_>, rx: &Prescription) -> Result<(), Refusal> {
     match scope.record(&rx.record) {
-        Some(r) if r.status == RecordStatus::Rejected => Err(refused(format!(
-            "the patient rejected {}: it can no longer be dispensed",
-            rx.id
-        ))),
+        Some(r) if r.status == RecordStatus::Rejected => {
+            Err(Refusal::PrescriptionRejected { rx: rx.id })
+        }
         _ => Ok(()),
     }
 }
@@ -89,13 +84,11 @@ fn check_pharmacy(
     scope: &TxScope<'_>,
     pharmacy: Option<&AccountId>,
     key: Option<&SealedKey>,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     match (pharmacy, key) {
         (None, None) => Ok(()),
         (Some(p), Some(_)) => require_party(scope, p, Role::Pharmacist),
-        _ => Err(refused(
-            "a pharmacy comes with the prescription's data key sealed to it",
-        )),
+        _ => Err(Refusal::PharmacyKeyMismatch),
     }
 }
 
@@ -104,13 +97,13 @@ pub fn prescribe(
     record: &RecordDraft,
     pharmacy: Option<&AccountId>,
     pharmacy_key: Option<&SealedKey>,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     scope.require_active_role(Role::Doctor)?;
     if record.category != Category::Medication {
-        return Err(refused("a prescription is a medication record"));
+        return Err(Refusal::PrescriptionNotMedication);
     }
     if record.patient == scope.sender {
-        return Err(refused("doctors do not prescribe for themselves here"));
+        return Err(Refusal::SelfPrescription);
     }
     check_pharmacy(scope, pharmacy, pharmacy_key)?;
     // Anchors the record; this checks the doctor's write consent for medication records.
@@ -137,15 +130,15 @@ pub fn direct(
     id: &ItemId,
     pharmacy: &AccountId,
     key: &SealedKey,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     let mut rx: Prescription = scope.item(id)?;
     if scope.sender != rx.patient {
-        return Err(refused(
-            "only the patient directs a prescription to a pharmacy",
-        ));
+        return Err(Refusal::NotThePatient {
+            subject: Subject::Item(*id),
+        });
     }
     if rx.status != RxStatus::Issued {
-        return Err(refused(format!("{id} has already been dispensed")));
+        return Err(Refusal::AlreadyDispensed { rx: *id });
     }
     not_rejected(scope, &rx)?;
     check_pharmacy(scope, Some(pharmacy), Some(key))?;
@@ -161,19 +154,21 @@ pub fn direct(
     Ok(())
 }
 
-pub fn dispense(scope: &mut TxScope<'_>, id: &ItemId, price: u64) -> Result<(), TxError> {
+pub fn dispense(scope: &mut TxScope<'_>, id: &ItemId, price: u64) -> Result<(), Refusal> {
     scope.require_active_role(Role::Pharmacist)?;
     let mut rx: Prescription = scope.item(id)?;
     if rx.pharmacy != Some(scope.sender) {
-        return Err(refused(format!("{id} is not directed to your pharmacy")));
+        return Err(Refusal::NotYourPharmacy { rx: *id });
     }
     if rx.status == RxStatus::Dispensed {
-        return Err(refused(format!("{id} has already been dispensed")));
+        return Err(Refusal::AlreadyDispensed { rx: *id });
     }
     if price == 0 {
-        return Err(refused("the price must be positive"));
+        return Err(Refusal::ZeroAmount {
+            field: Field::Price,
+        });
     }
-    scope.within_supply("price", price)?;
+    scope.within_supply(Field::Price, price)?;
     not_rejected(scope, &rx)?;
     let now = scope.ctx.timestamp_ms;
     let invoice = Invoice {

@@ -3,17 +3,13 @@
 
 use super::TxScope;
 use crate::{
-    TxError, access,
+    access,
     state::{Record, RecordStatus},
 };
 use ehrchain_types::{
-    AccountId, AuditAction, Category, Decision, Grantee, RecordDraft, RecordId, RecordKey,
-    records::SEALED_META_BYTES,
+    AccountId, AuditAction, AuditReason, Category, Decision, Grantee, RecordDraft, RecordId,
+    RecordKey, Refusal, Subject, records::SEALED_META_BYTES,
 };
-
-fn refused(msg: impl Into<String>) -> TxError {
-    TxError::Refused(msg.into())
-}
 
 /// Checks that a data key is wrapped under the patient's current category key.
 fn check_category_key(
@@ -21,35 +17,34 @@ fn check_category_key(
     patient: &AccountId,
     category: Category,
     key: &RecordKey,
-) -> Result<(), TxError> {
+) -> Result<(), Refusal> {
     let epochs = scope.keys(patient, category).len() as u32;
     match key {
         RecordKey::Category { epoch, wrapped } => {
             if epochs == 0 {
-                return Err(refused(format!(
-                    "no {category} key yet: rotate the category key first"
-                )));
+                return Err(Refusal::NoCategoryKey { category });
             }
             if *epoch != epochs - 1 {
-                return Err(refused(format!(
-                    "the data key must be wrapped under the current {category} key (epoch {}), not epoch {epoch}",
-                    epochs - 1
-                )));
+                return Err(Refusal::StaleKeyEpoch {
+                    category,
+                    current: epochs - 1,
+                    got: *epoch,
+                });
             }
             if wrapped.0.len() != 24 + 32 + 16 {
-                return Err(refused("a wrapped data key is 72 bytes"));
+                return Err(Refusal::WrappedKeyLength {
+                    len: wrapped.0.len() as u64,
+                });
             }
             Ok(())
         }
-        RecordKey::Direct { .. } => Err(refused(
-            "the patient's own records are wrapped under a category key",
-        )),
+        RecordKey::Direct { .. } => Err(Refusal::CategoryKeyRequired),
     }
 }
 
 /// Anchors a record. The patient's own records enter the chart at once; a record written by
 /// someone with write access waits for the patient's approval.
-pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), TxError> {
+pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), Refusal> {
     let author = scope.sender;
     if author == r.patient {
         // One's own records (the profile included) need a registration, not an approval.
@@ -58,25 +53,22 @@ pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), TxError> {
         scope.require_active()?;
     }
     if scope.record(&r.id).is_some() {
-        return Err(refused(format!("record {} already exists", r.id)));
+        return Err(Refusal::RecordExists { record: r.id });
     }
     if scope.state().by_content.contains_key(&r.content) {
         // One blob, one record: otherwise anyone could anchor someone else's ciphertext as
         // their own record and download it through their own audited read.
-        return Err(refused(
-            "this ciphertext is already anchored by another record",
-        ));
+        return Err(Refusal::ContentAnchored);
     }
     if r.meta.0.len() != SEALED_META_BYTES {
         // Padded metadata has one length; any other would show the title's length.
-        return Err(refused(format!(
-            "encrypted metadata must be exactly {SEALED_META_BYTES} bytes (padded before encryption), not {}",
-            r.meta.0.len()
-        )));
+        return Err(Refusal::MetaLength {
+            len: r.meta.0.len() as u64,
+        });
     }
     let patient_acct = scope.account(&r.patient);
     if patient_acct.role.is_none() {
-        return Err(TxError::NotRegistered(r.patient));
+        return Err(Refusal::NotRegistered { account: r.patient });
     }
     let now = scope.ctx.timestamp_ms;
     let status = if author == r.patient {
@@ -84,26 +76,21 @@ pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), TxError> {
         RecordStatus::Active
     } else {
         if r.profile {
-            return Err(refused("only the account itself sets its profile"));
+            return Err(Refusal::NotOwnProfile);
         }
-        access::write_decision(scope.state(), &author, &r.patient, r.category, now)
-            .map_err(TxError::Refused)?;
+        access::write_decision(scope.state(), &author, &r.patient, r.category, now)?;
         let RecordKey::Direct { wraps } = &r.key else {
-            return Err(refused(
-                "a record written for a patient seals its data key to the patient and the author",
-            ));
+            return Err(Refusal::DirectKeyRecipients);
         };
         let to: Vec<AccountId> = wraps.iter().map(|(a, _)| *a).collect();
         if to.len() != 2 || !to.contains(&r.patient) || !to.contains(&author) {
-            return Err(refused(
-                "a record written for a patient seals its data key to exactly the patient and the author",
-            ));
+            return Err(Refusal::DirectKeyRecipients);
         }
         RecordStatus::Pending
     };
     if r.profile {
         if r.category != Category::Demographics {
-            return Err(refused("a profile is a demographics record"));
+            return Err(Refusal::ProfileNotDemographics);
         }
         let mut acct = scope.account(&author);
         acct.profile = Some(r.id);
@@ -128,7 +115,7 @@ pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), TxError> {
     ev.record = Some(r.id);
     ev.categories = vec![r.category];
     if status == RecordStatus::Pending {
-        ev.reason = "waiting for the patient's approval".into();
+        ev.reason = AuditReason::WaitingForApproval;
     }
     scope.audit(ev);
     Ok(())
@@ -140,24 +127,26 @@ pub fn review(
     id: &RecordId,
     approve: bool,
     key: Option<&RecordKey>,
-) -> Result<(), TxError> {
-    let mut rec = scope.record(id).ok_or(TxError::NoSuchRecord(*id))?;
+) -> Result<(), Refusal> {
+    let mut rec = scope
+        .record(id)
+        .ok_or(Refusal::NoSuchRecord { record: *id })?;
     if rec.patient != scope.sender {
-        return Err(refused("only the patient reviews records written for them"));
+        return Err(Refusal::NotThePatient {
+            subject: Subject::Record(*id),
+        });
     }
     if rec.status != RecordStatus::Pending {
-        return Err(refused(format!("record {id} is not waiting for approval")));
+        return Err(Refusal::RecordNotPending { record: *id });
     }
     if approve {
-        let key = key.ok_or_else(|| {
-            refused("approving re-wraps the data key under the patient's category key")
-        })?;
+        let key = key.ok_or(Refusal::ApprovalNeedsKey)?;
         check_category_key(scope, &rec.patient, rec.category, key)?;
         rec.key = key.clone();
         rec.status = RecordStatus::Active;
     } else {
         if key.is_some() {
-            return Err(refused("a rejection carries no key"));
+            return Err(Refusal::UnexpectedKeys);
         }
         rec.status = RecordStatus::Rejected;
     }
@@ -181,13 +170,13 @@ pub fn review(
 /// An audited read: the decision under the consent state at this block is recorded either way.
 /// A read of a record that does not exist is a denied read too, so a reader cannot tell it
 /// from a record they may not read (the event names no patient: there is none).
-pub fn read(scope: &mut TxScope<'_>, id: &RecordId) -> Result<(), TxError> {
+pub fn read(scope: &mut TxScope<'_>, id: &RecordId) -> Result<(), Refusal> {
     scope.require_registered()?;
     let Some(rec) = scope.record(id) else {
         let mut ev = scope.event(AccountId([0; 20]), AuditAction::Read);
         ev.record = Some(*id);
         ev.decision = Decision::Denied;
-        ev.reason = "no such record".into();
+        ev.reason = Refusal::NoSuchRecord { record: *id }.into();
         scope.audit(ev);
         return Ok(());
     };
@@ -200,7 +189,7 @@ pub fn read(scope: &mut TxScope<'_>, id: &RecordId) -> Result<(), TxError> {
         Ok(why) => ev.reason = why,
         Err(why) => {
             ev.decision = Decision::Denied;
-            ev.reason = why;
+            ev.reason = why.into();
         }
     }
     scope.audit(ev);

@@ -2,21 +2,20 @@
 //! is constant.
 
 use super::TxScope;
-use crate::TxError;
-use ehrchain_types::{AccountId, Hash, domain};
+use ehrchain_types::{AccountId, Field, Hash, Refusal, domain};
 
 /// Moves `amount` from the sender to `to`, or nothing at all.
-pub fn transfer(scope: &mut TxScope<'_>, to: &AccountId, amount: u64) -> Result<(), TxError> {
+pub fn transfer(scope: &mut TxScope<'_>, to: &AccountId, amount: u64) -> Result<(), Refusal> {
     if amount == 0 {
-        return Err(TxError::ZeroAmount);
+        return Err(Refusal::ZeroAmount {
+            field: Field::Amount,
+        });
     }
     if *to == scope.sender {
-        return Err(TxError::SelfTransfer);
+        return Err(Refusal::SelfTransfer);
     }
     if *to == escrow_account() {
-        return Err(TxError::Refused(
-            "the escrow account only holds appointment fees".into(),
-        ));
+        return Err(Refusal::TransferToEscrow);
     }
     let from = scope.sender;
     scope.move_tokens(&from, to, amount)
