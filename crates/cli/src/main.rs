@@ -1303,9 +1303,9 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
             ctx.print(&serde_json::to_value(&v)?, || {
                 let e = &proof.event;
                 format!(
-                    "proof is valid: event {} is leaf {} of block {} ({}), finalized by the validators in view {}\n{:?} by {} on {}'s data at {} ms: {:?} ({})",
+                    "proof is valid: event {} is leaf {} of block {} ({}), finalized by the validators in view {}\n{:?} by {} on {}'s data at {}: {:?} ({})",
                     v.event_id, proof.index, v.height, v.block_id, v.view,
-                    e.action, e.actor, e.patient, e.time_ms, e.decision, e.reason
+                    e.action, e.actor, e.patient, when(e.time_ms), e.decision, e.reason
                 )
             });
             Ok(())

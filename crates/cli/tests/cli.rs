@@ -191,6 +191,29 @@ fn dev_chain_end_to_end() {
         err.contains("insufficient balance: have 70, need 1000"),
         "{err}"
     );
+    // With --json the receipt carries the rule's stable code and typed fields next to the
+    // sentence, and the command still fails.
+    let out = cli(
+        &dev,
+        &[
+            "transfer", "--key", "demo1", "--to", "pat", "--amount", "1000", "--json",
+        ],
+    );
+    assert!(!out.status.success());
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = &refused["receipt"]["outcome"];
+    assert_eq!(outcome["status"], "rejected", "{refused}");
+    assert_eq!(outcome["code"], "insufficient_balance", "{refused}");
+    assert_eq!(
+        (outcome["balance"].as_u64(), outcome["needed"].as_u64()),
+        (Some(70), Some(1000))
+    );
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient balance")
+    );
     assert_eq!((balance(&dev, "demo1"), balance(&dev, "pat")), (70, 30));
 
     // Bad input gets a clear error.

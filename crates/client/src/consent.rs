@@ -518,3 +518,244 @@ pub fn fresh_rotation(key: &Keypair, category: Category, epoch: u32) -> Result<R
     }
     .rotation(category, epoch, &CategoryKey::generate(), None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ehrchain_types::entries::Grant;
+
+    /// A patient with two epochs of `lab` keys, a grant in force to a doctor (lab) and one to
+    /// an organisation (lab, notes) whose members are a doctor and a pharmacist.
+    struct World {
+        patient: Keypair,
+        doctor: Keypair,
+        member: Keypair,
+        pharmacist: Keypair,
+        keys: Vec<CategoryKey>,
+        state: ConsentState,
+    }
+
+    fn recipient(k: &Keypair, role: Option<Role>) -> Recipient {
+        Recipient {
+            account: k.account(),
+            key: k.encryption().public(),
+            role,
+        }
+    }
+
+    fn grant_view(patient: &Keypair, to: Grantee, cats: &[Category], expired: bool) -> GrantView {
+        GrantView {
+            patient: patient.account(),
+            grantee: to,
+            expired,
+            grant: Grant {
+                categories: cats.to_vec(),
+                expires_ms: None,
+                write: false,
+                granted_ms: 1,
+                wraps: Vec::new(),
+            },
+        }
+    }
+
+    fn world() -> World {
+        let patient = Keypair::from_seed(&[1; 32]);
+        let (doctor, member, pharmacist) = (
+            Keypair::from_seed(&[2; 32]),
+            Keypair::from_seed(&[3; 32]),
+            Keypair::from_seed(&[4; 32]),
+        );
+        let keys = vec![CategoryKey::generate(), CategoryKey::generate()];
+        let own = keys
+            .iter()
+            .enumerate()
+            .map(|(e, ck)| {
+                envelope::seal_category_key(
+                    &patient.encryption().public(),
+                    ck,
+                    &patient.account(),
+                    Category::Lab,
+                    e as u32,
+                )
+                .unwrap()
+            })
+            .collect();
+        let org = Grantee::Organisation("StMarys".into());
+        let to_doctor = Grantee::Account(doctor.account());
+        let state = ConsentState {
+            own: BTreeMap::from([(Category::Lab, own)]),
+            grants: vec![
+                grant_view(&patient, to_doctor.clone(), &[Category::Lab], false),
+                grant_view(
+                    &patient,
+                    org.clone(),
+                    &[Category::Lab, Category::Notes],
+                    false,
+                ),
+            ],
+            recipients: BTreeMap::from([
+                (to_doctor, vec![recipient(&doctor, None)]),
+                (
+                    org,
+                    vec![
+                        recipient(&member, Some(Role::Doctor)),
+                        recipient(&pharmacist, Some(Role::Pharmacist)),
+                    ],
+                ),
+            ]),
+        };
+        World {
+            patient,
+            doctor,
+            member,
+            pharmacist,
+            keys,
+            state,
+        }
+    }
+
+    /// The category key a wrap carries, opened by its recipient.
+    fn open(w: &KeyWrap, by: &Keypair, patient: &Keypair) -> CategoryKey {
+        by.encryption()
+            .open_category_key(&w.sealed, &patient.account(), w.category, w.epoch)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_grant_seals_every_epoch_to_the_new_grantee() {
+        let w = world();
+        let newcomer = Keypair::from_seed(&[5; 32]);
+        let to = Grantee::Account(newcomer.account());
+        let mut state = w.state.clone();
+        state
+            .recipients
+            .insert(to.clone(), vec![recipient(&newcomer, None)]);
+        let p = Planner {
+            key: &w.patient,
+            state: &state,
+        };
+        let TxPayload::Grant {
+            categories, wraps, ..
+        } = p.grant(&to, &[Category::Lab], None, false).unwrap()
+        else {
+            panic!("not a grant")
+        };
+        assert_eq!(categories, vec![Category::Lab]);
+        assert_eq!(wraps.len(), 2, "one wrap per epoch");
+        for wrap in &wraps {
+            assert_eq!(wrap.recipient, newcomer.account());
+            let ck = open(wrap, &newcomer, &w.patient);
+            assert_eq!(ck.as_bytes(), w.keys[wrap.epoch as usize].as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_grant_adds_to_what_the_grantee_holds() {
+        let w = world();
+        let p = Planner {
+            key: &w.patient,
+            state: &w.state,
+        };
+        let to = Grantee::Account(w.doctor.account());
+        let TxPayload::Grant {
+            categories, write, ..
+        } = p.grant(&to, &[Category::Notes], None, true).unwrap()
+        else {
+            panic!("not a grant")
+        };
+        assert_eq!(categories, vec![Category::Lab, Category::Notes]);
+        assert!(write);
+    }
+
+    #[test]
+    fn a_revocation_rotates_to_everyone_but_the_revoked_and_the_roles_that_may_not_hold() {
+        let w = world();
+        let p = Planner {
+            key: &w.patient,
+            state: &w.state,
+        };
+        let from = Grantee::Account(w.doctor.account());
+        let TxPayload::Revoke { rotations, .. } = p.revoke(&from, &[]).unwrap() else {
+            panic!("not a revocation")
+        };
+        assert_eq!(rotations.len(), 1);
+        let r = &rotations[0];
+        assert_eq!((r.category, r.wraps.len()), (Category::Lab, 1));
+        // The organisation's doctor gets the new epoch; the revoked doctor does not, nor the
+        // pharmacist (who may hold medication keys only).
+        assert_eq!(r.wraps[0].recipient, w.member.account());
+        assert_eq!(r.wraps[0].epoch, 2);
+        let new_key = open(&r.wraps[0], &w.member, &w.patient);
+        let own = w
+            .patient
+            .encryption()
+            .open_category_key(&r.own, &w.patient.account(), Category::Lab, 2)
+            .unwrap();
+        assert_eq!(new_key.as_bytes(), own.as_bytes());
+        assert!(
+            r.wraps
+                .iter()
+                .all(|x| x.recipient != w.doctor.account() && x.recipient != w.pharmacist.account())
+        );
+    }
+
+    #[test]
+    fn nothing_to_revoke_and_unresolved_grantees_are_refused() {
+        let w = world();
+        let p = Planner {
+            key: &w.patient,
+            state: &w.state,
+        };
+        let stranger = Grantee::Account(Keypair::from_seed(&[9; 32]).account());
+        assert!(matches!(
+            p.revoke(&stranger, &[]),
+            Err(crate::Error::Invalid(m)) if m.contains("no grant")
+        ));
+        assert!(matches!(
+            p.grant(&stranger, &[Category::Lab], None, false),
+            Err(crate::Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn an_expired_holder_of_the_current_key_forces_a_new_epoch() {
+        let w = world();
+        let p = Planner {
+            key: &w.patient,
+            state: &w.state,
+        };
+        let (epoch, ck, rotation) = p.current_key(Category::Lab).unwrap();
+        assert_eq!((epoch, rotation.is_none()), (1, true));
+        assert_eq!(ck.as_bytes(), w.keys[1].as_bytes());
+        let mut state = w.state.clone();
+        let mut expired = grant_view(
+            &w.patient,
+            Grantee::Account(Keypair::from_seed(&[7; 32]).account()),
+            &[Category::Lab],
+            true,
+        );
+        expired.grant.wraps = vec![KeyWrap {
+            category: Category::Lab,
+            epoch: 1,
+            recipient: Keypair::from_seed(&[7; 32]).account(),
+            sealed: state.own[&Category::Lab][1].clone(),
+        }];
+        state.grants.push(expired);
+        let p = Planner {
+            key: &w.patient,
+            state: &state,
+        };
+        let (epoch, _, rotation) = p.current_key(Category::Lab).unwrap();
+        assert_eq!(epoch, 2);
+        let Some(TxPayload::RotateKey { rotation }) = rotation else {
+            panic!("no rotation")
+        };
+        // The new epoch goes to the grants in force (doctor, organisation doctor), never to
+        // the expired holder.
+        let mut to: Vec<AccountId> = rotation.wraps.iter().map(|x| x.recipient).collect();
+        to.sort();
+        let mut want = vec![w.doctor.account(), w.member.account()];
+        want.sort();
+        assert_eq!(to, want);
+    }
+}

@@ -23,6 +23,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Free bytes under which the disk counts as full and the ballast is released. Released any
+/// earlier, a writer still filling the disk would take the ballast's room too; so the node
+/// waits until the other writer has hit the wall (and reads the free space every 20 ms while
+/// below the watermark, so that wait is short).
+pub const RELEASE_BELOW: u64 = 1 << 20;
+
 /// The `[limits]` section of the node config.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -30,10 +36,10 @@ pub struct LimitsConfig {
     /// Free bytes on the data dir's filesystem below which the node refuses uploads and new
     /// transactions (`507`). Finalizing blocks goes on below it.
     pub min_free_bytes: u64,
-    /// Size of the ballast file kept in the data dir. When free space falls below half the
-    /// watermark (something other than the API filled the disk), the node deletes it so
-    /// consensus and the chain store still have room, and recreates it when space returns.
-    /// 0 disables it.
+    /// Size of the ballast file kept in the data dir. When the disk is full (under
+    /// `limits::RELEASE_BELOW` free: something other than the API filled it), the node deletes
+    /// it so consensus and the chain store still have room, and recreates it when space
+    /// returns. 0 disables it.
     pub ballast_bytes: u64,
     /// Most ciphertext bytes one account may have uploaded that no record anchors yet
     /// (including uploads in flight).
@@ -189,7 +195,7 @@ impl DiskGuard {
         };
         let ballast = self.ballast_path();
         let has_ballast = ballast.exists();
-        let free = if self.ballast > 0 && has_ballast && free < self.min_free / 2 {
+        let free = if self.ballast > 0 && has_ballast && free < RELEASE_BELOW.min(self.min_free) {
             // Something other than our API (which stops at the watermark) filled the disk:
             // give the room back to consensus and the chain store.
             match std::fs::remove_file(&ballast) {

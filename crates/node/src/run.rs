@@ -139,6 +139,9 @@ fn raise_open_files_limit() {
 
 /// How often the free space is read again.
 const DISK_REFRESH: Duration = Duration::from_millis(250);
+/// How often while the disk is below the watermark: the ballast must go before something else
+/// takes the last bytes (a statvfs call costs microseconds).
+const DISK_REFRESH_LOW: Duration = Duration::from_millis(20);
 /// How often unanchored blobs are checked for anchoring and expiry.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -157,22 +160,47 @@ async fn housekeeping(s: ApiState) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot list the blob store"),
     }
-    let mut tick = tokio::time::interval(DISK_REFRESH);
+    // The disk watch runs on its own thread, so a busy async runtime never delays releasing
+    // the ballast.
+    let limits = Arc::downgrade(&s.limits);
+    let (free_gauge, low_gauge) = (
+        s.chain.metrics.disk_free_bytes.clone(),
+        s.chain.metrics.storage_low.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("disk-watch".into())
+        .spawn(move || watch_disk(&limits, &free_gauge, &low_gauge));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the disk watch");
+    }
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_sweep = tokio::time::Instant::now() - SWEEP_EVERY;
     loop {
         tick.tick().await;
-        let disk = &s.limits.disk;
+        sweep_pending_blobs(&s).await;
+    }
+}
+
+/// Keeps the disk watermark current and the ballast in place: every [`DISK_REFRESH`], and
+/// every [`DISK_REFRESH_LOW`] while the disk is below the watermark. Ends with the node.
+fn watch_disk(
+    limits: &std::sync::Weak<crate::limits::Limits>,
+    free_gauge: &prometheus_client::metrics::gauge::Gauge,
+    low_gauge: &prometheus_client::metrics::gauge::Gauge,
+) {
+    while let Some(limits) = limits.upgrade() {
+        let disk = &limits.disk;
         // A statvfs call; rarely, the ballast is written again (a few MiB, once).
         let free = disk.refresh();
-        let m = &s.chain.metrics;
-        m.disk_free_bytes.set(free.min(i64::MAX as u64) as i64);
-        m.storage_low.set(i64::from(disk.is_low()));
-        if last_sweep.elapsed() < SWEEP_EVERY {
-            continue;
-        }
-        last_sweep = tokio::time::Instant::now();
-        sweep_pending_blobs(&s).await;
+        free_gauge.set(free.min(i64::MAX as u64) as i64);
+        low_gauge.set(i64::from(disk.is_low()));
+        let pause = if disk.is_low() {
+            DISK_REFRESH_LOW
+        } else {
+            DISK_REFRESH
+        };
+        drop(limits);
+        std::thread::sleep(pause);
     }
 }
 

@@ -1526,8 +1526,7 @@ mod api {
     /// exactly once (records by id, the audit trail newest first).
     #[tokio::test]
     async fn lists_are_paged_with_a_cursor() {
-        use ehrchain_crypto::envelope;
-        use ehrchain_types::{Category, HexBytes, RecordKey};
+        use ehrchain_types::Category;
         let (_dir, app, senders, chain) = app_with_chain();
         let patient = &senders[0];
         let sign = |nonce, payload| {
@@ -1542,26 +1541,15 @@ mod api {
         let rotation = ehrchain_client::consent::fresh_rotation(patient, Category::Lab, 0).unwrap();
         let mut txs = vec![sign(0, TxPayload::RotateKey { rotation })];
         for n in 1..=5u64 {
-            let id = envelope::new_record_id();
-            let dk = ehrchain_crypto::DataKey::generate();
-            let (_, e) = envelope::encrypt_bytes(&dk, &id, b"x");
-            txs.push(sign(
-                n,
-                TxPayload::AddRecord(ehrchain_types::RecordDraft {
-                    id,
-                    patient: patient.account(),
-                    category: Category::Lab,
-                    content: e.content,
-                    size: e.size,
-                    commitment: e.commitment,
-                    meta: HexBytes(vec![0; ehrchain_types::records::SEALED_META_BYTES]),
-                    key: RecordKey::Category {
-                        epoch: 0,
-                        wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
-                    },
-                    profile: false,
-                }),
-            ));
+            let draft = ehrchain_client::records::draft_in_memory(
+                patient.account(),
+                Category::Lab,
+                0,
+                &ck,
+                b"x",
+            )
+            .unwrap();
+            txs.push(sign(n, TxPayload::AddRecord(draft)));
         }
         commit(&chain, txs);
         let walk = |base: String, cursor: &'static str, key: &'static str| {
