@@ -522,7 +522,11 @@ fn main() -> ExitCode {
             if ctx.json {
                 println!(
                     "{}",
-                    json!({"error": {"code": code.as_deref().unwrap_or("error"), "message": format!("{e:#}{hint}")}})
+                    json!({"error": {
+                        "code": code.as_deref().unwrap_or("error"),
+                        "message": format!("{e:#}{hint}"),
+                        "refusal": sdk_error.and_then(sdk::Error::refusal),
+                    }})
                 );
             }
             eprintln!("error: {e:#}{hint}");

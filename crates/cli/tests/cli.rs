@@ -191,8 +191,8 @@ fn dev_chain_end_to_end() {
         err.contains("insufficient balance: have 70, need 1000"),
         "{err}"
     );
-    // With --json the receipt carries the rule's stable code and typed fields next to the
-    // sentence, and the command still fails.
+    // With --json the refusal (here by the mempool's dry run, before any block) carries the
+    // rule's stable code and typed fields next to the sentence, and the command fails.
     let out = cli(
         &dev,
         &[
@@ -201,15 +201,21 @@ fn dev_chain_end_to_end() {
     );
     assert!(!out.status.success());
     let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let outcome = &refused["receipt"]["outcome"];
-    assert_eq!(outcome["status"], "rejected", "{refused}");
-    assert_eq!(outcome["code"], "insufficient_balance", "{refused}");
+    let error = &refused["error"];
+    assert_eq!(error["code"], "rejected", "{refused}");
     assert_eq!(
-        (outcome["balance"].as_u64(), outcome["needed"].as_u64()),
+        error["refusal"]["code"], "insufficient_balance",
+        "{refused}"
+    );
+    assert_eq!(
+        (
+            error["refusal"]["balance"].as_u64(),
+            error["refusal"]["needed"].as_u64()
+        ),
         (Some(70), Some(1000))
     );
     assert!(
-        outcome["message"]
+        error["refusal"]["message"]
             .as_str()
             .unwrap()
             .contains("insufficient balance")

@@ -15,6 +15,9 @@ pub enum Error {
         status: u16,
         code: String,
         message: String,
+        /// For code `rejected`: the ledger rule the mempool's dry run refused the transaction
+        /// by, with its own code and fields.
+        refusal: Option<Refusal>,
     },
     /// The node answered something this client does not understand.
     #[error("{0}")]
@@ -67,6 +70,16 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Node { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The ledger rule behind the failure, if one refused a transaction (at admission or in
+    /// its receipt).
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Error::Node { refusal, .. } => refusal.as_ref(),
+            Error::Rejected { refusal, .. } => Some(refusal),
             _ => None,
         }
     }

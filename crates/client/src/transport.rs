@@ -63,11 +63,13 @@ impl Node {
                 status,
                 code: b.error.code,
                 message: b.error.message,
+                refusal: b.error.refusal,
             },
             Err(_) => Error::Node {
                 status,
                 code: "error".into(),
                 message: format!("HTTP {status}"),
+                refusal: None,
             },
         }
     }
