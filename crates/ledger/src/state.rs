@@ -213,12 +213,19 @@ impl State {
         after: Option<ItemId>,
     ) -> impl Iterator<Item = &'a Item> + 'a {
         let ids = ItemId::range_of(kind);
+        // A cursor outside the kind's ids: before them, start at the first; at or after the
+        // last, nothing is left (and `range` must never see its start after its end).
+        let after = after.filter(|a| a >= ids.start());
         let lo = match after {
             Some(a) => Bound::Excluded((*account, a)),
             None => Bound::Included((*account, *ids.start())),
         };
-        self.items_by_party
-            .range((lo, Bound::Included((*account, *ids.end()))))
+        let hi = Bound::Included((*account, *ids.end()));
+        after
+            .is_none_or(|a| a < *ids.end())
+            .then(|| self.items_by_party.range((lo, hi)))
+            .into_iter()
+            .flatten()
             .filter_map(|(_, id)| self.items.get(id))
             .filter(move |i| i.parties().contains(account))
     }

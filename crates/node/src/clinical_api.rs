@@ -74,6 +74,12 @@ async fn list_items(
             return Err(bad_request("open=true lists appointment slots only".into()));
         }
         let ids = ItemId::range_of(kind);
+        // A cursor of another kind lies outside the range: before it, start at the range's
+        // start; after it, the page is empty (and `range` must never see start > end).
+        let after = after.filter(|a| a >= ids.start());
+        if after.is_some_and(|a| a >= *ids.end()) {
+            return Ok(Json(Vec::new()));
+        }
         let lo = after.map_or(
             std::ops::Bound::Included(*ids.start()),
             std::ops::Bound::Excluded,

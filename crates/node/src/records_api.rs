@@ -479,8 +479,8 @@ async fn audit(
     let before = match cursor::<EventId>(q.before.as_deref())? {
         Some(e) => Some(s.chain.store().audit_location(&e)?.ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
+                StatusCode::NOT_FOUND,
+                "not_found",
                 format!("before: no audit event {e}"),
             )
         })?),
