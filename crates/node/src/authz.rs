@@ -192,3 +192,88 @@ impl FromRequestParts<ApiState> for Authorized<ContentRead> {
         content(s, who, &id)
     }
 }
+
+/// The grants of `patient` that `who` may see, after the cursor `after`: all of them to the
+/// patient; to anyone else those to its own account, and those to its organisation if it is
+/// an approved member of it (a pending registration naming an organisation sees nothing of
+/// that organisation's grants).
+pub fn visible_grants<'a>(
+    state: &'a State,
+    who: AccountId,
+    patient: &'a AccountId,
+    after: Option<ehrchain_types::Grantee>,
+) -> impl Iterator<Item = (&'a ehrchain_types::Grantee, &'a ehrchain_ledger::Grant)> + 'a {
+    use ehrchain_types::Grantee;
+    let org = state
+        .accounts
+        .get(&who)
+        .filter(|a| ehrchain_ledger::access::is_member(a))
+        .and_then(|a| a.organisation.clone());
+    state.grants_of_after(patient, after).filter(move |(g, _)| {
+        *patient == who
+            || **g == Grantee::Account(who)
+            || matches!((g, &org), (Grantee::Organisation(o), Some(mine)) if o == mine)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ehrchain_ledger::{Account, AccountStatus, Grant};
+    use ehrchain_types::{Category, Grantee, Role};
+
+    fn account(role: Role, org: &str, status: AccountStatus) -> Account {
+        Account {
+            role: Some(role),
+            status,
+            organisation: Some(org.into()),
+            ..Account::default()
+        }
+    }
+
+    #[test]
+    fn only_approved_members_see_their_organisations_grants() {
+        let (patient, member, pending, outsider) = (
+            AccountId([1; 20]),
+            AccountId([2; 20]),
+            AccountId([3; 20]),
+            AccountId([4; 20]),
+        );
+        let mut state = State::empty("t");
+        state.accounts.insert(patient, Account::default());
+        state.accounts.insert(
+            member,
+            account(Role::Doctor, "StMarys", AccountStatus::Active),
+        );
+        state.accounts.insert(
+            pending,
+            account(Role::Doctor, "StMarys", AccountStatus::Pending),
+        );
+        state.accounts.insert(
+            outsider,
+            account(Role::Doctor, "Elsewhere", AccountStatus::Active),
+        );
+        let grant = Grant {
+            categories: vec![Category::Lab],
+            expires_ms: None,
+            write: false,
+            granted_ms: 1,
+            wraps: Vec::new(),
+        };
+        for g in [
+            Grantee::Organisation("StMarys".into()),
+            Grantee::Account(outsider),
+        ] {
+            state.grants.insert((patient, g), grant.clone());
+        }
+        let seen = |who| visible_grants(&state, who, &patient, None).count();
+        assert_eq!(seen(patient), 2);
+        assert_eq!(seen(member), 1);
+        assert_eq!(seen(outsider), 1);
+        assert_eq!(
+            seen(pending),
+            0,
+            "a pending registration claims the organisation"
+        );
+    }
+}

@@ -388,21 +388,10 @@ async fn grants(
 ) -> ApiResult<Vec<GrantView>> {
     let patient = q.patient_or(who)?;
     let snap = s.chain.snapshot();
-    let org = snap
-        .state
-        .accounts
-        .get(&who)
-        .and_then(|a| a.organisation.clone());
     let now = now_ms();
     let after: Option<Grantee> = cursor(q.after.as_deref())?;
     Ok(Json(
-        snap.state
-            .grants_of_after(&patient, after)
-            .filter(|(g, _)| {
-                patient == who
-                    || **g == Grantee::Account(who)
-                    || matches!((g, &org), (Grantee::Organisation(o), Some(mine)) if o == mine)
-            })
+        authz::visible_grants(&snap.state, who, &patient, after)
             .map(|(g, grant)| GrantView {
                 patient,
                 grantee: g.clone(),

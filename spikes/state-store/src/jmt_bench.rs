@@ -7,13 +7,16 @@ use jmt::{KeyHash, Sha256Jmt};
 use std::{path::Path, time::Instant};
 
 const C: &str = "jmt";
-/// redb page cache (the only cache; jmt keeps nothing resident between blocks).
-pub const CACHE_BYTES: usize = 64 << 20;
+/// redb page cache (the only cache; jmt keeps nothing resident between blocks): 64 MiB, or
+/// `JMT_CACHE_MIB` for the cache-size experiment.
+fn cache_bytes() -> usize {
+    std::env::var("JMT_CACHE_MIB").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(64) << 20
+}
 const PREFILL_CHUNK: u64 = 50_000;
 
 pub fn prefill(dir: &Path, n: u64) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
-    let store = Store::open(dir, CACHE_BYTES)?;
+    let store = Store::open(dir, cache_bytes())?;
     let mut rng = Rng(1);
     let start = Instant::now();
     let mut version = 0;
@@ -50,14 +53,14 @@ pub fn bench(dir: &Path, blocks: usize) -> anyhow::Result<()> {
     let entries0 = next_index;
     // Reopen (after prefill's last commit; redb opens without repair after a clean close).
     let t = Instant::now();
-    let store = Store::open(dir, CACHE_BYTES)?;
+    let store = Store::open(dir, cache_bytes())?;
     let mut version = store.latest_version()?.map_or(0, |v| v + 1);
     let reopen_ms = ms(t.elapsed());
     let mut rng = Rng(7 + entries0);
 
     // (2) per-block apply of 2,000 changes: root computation, then durable commit.
     let (mut root_ms, mut commit_ms, mut total_ms) = (vec![], vec![], vec![]);
-    let mut root = jmt::RootHash([0; 32]);
+    let mut _root = jmt::RootHash([0; 32]);
     for _ in 0..blocks {
         let ws = block_write_set(&mut rng, &mut next_index);
         let t0 = Instant::now();
@@ -68,7 +71,7 @@ pub fn bench(dir: &Path, blocks: usize) -> anyhow::Result<()> {
         drop(snap);
         store.commit(version, &batch)?;
         let t2 = Instant::now();
-        root = r;
+        _root = r;
         version += 1;
         root_ms.push(ms(t1 - t0));
         commit_ms.push(ms(t2 - t1));
@@ -107,7 +110,7 @@ pub fn bench(dir: &Path, blocks: usize) -> anyhow::Result<()> {
     drop(tree);
     drop(snap);
     store.commit(version, &batch_b2)?;
-    root = rb2;
+    let root = rb2;
     let last_version = version;
 
     // (5) proofs against the committed root.
@@ -162,7 +165,7 @@ pub fn bench(dir: &Path, blocks: usize) -> anyhow::Result<()> {
 
     // (6) reopen after the last commit and check the root survived.
     let t = Instant::now();
-    let store = Store::open(dir, CACHE_BYTES)?;
+    let store = Store::open(dir, cache_bytes())?;
     let v = store.latest_version()?.unwrap();
     let snap = store.snapshot()?;
     let r2 = Sha256Jmt::new(&snap).get_root_hash(v)?;

@@ -16,7 +16,7 @@ use jmt::{
     KeyHash, OwnedValue, Version,
     storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch},
 };
-use redb::{Database, ReadOnlyTable, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyTable, TableDefinition};
 use std::path::Path;
 
 const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("nodes");
