@@ -18,6 +18,8 @@ pub enum Error {
         /// For code `rejected`: the ledger rule the mempool's dry run refused the transaction
         /// by, with its own code and fields.
         refusal: Option<Refusal>,
+        /// For `429`: when to try again (the `Retry-After` header).
+        retry_after_secs: Option<u64>,
     },
     /// The node answered something this client does not understand.
     #[error("{0}")]

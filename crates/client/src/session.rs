@@ -11,6 +11,11 @@ use ehrchain_types::{
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 
+/// How many times a rate-limited submission is sent again.
+pub const RATE_LIMIT_RETRIES: u32 = 3;
+/// The longest `Retry-After` a submission waits for before giving up.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
 /// Entries asked for per page of a list (the node's maximum).
 pub const PAGE: usize = 1000;
 
@@ -123,16 +128,31 @@ impl Session {
         })
     }
 
-    /// Signs a payload with `nonce` and submits it; returns the transaction id.
+    /// Signs a payload with `nonce` and submits it; returns the transaction id. A `429` is
+    /// retried after the node's `Retry-After` (up to [`RATE_LIMIT_RETRIES`] times, waiting at
+    /// most [`MAX_RETRY_WAIT`] each).
     pub fn post(&self, payload: TxPayload, nonce: u64) -> Result<Hash> {
-        let stx = self.sign(payload, nonce);
-        let resp: SubmitResponse = self.node.post(
-            "/api/v1/transactions",
-            &SubmitRequest {
-                tx: hex::encode(ehrchain_types::encode(&stx)),
-            },
-        )?;
-        Ok(resp.id)
+        let body = SubmitRequest {
+            tx: hex::encode(ehrchain_types::encode(&self.sign(payload, nonce))),
+        };
+        let mut tries = 0;
+        loop {
+            match self
+                .node
+                .post::<_, SubmitResponse>("/api/v1/transactions", &body)
+            {
+                Ok(resp) => return Ok(resp.id),
+                Err(Error::Node {
+                    status: 429,
+                    retry_after_secs: Some(secs),
+                    ..
+                }) if tries < RATE_LIMIT_RETRIES && Duration::from_secs(secs) <= MAX_RETRY_WAIT => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_secs(secs));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A transaction as this account sees it (signed, so a party sees its body and receipt).

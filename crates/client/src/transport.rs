@@ -58,18 +58,25 @@ impl Node {
 
     /// The error body of a non-2xx answer.
     fn node_error(status: u16, resp: &mut Response) -> Error {
+        let retry_after_secs = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         match resp.body_mut().read_json::<ErrorBody>() {
             Ok(b) => Error::Node {
                 status,
                 code: b.error.code,
                 message: b.error.message,
                 refusal: b.error.refusal,
+                retry_after_secs,
             },
             Err(_) => Error::Node {
                 status,
                 code: "error".into(),
                 message: format!("HTTP {status}"),
                 refusal: None,
+                retry_after_secs,
             },
         }
     }

@@ -117,7 +117,14 @@ impl From<crate::limits::LimitError> for ApiError {
             LimitError::Quota { .. } => (StatusCode::FORBIDDEN, "quota_exceeded"),
             LimitError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         };
-        ApiError::new(status, code, e.to_string())
+        let retry_after_secs = match &e {
+            LimitError::RateLimited { retry_after_secs } => Some((*retry_after_secs).max(1)),
+            _ => None,
+        };
+        ApiError {
+            retry_after_secs,
+            ..ApiError::new(status, code, e.to_string())
+        }
     }
 }
 
@@ -134,9 +141,11 @@ pub struct ApiError {
     pub message: String,
     /// The cause, for the log only (storage errors, paths, panics); never sent.
     pub detail: Option<String>,
+    /// Seconds after which a refused request may succeed (`429`): sent as `Retry-After`.
+    pub retry_after_secs: Option<u64>,
     /// The ledger rule that refused a transaction (code `rejected`): sent as `refusal`, its
     /// stable code with typed fields and message.
-    pub refusal: Option<ehrchain_types::Refusal>,
+    pub refusal: Option<Box<ehrchain_types::Refusal>>,
 }
 
 /// What the caller of a failed `500` reads.
@@ -150,6 +159,7 @@ impl ApiError {
             message: message.into(),
             detail: None,
             refusal: None,
+            retry_after_secs: None,
         }
     }
 
@@ -180,7 +190,7 @@ impl ApiError {
         ehrchain_api::ErrorInfo {
             code: self.code.to_string(),
             message,
-            refusal: self.refusal.clone(),
+            refusal: self.refusal.as_deref().cloned(),
         }
     }
 
@@ -206,13 +216,18 @@ impl IntoResponse for ApiError {
                 "request failed"
             );
         }
-        (
+        let mut resp = (
             self.status,
             Json(ehrchain_api::ErrorBody {
                 error: self.to_info(),
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -406,7 +421,7 @@ impl From<MempoolError> for ApiError {
             MempoolError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "mempool_full"),
         };
         let refusal = match &e {
-            MempoolError::Invalid(TxError::Refused(r)) => Some(r.clone()),
+            MempoolError::Invalid(TxError::Refused(r)) => Some(Box::new(r.clone())),
             _ => None,
         };
         ApiError {

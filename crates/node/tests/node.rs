@@ -1984,17 +1984,23 @@ mod api {
             let (s, v) = call(&app, "POST", "/api/v1/transactions", Some(submit_body(tx))).await;
             assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         }
-        let (s, v) = call(
-            &app,
-            "POST",
-            "/api/v1/transactions",
-            Some(submit_body(&t[2])),
-        )
-        .await;
-        assert_eq!(
-            (s, v["error"]["code"].as_str()),
-            (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
-        );
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/transactions")
+            .header("content-type", "application/json")
+            .body(Body::from(submit_body(&t[2])))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        // The answer says when to come back.
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(retry.as_deref(), Some("1"), "{:?}", resp.headers());
+        let v: Value =
+            serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+        assert_eq!(v["error"]["code"], "rate_limited");
     }
 }
 
