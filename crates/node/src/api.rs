@@ -466,9 +466,44 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::clinical_api::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /api/v1/openapi.json)") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         // Outermost: every error answer in the JSON envelope (see `uniform_errors`).
         .layer(axum::middleware::from_fn(uniform_errors))
         .with_state(state)
+}
+
+/// Counts each answered request by route template, method and status
+/// (`ehrchain_http_requests`).
+async fn count_requests(
+    State(s): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    // Any token is a valid method: only the standard ones become labels.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+        _ => "other",
+    }
+    .to_string();
+    let resp = next.run(req).await;
+    s.chain
+        .metrics
+        .http_requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {

@@ -1,10 +1,19 @@
 //! Prometheus metrics served at `/metrics`.
 
 use prometheus_client::{
-    encoding::text::encode,
-    metrics::{counter::Counter, gauge::Gauge},
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
+
+/// The labels of an API request count: the route template (never the concrete path, so ids
+/// stay out of the metrics and the label set stays small), the method and the status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
 
 /// The node's own metrics.
 #[derive(Default)]
@@ -26,12 +35,18 @@ pub struct Metrics {
     pub pending_blobs: Gauge,
     pub pending_blob_bytes: Gauge,
     pub blobs_expired: Counter,
+    pub http_requests: Family<RequestLabels, Counter>,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics::default();
         let r = &mut m.registry;
+        r.register(
+            "ehrchain_http_requests",
+            "API requests answered, by route template, method and status",
+            m.http_requests.clone(),
+        );
         r.register(
             "ehrchain_height",
             "Height of the last finalized block",

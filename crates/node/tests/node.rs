@@ -1522,6 +1522,38 @@ mod api {
         chain.finalized(&b, None).unwrap();
     }
 
+    /// Requests are counted by route template, method and status: no id in a label, and no
+    /// label from an arbitrary method.
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template() {
+        let (_dir, app, senders) = app();
+        let acct = senders[0].account().to_string();
+        for _ in 0..2 {
+            call(&app, "GET", &format!("/api/v1/accounts/{acct}"), None).await;
+        }
+        call(&app, "GET", "/api/v1/nowhere", None).await;
+        call(&app, "BREW", "/api/v1/status", None).await;
+        let req = Request::builder()
+            .uri("/metrics")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let text =
+            String::from_utf8(to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(
+            text.contains(
+                r#"ehrchain_http_requests_total{route="/api/v1/accounts/{id}",method="GET",status="200"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"route="unmatched",method="GET",status="404""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"method="other""#), "{text}");
+        assert!(!text.contains(&acct) && !text.contains("BREW"), "{text}");
+    }
+
     /// Every list is paged: a bounded page size and a cursor that walks the whole list
     /// exactly once (records by id, the audit trail newest first).
     #[tokio::test]
