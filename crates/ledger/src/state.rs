@@ -50,6 +50,9 @@ pub struct State {
     /// Index of requests by patient (derived; not part of the root).
     #[borsh(skip)]
     pub requests_by_patient: BTreeSet<(AccountId, RequestId)>,
+    /// Index of requests by requester (derived; not part of the root).
+    #[borsh(skip)]
+    pub requests_by_requester: BTreeSet<(AccountId, RequestId)>,
     /// Index of items by every account that ever took part (derived; filtered on read).
     #[borsh(skip)]
     pub items_by_party: BTreeSet<(AccountId, ItemId)>,
@@ -103,6 +106,7 @@ impl State {
             by_patient: BTreeSet::new(),
             by_content: BTreeMap::new(),
             requests_by_patient: BTreeSet::new(),
+            requests_by_requester: BTreeSet::new(),
             items_by_party: BTreeSet::new(),
             rx_by_record: BTreeMap::new(),
             supply: 0,
@@ -181,6 +185,8 @@ impl State {
     pub fn insert_request(&mut self, request: AccessRequest) {
         self.requests_by_patient
             .insert((request.patient, request.id));
+        self.requests_by_requester
+            .insert((request.requester, request.id));
         self.requests.insert(request.id, request);
     }
 
@@ -272,6 +278,21 @@ impl State {
         };
         self.requests_by_patient
             .range((lo, Bound::Included((*patient, RequestId([0xff; 32])))))
+            .filter_map(|(_, id)| self.requests.get(id))
+    }
+
+    /// The access requests `requester` made, in id order, from after `after` (a page cursor).
+    pub fn requests_made_after(
+        &self,
+        requester: &AccountId,
+        after: Option<RequestId>,
+    ) -> impl Iterator<Item = &AccessRequest> {
+        let lo = match after {
+            Some(a) => Bound::Excluded((*requester, a)),
+            None => Bound::Included((*requester, RequestId([0; 32]))),
+        };
+        self.requests_by_requester
+            .range((lo, Bound::Included((*requester, RequestId([0xff; 32])))))
             .filter_map(|(_, id)| self.requests.get(id))
     }
 

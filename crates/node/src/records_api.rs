@@ -423,8 +423,7 @@ async fn requests(
                 .collect()
         }
         None => {
-            // The signer's inbox and the requests it made, in id order. (The requests it made
-            // are found by a scan: there is no index by requester yet.)
+            // The signer's inbox and the requests it made, in id order.
             let mut mine: Vec<AccessRequest> = snap
                 .state
                 .requests_of_after(&who, after)
@@ -433,13 +432,8 @@ async fn requests(
                 .collect();
             mine.extend(
                 snap.state
-                    .requests
-                    .range((
-                        after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
-                        std::ops::Bound::Unbounded,
-                    ))
-                    .map(|(_, r)| r)
-                    .filter(|r| r.requester == who && r.patient != who)
+                    .requests_made_after(&who, after)
+                    .filter(|r| r.patient != who)
                     .take(limit)
                     .cloned(),
             );
