@@ -252,13 +252,14 @@ impl State {
         patient: &AccountId,
         after: Option<RecordId>,
     ) -> impl Iterator<Item = &Record> {
-        let lo = match after {
-            Some(a) => Bound::Excluded((*patient, a)),
-            None => Bound::Included((*patient, RecordId([0; 16]))),
-        };
-        self.by_patient
-            .range((lo, Bound::Included((*patient, RecordId([0xff; 16])))))
-            .filter_map(|(_, id)| self.records.get(id))
+        index_after(
+            &self.by_patient,
+            patient,
+            after,
+            RecordId([0; 16]),
+            RecordId([0xff; 16]),
+        )
+        .filter_map(|id| self.records.get(&id))
     }
 
     /// A patient's access requests, in id order.
@@ -272,13 +273,9 @@ impl State {
         patient: &AccountId,
         after: Option<RequestId>,
     ) -> impl Iterator<Item = &AccessRequest> {
-        let lo = match after {
-            Some(a) => Bound::Excluded((*patient, a)),
-            None => Bound::Included((*patient, RequestId([0; 32]))),
-        };
-        self.requests_by_patient
-            .range((lo, Bound::Included((*patient, RequestId([0xff; 32])))))
-            .filter_map(|(_, id)| self.requests.get(id))
+        let (min, max) = (RequestId([0; 32]), RequestId([0xff; 32]));
+        index_after(&self.requests_by_patient, patient, after, min, max)
+            .filter_map(|id| self.requests.get(&id))
     }
 
     /// The access requests `requester` made, in id order, from after `after` (a page cursor).
@@ -287,13 +284,9 @@ impl State {
         requester: &AccountId,
         after: Option<RequestId>,
     ) -> impl Iterator<Item = &AccessRequest> {
-        let lo = match after {
-            Some(a) => Bound::Excluded((*requester, a)),
-            None => Bound::Included((*requester, RequestId([0; 32]))),
-        };
-        self.requests_by_requester
-            .range((lo, Bound::Included((*requester, RequestId([0xff; 32])))))
-            .filter_map(|(_, id)| self.requests.get(id))
+        let (min, max) = (RequestId([0; 32]), RequestId([0xff; 32]));
+        index_after(&self.requests_by_requester, requester, after, min, max)
+            .filter_map(|id| self.requests.get(&id))
     }
 
     /// A patient's grants, in grantee order.
@@ -336,4 +329,22 @@ impl State {
     pub fn total_supply(&self) -> u128 {
         self.accounts.values().map(|a| a.balance as u128).sum()
     }
+}
+
+/// The ids an index holds for `owner`, in order, from after `after` (a page cursor); `min` and
+/// `max` are the smallest and largest ids.
+fn index_after<'a, I: Ord + Copy>(
+    index: &'a BTreeSet<(AccountId, I)>,
+    owner: &AccountId,
+    after: Option<I>,
+    min: I,
+    max: I,
+) -> impl Iterator<Item = I> + 'a {
+    let lo = match after {
+        Some(a) => Bound::Excluded((*owner, a)),
+        None => Bound::Included((*owner, min)),
+    };
+    index
+        .range((lo, Bound::Included((*owner, max))))
+        .map(|(_, id)| *id)
 }
