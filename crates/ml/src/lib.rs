@@ -443,7 +443,7 @@ impl Evaluation {
             self.naive_bayes.test_samples
         );
         out += "How each model was used:\n\n";
-        out += "- **Naive Bayes** is the model `ehrchain predict` and `/api/v1/predict` serve: it gives a\n  probability for every disease. smartcore's `BernoulliNB` has no `predict_proba`, so its\n  fitted class counts and log feature probabilities are read out and the posterior computed\n  from them; ";
+        out += "- **Naive Bayes** is the model `ehrchain predict` and the client SDK run: it gives a\n  probability for every disease. smartcore's `BernoulliNB` has no `predict_proba`, so its\n  fitted class counts and log feature probabilities are read out and the posterior computed\n  from them; ";
         out += if self.nb_readout_agrees {
             "on every test patient the read-out's top disease equals smartcore's own `predict`.\n"
         } else {
