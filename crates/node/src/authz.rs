@@ -216,6 +216,107 @@ pub fn visible_grants<'a>(
     })
 }
 
+/// The key material `who` holds for `patient`'s records: the patient's own sealed category
+/// keys when `who` is the patient, and the category keys sealed to `who` by grants in force.
+pub fn visible_keys(
+    state: &State,
+    who: AccountId,
+    patient: AccountId,
+    now: u64,
+) -> ehrchain_api::KeysView {
+    use ehrchain_types::Category;
+    let own = if patient == who {
+        Category::ALL
+            .iter()
+            .filter_map(|c| {
+                state
+                    .keys
+                    .get(&(patient, *c))
+                    .map(|e| ehrchain_api::OwnKeys {
+                        category: *c,
+                        epochs: e.clone(),
+                    })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let wraps = state
+        .grants_of(&patient)
+        .filter(|(_, g)| !g.expired(now))
+        .flat_map(|(_, g)| g.wraps.iter().filter(|w| w.recipient == who).cloned())
+        .collect();
+    ehrchain_api::KeysView {
+        patient,
+        own,
+        wraps,
+    }
+}
+
+/// The access requests `who` may see, in id order after `after`, at most `limit`: with
+/// `patient`, those between the two (all of the patient's, to the patient); without, the
+/// signer's inbox and the requests it made.
+pub fn visible_requests(
+    state: &State,
+    who: AccountId,
+    patient: Option<AccountId>,
+    after: Option<ehrchain_types::RequestId>,
+    limit: usize,
+) -> Vec<ehrchain_ledger::AccessRequest> {
+    match patient {
+        Some(patient) => state
+            .requests_of_after(&patient, after)
+            .filter(|r| patient == who || r.requester == who)
+            .take(limit)
+            .cloned()
+            .collect(),
+        None => {
+            let mut mine: Vec<_> = state
+                .requests_of_after(&who, after)
+                .take(limit)
+                .cloned()
+                .collect();
+            mine.extend(
+                state
+                    .requests_made_after(&who, after)
+                    .filter(|r| r.patient != who)
+                    .take(limit)
+                    .cloned(),
+            );
+            mine.sort_by_key(|r| r.id);
+            mine.truncate(limit);
+            mine
+        }
+    }
+}
+
+/// Whether anyone registered may see (and book) a workflow item: an open slot not started.
+pub fn bookable(item: &ehrchain_ledger::clinical::Item, now: u64) -> bool {
+    use ehrchain_ledger::clinical::{Item, SlotStatus};
+    matches!(item, Item::Slot(s) if s.status == SlotStatus::Open && s.start_ms > now)
+}
+
+/// The workflow item `id` if `who` takes part in it or may book it; an item that does not
+/// exist and one the signer may not see look the same.
+pub fn item<'a>(
+    state: &'a State,
+    who: AccountId,
+    id: &ehrchain_types::ItemId,
+    now: u64,
+) -> Result<&'a ehrchain_ledger::clinical::Item, ApiError> {
+    state
+        .items
+        .get(id)
+        .filter(|i| i.parties().contains(&who) || bookable(i, now))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no {} {id} that you may see", id.kind),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 use crate::{
     api::{ApiError, ApiResult, ApiState, now_ms, parse},
+    authz,
     records_api::{Signed, cursor, page_limit},
 };
 use axum::{
@@ -13,7 +14,7 @@ use axum::{
     http::StatusCode,
     routing::get,
 };
-use ehrchain_ledger::clinical::{Item, SlotStatus};
+use ehrchain_ledger::clinical::Item;
 use ehrchain_types::{AccountId, ItemId, ItemKind};
 use serde::Deserialize;
 
@@ -39,11 +40,6 @@ struct ItemQuery {
 
 fn bad_request(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-}
-
-/// Whether a slot is open and has not started: anyone registered may see and book it.
-fn bookable(item: &Item, now: u64) -> bool {
-    matches!(item, Item::Slot(s) if s.status == SlotStatus::Open && s.start_ms > now)
 }
 
 async fn list_items(
@@ -89,7 +85,7 @@ async fn list_items(
                 .items
                 .range((lo, std::ops::Bound::Included(*ids.end())))
                 .map(|(_, i)| i)
-                .filter(|i| bookable(i, now))
+                .filter(|i| authz::bookable(i, now))
                 .filter(|i| match (i, doctor) {
                     (Item::Slot(s), Some(d)) => s.doctor == d,
                     _ => true,
@@ -115,18 +111,5 @@ async fn get_item(
 ) -> ApiResult<Item> {
     let id: ItemId = parse("item id", &id)?;
     let snap = s.chain.snapshot();
-    // An item that does not exist and one the signer takes no part in look the same.
-    snap.state
-        .items
-        .get(&id)
-        .filter(|i| i.parties().contains(&who) || bookable(i, now_ms()))
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no {} {id} that you may see", id.kind),
-            )
-        })
+    Ok(Json(authz::item(&snap.state, who, &id, now_ms())?.clone()))
 }

@@ -18,7 +18,7 @@ use axum::{
 };
 use ehrchain_ledger::AccessRequest;
 use ehrchain_types::{
-    AccountId, Category, EventId, Grantee, RecordId, RequestId,
+    AccountId, EventId, Grantee, RecordId, RequestId,
     request::{AuthError, HEADER, RequestAuth},
 };
 use serde::Deserialize;
@@ -354,31 +354,12 @@ async fn keys(
 ) -> ApiResult<KeysView> {
     let patient = q.patient_or(who)?;
     let snap = s.chain.snapshot();
-    let now = now_ms();
-    let own = if patient == who {
-        Category::ALL
-            .iter()
-            .filter_map(|c| {
-                snap.state.keys.get(&(patient, *c)).map(|e| OwnKeys {
-                    category: *c,
-                    epochs: e.clone(),
-                })
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let wraps = snap
-        .state
-        .grants_of(&patient)
-        .filter(|(_, g)| !g.expired(now))
-        .flat_map(|(_, g)| g.wraps.iter().filter(|w| w.recipient == who).cloned())
-        .collect();
-    Ok(Json(KeysView {
+    Ok(Json(authz::visible_keys(
+        &snap.state,
+        who,
         patient,
-        own,
-        wraps,
-    }))
+        now_ms(),
+    )))
 }
 
 async fn grants(
@@ -409,40 +390,20 @@ async fn requests(
     Signed(who): Signed,
     Query(q): Query<PatientQuery>,
 ) -> ApiResult<Vec<AccessRequest>> {
-    let snap = s.chain.snapshot();
+    let patient: Option<AccountId> = q
+        .patient
+        .as_deref()
+        .map(|p| parse("patient", p))
+        .transpose()?;
     let after: Option<RequestId> = cursor(q.after.as_deref())?;
-    let limit = page_limit(q.limit);
-    let out = match &q.patient {
-        Some(p) => {
-            let patient: AccountId = parse("patient", p)?;
-            snap.state
-                .requests_of_after(&patient, after)
-                .filter(|r| patient == who || r.requester == who)
-                .take(limit)
-                .cloned()
-                .collect()
-        }
-        None => {
-            // The signer's inbox and the requests it made, in id order.
-            let mut mine: Vec<AccessRequest> = snap
-                .state
-                .requests_of_after(&who, after)
-                .take(limit)
-                .cloned()
-                .collect();
-            mine.extend(
-                snap.state
-                    .requests_made_after(&who, after)
-                    .filter(|r| r.patient != who)
-                    .take(limit)
-                    .cloned(),
-            );
-            mine.sort_by_key(|r| r.id);
-            mine.truncate(limit);
-            mine
-        }
-    };
-    Ok(Json(out))
+    let snap = s.chain.snapshot();
+    Ok(Json(authz::visible_requests(
+        &snap.state,
+        who,
+        patient,
+        after,
+        page_limit(q.limit),
+    )))
 }
 
 /// A patient's audit trail, newest first. Only the patient may list it.
