@@ -218,18 +218,9 @@ impl State {
         kind: ItemKind,
         after: Option<ItemId>,
     ) -> impl Iterator<Item = &'a Item> + 'a {
-        let ids = ItemId::range_of(kind);
-        // A cursor outside the kind's ids: before them, start at the first; at or after the
-        // last, nothing is left (and `range` must never see its start after its end).
-        let after = after.filter(|a| a >= ids.start());
-        let lo = match after {
-            Some(a) => Bound::Excluded((*account, a)),
-            None => Bound::Included((*account, *ids.start())),
-        };
-        let hi = Bound::Included((*account, *ids.end()));
-        after
-            .is_none_or(|a| a < *ids.end())
-            .then(|| self.items_by_party.range((lo, hi)))
+        let with = |b: Bound<ItemId>| b.map(|id| (*account, id));
+        ItemId::page_bounds(kind, after)
+            .map(|(lo, hi)| self.items_by_party.range((with(lo), with(hi))))
             .into_iter()
             .flatten()
             .filter_map(|(_, id)| self.items.get(id))
@@ -238,7 +229,20 @@ impl State {
 
     /// Every item of `kind`.
     pub fn items_of_kind(&self, kind: ItemKind) -> impl Iterator<Item = &Item> {
-        self.items.range(ItemId::range_of(kind)).map(|(_, i)| i)
+        self.items_of_kind_after(kind, None)
+    }
+
+    /// [`Self::items_of_kind`] from after the page cursor `after`.
+    pub fn items_of_kind_after(
+        &self,
+        kind: ItemKind,
+        after: Option<ItemId>,
+    ) -> impl Iterator<Item = &Item> {
+        ItemId::page_bounds(kind, after)
+            .map(|bounds| self.items.range(bounds))
+            .into_iter()
+            .flatten()
+            .map(|(_, i)| i)
     }
 
     /// A patient's records, in id order.

@@ -69,22 +69,9 @@ async fn list_items(
         if kind != ItemKind::Slot {
             return Err(bad_request("open=true lists appointment slots only".into()));
         }
-        let ids = ItemId::range_of(kind);
-        // A cursor of another kind lies outside the range: before it, start at the range's
-        // start; after it, the page is empty (and `range` must never see start > end).
-        let after = after.filter(|a| a >= ids.start());
-        if after.is_some_and(|a| a >= *ids.end()) {
-            return Ok(Json(Vec::new()));
-        }
-        let lo = after.map_or(
-            std::ops::Bound::Included(*ids.start()),
-            std::ops::Bound::Excluded,
-        );
         return Ok(Json(
             snap.state
-                .items
-                .range((lo, std::ops::Bound::Included(*ids.end())))
-                .map(|(_, i)| i)
+                .items_of_kind_after(kind, after)
                 .filter(|i| authz::bookable(i, now))
                 .filter(|i| match (i, doctor) {
                     (Item::Slot(s), Some(d)) => s.doctor == d,

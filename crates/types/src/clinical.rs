@@ -124,6 +124,23 @@ impl ItemId {
         }
     }
 
+    /// The ids of `kind` after the page cursor `after`, as range bounds, or `None` when no id
+    /// of `kind` is left. A cursor of another kind lies outside the range: one before it
+    /// starts at the first id, one after it leaves nothing (so a `range` over the bounds never
+    /// sees its start after its end, which panics).
+    pub fn page_bounds(
+        kind: ItemKind,
+        after: Option<ItemId>,
+    ) -> Option<(std::ops::Bound<ItemId>, std::ops::Bound<ItemId>)> {
+        use std::ops::Bound;
+        let ids = Self::range_of(kind);
+        match after.filter(|a| a >= ids.start()) {
+            Some(a) if a >= *ids.end() => None,
+            Some(a) => Some((Bound::Excluded(a), Bound::Included(*ids.end()))),
+            None => Some((Bound::Included(*ids.start()), Bound::Included(*ids.end()))),
+        }
+    }
+
     /// The id of the item of `kind` that transaction `tx` creates.
     pub fn derive(kind: ItemKind, tx: &Hash) -> ItemId {
         let h = domain::tagged_hash(domain::ITEM_ID, &[&[kind as u8], &tx.0]);
