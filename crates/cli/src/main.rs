@@ -14,6 +14,7 @@ use ehrchain_client::api::{AccountView, StatusView, TxView};
 use ehrchain_client::{self as sdk, Node, Session};
 use ehrchain_crypto::{Keypair, Keystore, keystore::DEFAULT_KDF};
 use ehrchain_node::{NodeConfig, dev};
+use ehrchain_portal::PortalConfig;
 use ehrchain_types::{AccountId, Hash, Role, TxPayload, entries::RecordStatus};
 use serde_json::{Value, json};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
@@ -54,6 +55,34 @@ enum Cmd {
         /// API listen address (peer-to-peer uses the next port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Web portal listen address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        portal: SocketAddr,
+        /// Do not start the web portal.
+        #[arg(long)]
+        no_portal: bool,
+        /// Seed a small demo world (a patient, doctors, a pharmacist, an insurer, a regulator,
+        /// with records, vitals, an appointment, prescriptions and a claim) so every portal
+        /// dashboard has content. Done once per chain.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run the web portal: every role's pages and the chain explorer, as a client of a node
+    /// (`--node`), with the keystores of `--home`.
+    Portal {
+        /// Listen address (loopback by default: run it on your own machine).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// The chain's genesis file, to check audit proofs against (default: genesis.json
+        /// beside the key directory, as `ehrchain dev` lays it out).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Also answer to this Host (host:port), when the portal is served behind a name.
+        #[arg(long = "public-host")]
+        public_host: Vec<String>,
+        /// Sign a session out after this long without a request (e.g. 15m, 1h).
+        #[arg(long, default_value = "15m")]
+        idle_timeout: String,
     },
     /// Run a validator node from a TOML config.
     Node {
@@ -553,7 +582,36 @@ fn init_tracing(server: bool) {
 
 fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Dev { data_dir, listen } => run_dev(ctx, data_dir, listen),
+        Cmd::Dev {
+            data_dir,
+            listen,
+            portal,
+            no_portal,
+            demo,
+        } => run_dev(ctx, data_dir, listen, (!no_portal).then_some(portal), demo),
+        Cmd::Portal {
+            listen,
+            genesis,
+            public_host,
+            idle_timeout,
+        } => {
+            let mut cfg = PortalConfig::new(&ctx.node, listen, ctx.home.clone());
+            cfg.genesis = genesis.or_else(|| {
+                let beside = ctx.home.parent()?.join("genesis.json");
+                beside.exists().then_some(beside)
+            });
+            cfg.public_hosts = public_host;
+            cfg.idle_timeout = parse_duration(&idle_timeout)?;
+            let listener = std::net::TcpListener::bind(listen)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for the portal: {e}"))?;
+            let addr = listener.local_addr()?;
+            println!(
+                "Portal: http://{addr}/  (node {}, keys in {})",
+                ctx.node,
+                ctx.home.display()
+            );
+            ehrchain_portal::run_blocking(cfg, listener)
+        }
         Cmd::Node { config } => {
             let cfg = NodeConfig::load(&config)?;
             ehrchain_node::run::run_node(&cfg, None, |_| {})
@@ -833,9 +891,37 @@ fn send_with(ctx: &Ctx, key: Keypair, payload: TxPayload, wait: &WaitArg) -> any
     Ok(())
 }
 
-fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+fn run_dev(
+    ctx: &Ctx,
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    portal: Option<SocketAddr>,
+    demo: bool,
+) -> anyhow::Result<()> {
     let (cfg, fresh) = dev::prepare(&data_dir, listen)?;
-    let keys = dev::DevLayout::new(&cfg.data_dir).keys;
+    let layout = dev::DevLayout::new(&cfg.data_dir);
+    let keys = layout.keys.clone();
+    // Bind the portal first so a busy port is reported before the node starts.
+    let portal = portal
+        .map(|addr| -> anyhow::Result<_> {
+            let l = std::net::TcpListener::bind(addr).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {addr} for the portal: {e} (use --portal ADDR or --no-portal)"
+                )
+            })?;
+            let mut pc = PortalConfig::new(
+                &format!("http://{}", cfg.api_listen),
+                l.local_addr()?,
+                keys.clone(),
+            );
+            pc.genesis = Some(layout.genesis.clone());
+            Ok((l, pc))
+        })
+        .transpose()?;
+    let portal_url = portal
+        .as_ref()
+        .map(|(_, pc)| format!("http://{}/", pc.listen));
+    let demo_marker = cfg.data_dir.join("demo.json");
     let ks = Keystore::new(&keys);
     let accounts: Vec<Value> = ks
         .list()?
@@ -850,11 +936,20 @@ fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<(
         "passphrase": dev::DEV_PASSPHRASE,
         "accounts": accounts,
         "export": format!("export EHRCHAIN_HOME={} EHRCHAIN_PASSPHRASE={}", keys.display(), dev::DEV_PASSPHRASE),
+        "portal": portal_url,
     });
+    let node_url = format!("http://{}", cfg.api_listen);
     let json_mode = ctx.json;
     let api = cfg.api_listen;
     ehrchain_node::run::run_node(&cfg, None, move |chain| {
         let height = chain.snapshot().tip.height;
+        if let Some((listener, pc)) = portal {
+            std::thread::spawn(move || {
+                if let Err(e) = ehrchain_portal::run_blocking(pc, listener) {
+                    eprintln!("error: the portal stopped: {e:#}");
+                }
+            });
+        }
         if json_mode {
             println!("{banner}");
         } else {
@@ -864,6 +959,9 @@ fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<(
                 banner["data_dir"].as_str().unwrap_or("")
             );
             println!("API:     http://{api}/api/v1/status  (OpenAPI: /api/v1/openapi.json)");
+            if let Some(url) = banner["portal"].as_str() {
+                println!("Portal: {url}");
+            }
             println!("Keys (passphrase \"{}\"):", dev::DEV_PASSPHRASE);
             for a in banner["accounts"].as_array().into_iter().flatten() {
                 println!(
@@ -878,7 +976,47 @@ fn run_dev(ctx: &Ctx, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<(
             );
             println!("Stop with Ctrl-C; `ehrchain dev` again reopens the same chain.");
         }
+        if demo {
+            std::thread::spawn(move || seed_demo(&node_url, &keys, &demo_marker, json_mode));
+        }
     })
+}
+
+/// Seeds the demo world once per chain (a marker file remembers it) and prints who to sign
+/// in as.
+fn seed_demo(node: &str, keys: &std::path::Path, marker: &std::path::Path, json_mode: bool) {
+    let users = if marker.exists() {
+        std::fs::read(marker)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<ehrchain_portal::demo::DemoUser>>(&b).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} is unreadable; delete it to seed again",
+                    marker.display()
+                )
+            })
+    } else {
+        if !json_mode {
+            println!("Seeding the demo world (about a minute)…");
+        }
+        ehrchain_portal::demo::seed(node, keys).and_then(|users| {
+            std::fs::write(marker, serde_json::to_vec_pretty(&users)?)?;
+            Ok(users)
+        })
+    };
+    match users {
+        Ok(users) if json_mode => println!("{}", json!({"demo": users})),
+        Ok(users) => {
+            println!(
+                "Demo world ready. Sign in to the portal as (password \"{}\"):",
+                dev::DEV_PASSPHRASE
+            );
+            for u in users {
+                println!("  {:<10} {:<11} {}", u.name, u.role, u.does);
+            }
+        }
+        Err(e) => eprintln!("error: seeding the demo world failed: {e:#}"),
+    }
 }
 
 fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Result<()> {

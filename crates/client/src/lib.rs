@@ -35,4 +35,4 @@ pub use session::Session;
 pub use transport::Node;
 
 pub use ehrchain_api as api;
-pub use ehrchain_crypto::{Keypair, Keystore};
+pub use ehrchain_crypto::{self as crypto, Keypair, Keystore};

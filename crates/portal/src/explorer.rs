@@ -1,0 +1,9 @@
+//! (being written)
+
+use crate::Portal;
+use axum::Router;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Portal>> {
+    Router::new()
+}
