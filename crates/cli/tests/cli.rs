@@ -46,7 +46,7 @@ fn start_dev(dir: &Path, port: u16) -> Dev {
     let child = Command::new(BIN)
         .args(["dev", "--data-dir"])
         .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--no-portal"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

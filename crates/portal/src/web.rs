@@ -29,8 +29,11 @@ pub const COOKIE: &str = "ehr_session";
 /// The largest URL-encoded form body the portal reads (uploads are multipart and bounded
 /// separately).
 pub const FORM_LIMIT: usize = 256 * 1024;
-/// Failed sign-ins allowed per account name and per client address within [`LOGIN_WINDOW`].
+/// Failed sign-ins allowed per account name within [`LOGIN_WINDOW`].
 pub const LOGIN_FAILURES: usize = 5;
+/// Failed sign-ins allowed per client address within [`LOGIN_WINDOW`] (higher: colleagues
+/// behind one address, or everyone on a local portal, share it).
+pub const LOGIN_FAILURES_PER_ADDRESS: usize = 30;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Browser sessions kept at most (the oldest idle one is dropped beyond this).
 pub const MAX_VISITS: usize = 10_000;
@@ -195,15 +198,21 @@ impl Visits {
         self.by_id.lock().expect("visits").remove(&v.id);
     }
 
-    /// Seconds to wait before `keys` may try to sign in again, if any of them failed
-    /// [`LOGIN_FAILURES`] times within [`LOGIN_WINDOW`].
+    /// Seconds to wait before `keys` may try to sign in again, if any of them failed too
+    /// often within [`LOGIN_WINDOW`] ([`LOGIN_FAILURES`] for a `name:` key,
+    /// [`LOGIN_FAILURES_PER_ADDRESS`] for an `ip:` key).
     pub fn locked_for(&self, keys: &[String]) -> Option<u64> {
         let mut f = self.failures.lock().expect("failures");
         let mut wait = None;
         for k in keys {
+            let limit = if k.starts_with("ip:") {
+                LOGIN_FAILURES_PER_ADDRESS
+            } else {
+                LOGIN_FAILURES
+            };
             if let Some(times) = f.get_mut(k) {
                 times.retain(|t| t.elapsed() < LOGIN_WINDOW);
-                if times.len() >= LOGIN_FAILURES {
+                if times.len() >= limit {
                     let left = LOGIN_WINDOW.saturating_sub(times[0].elapsed()).as_secs() + 1;
                     wait = Some(wait.map_or(left, |w: u64| w.max(left)));
                 }

@@ -1,0 +1,332 @@
+//! Black-box tests of the web portal's security as `ehrchain dev` serves it: Host and Origin
+//! checks, CSRF, session cookies, sign-in rate limiting, sign-out, and registration through
+//! the portal putting only ciphertext on the node. (The browser walk-through of every role
+//! is `scripts/test-browser`.)
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ehrchain");
+
+struct Dev {
+    dir: PathBuf,
+    node: String,
+    portal: String,
+    child: Child,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Tests that start nodes run one at a time (they probe for free ports).
+static NODES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn free_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Starts `ehrchain dev` with its portal on a port the OS picks, read from the banner.
+fn start(dir: &Path) -> Dev {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["dev", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--portal", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("Portal: ") {
+                let _ = tx.send(url.trim().trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let portal = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the dev banner names the portal");
+    Dev {
+        dir: dir.to_path_buf(),
+        node: format!("http://127.0.0.1:{port}"),
+        portal,
+        child,
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// A browser: one cookie, the last page's CSRF token.
+struct Browser {
+    base: String,
+    agent: ureq::Agent,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            base: base.to_string(),
+            agent: agent(),
+            cookie: None,
+        }
+    }
+
+    fn keep(&mut self, r: &mut ureq::http::Response<ureq::Body>) -> Page {
+        let set_cookie = r
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        if let Some(c) = &set_cookie {
+            self.cookie = Some(c.split(';').next().unwrap().to_string());
+        }
+        Page {
+            status: r.status().as_u16(),
+            location: r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string()),
+            set_cookie,
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        let mut r = req.call().unwrap();
+        self.keep(&mut r)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        let mut r = req.send_form(form.iter().copied()).unwrap();
+        self.keep(&mut r)
+    }
+
+    /// The CSRF token of the form on `path`.
+    fn csrf(&mut self, path: &str) -> String {
+        let page = self.get(path);
+        csrf_of(&page.body)
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("the page has a form with a CSRF token");
+    html[at + 19..at + 19 + 64].to_string()
+}
+
+/// A raw request with any Host header (HTTP clients insist on the URL's).
+fn raw_get(base: &str, host: &str) -> u16 {
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_portal_refuses_foreign_hosts_forged_forms_and_guessed_passwords() {
+    let _one = NODES.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = start(&tmp.path().join("dev"));
+
+    // Every page carries the security headers; the session cookie is HttpOnly, SameSite=Strict.
+    let mut b = Browser::new(&dev.portal);
+    let home = b.get("/");
+    assert_eq!(home.status, 200);
+    let cookie = home.set_cookie.expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let r = agent().get(format!("{}/", dev.portal)).call().unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+
+    // DNS rebinding: a page asked for under another name is refused.
+    assert_eq!(raw_get(&dev.portal, "attacker.example:80"), 421);
+    assert_eq!(
+        raw_get(&dev.portal, dev.portal.trim_start_matches("http://")),
+        200
+    );
+
+    // A form without the session's CSRF token, or with another session's, is refused.
+    let csrf = b.csrf("/login");
+    let no_token = b.post("/login", &[("account", "demo1"), ("password", "dev")], None);
+    assert_eq!(no_token.status, 403);
+    assert!(no_token.body.contains("CSRF"));
+    let mut other = Browser::new(&dev.portal);
+    let their_token = other.csrf("/login");
+    let forged = b.post(
+        "/login",
+        &[
+            ("csrf", &their_token),
+            ("account", "demo1"),
+            ("password", "dev"),
+        ],
+        None,
+    );
+    assert_eq!(forged.status, 403);
+    // … and so is a form posted from another site, even with the token.
+    let cross = b.post(
+        "/login",
+        &[("csrf", &csrf), ("account", "demo1"), ("password", "dev")],
+        Some("http://attacker.example"),
+    );
+    assert_eq!(cross.status, 403);
+
+    // A wrong password says so, without saying whether the account exists; after five
+    // failures the account name is locked for a while, even with the right password.
+    for _ in 0..5 {
+        let bad = b.post(
+            "/login",
+            &[("csrf", &csrf), ("account", "demo2"), ("password", "nope")],
+            None,
+        );
+        assert_eq!(bad.status, 401);
+        assert!(bad.body.contains("Wrong account name or password"));
+    }
+    let locked = b.post(
+        "/login",
+        &[("csrf", &csrf), ("account", "demo2"), ("password", "dev")],
+        None,
+    );
+    assert_eq!(locked.status, 401);
+    assert!(
+        locked.body.contains("Too many failed sign-ins"),
+        "{}",
+        locked.body
+    );
+
+    // Signing in swaps the session id (no fixation); signing out forgets it.
+    let before = b.cookie.clone();
+    let ok = b.post(
+        "/login",
+        &[("csrf", &csrf), ("account", "demo1"), ("password", "dev")],
+        None,
+    );
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_ne!(b.cookie, before);
+    let signed_in_cookie = b.cookie.clone();
+    let page = b.get("/register/role");
+    assert!(page.body.contains("Registering your account"));
+    let csrf = csrf_of(&page.body);
+    let out = b.post("/logout", &[("csrf", &csrf)], None);
+    assert_eq!(out.status, 303);
+    b.cookie = signed_in_cookie;
+    let after = b.get("/dashboard");
+    assert_eq!(after.status, 303);
+    assert!(after.location.unwrap().starts_with("/login"));
+}
+
+#[test]
+fn registering_through_the_portal_puts_only_ciphertext_on_the_node() {
+    let _one = NODES.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = start(&tmp.path().join("dev"));
+    let mut b = Browser::new(&dev.portal);
+    let csrf = b.csrf("/register");
+    let marker = format!("Zyx{}Marker", std::process::id());
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("role", "patient"),
+        ("account", "webpat"),
+        ("name", marker.as_str()),
+        ("date_of_birth", "1990-02-03"),
+        ("address", "1 Portal Lane"),
+        ("mobile", "+44 7000 000000"),
+        ("insurance", "ACME-1"),
+        ("password", "correct horse"),
+        ("password2", "correct horse"),
+    ];
+    // A missing field is named, and nothing is created.
+    let mut incomplete = form.to_vec();
+    incomplete.retain(|(k, _)| *k != "address");
+    let bad = b.post("/register", &incomplete, None);
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("missing: address"), "{}", bad.body);
+    assert!(!dev.dir.join("keys/webpat.json").exists());
+
+    let ok = b.post("/register", &form, None);
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(ok.location.as_deref(), Some("/patient"));
+    // The ledger has the role; the node's files never hold the plaintext profile.
+    let out = Command::new(BIN)
+        .args(["--json", "account", "webpat"])
+        .env("EHRCHAIN_NODE", &dev.node)
+        .env("EHRCHAIN_HOME", dev.dir.join("keys"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"role\": \"patient\""), "{text}");
+    assert!(text.contains("\"profile\": \""), "{text}");
+    let mut found = Vec::new();
+    scan(
+        &dev.dir,
+        &dev.dir.join("keys"),
+        marker.as_bytes(),
+        &mut found,
+    );
+    assert!(found.is_empty(), "plaintext in {found:?}");
+}
+
+/// Files under `dir` (except `skip`) containing `needle`.
+fn scan(dir: &Path, skip: &Path, needle: &[u8], found: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p == skip {
+            continue;
+        }
+        if p.is_dir() {
+            scan(&p, skip, needle, found);
+        } else if let Ok(bytes) = std::fs::read(&p)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(p);
+        }
+    }
+}
