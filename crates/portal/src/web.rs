@@ -169,9 +169,11 @@ impl Visits {
         if map.len() >= MAX_VISITS {
             map.retain(|_, v| v.last_seen.lock().expect("visit").elapsed() <= idle);
             if map.len() >= MAX_VISITS {
+                // A flood of anonymous visits must not sign people out: the oldest anonymous
+                // visit goes first, a signed-in one only when there is no anonymous one.
                 let oldest = map
                     .iter()
-                    .min_by_key(|(_, v)| *v.last_seen.lock().expect("visit"))
+                    .min_by_key(|(_, v)| (v.user().is_some(), *v.last_seen.lock().expect("visit")))
                     .map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     map.remove(&k);
@@ -800,6 +802,40 @@ mod tests {
         assert_eq!(v.locked_for(&["name:bob".to_string()]), None);
         v.succeeded(&keys);
         assert_eq!(v.locked_for(&keys), None);
+    }
+
+    #[test]
+    fn a_flood_of_anonymous_visits_evicts_anonymous_ones_first() {
+        let visits = Visits::default();
+        let idle = Duration::from_secs(600);
+        let key = ehrchain_client::Keypair::generate();
+        let user = SignedIn {
+            name: "alice".into(),
+            sdk: Arc::new(Session {
+                node: ehrchain_client::Node::new("http://127.0.0.1:9"),
+                me: key.account(),
+                key,
+                chain_id: "test".into(),
+            }),
+            role: Some(Role::Patient),
+            active: true,
+            plaintext: Default::default(),
+        };
+        let signed_in = visits.sign_in(&Visit::fresh(), user, idle);
+        let anonymous = Arc::new(Visit::fresh());
+        visits.adopt(anonymous.clone(), idle);
+        for _ in 0..MAX_VISITS + 10 {
+            visits.adopt(Arc::new(Visit::fresh()), idle);
+        }
+        assert_eq!(visits.by_id.lock().unwrap().len(), MAX_VISITS);
+        assert!(
+            visits.find(&signed_in.id, idle).0.is_some(),
+            "the signed-in visit stays"
+        );
+        assert!(
+            visits.find(&anonymous.id, idle).0.is_none(),
+            "the oldest anonymous visit went"
+        );
     }
 
     #[test]
