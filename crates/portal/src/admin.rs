@@ -66,7 +66,10 @@ struct AdminTpl {
 /// Whether an account is a professional (approved by the admin, not a patient).
 fn professional(a: &AccountView) -> bool {
     a.account.status == AccountStatus::Active
-        && !matches!(a.account.role, None | Some(Role::Patient) | Some(Role::Admin))
+        && !matches!(
+            a.account.role,
+            None | Some(Role::Patient) | Some(Role::Admin)
+        )
 }
 
 async fn page(user: User) -> Result<Response, PageError> {

@@ -64,9 +64,8 @@ pub(crate) fn parse_account(s: &str, what: &str) -> Result<AccountId, PageError>
 
 /// Parses an item id of one kind (from a path or a form).
 pub(crate) fn parse_item(s: &str, kind: ItemKind) -> Result<ItemId, PageError> {
-    ItemId::parse_kind(s.trim(), kind).map_err(|e| {
-        PageError::NotFound(format!("{s:?} is not {} id ({e}).", kind.with_article()))
-    })
+    ItemId::parse_kind(s.trim(), kind)
+        .map_err(|e| PageError::NotFound(format!("{s:?} is not {} id ({e}).", kind.with_article())))
 }
 
 /// A whole number typed into a form.
@@ -133,7 +132,9 @@ pub(crate) fn form_categories(pairs: &[(String, String)]) -> Result<Vec<Category
         .collect::<Vec<_>>()
         .join(",");
     if joined.trim().is_empty() {
-        return Err(PageError::BadRequest("Choose at least one category.".into()));
+        return Err(PageError::BadRequest(
+            "Choose at least one category.".into(),
+        ));
     }
     Category::parse_list(&joined).map_err(|e| PageError::BadRequest(format!("{e}.")))
 }
@@ -396,7 +397,10 @@ struct PatientsTpl {
     patient: String,
 }
 
-fn request_rows(s: &Session, patient: Option<&AccountId>) -> ehrchain_client::Result<Vec<RequestRow>> {
+fn request_rows(
+    s: &Session,
+    patient: Option<&AccountId>,
+) -> ehrchain_client::Result<Vec<RequestRow>> {
     let mut reqs: Vec<_> = consent::requests(s)?
         .into_iter()
         .filter(|r| r.request.requester == s.me)
@@ -476,7 +480,9 @@ async fn request_access(user: User, Form(f): Form<Vec<(String, String)>>) -> Res
     .await;
     user.done(
         r,
-        |(id, p)| format!("Access requested from {p} (request {id}); it waits in the patient's inbox."),
+        |(id, p)| {
+            format!("Access requested from {p} (request {id}); it waits in the patient's inbox.")
+        },
         &back,
     )
 }
@@ -551,11 +557,10 @@ fn group(list: Vec<records::Listed>, me: &AccountId) -> Vec<CategoryGroup> {
                         author: r.author.to_string(),
                         by_me: r.author == *me,
                         time: when(r.created_ms),
-                        size: r
-                            .plaintext_size
-                            .map_or_else(|| crate::templates::bytes(&r.size), |n| {
-                                crate::templates::bytes(&n)
-                            }),
+                        size: r.plaintext_size.map_or_else(
+                            || crate::templates::bytes(&r.size),
+                            |n| crate::templates::bytes(&n),
+                        ),
                     })
                     .collect(),
             }
@@ -587,8 +592,11 @@ async fn chart(user: User, Path(id): Path<String>) -> Result<Response, PageError
     Ok(render(ChartTpl {
         ctx: user.ctx(),
         patient: patient.to_string(),
-        role: view.account.role.map_or("unregistered".into(), |r| r.to_string()),
-        access: (!grants.is_empty()).then(|| Access { patient, grants }),
+        role: view
+            .account
+            .role
+            .map_or("unregistered".into(), |r| r.to_string()),
+        access: (!grants.is_empty()).then_some(Access { patient, grants }),
         groups: group(list, &me),
         requests,
         categories: Category::NAMES.to_vec(),
@@ -685,7 +693,13 @@ async fn write_note(user: User, Path(id): Path<String>, mp: Multipart) -> Respon
                 file.seek(std::io::SeekFrom::Start(0))
                     .map_err(|e| ehrchain_client::Error::io("cannot read the upload", e))?;
                 let a = records::add_record_from(
-                    s, &patient, category, file, Some(title), name, false,
+                    s,
+                    &patient,
+                    category,
+                    file,
+                    Some(title),
+                    name,
+                    false,
                 )?;
                 written.push(a.record);
             }
@@ -902,7 +916,11 @@ struct PrescribeForm {
 
 impl PrescribeForm {
     /// The prescription's content, checked.
-    fn content(&self, prescriber: AccountId, now: u64) -> Result<(AccountId, RxContent, Option<AccountId>), PageError> {
+    fn content(
+        &self,
+        prescriber: AccountId,
+        now: u64,
+    ) -> Result<(AccountId, RxContent, Option<AccountId>), PageError> {
         let patient = parse_account(&self.patient, "Patient")?;
         let drug = self.drug.trim();
         let dose = self.dose.trim();
@@ -962,7 +980,10 @@ impl PrescribeTpl {
     }
 }
 
-async fn prescribe_page(user: User, Query(form): Query<PrescribeForm>) -> Result<Response, PageError> {
+async fn prescribe_page(
+    user: User,
+    Query(form): Query<PrescribeForm>,
+) -> Result<Response, PageError> {
     user.require(&[Role::Doctor])?;
     let (pharmacies, mut written) = user
         .call(|s| {
@@ -991,7 +1012,9 @@ async fn prescribe_page(user: User, Query(form): Query<PrescribeForm>) -> Result
             .map(|r| RxRow {
                 id: r.id.to_string(),
                 patient: r.patient.to_string(),
-                pharmacy: r.pharmacy.map_or("— (the patient directs it)".into(), |p| short(&p)),
+                pharmacy: r
+                    .pharmacy
+                    .map_or("— (the patient directs it)".into(), |p| short(&p)),
                 status: r.status.name(),
                 time: when(r.created_ms),
                 invoice: r.invoice.map(|i| i.to_string()),
@@ -1128,7 +1151,13 @@ async fn slot_action(user: User, Path((id, action)): Path<(String, String)>) -> 
         user.require(&[Role::Doctor])?;
         let slot = parse_item(&id, ItemKind::Slot)?;
         let (payload, what) = match action.as_str() {
-            "confirm" => (TxPayload::AnswerBooking { slot, confirm: true }, "Confirmed"),
+            "confirm" => (
+                TxPayload::AnswerBooking {
+                    slot,
+                    confirm: true,
+                },
+                "Confirmed",
+            ),
             "decline" => (
                 TxPayload::AnswerBooking {
                     slot,
@@ -1162,7 +1191,10 @@ mod tests {
     fn a_datetime_local_value_is_read_as_utc() {
         assert_eq!(parse_start("1970-01-01T00:01").unwrap(), 60_000);
         assert_eq!(parse_start("2026-12-01T09:30").unwrap(), 1_796_117_400_000);
-        assert_eq!(parse_start("2026-12-01T09:30:15").unwrap(), 1_796_117_415_000);
+        assert_eq!(
+            parse_start("2026-12-01T09:30:15").unwrap(),
+            1_796_117_415_000
+        );
         assert!(parse_start("tomorrow").is_err());
         assert!(parse_start("").is_err());
     }
@@ -1191,8 +1223,14 @@ mod tests {
             slot_actions(&slot(SlotStatus::Requested, 100), 150),
             ["confirm", "decline"]
         );
-        assert_eq!(slot_actions(&slot(SlotStatus::Confirmed, 100), 50), ["withdraw"]);
-        assert_eq!(slot_actions(&slot(SlotStatus::Confirmed, 100), 100), ["complete"]);
+        assert_eq!(
+            slot_actions(&slot(SlotStatus::Confirmed, 100), 50),
+            ["withdraw"]
+        );
+        assert_eq!(
+            slot_actions(&slot(SlotStatus::Confirmed, 100), 100),
+            ["complete"]
+        );
         assert!(slot_actions(&slot(SlotStatus::Completed, 100), 150).is_empty());
         assert!(slot_actions(&slot(SlotStatus::Withdrawn, 100), 50).is_empty());
     }
@@ -1207,13 +1245,18 @@ mod tests {
             )
         };
         assert_eq!(
-            f(&[("categories", "notes"), ("categories", "lab"), ("csrf", "x")]).unwrap(),
+            f(&[
+                ("categories", "notes"),
+                ("categories", "lab"),
+                ("csrf", "x")
+            ])
+            .unwrap(),
             vec![Category::Lab, Category::Notes]
         );
-        assert_eq!(f(&[("categories", "notes, vitals")]).unwrap(), vec![
-            Category::Vitals,
-            Category::Notes
-        ]);
+        assert_eq!(
+            f(&[("categories", "notes, vitals")]).unwrap(),
+            vec![Category::Vitals, Category::Notes]
+        );
         assert!(f(&[("categories", "")]).is_err());
         assert!(f(&[("categories", "gossip")]).is_err());
         assert!(f(&[]).is_err());

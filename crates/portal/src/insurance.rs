@@ -461,8 +461,11 @@ mod tests {
         assert_eq!(got, vec![a, b]);
         assert!(form_approvers(&pairs(&[("level1", ""), ("level2", "")])).is_err());
         assert!(
-            form_approvers(&pairs(&[("level1", &a.to_string()), ("level2", &a.to_string())]))
-                .is_err()
+            form_approvers(&pairs(&[
+                ("level1", &a.to_string()),
+                ("level2", &a.to_string())
+            ]))
+            .is_err()
         );
         assert!(form_approvers(&pairs(&[("level1", "nobody")])).is_err());
     }
