@@ -890,6 +890,8 @@ struct RxRow {
 struct PrescribeTpl {
     ctx: crate::web::Ctx,
     form: PrescribeForm,
+    /// Patients who granted me access, offered in the Patient field.
+    patients: Vec<String>,
     pharmacies: Vec<Pharmacy>,
     written: Vec<RxRow>,
 }
@@ -985,12 +987,17 @@ async fn prescribe_page(
     Query(form): Query<PrescribeForm>,
 ) -> Result<Response, PageError> {
     user.require(&[Role::Doctor])?;
-    let (pharmacies, mut written) = user
+    let (pharmacies, mut written, patients) = user
         .call(|s| {
             let ph = accounts(s, Some(Role::Pharmacist), Some("active"))?;
             let mut rx: Vec<Prescription> = clinical::items(s)?;
             rx.retain(|r| r.doctor == s.me);
-            Ok((ph, rx))
+            let patients = my_patients(s)?
+                .into_iter()
+                .filter(|a| a.in_force())
+                .map(|a| a.patient.to_string())
+                .collect();
+            Ok((ph, rx, patients))
         })
         .await?;
     written.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
@@ -1021,6 +1028,7 @@ async fn prescribe_page(
             })
             .collect(),
         form,
+        patients,
     }))
 }
 

@@ -204,6 +204,8 @@ struct DeskTpl {
     policies: Vec<PolicyRow>,
     approvers: Vec<Approver>,
     levels: Vec<usize>,
+    /// Registered patients, offered in the Patient field.
+    patients: Vec<String>,
 }
 
 impl DeskTpl {
@@ -229,18 +231,19 @@ fn claim_row(c: &Claim, me: &AccountId) -> ClaimRow {
 async fn desk(user: User, desk: Desk) -> Result<Response, PageError> {
     user.require(&[desk.role()])?;
     let insurer = desk == Desk::Insurer;
-    let (mut claims, policies, approvers) = user
+    let (mut claims, policies, approvers, patients) = user
         .call(move |s| {
             let claims: Vec<Claim> = clinical::items(s)?;
             let policies: Vec<Policy> = clinical::items(s)?;
-            let approvers = if insurer {
+            let (approvers, patients) = if insurer {
                 let mut a = accounts(s, Some(Role::Insurer), Some("active"))?;
                 a.extend(accounts(s, Some(Role::Regulator), Some("active"))?);
-                a
+                let p = accounts(s, Some(Role::Patient), None)?;
+                (a, p.iter().map(|p| p.id.to_string()).collect())
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
-            Ok((claims, policies, approvers))
+            Ok((claims, policies, approvers, patients))
         })
         .await?;
     let me = user.me.account();
@@ -292,6 +295,7 @@ async fn desk(user: User, desk: Desk) -> Result<Response, PageError> {
             })
             .collect(),
         levels: (1..=3).collect(),
+        patients,
     }))
 }
 
