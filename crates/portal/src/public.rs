@@ -184,7 +184,7 @@ fn signed_in(
     Ok(SignedIn {
         name,
         role: me.account.role,
-        active: me.account.status == AccountStatus::Active,
+        active: (me.account.status == AccountStatus::Active).into(),
         sdk: Arc::new(sdk),
         plaintext: Default::default(),
     })
@@ -444,7 +444,7 @@ async fn register(
         Ok(SignedIn {
             name: n2,
             role: me.account.role,
-            active: me.account.status == AccountStatus::Active,
+            active: (me.account.status == AccountStatus::Active).into(),
             sdk,
             plaintext: Default::default(),
         })
@@ -454,7 +454,7 @@ async fn register(
     .and_then(|r| r);
     match done {
         Ok(user) => {
-            let msg = if user.active {
+            let msg = if user.is_active() {
                 format!(
                     "Registered as {role}. Welcome, your profile is encrypted; only its fingerprint is on the ledger."
                 )

@@ -86,8 +86,9 @@ pub struct SignedIn {
     pub name: String,
     pub sdk: Arc<Session>,
     pub role: Option<Role>,
-    /// Whether the account is approved (professionals wait for the admin).
-    pub active: bool,
+    /// Whether the account is approved (professionals wait for the admin; re-read from the
+    /// ledger on each request until it is, so an approval shows without signing in again).
+    pub active: std::sync::atomic::AtomicBool,
     /// Decrypted small records (vitals readings) already read in this session, so a chart
     /// does not audit the same read again; zeroized when the session ends.
     pub plaintext: Mutex<HashMap<ehrchain_types::RecordId, Arc<Zeroizing<Vec<u8>>>>>,
@@ -96,6 +97,10 @@ pub struct SignedIn {
 impl SignedIn {
     pub fn account(&self) -> AccountId {
         self.sdk.me
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The role's word (`patient`, `doctor`, …), or `unregistered`.
@@ -279,7 +284,7 @@ impl Web {
                 name: u.name.clone(),
                 account: u.account().to_string(),
                 role: u.role_word(),
-                active: u.active,
+                active: u.is_active(),
             }),
             flash,
         }
@@ -340,7 +345,7 @@ impl User {
     pub fn require(&self, roles: &[Role]) -> Result<(), PageError> {
         match self.me.role {
             Some(r) if roles.contains(&r) => {
-                if self.me.active {
+                if self.me.is_active() {
                     Ok(())
                 } else {
                     Err(PageError::Forbidden(
@@ -376,7 +381,19 @@ impl<S: Send + Sync> FromRequestParts<S> for User {
     async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Self::Rejection> {
         let web = Web::from_request_parts(parts, s).await?;
         match web.user() {
-            Some(me) => Ok(User { web, me }),
+            Some(me) => {
+                if me.role.is_some() && !me.is_active() {
+                    // Waiting for approval: has the admin approved since?
+                    let sdk = me.sdk.clone();
+                    let now = tokio::task::spawn_blocking(move || sdk.account(&sdk.me)).await;
+                    if let Ok(Ok(a)) = now
+                        && a.account.status == ehrchain_types::entries::AccountStatus::Active
+                    {
+                        me.active.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Ok(User { web, me })
+            }
             None => {
                 if !web.expired {
                     web.visit
@@ -818,7 +835,7 @@ mod tests {
                 chain_id: "test".into(),
             }),
             role: Some(Role::Patient),
-            active: true,
+            active: true.into(),
             plaintext: Default::default(),
         };
         let signed_in = visits.sign_in(&Visit::fresh(), user, idle);
