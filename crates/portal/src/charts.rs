@@ -91,6 +91,12 @@ pub fn time_ticks(t0: u64, t1: u64, n: usize) -> Vec<u64> {
 
 /// A tick label for a time: the date, or the time of day when the span is under two days.
 pub fn time_label(ms: u64, span_ms: u64) -> String {
+    if span_ms < 3_600_000 {
+        // Under an hour: to the second.
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let s = humantime::format_rfc3339_seconds(t).to_string(); // 2026-11-30T22:15:07Z
+        return s.get(11..19).unwrap_or(&s).to_string();
+    }
     let full = crate::templates::when(&ms); // 2026-11-30 22:15 UTC
     if span_ms < 2 * 86_400_000 {
         full.get(11..16).unwrap_or(&full).to_string()
@@ -324,7 +330,8 @@ mod tests {
     fn time_ticks_span_the_interval() {
         assert_eq!(time_ticks(0, 100, 5), vec![0, 25, 50, 75, 100]);
         assert_eq!(time_ticks(7, 7, 5), vec![7]);
-        assert_eq!(time_label(0, 1000), "00:00");
+        assert_eq!(time_label(0, 1000), "00:00:00");
+        assert_eq!(time_label(0, 5 * 3_600_000), "00:00");
         assert_eq!(time_label(0, 10 * 86_400_000), "1970-01-01");
     }
 

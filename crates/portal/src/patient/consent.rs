@@ -162,11 +162,14 @@ pub(super) async fn grant(
             .await?;
         Ok(format!(
             "Granted {} {} access to {}{}.",
-            to,
+            field(&form, "grantee").unwrap_or("").trim(),
             if write { "read and write" } else { "read" },
             cats.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
             match expires {
-                Some(d) => format!(" for {}", humantime::format_duration(d)),
+                Some(d) => match d.as_secs() / 86_400 {
+                    1 => " for 1 day".to_string(),
+                    n => format!(" for {n} days"),
+                },
                 None => String::new(),
             }
         ))
