@@ -232,51 +232,66 @@ pub fn read_many(
                 (None, None) => out.push((v.record.id, Err("not admitted".into()))),
             }
         }
-        for (v, tx) in admitted {
-            let id = v.record.id;
-            let t = match s.wait_final(&tx) {
-                Ok(t) => t,
-                Err(e) => {
-                    out.push((id, Err(e.to_string())));
-                    continue;
-                }
-            };
-            if let Err(e) = ehrchain_client::session::rejection(&t) {
-                out.push((id, Err(e.to_string())));
-                continue;
+        // Each read's outcome and content, fetched by a few threads at once (the node
+        // answers them independently; one after another they cost a round trip each).
+        let keys = &keys;
+        let next_job = std::sync::atomic::AtomicUsize::new(0);
+        let done = std::sync::Mutex::new(Vec::with_capacity(admitted.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..READ_THREADS.min(admitted.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next_job.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((v, tx)) = admitted.get(i) else {
+                            break;
+                        };
+                        let r = read_one(s, keys, v, tx);
+                        if let Ok(mut d) = done.lock() {
+                            d.push((v.record.id, r));
+                        }
+                    }
+                });
             }
-            let Some(ev) = t.events.first() else {
-                out.push((id, Err("the read left no audit event".into())));
-                continue;
-            };
-            if ev.event.decision == Decision::Denied {
-                out.push((id, Err(format!("access denied: {}", ev.event.reason))));
-                continue;
-            }
-            let dk = match records::open_data_key(&s.key, &keys, &v.record) {
-                Ok(k) => k,
-                Err(e) => {
-                    out.push((id, Err(e.to_string())));
-                    continue;
-                }
-            };
-            let path = format!("/api/v1/records/{id}/content");
-            let got = s.node.download(&path, &s.auth("GET", &path), &mut |r| {
-                let mut buf = Vec::new();
-                let c = envelope::decrypt_stream(&dk, &id, std::io::BufReader::new(r), &mut buf)?;
-                Ok((c, buf))
-            });
-            match got {
-                Ok((c, buf)) if c == v.record.commitment => out.push((id, Ok(buf))),
-                Ok(_) => out.push((
-                    id,
-                    Err("the content does not match the ledger's commitment".into()),
-                )),
-                Err(e) => out.push((id, Err(e.to_string()))),
-            }
-        }
+        });
+        out.extend(done.into_inner().unwrap_or_default());
     }
     Ok(out)
+}
+
+/// Threads that fetch read outcomes and contents at once.
+const READ_THREADS: usize = 8;
+
+/// The outcome of one submitted read and, if allowed, the record's decrypted content,
+/// checked against the ledger's commitment.
+fn read_one(
+    s: &Session,
+    keys: &ehrchain_client::api::KeysView,
+    v: &RecordView,
+    tx: &ehrchain_types::Hash,
+) -> Result<Vec<u8>, String> {
+    let id = v.record.id;
+    let t = s.wait_final(tx).map_err(|e| e.to_string())?;
+    ehrchain_client::session::rejection(&t).map_err(|e| e.to_string())?;
+    let Some(ev) = t.events.first() else {
+        return Err("the read left no audit event".into());
+    };
+    if ev.event.decision == Decision::Denied {
+        return Err(format!("access denied: {}", ev.event.reason));
+    }
+    let dk = records::open_data_key(&s.key, keys, &v.record).map_err(|e| e.to_string())?;
+    let path = format!("/api/v1/records/{id}/content");
+    let (c, buf) = s
+        .node
+        .download(&path, &s.auth("GET", &path), &mut |r| {
+            let mut buf = Vec::new();
+            let c = envelope::decrypt_stream(&dk, &id, std::io::BufReader::new(r), &mut buf)?;
+            Ok((c, buf))
+        })
+        .map_err(|e| e.to_string())?;
+    if c != v.record.commitment {
+        return Err("the content does not match the ledger's commitment".into());
+    }
+    Ok(buf)
 }
 
 /// The readings of `patient` this account may read: cached ones from the session, the rest
