@@ -111,7 +111,12 @@ fn submit_all(s: &Session, payloads: Vec<TxPayload>) -> anyhow::Result<()> {
 }
 
 /// Makes the patient: registered, `n_records` lab records, `n_vitals` readings.
-fn seed(node: &str, home: &std::path::Path, n_records: usize, n_vitals: usize) -> anyhow::Result<String> {
+fn seed(
+    node: &str,
+    home: &std::path::Path,
+    n_records: usize,
+    n_vitals: usize,
+) -> anyhow::Result<String> {
     let key = Keypair::generate();
     let ks = Keystore::new(home);
     ks.create(
@@ -143,7 +148,10 @@ fn seed(node: &str, home: &std::path::Path, n_records: usize, n_vitals: usize) -
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     submit_all(&s, drafts)?;
-    eprintln!("{n_records} records anchored in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "{n_records} records anchored in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let (epoch, ck) = consent::current_category_key(&s, Category::Vitals)?;
     let now = now_ms();
@@ -168,10 +176,7 @@ fn seed(node: &str, home: &std::path::Path, n_records: usize, n_vitals: usize) -
                 Some(ehrchain_portal::patient::VITALS_TITLE.into()),
                 Some(ehrchain_portal::patient::VITALS_FILE.into()),
             ) {
-                Ok(x) => {
-                    tries = 0;
-                    break x;
-                }
+                Ok(x) => break x,
                 Err(e) if e.code() == "quota_exceeded" && tries < 100 => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(250));
@@ -187,7 +192,11 @@ fn seed(node: &str, home: &std::path::Path, n_records: usize, n_vitals: usize) -
             }
         };
         let key = sealed.category_key(epoch, &ck);
-        payloads.push(TxPayload::AddRecord(sealed.draft(s.me, Category::Vitals, key)));
+        payloads.push(TxPayload::AddRecord(sealed.draft(
+            s.me,
+            Category::Vitals,
+            key,
+        )));
         // The node holds at most 16 unanchored uploads per account: anchor as we go.
         if payloads.len() == 8 {
             s.submit(std::mem::take(&mut payloads))?;
@@ -219,7 +228,7 @@ fn set_cookie(resp: &axum::response::Response) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| v.split(';').next())
-        .last()
+        .next_back()
         .map(str::to_string)
 }
 

@@ -168,7 +168,10 @@ pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> Strin
                 )
             })
             .collect();
-        format!("{title}: {}. The table beside lists every value.", names.join("; "))
+        format!(
+            "{title}: {}. The table beside lists every value.",
+            names.join("; ")
+        )
     };
     let _ = write!(
         svg,
@@ -246,7 +249,12 @@ pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> Strin
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let dash = DASHES[i % DASHES.len()];
-        let mut pts: Vec<(u64, f64)> = s.points.iter().copied().filter(|p| p.1.is_finite()).collect();
+        let mut pts: Vec<(u64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.1.is_finite())
+            .collect();
         pts.sort_by_key(|p| p.0);
         let path: Vec<String> = pts
             .iter()

@@ -184,7 +184,9 @@ pub(crate) fn parse_expiry(s: &str) -> Result<Option<std::time::Duration>, PageE
         .strip_suffix('d')
         .and_then(|d| d.parse().ok())
         .filter(|d| (1..=3650).contains(d))
-        .ok_or_else(|| PageError::BadRequest(format!("Choose an expiry from the list, not {s:?}.")))?;
+        .ok_or_else(|| {
+            PageError::BadRequest(format!("Choose an expiry from the list, not {s:?}."))
+        })?;
     Ok(Some(std::time::Duration::from_secs(days * 86_400)))
 }
 

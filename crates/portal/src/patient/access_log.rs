@@ -240,6 +240,9 @@ mod tests {
 
     #[test]
     fn garbage_is_invalid_not_a_crash() {
-        assert!(matches!(check_bytes(b"{}", Some(b"not json")), Checked::Invalid(_)));
+        assert!(matches!(
+            check_bytes(b"{}", Some(b"not json")),
+            Checked::Invalid(_)
+        ));
     }
 }

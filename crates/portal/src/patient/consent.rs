@@ -146,7 +146,9 @@ pub(super) async fn grant(
         let to = parse_grantee(&names, field(&form, "grantee").unwrap_or(""))?;
         let cats = form_categories(&form)?;
         if cats.is_empty() {
-            return Err(PageError::BadRequest("Choose at least one category.".into()));
+            return Err(PageError::BadRequest(
+                "Choose at least one category.".into(),
+            ));
         }
         let expires = parse_expiry(field(&form, "expires").unwrap_or("30d"))?;
         let write = field(&form, "write").is_some_and(|v| v == "on" || v == "true" || v == "1");

@@ -174,7 +174,10 @@ pub(crate) fn svg_element(svg: &str) -> &str {
     svg.find("<svg").map_or(svg, |i| &svg[i..])
 }
 
-pub(super) async fn qr_page(State(p): State<Arc<Portal>>, user: User) -> Result<Response, PageError> {
+pub(super) async fn qr_page(
+    State(p): State<Arc<Portal>>,
+    user: User,
+) -> Result<Response, PageError> {
     patient(&user)?;
     let node = p.node.clone();
     let me = user.me.account();

@@ -7,11 +7,7 @@ use crate::{
     web::{Ctx, PageError, User, render},
 };
 use askama::Template;
-use axum::{
-    Form,
-    extract::State,
-    response::Response,
-};
+use axum::{Form, extract::State, response::Response};
 use ehrchain_client::{
     Session,
     api::{AccountView, now_ms},
@@ -43,7 +39,12 @@ fn parse_item(s: &str, kind: ItemKind) -> Result<ItemId, PageError> {
 }
 
 /// Submits one payload and flashes the outcome.
-async fn act(user: &User, payload: Result<TxPayload, PageError>, ok: String, back: &str) -> Response {
+async fn act(
+    user: &User,
+    payload: Result<TxPayload, PageError>,
+    ok: String,
+    back: &str,
+) -> Response {
     let r = async {
         patient(user)?;
         let p = payload?;
@@ -122,12 +123,21 @@ pub(super) async fn book(user: User, Form(f): Form<SlotForm>) -> Response {
         "Booked {}: the fee is held in escrow until the appointment; the doctor confirms it.",
         f.slot.trim()
     );
-    act(&user, id.map(|slot| TxPayload::Book { slot }), ok, "/patient/appointments").await
+    act(
+        &user,
+        id.map(|slot| TxPayload::Book { slot }),
+        ok,
+        "/patient/appointments",
+    )
+    .await
 }
 
 pub(super) async fn cancel(user: User, Form(f): Form<SlotForm>) -> Response {
     let id = parse_item(&f.slot, ItemKind::Slot);
-    let ok = format!("Cancelled {}: any fee held was refunded to you.", f.slot.trim());
+    let ok = format!(
+        "Cancelled {}: any fee held was refunded to you.",
+        f.slot.trim()
+    );
     act(
         &user,
         id.map(|slot| TxPayload::CancelBooking { slot }),
@@ -164,11 +174,20 @@ fn pharmacists(s: &Session, names: &Names) -> ehrchain_client::Result<Vec<(Accou
     let all: Vec<AccountView> = s.node.get("/api/v1/accounts?limit=1000&status=active")?;
     Ok(all
         .into_iter()
-        .filter(|a| a.account.role == Some(Role::Pharmacist) && a.account.status == AccountStatus::Active)
+        .filter(|a| {
+            a.account.role == Some(Role::Pharmacist) && a.account.status == AccountStatus::Active
+        })
         .map(|a| {
             let name = names.of(&a.id);
             let org = a.account.organisation.unwrap_or_default();
-            (a.id, if org.is_empty() { name } else { format!("{name} ({org})") })
+            (
+                a.id,
+                if org.is_empty() {
+                    name
+                } else {
+                    format!("{name} ({org})")
+                },
+            )
         })
         .collect())
 }
@@ -238,10 +257,7 @@ pub(super) async fn prescriptions_page(
     Ok(render(PrescriptionsTpl {
         ctx: user.ctx(),
         rows,
-        pharmacists: pharm
-            .into_iter()
-            .map(|(a, l)| (a.to_string(), l))
-            .collect(),
+        pharmacists: pharm.into_iter().map(|(a, l)| (a.to_string(), l)).collect(),
     }))
 }
 
@@ -375,9 +391,7 @@ pub(super) async fn wallet_page(
 ) -> Result<Response, PageError> {
     patient(&user)?;
     let names = Names::local(&p);
-    let balance = user
-        .call(|s| Ok(s.account(&s.me)?.account.balance))
-        .await?;
+    let balance = user.call(|s| Ok(s.account(&s.me)?.account.balance)).await?;
     Ok(render(WalletTpl {
         ctx: user.ctx(),
         account: user.me.account().to_string(),
@@ -475,7 +489,11 @@ fn claim_levels(c: &Claim, names: &Names) -> Vec<LevelRow> {
                     format!(
                         "approved {}{}",
                         when(d.time_ms),
-                        if d.reason.is_empty() { String::new() } else { format!(": {}", d.reason) }
+                        if d.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", d.reason)
+                        }
                     ),
                     "badge ok",
                 ),
@@ -483,7 +501,11 @@ fn claim_levels(c: &Claim, names: &Names) -> Vec<LevelRow> {
                     format!(
                         "rejected {}{}",
                         when(d.time_ms),
-                        if d.reason.is_empty() { String::new() } else { format!(": {}", d.reason) }
+                        if d.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", d.reason)
+                        }
                     ),
                     "badge bad",
                 ),
@@ -562,7 +584,9 @@ pub(super) async fn insurance_page(
         .collect();
     let claimable = invoices
         .iter()
-        .filter(|i| i.status == InvoiceStatus::Unpaid && i.open_claim.is_none() && i.insurer_paid == 0)
+        .filter(|i| {
+            i.status == InvoiceStatus::Unpaid && i.open_claim.is_none() && i.insurer_paid == 0
+        })
         .map(|i| {
             (
                 i.id.to_string(),

@@ -19,9 +19,7 @@ use ehrchain_client::{
     records::{self, Listed},
 };
 use ehrchain_types::{
-    Category, Decision, RecordId, Role,
-    entries::RecordStatus,
-    items::Prescription,
+    Category, Decision, RecordId, Role, entries::RecordStatus, items::Prescription,
 };
 use serde::Deserialize;
 use std::{io::Write, sync::Arc};
@@ -220,11 +218,7 @@ async fn read_upload(
     Ok((tmp, name, category, title, n))
 }
 
-pub(super) async fn upload(
-    State(p): State<Arc<Portal>>,
-    user: User,
-    mp: Multipart,
-) -> Response {
+pub(super) async fn upload(State(p): State<Arc<Portal>>, user: User, mp: Multipart) -> Response {
     if let Err(e) = patient(&user) {
         return e.into_response();
     }

@@ -185,9 +185,14 @@ fn vitals_records(s: &Session, patient: &AccountId) -> ehrchain_client::Result<V
     )?;
     Ok(views
         .into_iter()
-        .filter(|v| v.record.category == Category::Vitals && v.record.status != RecordStatus::Rejected)
+        .filter(|v| {
+            v.record.category == Category::Vitals && v.record.status != RecordStatus::Rejected
+        })
         .collect())
 }
+
+/// One record's content, or why it could not be read.
+pub type ReadResult = (RecordId, Result<Vec<u8>, String>);
 
 /// Audited reads of many small records: every `ReadRecord` signed with consecutive nonces and
 /// submitted in batches, then each allowed one downloaded, decrypted and checked against the
@@ -196,7 +201,7 @@ pub fn read_many(
     s: &Session,
     patient: &AccountId,
     views: &[RecordView],
-) -> ehrchain_client::Result<Vec<(RecordId, Result<Vec<u8>, String>)>> {
+) -> ehrchain_client::Result<Vec<ReadResult>> {
     let mut out = Vec::new();
     if views.is_empty() {
         return Ok(out);
