@@ -502,7 +502,7 @@ pub(super) async fn page(
     let patient: AccountId = who
         .parse()
         .map_err(|_| PageError::NotFound("That is not an account id.".into()))?;
-    if !user.me.active {
+    if !user.me.is_active() {
         return Err(PageError::Forbidden(
             "Your account is waiting for the consortium admin's approval.".into(),
         ));
