@@ -241,7 +241,9 @@ pub fn seed(node: &str, keys: &Path) -> anyhow::Result<Vec<DemoUser>> {
         }),
     ])?;
     let rx = rx.into_inner().map_err(|_| anyhow!("poisoned"))?;
-    let dispensed = *rx.get(1).ok_or_else(|| anyhow!("no prescription was made"))?;
+    let dispensed = *rx
+        .get(1)
+        .ok_or_else(|| anyhow!("no prescription was made"))?;
 
     // 6. pharma dispenses the second (an invoice); alice claims it under her policy.
     let t = pharma
@@ -274,7 +276,11 @@ pub fn seed(node: &str, keys: &Path) -> anyhow::Result<Vec<DemoUser>> {
             "alice's policy; her claim waits at the insurer's level",
         ),
         user("regulator", Role::Regulator, "the claim's second level"),
-        user("admin", Role::Admin, "drcarol, a doctor, waits for approval"),
+        user(
+            "admin",
+            Role::Admin,
+            "drcarol, a doctor, waits for approval",
+        ),
     ])
 }
 
@@ -638,7 +644,10 @@ mod tests {
         let v = vitals_series(now, 8);
         assert_eq!(v.len(), 8);
         assert_eq!(v.last().map(|r| r.at_ms), Some(now));
-        assert!(v.windows(2).all(|w| w[1].at_ms - w[0].at_ms == 24 * 3600 * 1000));
+        assert!(
+            v.windows(2)
+                .all(|w| w[1].at_ms - w[0].at_ms == 24 * 3600 * 1000)
+        );
         for r in &v {
             assert!((90..160).contains(&r.systolic) && (50..100).contains(&r.diastolic));
             assert!(r.systolic > r.diastolic);

@@ -127,11 +127,9 @@ pub fn abbreviate(v: &Value) -> Value {
             Value::String(format!("{head}… ({} characters)", s.chars().count()))
         }
         Value::Array(a) => Value::Array(a.iter().map(abbreviate).collect()),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), abbreviate(v)))
-                .collect(),
-        ),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), abbreviate(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -597,8 +595,9 @@ async fn accounts(
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .map(|a| {
-                a.parse::<AccountId>()
-                    .map_err(|_| PageError::BadRequest("That page cursor is not an account id.".into()))
+                a.parse::<AccountId>().map_err(|_| {
+                    PageError::BadRequest("That page cursor is not an account id.".into())
+                })
             })
             .transpose()?;
         let mut path = format!("/api/v1/accounts?limit={ACCOUNTS_PER_PAGE}");
