@@ -99,7 +99,7 @@ async function signIn(browser, name, dashboard, password = PASSWORD) {
     ctx.setDefaultNavigationTimeout(NAV_TIMEOUT);
     const page = await ctx.newPage();
     await page.goto(`${PORTAL}/login`);
-    await page.getByLabel('Account').fill(name);
+    await page.getByLabel('Account', { exact: true }).fill(name);
     await page.getByLabel('Password', { exact: true }).fill(password);
     await Promise.all([
         page.waitForURL((u) => !u.pathname.startsWith('/login'), { timeout: NAV_TIMEOUT }).catch(() => {}),
@@ -175,7 +175,7 @@ async function main() {
         await page.goto(PORTAL + '/');
         assert.ok(await page.locator('h1').count(), 'the home page has no h1');
         await page.goto(PORTAL + '/login');
-        await page.getByLabel('Account').fill('alice');
+        await page.getByLabel('Account', { exact: true }).fill('alice');
         await page.getByLabel('Password', { exact: true }).fill('not-the-password');
         await page.getByRole('button', { name: 'Sign in' }).click();
         await page.waitForLoadState();
@@ -190,17 +190,17 @@ async function main() {
         ctx.setDefaultNavigationTimeout(NAV_TIMEOUT);
         const page = await ctx.newPage();
         await page.goto(PORTAL + '/register');
-        await page.getByLabel('Role').selectOption('doctor');
-        await page.getByLabel('Account').fill('drdave');
-        await page.getByLabel('Name').fill('Dr Dave Browser');
-        await page.getByLabel('Date of birth').fill('1979-04-05');
-        await page.getByLabel('Address').fill('2 Test Road');
-        await page.getByLabel('E-mail').fill('dave@example.org');
-        await page.getByLabel('Phone').fill('+44 20 7946 0001');
-        await page.getByLabel('Licence number').fill('GMC-7003');
-        await page.getByLabel('Organisation').fill("St Mary's");
+        await page.getByLabel('Role', { exact: true }).selectOption('doctor');
+        await page.getByLabel('Account', { exact: true }).fill('drdave');
+        await page.getByLabel('Name', { exact: true }).fill('Dr Dave Browser');
+        await page.getByLabel('Date of birth', { exact: true }).fill('1979-04-05');
+        await page.getByLabel('Address', { exact: true }).fill('2 Test Road');
+        await page.getByLabel('E-mail', { exact: true }).fill('dave@example.org');
+        await page.getByLabel('Phone', { exact: true }).fill('+44 20 7946 0001');
+        await page.getByLabel('Licence number', { exact: true }).fill('GMC-7003');
+        await page.getByLabel('Organisation', { exact: true }).fill("St Mary's");
         await page.getByLabel('Password', { exact: true }).fill('drdave-password');
-        await page.getByLabel('Repeat password').fill('drdave-password');
+        await page.getByLabel('Repeat password', { exact: true }).fill('drdave-password');
         await page.getByRole('button', { name: 'Register' }).click();
         await page.waitForLoadState();
         const text = await expectOk(page, 'registering drdave');
@@ -219,9 +219,9 @@ async function main() {
         await expectPage(p, '/patient/records');
         const file = path.join(scratch, 'emergency-card.txt');
         fs.writeFileSync(file, UPLOAD_BYTES);
-        await p.getByLabel('File').setInputFiles(file);
-        await p.getByLabel('Category').selectOption('emergency');
-        await p.getByLabel('Title').fill(UPLOAD_TITLE);
+        await p.getByLabel('File', { exact: true }).setInputFiles(file);
+        await p.getByLabel('Category', { exact: true }).selectOption('emergency');
+        await p.getByLabel('Title', { exact: true }).fill(UPLOAD_TITLE);
         await p.getByRole('button', { name: 'Upload' }).click();
         await p.waitForLoadState();
         await expectOk(p, 'upload');
@@ -241,9 +241,9 @@ async function main() {
     await step('patient: grants drbob the category', async () => {
         const p = alice.page;
         await expectPage(p, '/patient/consent');
-        await p.getByLabel('Grantee').fill('drbob');
-        await p.getByLabel('Categories').selectOption(['emergency']);
-        const expires = p.getByLabel('Expires');
+        await p.getByLabel('Grantee', { exact: true }).fill('drbob');
+        await p.getByLabel('Categories', { exact: true }).selectOption(['emergency']);
+        const expires = p.getByLabel('Expires', { exact: true });
         if ((await expires.evaluate((e) => e.tagName)) === 'INPUT') await expires.fill('30d');
         await p.getByRole('button', { name: 'Grant access' }).click();
         await p.waitForLoadState();
@@ -266,12 +266,12 @@ async function main() {
     await step('doctor: prescribes for alice, to City Pharmacy', async () => {
         const p = drbob.page;
         await expectPage(p, '/doctor/prescribe');
-        await p.getByLabel('Patient').fill(ids.alice);
-        await p.getByLabel('Drug').fill('Paracetamol');
-        await p.getByLabel('Dose').fill('1 g four times a day');
-        await p.getByLabel('Days').fill('3');
-        await p.getByLabel('Quantity').fill('12');
-        const pharmacy = p.getByLabel('Pharmacy');
+        await p.getByLabel('Patient', { exact: true }).fill(ids.alice);
+        await p.getByLabel('Drug', { exact: true }).fill('Paracetamol');
+        await p.getByLabel('Dose', { exact: true }).fill('1 g four times a day');
+        await p.getByLabel('Days', { exact: true }).fill('3');
+        await p.getByLabel('Quantity', { exact: true }).fill('12');
+        const pharmacy = p.getByLabel('Pharmacy', { exact: true });
         const options = await pharmacy.locator('option').evaluateAll((os) => os.map((o) => ({ v: o.value, t: o.textContent })));
         const pick = options.find((o) => o.v === ids.pharma || /City Pharmacy/.test(o.t || ''));
         assert.ok(pick, `City Pharmacy is not among the pharmacies: ${JSON.stringify(options)}`);
@@ -288,7 +288,7 @@ async function main() {
         const first = p.locator('a[href^="/pharmacy/rx/"]').first();
         await first.click();
         await p.waitForLoadState();
-        await p.getByLabel('Price').fill('30');
+        await p.getByLabel('Price', { exact: true }).fill('30');
         await p.getByRole('button', { name: 'Dispense' }).click();
         await p.waitForLoadState();
         await expectOk(p, 'dispense');
@@ -298,7 +298,7 @@ async function main() {
         insurer = await signIn(browser, 'insurer', '/insurer');
         const p = insurer.page;
         await shot(p, 'insurer');
-        await p.getByLabel('Reason').first().fill('covered medication');
+        await p.getByLabel('Reason', { exact: true }).first().fill('covered medication');
         await p.getByRole('button', { name: 'Approve' }).first().click();
         await p.waitForLoadState();
         await expectOk(p, 'insurer approval');
@@ -308,7 +308,7 @@ async function main() {
         regulator = await signIn(browser, 'regulator', '/regulator');
         const p = regulator.page;
         await shot(p, 'regulator');
-        await p.getByLabel('Reason').first().fill('audit ok');
+        await p.getByLabel('Reason', { exact: true }).first().fill('audit ok');
         await p.getByRole('button', { name: 'Approve' }).first().click();
         await p.waitForLoadState();
         await expectOk(p, 'regulator approval');
@@ -343,8 +343,8 @@ async function main() {
         const t = new Date(Date.now() + 24 * 3600 * 1000);
         const day = t.toISOString().slice(0, 10);
         await p.getByLabel(/Starts at/).fill(`${day}T14:00`);
-        await p.getByLabel('Minutes').fill('20');
-        await p.getByLabel('Fee').fill('10');
+        await p.getByLabel('Minutes', { exact: true }).fill('20');
+        await p.getByLabel('Fee', { exact: true }).fill('10');
         await p.getByRole('button', { name: 'Publish slot' }).click();
         await p.waitForLoadState();
         await expectOk(p, 'publishing a slot');
@@ -374,12 +374,12 @@ async function main() {
         assert.match(await p.locator('main').textContent(), /finalized/);
         // Search: a height, and something that is nothing.
         await expectPage(p, '/explorer');
-        await p.getByLabel('Search').fill('1');
+        await p.getByLabel('Search', { exact: true }).fill('1');
         await p.getByRole('button', { name: 'Search' }).click();
         await p.waitForLoadState();
         assert.equal(await p.locator('h1').textContent(), 'Block 1');
         await p.getByRole('link', { name: 'Chain', exact: true }).click();
-        await p.getByLabel('Search').fill('no-such-thing');
+        await p.getByLabel('Search', { exact: true }).fill('no-such-thing');
         await p.getByRole('button', { name: 'Search' }).click();
         await p.waitForLoadState();
         assert.equal(await p.locator('h1').textContent(), 'Nothing found');
