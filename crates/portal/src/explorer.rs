@@ -536,11 +536,16 @@ struct AccountsTpl {
     /// The query of the next page, if there may be one.
     next: Option<String>,
     first_page: bool,
+    /// The account that holds appointment fees (no key signs for it).
+    escrow: AccountId,
 }
 helpers!(AccountsTpl);
 
 impl AccountsTpl {
     fn role_of(&self, a: &AccountView) -> String {
+        if a.id == self.escrow {
+            return "escrow (appointment fees)".into();
+        }
         a.account
             .role
             .map_or_else(|| "—".to_string(), |r| r.to_string())
@@ -613,6 +618,7 @@ async fn accounts(
             path += &format!("&after={a}");
         }
         let accounts: Vec<AccountView> = api(&p, &web, path).await?;
+        let chain: StatusView = api(&p, &web, "/api/v1/status".into()).await?;
         let next = (accounts.len() == ACCOUNTS_PER_PAGE)
             .then(|| accounts.last().map(|a| format!("after={}{filter}", a.id)))
             .flatten();
@@ -625,6 +631,7 @@ async fn accounts(
             status: status.unwrap_or_default(),
             next,
             first_page: after.is_none(),
+            escrow: chain.escrow_account,
         }))
     }
     .await;
@@ -652,6 +659,7 @@ async fn account(State(p): State<Arc<Portal>>, web: Web, Path(id): Path<String>)
             ));
         };
         let a: AccountView = api(&p, &web, format!("/api/v1/accounts/{id}")).await?;
+        let status: StatusView = api(&p, &web, "/api/v1/status".into()).await?;
         if !a.exists {
             return Err(PageError::NotFound(format!(
                 "The ledger has never seen account {id}."
@@ -660,10 +668,14 @@ async fn account(State(p): State<Arc<Portal>>, web: Web, Path(id): Path<String>)
         Ok(render(AccountTpl {
             ctx: web.ctx(),
             viewer: viewer(&web),
-            role: a
-                .account
-                .role
-                .map_or_else(|| "none (unregistered)".into(), |r| r.to_string()),
+            role: if id == status.escrow_account {
+                "escrow: it holds appointment fees from booking to completion; no key signs for it"
+                    .into()
+            } else {
+                a.account
+                    .role
+                    .map_or_else(|| "none (unregistered)".into(), |r| r.to_string())
+            },
             status: a.account.status.name(),
             status_class: status_class(a.account.status),
             you: web.user().is_some_and(|u| u.account() == id),
