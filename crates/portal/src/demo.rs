@@ -15,6 +15,7 @@
 //! - `regulator`: the claim's second level;
 //! - `admin` (from genesis): `drcarol`, a doctor awaiting approval.
 
+use crate::patient::vitals::{Reading, VITALS_FILE, VITALS_TITLE};
 use anyhow::{Context, anyhow, bail};
 use ehrchain_client::{
     Keypair, Keystore, Node, Session,
@@ -426,33 +427,21 @@ fn register(
     Ok(())
 }
 
-/// One vitals reading, in the format the portal's vitals pages read.
-#[derive(Serialize, Debug, Clone, PartialEq)]
-pub struct Vitals {
-    pub at_ms: u64,
-    pub systolic: u32,
-    pub diastolic: u32,
-    pub heart_rate: u32,
-    pub glucose: f64,
-    pub spo2: u32,
-    pub weight: f64,
-}
-
 /// `n` plausible readings, one a day ending `now`, oldest first (deterministic).
-pub fn vitals_series(now: u64, n: usize) -> Vec<Vitals> {
+pub fn vitals_series(now: u64, n: usize) -> Vec<Reading> {
     let day = 24 * 3600 * 1000;
     (0..n)
         .map(|i| {
             let back = (n - 1 - i) as u64;
             let w = (i * 7 % 5) as u32; // a small, repeatable wobble
-            Vitals {
+            Reading {
                 at_ms: now.saturating_sub(back * day),
-                systolic: 118 + w * 2 + (i as u32 % 3),
-                diastolic: 76 + w,
-                heart_rate: 68 + w * 3,
-                glucose: 5.0 + f64::from(w) * 0.2,
-                spo2: 97 + (w % 3),
-                weight: 68.0 - i as f64 * 0.1,
+                systolic: Some(118 + w * 2 + (i as u32 % 3)),
+                diastolic: Some(76 + w),
+                heart_rate: Some(68 + w * 3),
+                glucose: Some(5.0 + f64::from(w) * 0.2),
+                spo2: Some(97 + (w % 3)),
+                weight: Some(68.0 - i as f64 * 0.1),
             }
         })
         .collect()
@@ -465,7 +454,7 @@ fn alice_records(alice: &Session, drbob: &AccountId) -> anyhow::Result<()> {
             Category::Imaging,
             "Chest X-ray".into(),
             "chest-xray.png".into(),
-            demo_png(48, 48),
+            XRAY_PNG.to_vec(),
         ),
         (
             Category::Lab,
@@ -483,9 +472,9 @@ fn alice_records(alice: &Session, drbob: &AccountId) -> anyhow::Result<()> {
     for v in vitals_series(now_ms(), 8) {
         files.push((
             Category::Vitals,
-            "Vitals reading".into(),
-            "vitals.json".into(),
-            serde_json::to_vec(&v)?,
+            VITALS_TITLE.into(),
+            VITALS_FILE.into(),
+            v.to_bytes(),
         ));
     }
     // The category keys first (one batch of rotations), then every record in one batch.
@@ -554,88 +543,17 @@ CRP                 14 mg/L   < 5 (raised)\n\
 \n\
 Comment: mildly raised CRP, consistent with a viral infection.\n";
 
-/// A small grayscale PNG (a stand-in for a scan): a radial gradient, stored uncompressed.
-pub fn demo_png(w: u32, h: u32) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(((w + 1) * h) as usize);
-    for y in 0..h {
-        raw.push(0); // filter: none
-        for x in 0..w {
-            let dx = f64::from(x) - f64::from(w) / 2.0;
-            let dy = f64::from(y) - f64::from(h) / 2.0;
-            let d = (dx * dx + dy * dy).sqrt();
-            let spine = if dx.abs() < 2.5 { 40.0 } else { 0.0 };
-            raw.push((230.0 - 6.0 * d + spine).clamp(0.0, 255.0) as u8);
-        }
-    }
-    let mut ihdr = Vec::new();
-    ihdr.extend(w.to_be_bytes());
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grayscale
-    // zlib stream of stored deflate blocks.
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        let n = b.len() as u16;
-        z.extend(n.to_le_bytes());
-        z.extend((!n).to_le_bytes());
-        z.extend_from_slice(b);
-    }
-    z.extend(adler32(&raw).to_be_bytes());
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"IDAT", &z), (b"IEND", &[])] {
-        png.extend((data.len() as u32).to_be_bytes());
-        let mut chunk = kind.to_vec();
-        chunk.extend_from_slice(data);
-        png.extend_from_slice(&chunk);
-        png.extend(crc32(&chunk).to_be_bytes());
-    }
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xffff_ffffu32;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in data {
-        a = (a + u32::from(x)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    (b << 16) | a
-}
+/// A small grayscale PNG, a stand-in for a scan (`crates/portal/assets/chest-xray.png`).
+const XRAY_PNG: &[u8] = include_bytes!("../assets/chest-xray.png");
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_png_is_well_formed() {
-        // Known values: CRC-32 of "123456789" and Adler-32 of "Wikipedia".
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
-        let png = demo_png(32, 32);
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        // The IHDR chunk of a 32x32 8-bit grayscale image and its CRC (as zlib computes it).
-        assert_eq!(&png[12..16], b"IHDR");
-        assert_eq!(&png[16..24], &[0, 0, 0, 32, 0, 0, 0, 32]);
-        assert_eq!(&png[29..33], &[0x56, 0x11, 0x25, 0x28]);
-        assert_eq!(&png[png.len() - 8..png.len() - 4], b"IEND");
-        // The stored block holds every row: (1 filter byte + 32 pixels) x 32.
-        let idat_len = u32::from_be_bytes([png[33], png[34], png[35], png[36]]) as usize;
-        assert_eq!(idat_len, 2 + 5 + 33 * 32 + 4);
+    fn the_scan_is_a_png() {
+        assert_eq!(&XRAY_PNG[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&XRAY_PNG[XRAY_PNG.len() - 8..XRAY_PNG.len() - 4], b"IEND");
     }
 
     #[test]
@@ -649,10 +567,11 @@ mod tests {
                 .all(|w| w[1].at_ms - w[0].at_ms == 24 * 3600 * 1000)
         );
         for r in &v {
-            assert!((90..160).contains(&r.systolic) && (50..100).contains(&r.diastolic));
-            assert!(r.systolic > r.diastolic);
-            assert!((90..=100).contains(&r.spo2));
-            assert!(r.glucose > 3.0 && r.glucose < 9.0);
+            let (sys, dia) = (r.systolic.unwrap(), r.diastolic.unwrap());
+            assert!((90..160).contains(&sys) && (50..100).contains(&dia));
+            assert!(sys > dia);
+            assert!((90..=100).contains(&r.spo2.unwrap()));
+            assert!(r.glucose.is_some_and(|g| g > 3.0 && g < 9.0));
         }
         let json = serde_json::to_value(&v[0]).expect("json");
         for k in [

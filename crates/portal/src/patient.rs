@@ -11,7 +11,7 @@ mod consent;
 mod dashboard;
 mod money;
 mod records;
-mod vitals;
+pub mod vitals;
 
 pub use vitals::{Reading, VITALS_FILE, VITALS_TITLE};
 
