@@ -37,3 +37,20 @@ pub fn verify_finalization(
     }
     Ok(fin.round().view().get())
 }
+
+/// This engine's check of finality certificates, for `AuditProof::verify` and the SDK's
+/// proof checks (the proof format lives in `ehrchain-api`, which knows no engine).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineFinality;
+
+impl ehrchain_api::proof::FinalityCheck for EngineFinality {
+    fn check(
+        &self,
+        validators: &[ehrchain_types::PublicKey],
+        certificate: &[u8],
+        block_id: &Hash,
+    ) -> Result<u64, String> {
+        let keys: Vec<[u8; 32]> = validators.iter().map(|v| v.0).collect();
+        verify_finalization(&keys, certificate, block_id)
+    }
+}

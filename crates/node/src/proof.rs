@@ -6,25 +6,12 @@ use crate::{
     GenesisFile,
     store::{ChainStore, StoreError},
 };
-use ehrchain_types::{EventId, Hash, PublicKey, records::audit_inclusion_proof};
+use ehrchain_types::{EventId, records::audit_inclusion_proof};
 
 pub use ehrchain_api::proof::{AuditProof, FORMAT, FinalityCheck, Verified};
 
 /// The consensus engine's check of finality certificates, for [`AuditProof::verify`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EngineFinality;
-
-impl FinalityCheck for EngineFinality {
-    fn check(
-        &self,
-        validators: &[PublicKey],
-        certificate: &[u8],
-        block_id: &Hash,
-    ) -> Result<u64, String> {
-        let keys: Vec<[u8; 32]> = validators.iter().map(|v| v.0).collect();
-        ehrchain_consensus::certificate::verify_finalization(&keys, certificate, block_id)
-    }
-}
+pub use ehrchain_consensus::certificate::EngineFinality;
 
 /// Builds the proof of event `id` from the store, or `None` if there is no such event.
 pub fn build(

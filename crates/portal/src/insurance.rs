@@ -119,40 +119,40 @@ struct Level {
     class: &'static str,
 }
 
+/// Where level `i` of a claim stands, in words, with its badge class (shared by the
+/// insurer's, the regulator's and the patient's pages).
+pub(crate) fn level_state(c: &Claim, i: usize) -> (String, &'static str) {
+    let reason = |r: &str| {
+        if r.is_empty() {
+            String::new()
+        } else {
+            format!(": {r}")
+        }
+    };
+    match c.decisions.get(i) {
+        Some(d) if d.approve => (
+            format!("approved {}{}", when(d.time_ms), reason(&d.reason)),
+            "badge ok",
+        ),
+        Some(d) => (
+            format!("rejected {}{}", when(d.time_ms), reason(&d.reason)),
+            "badge bad",
+        ),
+        None if c.status == ClaimStatus::Open && i == c.decisions.len() => {
+            ("waiting for this level".into(), "badge warn")
+        }
+        None if c.status == ClaimStatus::Withdrawn => ("withdrawn".into(), "badge"),
+        None => ("not reached".into(), "badge"),
+    }
+}
+
 /// Each level of a claim with its state.
 fn levels(c: &Claim, me: &AccountId) -> Vec<Level> {
     c.approvers
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let (state, class) = match c.decisions.get(i) {
-                Some(d) if d.approve => (
-                    format!(
-                        "approved {}{}",
-                        when(d.time_ms),
-                        if d.reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", d.reason)
-                        }
-                    ),
-                    "badge ok",
-                ),
-                Some(d) => (
-                    format!("rejected {}: {}", when(d.time_ms), d.reason),
-                    "badge bad",
-                ),
-                None if c.status == ClaimStatus::Open && i == c.decisions.len() => {
-                    ("waiting".into(), "badge warn")
-                }
-                None => (
-                    match c.status {
-                        ClaimStatus::Withdrawn => "withdrawn".into(),
-                        _ => "not reached".into(),
-                    },
-                    "badge",
-                ),
-            };
+            let (state, class) = level_state(c, i);
             Level {
                 n: i + 1,
                 approver: a.to_string(),
@@ -499,7 +499,10 @@ mod tests {
         };
         let l = levels(&claim, &b);
         assert!(l[0].state.starts_with("approved") && l[0].state.ends_with(": ok"));
-        assert_eq!((l[1].state.as_str(), l[1].mine), ("waiting", true));
+        assert_eq!(
+            (l[1].state.as_str(), l[1].mine),
+            ("waiting for this level", true)
+        );
         claim.status = ClaimStatus::Rejected;
         claim.decisions[0].approve = false;
         let l = levels(&claim, &b);

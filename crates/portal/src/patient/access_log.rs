@@ -13,29 +13,16 @@ use axum::{
     response::Response,
 };
 use ehrchain_client::{
-    api::{AuditProof, EventView, FinalityCheck, GenesisFile},
+    api::{AuditProof, EventView, GenesisFile},
     audit,
 };
-use ehrchain_types::{Decision, EventId, Hash, PublicKey};
+use ehrchain_types::{Decision, EventId};
 use std::sync::Arc;
 
 /// Events a page of the log shows.
 pub const PER_PAGE: usize = 50;
 
-/// The consensus engine's check of a finality certificate.
-pub struct EngineFinality;
-
-impl FinalityCheck for EngineFinality {
-    fn check(
-        &self,
-        validators: &[PublicKey],
-        certificate: &[u8],
-        block_id: &Hash,
-    ) -> Result<u64, String> {
-        let keys: Vec<[u8; 32]> = validators.iter().map(|v| v.0).collect();
-        ehrchain_consensus::certificate::verify_finalization(&keys, certificate, block_id)
-    }
-}
+use ehrchain_consensus::certificate::EngineFinality;
 
 /// An action as words: `record_added` → `record added`.
 pub(crate) fn action_words(e: &EventView) -> String {

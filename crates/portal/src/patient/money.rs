@@ -484,36 +484,7 @@ fn claim_levels(c: &Claim, names: &Names) -> Vec<LevelRow> {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let (state, class) = match c.decisions.get(i) {
-                Some(d) if d.approve => (
-                    format!(
-                        "approved {}{}",
-                        when(d.time_ms),
-                        if d.reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", d.reason)
-                        }
-                    ),
-                    "badge ok",
-                ),
-                Some(d) => (
-                    format!(
-                        "rejected {}{}",
-                        when(d.time_ms),
-                        if d.reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", d.reason)
-                        }
-                    ),
-                    "badge bad",
-                ),
-                None if c.status == ClaimStatus::Open && i == c.decisions.len() => {
-                    ("waiting for this level".into(), "badge warn")
-                }
-                None => ("not reached".into(), "badge"),
-            };
+            let (state, class) = crate::insurance::level_state(c, i);
             LevelRow {
                 level: i + 1,
                 approver: names.of(a),
