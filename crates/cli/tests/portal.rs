@@ -252,6 +252,24 @@ fn the_portal_refuses_foreign_hosts_forged_forms_and_guessed_passwords() {
     assert_eq!(ok.status, 303, "{}", ok.body);
     assert_ne!(b.cookie, before);
     let signed_in_cookie = b.cookie.clone();
+    // A request another site (or another port of this host) makes the browser send never
+    // acts as the user, and leaves the user's session alone.
+    let mut req = b.agent.get(format!("{}/dashboard", b.base));
+    req = req
+        .header("Cookie", b.cookie.as_deref().unwrap())
+        .header("Sec-Fetch-Site", "same-site");
+    let foreign = req.call().unwrap();
+    assert_eq!(foreign.status().as_u16(), 303);
+    assert!(
+        foreign.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    assert!(foreign.headers().get("set-cookie").is_none());
+    let own = b.get("/dashboard");
+    assert_eq!(own.location.as_deref(), Some("/register/role"));
+    assert_eq!(b.cookie, signed_in_cookie);
     let page = b.get("/register/role");
     assert!(page.body.contains("Registering your account"));
     let csrf = csrf_of(&page.body);
@@ -290,6 +308,14 @@ fn registering_through_the_portal_puts_only_ciphertext_on_the_node() {
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("missing: address"), "{}", bad.body);
     assert!(!dev.dir.join("keys/webpat.json").exists());
+
+    // A name differing from an existing key's only in case is taken.
+    let mut lookalike = form.to_vec();
+    lookalike.retain(|(k, _)| *k != "account");
+    lookalike.push(("account", "DEMO1"));
+    let taken = b.post("/register", &lookalike, None);
+    assert_eq!(taken.status, 400);
+    assert!(taken.body.contains("is taken"), "{}", taken.body);
 
     let ok = b.post("/register", &form, None);
     assert_eq!(ok.status, 303, "{}", ok.body);

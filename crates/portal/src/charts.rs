@@ -93,8 +93,9 @@ pub fn time_ticks(t0: u64, t1: u64, n: usize) -> Vec<u64> {
 pub fn time_label(ms: u64, span_ms: u64) -> String {
     if span_ms < 3_600_000 {
         // Under an hour: to the second.
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-        let s = humantime::format_rfc3339_seconds(t).to_string(); // 2026-11-30T22:15:07Z
+        let Some(s) = crate::templates::rfc3339(ms) else {
+            return "—".into();
+        }; // 2026-11-30T22:15:07Z
         return s.get(11..19).unwrap_or(&s).to_string();
     }
     let full = crate::templates::when(&ms); // 2026-11-30 22:15 UTC

@@ -551,8 +551,9 @@ fn group(list: Vec<records::Listed>, me: &AccountId) -> Vec<CategoryGroup> {
                         id: r.id.to_string(),
                         title: r
                             .title
-                            .or(r.file_name)
-                            .unwrap_or_else(|| "(untitled)".into()),
+                            .as_deref()
+                            .or(r.file_name.as_deref())
+                            .map_or_else(|| "(untitled)".into(), crate::templates::plain),
                         status: r.status,
                         author: r.author.to_string(),
                         by_me: r.author == *me,
@@ -623,8 +624,8 @@ async fn read_note_form(mut mp: Multipart) -> Result<NoteForm, PageError> {
             "file" => {
                 let file_name = field
                     .file_name()
-                    .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).to_string())
-                    .filter(|n| !n.is_empty());
+                    .filter(|n| !n.trim().is_empty())
+                    .map(crate::patient::records::safe_file_name);
                 let mut tmp = tempfile::tempfile().map_err(|_| PageError::Internal)?;
                 let mut n = 0u64;
                 while let Some(chunk) = field.chunk().await.map_err(bad)? {
@@ -664,10 +665,9 @@ async fn write_note(user: User, Path(id): Path<String>, mp: Multipart) -> Respon
                 .parse()
                 .map_err(|e| PageError::BadRequest(format!("Category: {e}.")))?
         };
-        let title = f.title.trim().to_string();
-        if title.is_empty() {
+        let Some(title) = crate::patient::records::clean_title(&f.title)? else {
             return Err(PageError::BadRequest("Give the note a title.".into()));
-        }
+        };
         let note = f.note.trim().to_string();
         if note.is_empty() && f.file.is_none() {
             return Err(PageError::BadRequest(

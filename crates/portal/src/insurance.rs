@@ -33,6 +33,9 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/regulator/claims/{id}/decide", post(regulator_decide))
 }
 
+/// The longest policy the form records (100 years).
+const MAX_POLICY_DAYS: u64 = 36_500;
+
 /// Which desk a page is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Desk {
@@ -317,12 +320,12 @@ async fn set_policy(user: User, Form(f): Form<Vec<(String, String)>>) -> Respons
             "" => None,
             d => {
                 let days: u64 = parse_number(d, "Expires (days)")?;
-                if days == 0 {
-                    return Err(PageError::BadRequest(
-                        "Expires (days): at least 1, or leave it empty for no expiry.".into(),
-                    ));
+                if !(1..=MAX_POLICY_DAYS).contains(&days) {
+                    return Err(PageError::BadRequest(format!(
+                        "Expires (days): from 1 to {MAX_POLICY_DAYS}, or leave it empty for no expiry."
+                    )));
                 }
-                Some(now_ms() + days.saturating_mul(86_400_000))
+                Some(now_ms().saturating_add(days * 86_400_000))
             }
         };
         let levels = approvers.len();

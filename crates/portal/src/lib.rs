@@ -68,6 +68,8 @@ pub struct Portal {
     pub node: Node,
     pub visits: web::Visits,
     pub hosts: Vec<String>,
+    /// Bounds the key derivations (sign-in, registration) running at once.
+    pub kdf: tokio::sync::Semaphore,
 }
 
 impl Portal {
@@ -103,6 +105,7 @@ pub fn portal(cfg: PortalConfig, listen: SocketAddr) -> Arc<Portal> {
         cfg,
         visits: web::Visits::default(),
         hosts,
+        kdf: tokio::sync::Semaphore::new(web::KDF_AT_ONCE),
     })
 }
 

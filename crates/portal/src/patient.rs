@@ -10,7 +10,7 @@ mod access_log;
 mod consent;
 mod dashboard;
 mod money;
-mod records;
+pub(crate) mod records;
 pub mod vitals;
 
 pub use vitals::{Reading, VITALS_FILE, VITALS_TITLE};
@@ -70,8 +70,10 @@ pub(crate) fn when(ms: u64) -> String {
     crate::templates::when(&ms)
 }
 
-/// How an account is shown: the portal's key name if it is one of its keys, its role and
-/// organisation from the ledger, and a short id.
+/// How an account is shown: its role and organisation from the ledger with a short id, or
+/// the portal's key name for a professional (whose role and organisation the ledger shows
+/// anyway) and for yourself. A patient's key name is never shown to, or resolvable by,
+/// anyone else: the ledger keeps patients pseudonymous, and a shared portal must not undo it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Names {
     local: HashMap<AccountId, String>,
@@ -100,6 +102,7 @@ impl Names {
             }
             let label = match s.account(&id) {
                 Ok(a) => {
+                    let professional = a.account.role.is_some_and(is_professional);
                     let mut parts = Vec::new();
                     if let Some(r) = a.account.role {
                         parts.push(r.to_string());
@@ -112,6 +115,7 @@ impl Names {
                     } else {
                         self.local
                             .get(&id)
+                            .filter(|_| professional)
                             .cloned()
                             .unwrap_or_else(|| crate::templates::short(&id.to_string()))
                     };
@@ -131,33 +135,87 @@ impl Names {
         self.labels
             .get(id)
             .cloned()
-            .or_else(|| self.local.get(id).cloned())
             .unwrap_or_else(|| crate::templates::short(&id.to_string()))
     }
 
-    /// An account id, or the name of a key in this portal's keystore.
-    pub(crate) fn account_of(&self, text: &str) -> Result<AccountId, PageError> {
+    /// An account id, or the name of a key in this portal's keystore; `true` when it was a
+    /// name, which [`named_professional`] must then accept before it is used.
+    pub(crate) fn account_of(&self, text: &str) -> Result<(AccountId, bool), PageError> {
         let t = text.trim();
         if let Ok(id) = t.parse::<AccountId>() {
-            return Ok(id);
+            return Ok((id, false));
         }
         self.local
             .iter()
             .find(|(_, n)| n.as_str() == t)
-            .map(|(a, _)| *a)
-            .ok_or_else(|| {
-                PageError::BadRequest(format!(
-                    "{t:?} is neither an account id (ehr…) nor the name of a key on this portal."
-                ))
-            })
+            .map(|(a, _)| (*a, true))
+            .ok_or_else(|| unknown_name(t))
     }
 
-    /// The local key names, sorted (for a datalist).
-    pub(crate) fn local_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.local.values().cloned().collect();
+    /// The key names of this portal's professionals, sorted (for a datalist): the local keys
+    /// whose accounts `pros` (from the ledger's public account list) shows in such a role.
+    pub(crate) fn professional_names(
+        &self,
+        pros: &[ehrchain_client::api::AccountView],
+    ) -> Vec<String> {
+        let mut v: Vec<String> = pros
+            .iter()
+            .filter(|a| a.account.role.is_some_and(is_professional))
+            .filter_map(|a| self.local.get(&a.id).cloned())
+            .collect();
         v.sort();
         v
     }
+}
+
+fn unknown_name(t: &str) -> PageError {
+    PageError::BadRequest(format!(
+        "{t:?} is neither an account id (ehr…) nor the name of a professional's key on this portal."
+    ))
+}
+
+/// Accepts an account typed by its key name only if the ledger shows it in a professional
+/// role: a patient's key name resolves for nobody (it would tie a name to a pseudonymous id).
+pub(crate) async fn named_professional(
+    user: &User,
+    (id, by_name): (AccountId, bool),
+    typed: &str,
+) -> Result<AccountId, PageError> {
+    if !by_name || id == user.me.account() {
+        return Ok(id);
+    }
+    let role = user.call(move |s| Ok(s.account(&id)?.account.role)).await?;
+    if role.is_some_and(is_professional) {
+        Ok(id)
+    } else {
+        Err(unknown_name(typed.trim()))
+    }
+}
+
+/// The key names of this portal's professionals (doctors, pharmacists, insurer officers,
+/// regulators), for the grantee and recipient suggestions.
+pub(crate) async fn professional_names(user: &User, names: &Names) -> Vec<String> {
+    let pros = user
+        .call(|s| {
+            let mut all = Vec::new();
+            for r in [
+                Role::Doctor,
+                Role::Pharmacist,
+                Role::Insurer,
+                Role::Regulator,
+            ] {
+                all.extend(crate::doctor::accounts(s, Some(r), Some("active"))?);
+            }
+            Ok(all)
+        })
+        .await
+        .unwrap_or_default();
+    names.professional_names(&pros)
+}
+
+/// Roles whose holders act for an institution, in the open: their key names may be shown.
+pub(crate) fn is_professional(r: Role) -> bool {
+    !matches!(r, Role::Patient | Role::Guardian)
 }
 
 /// Rows of page `page` (1-based) of `n` items, `per` a page: (start, end, pages).

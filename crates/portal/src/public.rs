@@ -107,10 +107,18 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Only a local path is a safe place to go after signing in.
-fn safe_next(next: Option<&str>) -> String {
+/// Only a local path is a safe place to go after signing in: it starts with one `/`, and has
+/// no backslash, whitespace or control character (browsers drop tabs and newlines, so
+/// `/\t/evil.example` would become `//evil.example`, another site).
+pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n)
+            if n.starts_with('/')
+                && !n[1..].starts_with(['/', '\\'])
+                && n.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
+            n.into()
+        }
         _ => "/dashboard".into(),
     }
 }
@@ -148,6 +156,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 /// Unlocks `name` with `password` and opens a session with the node; the role and approval
 /// are read from the ledger.
 async fn unlock(p: &Arc<Portal>, name: String, password: String) -> Result<SignedIn, PageError> {
+    let _turn = p.kdf.acquire().await.map_err(|_| PageError::Internal)?;
     let ks = p.keystore();
     let node = p.node.clone();
     tokio::task::spawn_blocking(move || {
@@ -198,10 +207,11 @@ async fn login(
 ) -> Response {
     let next = safe_next(f.next.as_deref());
     let account = f.account.trim().to_string();
-    let mut keys = vec![format!("name:{}", account.to_ascii_lowercase())];
-    if let Some(a) = addr {
-        keys.push(format!("ip:{}", a.ip()));
-    }
+    let ip = addr.map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    let keys = vec![
+        format!("name:{}@{ip}", account.to_ascii_lowercase()),
+        format!("ip:{ip}"),
+    ];
     let again = |web: &Web, msg: String| {
         web.visit.flash(FlashKind::Error, msg);
         let mut r = render(LoginTpl {
@@ -331,6 +341,7 @@ pub fn profile_json(role: Role, form: &HashMap<String, String>) -> String {
 async fn register(
     State(p): State<Arc<Portal>>,
     web: Web,
+    ClientAddr(addr): ClientAddr,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let existing = web.user().filter(|u| u.role.is_none());
@@ -395,7 +406,39 @@ async fn register(
             if form.get("password2") != Some(&pass) {
                 return redraw(&web, "The two passwords differ.".into(), form);
             }
+            let reg = vec![format!(
+                "reg:{}",
+                addr.map_or_else(|| "unknown".to_string(), |a| a.ip().to_string())
+            )];
+            if let Some(wait) = p.visits.locked_for(&reg) {
+                return redraw(
+                    &web,
+                    format!(
+                        "Too many registrations from this address. Wait {} before registering again.",
+                        humantime::format_duration(std::time::Duration::from_secs(wait))
+                    ),
+                    form,
+                );
+            }
             let ks = p.keystore();
+            // Names differing only in case would let one account pass for another.
+            let taken = ks
+                .list()
+                .ok()
+                .into_iter()
+                .flatten()
+                .any(|(n, _)| n.eq_ignore_ascii_case(&name));
+            if taken {
+                return redraw(
+                    &web,
+                    format!(
+                        "The account name {name:?} is taken (names are compared ignoring case); choose another."
+                    ),
+                    form,
+                );
+            }
+            p.visits.failed(&reg);
+            let _turn = p.kdf.acquire().await;
             let n2 = name.clone();
             let made = tokio::task::spawn_blocking(move || {
                 let pass = zeroize::Zeroizing::new(pass);
@@ -528,4 +571,30 @@ async fn qr_check(State(p): State<Arc<Portal>>, web: Web, Form(f): Form<QrForm>)
         result,
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(
+            safe_next(Some("/patient/records?page=2")),
+            "/patient/records?page=2"
+        );
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /x",
+            "https://evil.example",
+            "evil",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/dashboard", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/dashboard");
+    }
 }

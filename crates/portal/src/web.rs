@@ -29,11 +29,17 @@ pub const COOKIE: &str = "ehr_session";
 /// The largest URL-encoded form body the portal reads (uploads are multipart and bounded
 /// separately).
 pub const FORM_LIMIT: usize = 256 * 1024;
-/// Failed sign-ins allowed per account name within [`LOGIN_WINDOW`].
+/// Failed sign-ins allowed per account name from one client address within
+/// [`LOGIN_WINDOW`]: guessing from elsewhere cannot lock the owner out.
 pub const LOGIN_FAILURES: usize = 5;
-/// Failed sign-ins allowed per client address within [`LOGIN_WINDOW`] (higher: colleagues
-/// behind one address, or everyone on a local portal, share it).
-pub const LOGIN_FAILURES_PER_ADDRESS: usize = 30;
+/// Failed sign-ins allowed per client address, over all names, within [`LOGIN_WINDOW`]
+/// (high: colleagues behind one address, or everyone on a local portal, share it).
+pub const LOGIN_FAILURES_PER_ADDRESS: usize = 100;
+/// Registrations allowed per client address within [`LOGIN_WINDOW`] (each costs a key
+/// derivation and two ledger transactions).
+pub const REGISTRATIONS_PER_ADDRESS: usize = 10;
+/// Key derivations (Argon2id, ~19 MiB each) run at once; more wait their turn.
+pub const KDF_AT_ONCE: usize = 2;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Browser sessions kept at most (the oldest idle one is dropped beyond this).
 pub const MAX_VISITS: usize = 10_000;
@@ -205,15 +211,18 @@ impl Visits {
         self.by_id.lock().expect("visits").remove(&v.id);
     }
 
-    /// Seconds to wait before `keys` may try to sign in again, if any of them failed too
-    /// often within [`LOGIN_WINDOW`] ([`LOGIN_FAILURES`] for a `name:` key,
-    /// [`LOGIN_FAILURES_PER_ADDRESS`] for an `ip:` key).
+    /// Seconds to wait before `keys` may try again, if any of them was counted too often
+    /// within [`LOGIN_WINDOW`] ([`LOGIN_FAILURES`] for a `name:` key (a name at an address),
+    /// [`LOGIN_FAILURES_PER_ADDRESS`] for an `ip:` key, [`REGISTRATIONS_PER_ADDRESS`] for a
+    /// `reg:` key).
     pub fn locked_for(&self, keys: &[String]) -> Option<u64> {
         let mut f = self.failures.lock().expect("failures");
         let mut wait = None;
         for k in keys {
             let limit = if k.starts_with("ip:") {
                 LOGIN_FAILURES_PER_ADDRESS
+            } else if k.starts_with("reg:") {
+                REGISTRATIONS_PER_ADDRESS
             } else {
                 LOGIN_FAILURES
             };
@@ -672,12 +681,23 @@ pub async fn guard(State(portal): State<Arc<Portal>>, req: Request, next: Next) 
         return r;
     }
     let idle = portal.cfg.idle_timeout;
+    // A request another site (or another port of this host: the same "site", which gets
+    // SameSite=Strict cookies) made the browser send, e.g. an <img> pointing at a page whose
+    // GET does audited reads, never acts as the signed-in user: it gets a throwaway anonymous
+    // session, and the user's cookie is left alone.
+    let foreign = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site");
     let (found, expired) = match cookie_value(req.headers()) {
+        Some(_) if foreign => (None, false),
         Some(id) => portal.visits.find(&id, idle),
         None => (None, false),
     };
     let (visit, new_cookie) = match found {
         Some(v) => (v, false),
+        None if foreign => (Arc::new(Visit::fresh()), false),
         None => {
             let v = Arc::new(Visit::fresh());
             portal.visits.adopt(v.clone(), idle);

@@ -211,7 +211,9 @@ pub(super) async fn check(
             .cfg
             .genesis
             .as_ref()
-            .map(|g| g.display().to_string())
+            // Its name only: the server's directories are none of the page's business.
+            .and_then(|g| g.file_name())
+            .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default(),
     }))
 }

@@ -78,7 +78,7 @@ pub(super) async fn consent_page(
         })
         .collect();
     rows.sort_by_key(|r| r.expired);
-    let local_names = names.local_names();
+    let local_names = super::professional_names(&user, &names).await;
     Ok(render(ConsentTpl {
         ctx: user.ctx(),
         grants: rows,
@@ -120,18 +120,22 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// A grantee as typed: `org:NAME`, an account id, or the name of a key on this portal.
-pub(crate) fn parse_grantee(names: &Names, s: &str) -> Result<Grantee, PageError> {
+/// A grantee as typed: `org:NAME`, an account id, or the name of a key on this portal (then
+/// `true`: the caller checks it with `named_professional`).
+pub(crate) fn parse_grantee(names: &Names, s: &str) -> Result<(Grantee, bool), PageError> {
     let s = s.trim();
     if s.is_empty() {
         return Err(PageError::BadRequest("Name the grantee.".into()));
     }
     match s.strip_prefix("org:") {
-        Some(o) if !o.trim().is_empty() => Ok(Grantee::Organisation(o.trim().into())),
+        Some(o) if !o.trim().is_empty() => Ok((Grantee::Organisation(o.trim().into()), false)),
         Some(_) => Err(PageError::BadRequest(
             "org: needs an organisation name, e.g. org:StMarys".into(),
         )),
-        None => Ok(Grantee::Account(names.account_of(s)?)),
+        None => {
+            let (id, by_name) = names.account_of(s)?;
+            Ok((Grantee::Account(id), by_name))
+        }
     }
 }
 
@@ -143,7 +147,13 @@ pub(super) async fn grant(
     let r = async {
         patient(&user)?;
         let names = Names::local(&p);
-        let to = parse_grantee(&names, field(&form, "grantee").unwrap_or(""))?;
+        let typed = field(&form, "grantee").unwrap_or("");
+        let to = match parse_grantee(&names, typed)? {
+            (Grantee::Account(id), by_name) => {
+                Grantee::Account(super::named_professional(&user, (id, by_name), typed).await?)
+            }
+            (g, _) => g,
+        };
         let cats = form_categories(&form)?;
         if cats.is_empty() {
             return Err(PageError::BadRequest(
@@ -345,7 +355,7 @@ mod tests {
         let names = Names::default();
         assert_eq!(
             parse_grantee(&names, "org:StMarys").unwrap(),
-            Grantee::Organisation("StMarys".into())
+            (Grantee::Organisation("StMarys".into()), false)
         );
         assert!(parse_grantee(&names, "org:").is_err());
         assert!(parse_grantee(&names, "").is_err());
@@ -353,7 +363,7 @@ mod tests {
         let id = ehrchain_types::AccountId([7; 20]);
         assert_eq!(
             parse_grantee(&names, &id.to_string()).unwrap(),
-            Grantee::Account(id)
+            (Grantee::Account(id), false)
         );
     }
 }

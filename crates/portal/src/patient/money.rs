@@ -396,7 +396,7 @@ pub(super) async fn wallet_page(
         ctx: user.ctx(),
         account: user.me.account().to_string(),
         balance,
-        local_names: names.local_names(),
+        local_names: super::professional_names(&user, &names).await,
     }))
 }
 
@@ -426,7 +426,7 @@ pub(super) async fn transfer(
     let r = async {
         patient(&user)?;
         let names = Names::local(&p);
-        let to = names.account_of(&f.to)?;
+        let to = super::named_professional(&user, names.account_of(&f.to)?, &f.to).await?;
         let amount = parse_amount(&f.amount)?;
         if to == user.me.account() {
             return Err(PageError::BadRequest("That is your own account.".into()));

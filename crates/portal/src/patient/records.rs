@@ -63,9 +63,9 @@ fn row(r: &Listed, names: &Names) -> Row {
         id: r.id.to_string(),
         title: r
             .title
-            .clone()
-            .or_else(|| r.file_name.clone())
-            .unwrap_or_else(|| "(title not readable)".into()),
+            .as_deref()
+            .or(r.file_name.as_deref())
+            .map_or_else(|| "(title not readable)".into(), crate::templates::plain),
         category: r.category.name(),
         status: status_word(r.status),
         status_class: status_class(r.status),
@@ -151,16 +151,16 @@ pub fn safe_file_name(name: &str) -> String {
 }
 
 /// Title and file name as the user gave them, checked.
-fn clean_title(t: &str) -> Result<Option<String>, PageError> {
+pub(crate) fn clean_title(t: &str) -> Result<Option<String>, PageError> {
     let t = t.trim();
     if t.chars().count() > MAX_TITLE {
         return Err(PageError::BadRequest(format!(
             "The title is too long (at most {MAX_TITLE} characters)."
         )));
     }
-    if t.chars().any(char::is_control) {
+    if t.chars().any(crate::templates::is_hidden_char) {
         return Err(PageError::BadRequest(
-            "The title may not contain control characters.".into(),
+            "The title may not contain control characters or invisible formatting characters (such as right-to-left overrides).".into(),
         ));
     }
     Ok((!t.is_empty()).then(|| t.to_string()))
@@ -382,8 +382,14 @@ pub(super) async fn record_page(
                     size: bytes(&r.size),
                     plaintext_size: meta.as_ref().map(|m| bytes(&m.plaintext_size)),
                     cid: v.cid.clone(),
-                    title: meta.as_ref().and_then(|m| m.title.clone()),
-                    file_name: meta.as_ref().and_then(|m| m.file_name.clone()),
+                    title: meta
+                        .as_ref()
+                        .and_then(|m| m.title.as_deref())
+                        .map(crate::templates::plain),
+                    file_name: meta
+                        .as_ref()
+                        .and_then(|m| m.file_name.as_deref())
+                        .map(crate::templates::plain),
                     access: v.access.to_string(),
                     is_vitals: r.category == Category::Vitals,
                     patient_id: r.patient.to_string(),
