@@ -83,6 +83,10 @@ enum Cmd {
         /// Sign a session out after this long without a request (e.g. 15m, 1h).
         #[arg(long, default_value = "15m")]
         idle_timeout: String,
+        /// Mark the session cookie Secure: use when users reach the portal over HTTPS (a TLS
+        /// proxy in front of it, named with --public-host).
+        #[arg(long)]
+        secure_cookies: bool,
     },
     /// Run a validator node from a TOML config.
     Node {
@@ -594,6 +598,7 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
             genesis,
             public_host,
             idle_timeout,
+            secure_cookies,
         } => {
             let mut cfg = PortalConfig::new(&ctx.node, listen, ctx.home.clone());
             cfg.genesis = genesis.or_else(|| {
@@ -601,6 +606,7 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
                 beside.exists().then_some(beside)
             });
             cfg.public_hosts = public_host;
+            cfg.secure_cookies = secure_cookies;
             cfg.idle_timeout = parse_duration(&idle_timeout)?;
             let listener = std::net::TcpListener::bind(listen)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for the portal: {e}"))?;

@@ -40,6 +40,9 @@ pub struct PortalConfig {
     pub public_hosts: Vec<String>,
     /// The largest file a user may upload.
     pub max_upload: u64,
+    /// Mark the session cookie `Secure` (the portal is reached over HTTPS, e.g. behind a TLS
+    /// proxy named with `public_hosts`).
+    pub secure_cookies: bool,
 }
 
 /// Default idle timeout of a signed-in session.
@@ -57,6 +60,7 @@ impl PortalConfig {
             idle_timeout: IDLE_TIMEOUT,
             public_hosts: Vec::new(),
             max_upload: MAX_UPLOAD,
+            secure_cookies: false,
         }
     }
 }

@@ -766,7 +766,7 @@ pub async fn guard(State(portal): State<Arc<Portal>>, req: Request, next: Next) 
                 );
             }
             if new_cookie {
-                set_cookie(r.headers_mut(), &visit.id);
+                set_cookie(r.headers_mut(), &visit.id, portal.cfg.secure_cookies);
             }
             return r;
         }
@@ -796,7 +796,7 @@ pub async fn guard(State(portal): State<Arc<Portal>>, req: Request, next: Next) 
         .map(|s| s.0)
         .or(new_cookie.then(|| visit.id.clone()));
     if let Some(id) = cookie {
-        set_cookie(r.headers_mut(), &id);
+        set_cookie(r.headers_mut(), &id, portal.cfg.secure_cookies);
     }
     security_headers(r.headers_mut());
     r
@@ -806,10 +806,11 @@ pub async fn guard(State(portal): State<Arc<Portal>>, req: Request, next: Next) 
 #[derive(Clone)]
 pub struct NewSession(pub String);
 
-fn set_cookie(h: &mut HeaderMap, id: &str) {
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"))
-    {
+fn set_cookie(h: &mut HeaderMap, id: &str, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}"
+    )) {
         h.append(header::SET_COOKIE, v);
     }
 }
