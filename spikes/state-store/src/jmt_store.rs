@@ -25,6 +25,32 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub struct Store {
     pub db: Database,
+    /// Experiment knobs (environment): `JMT_KEY=be` stores a node under big-endian version
+    /// then path, so a block's new nodes are one contiguous run of the B-tree instead of
+    /// random inserts (borsh puts the version first but little-endian); `JMT_DEFER_STALE=1`
+    /// leaves stale nodes to a separate pass ([`Store::prune`]) instead of the block's commit;
+    /// `JMT_DURABILITY=none` commits without fsync (what sharing the block store's one fsync
+    /// would save).
+    pub be_keys: bool,
+    pub defer_stale: bool,
+    pub no_fsync: bool,
+    /// Stale node keys waiting for [`Store::prune`].
+    pub stale: std::cell::RefCell<Vec<Vec<u8>>>,
+}
+
+fn env_is(k: &str, v: &str) -> bool {
+    std::env::var(k).is_ok_and(|x| x == v)
+}
+
+/// A node's key in the `nodes` table.
+pub fn node_key_bytes(be: bool, k: &NodeKey) -> Result<Vec<u8>> {
+    if be {
+        let mut out = k.version().to_be_bytes().to_vec();
+        out.extend(borsh::to_vec(k.nibble_path())?);
+        Ok(out)
+    } else {
+        Ok(borsh::to_vec(k)?)
+    }
 }
 
 impl Store {
@@ -40,7 +66,31 @@ impl Store {
             w.open_table(META)?;
             w.commit()?;
         }
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            be_keys: env_is("JMT_KEY", "be"),
+            defer_stale: env_is("JMT_DEFER_STALE", "1"),
+            no_fsync: env_is("JMT_DURABILITY", "none"),
+            stale: Default::default(),
+        })
+    }
+
+    /// Deletes the stale nodes deferred by earlier commits (the background pass), one
+    /// transaction.
+    pub fn prune(&self) -> Result<usize> {
+        let keys: Vec<Vec<u8>> = std::mem::take(&mut *self.stale.borrow_mut());
+        let mut w = self.db.begin_write()?;
+        if self.no_fsync {
+            w.set_durability(redb::Durability::None);
+        }
+        {
+            let mut nodes = w.open_table(NODES)?;
+            for k in &keys {
+                nodes.remove(k.as_slice())?;
+            }
+        }
+        w.commit()?;
+        Ok(keys.len())
     }
 
     /// Latest committed version (block height), if any.
@@ -56,20 +106,34 @@ impl Store {
         Ok(Snapshot {
             nodes: r.open_table(NODES)?,
             values: r.open_table(VALUES)?,
+            be: self.be_keys,
         })
     }
 
     /// Commit one block's batch durably (one redb write transaction, fsync'd), deleting the
     /// nodes the batch made stale.
     pub fn commit(&self, version: Version, batch: &TreeUpdateBatch) -> Result<()> {
-        let w = self.db.begin_write()?;
+        let mut w = self.db.begin_write()?;
+        if self.no_fsync {
+            w.set_durability(redb::Durability::None);
+        }
         {
             let mut nodes = w.open_table(NODES)?;
+            let mut new: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             for (k, n) in batch.node_batch.nodes() {
-                nodes.insert(borsh::to_vec(k)?.as_slice(), borsh::to_vec(n)?.as_slice())?;
+                new.push((node_key_bytes(self.be_keys, k)?, borsh::to_vec(n)?));
+            }
+            new.sort();
+            for (k, n) in &new {
+                nodes.insert(k.as_slice(), n.as_slice())?;
             }
             for stale in &batch.stale_node_index_batch {
-                nodes.remove(borsh::to_vec(&stale.node_key)?.as_slice())?;
+                let k = node_key_bytes(self.be_keys, &stale.node_key)?;
+                if self.defer_stale {
+                    self.stale.borrow_mut().push(k);
+                } else {
+                    nodes.remove(k.as_slice())?;
+                }
             }
             let mut values = w.open_table(VALUES)?;
             for ((v, kh), val) in batch.node_batch.values() {
@@ -96,11 +160,12 @@ impl Store {
 pub struct Snapshot {
     nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
     values: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    be: bool,
 }
 
 impl TreeReader for Snapshot {
     fn get_node_option(&self, node_key: &NodeKey) -> Result<Option<Node>> {
-        let k = borsh::to_vec(node_key)?;
+        let k = node_key_bytes(self.be, node_key)?;
         Ok(match self.nodes.get(k.as_slice())? {
             Some(g) => Some(borsh::from_slice(g.value())?),
             None => None,
