@@ -212,7 +212,7 @@ impl Access {
         if c.is_empty() {
             "none in force".into()
         } else {
-            c.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+            crate::templates::category_list(&c)
         }
     }
     pub fn write(&self) -> bool {
@@ -411,13 +411,7 @@ fn request_rows(
         .iter()
         .map(|r| RequestRow {
             patient: r.request.patient.to_string(),
-            categories: r
-                .request
-                .categories
-                .iter()
-                .map(|c| c.name())
-                .collect::<Vec<_>>()
-                .join(", "),
+            categories: crate::templates::category_list(&r.request.categories),
             write: r.request.write,
             status: match r.request.status {
                 RequestStatus::Open => "waiting",

@@ -63,6 +63,11 @@ pub fn plain(s: &str) -> String {
         .collect()
 }
 
+/// Categories as words, `lab, imaging`.
+pub fn category_list(c: &[ehrchain_types::Category]) -> String {
+    c.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
 /// A short form of a long id (`ehr1abcd…wxyz`) for tables; the full id goes in `title`.
 pub fn short(id: &str) -> String {
     let n = id.chars().count();

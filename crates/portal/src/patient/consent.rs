@@ -176,7 +176,7 @@ pub(super) async fn grant(
             "Granted {} {} access to {}{}.",
             field(&form, "grantee").unwrap_or("").trim(),
             if write { "read and write" } else { "read" },
-            cats.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
+            crate::templates::category_list(&cats),
             match expires {
                 Some(d) => match d.as_secs() / 86_400 {
                     1 => " for 1 day".to_string(),
@@ -207,7 +207,7 @@ pub(super) async fn revoke(user: User, Form(form): Form<Vec<(String, String)>>) 
         } else {
             format!(
                 "Revoked {} from {from}; those categories have new keys it never receives.",
-                cats.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                crate::templates::category_list(&cats)
             )
         })
     }
@@ -260,13 +260,7 @@ pub(super) async fn requests_page(
         let row = RequestRow {
             id: r.request.id.to_string(),
             requester: names.of(&r.request.requester),
-            categories: r
-                .request
-                .categories
-                .iter()
-                .map(|c| c.name())
-                .collect::<Vec<_>>()
-                .join(", "),
+            categories: crate::templates::category_list(&r.request.categories),
             write: r.request.write,
             reason: r
                 .reason_text
