@@ -116,7 +116,7 @@ impl From<std::io::Error> for EnvelopeError {
     }
 }
 
-fn random<const N: usize>() -> [u8; N] {
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     getrandom::fill(&mut out).expect("the OS random source is available");
     out

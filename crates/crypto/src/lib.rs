@@ -4,6 +4,7 @@
 //! owner's passphrase with Argon2id; the cipher is XChaCha20-Poly1305 with the public key
 //! and account bound as associated data, so a file whose header was swapped fails to open.
 
+pub mod emergency;
 pub mod envelope;
 pub mod keys;
 pub mod keystore;

@@ -117,6 +117,18 @@ pub fn read_decision(
             Grantee::Organisation(organisation) => AuditReason::OrganisationGrant { organisation },
         });
     }
+    if let Some(r) = crate::contracts::emergency::release_for(
+        state,
+        &record.patient,
+        requester,
+        record.category,
+        now_ms,
+    ) {
+        return Ok(AuditReason::Emergency {
+            request: r.id,
+            expires_ms: r.expires_ms,
+        });
+    }
     let expired = [
         Some(Grantee::Account(*requester)),
         acct.organisation.clone().map(Grantee::Organisation),

@@ -296,6 +296,38 @@ pub fn bookable(item: &ehrchain_ledger::clinical::Item, now: u64) -> bool {
     matches!(item, Item::Slot(s) if s.status == SlotStatus::Open && s.start_ms > now)
 }
 
+/// Whether an emergency request is disputed, which every approved regulator may see.
+pub fn disputed(item: &ehrchain_ledger::clinical::Item) -> bool {
+    use ehrchain_types::items::{EmergencyReview, Item};
+    matches!(item, Item::Emergency(r) if r.review == Some(EmergencyReview::Disputed))
+}
+
+/// Whether `who` is an approved regulator.
+pub fn is_regulator(state: &State, who: &AccountId) -> bool {
+    state.account(who).is_some_and(|a| {
+        a.role == Some(ehrchain_types::Role::Regulator)
+            && a.status == ehrchain_ledger::AccountStatus::Active
+    })
+}
+
+/// Who may see an item beyond its parties: the doctor of an emergency request may see the
+/// guardianship it is decided under (its commitments and the keys sealed to the emergency
+/// key, which the doctor needs once released); a regulator sees disputed emergency accesses.
+fn may_see_beyond_parties(
+    state: &State,
+    who: &AccountId,
+    item: &ehrchain_ledger::clinical::Item,
+) -> bool {
+    use ehrchain_types::{ItemKind, items::Item};
+    match item {
+        Item::Guardianship(g) => state
+            .items_of(who, ItemKind::Emergency)
+            .any(|i| matches!(i, Item::Emergency(r) if r.doctor == *who && r.guardianship == g.id)),
+        Item::Emergency(_) => disputed(item) && is_regulator(state, who),
+        _ => false,
+    }
+}
+
 /// The workflow item `id` if `who` takes part in it or may book it; an item that does not
 /// exist and one the signer may not see look the same.
 pub fn item<'a>(
@@ -307,7 +339,11 @@ pub fn item<'a>(
     state
         .items
         .get(id)
-        .filter(|i| i.parties().contains(&who) || bookable(i, now))
+        .filter(|i| {
+            i.parties().contains(&who)
+                || bookable(i, now)
+                || may_see_beyond_parties(state, &who, i)
+        })
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,

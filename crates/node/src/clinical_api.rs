@@ -32,6 +32,9 @@ struct ItemQuery {
     open: bool,
     /// With `open=true`: only this doctor's slots.
     doctor: Option<String>,
+    /// With `kind=emergency`, for a regulator: every disputed emergency access.
+    #[serde(default)]
+    disputed: bool,
     /// Page size (`records_api::page_limit`).
     limit: Option<usize>,
     /// Page cursor: the last item id of the previous page.
@@ -65,6 +68,28 @@ async fn list_items(
     let limit = page_limit(q.limit);
     let snap = s.chain.snapshot();
     let now = now_ms();
+    if q.disputed {
+        if kind != ItemKind::Emergency {
+            return Err(bad_request(
+                "disputed=true lists emergency access requests only".into(),
+            ));
+        }
+        if !authz::is_regulator(&snap.state, &who) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only an approved regulator lists disputed emergency accesses".into(),
+            ));
+        }
+        return Ok(Json(
+            snap.state
+                .items_of_kind_after(kind, after)
+                .filter(|i| authz::disputed(i))
+                .take(limit)
+                .cloned()
+                .collect(),
+        ));
+    }
     if q.open {
         if kind != ItemKind::Slot {
             return Err(bad_request("open=true lists appointment slots only".into()));

@@ -98,6 +98,9 @@ pub fn named_accounts(p: &TxPayload) -> Vec<AccountId> {
         } => std::iter::once(*patient)
             .chain(approvers.iter().copied())
             .collect(),
+        TxPayload::SetGuardians { guardians, .. } => guardians.iter().map(|g| g.account).collect(),
+        TxPayload::RequestEmergency { patient, .. } => vec![*patient],
+        TxPayload::ReportBadShare { guardian, .. } => vec![*guardian],
         _ => Vec::new(),
     }
 }

@@ -23,19 +23,25 @@ pub enum ItemKind {
     Policy,
     /// An insurance claim for an invoice.
     Claim,
+    /// A patient's guardians for emergency access: who, how many must agree, what it opens.
+    Guardianship,
+    /// A doctor's request for emergency access to a patient, decided by the guardians.
+    Emergency,
 }
 
 impl ItemKind {
-    pub const ALL: [ItemKind; 6] = [
+    pub const ALL: [ItemKind; 8] = [
         ItemKind::Slot,
         ItemKind::Report,
         ItemKind::Prescription,
         ItemKind::Invoice,
         ItemKind::Policy,
         ItemKind::Claim,
+        ItemKind::Guardianship,
+        ItemKind::Emergency,
     ];
 
-    /// The prefix of the kind's ids (`slot…`, `sym…`, `rx…`, `inv…`, `pol…`, `clm…`).
+    /// The prefix of the kind's ids (`slot…`, `sym…`, `rx…`, `inv…`, `pol…`, `clm…`, `grd…`, `emg…`).
     pub fn prefix(self) -> &'static str {
         match self {
             ItemKind::Slot => "slot",
@@ -44,6 +50,8 @@ impl ItemKind {
             ItemKind::Invoice => "inv",
             ItemKind::Policy => "pol",
             ItemKind::Claim => "clm",
+            ItemKind::Guardianship => "grd",
+            ItemKind::Emergency => "emg",
         }
     }
 
@@ -56,6 +64,8 @@ impl ItemKind {
             ItemKind::Invoice => "invoice",
             ItemKind::Policy => "policy",
             ItemKind::Claim => "claim",
+            ItemKind::Guardianship => "guardianship",
+            ItemKind::Emergency => "emergency",
         }
     }
 
@@ -80,6 +90,8 @@ impl ItemKind {
             ItemKind::Invoice => "invoice",
             ItemKind::Policy => "insurance policy",
             ItemKind::Claim => "claim",
+            ItemKind::Guardianship => "guardianship",
+            ItemKind::Emergency => "emergency access request",
         }
     }
 }
@@ -185,7 +197,7 @@ impl FromStr for ItemId {
             .find(|k| s.starts_with(k.prefix()) && s.len() == k.prefix().len() + 32)
             .ok_or_else(|| IdError::BadHex {
                 expected: 32,
-                prefix_hint: " after a slot/sym/rx/inv/pol/clm prefix",
+                prefix_hint: " after a slot/sym/rx/inv/pol/clm/grd/emg prefix",
                 got: s.chars().take(80).collect(),
             })?;
         let bytes = crate::id::parse_hex::<16>(s, kind.prefix(), " after the prefix")?;

@@ -35,6 +35,16 @@ pub const RECORD_CONTENT: &[u8] = b"ehrchain/record-content/v1";
 pub const COMMITMENT_KEY: &[u8] = b"ehrchain/commitment-key/v1";
 /// HKDF info deriving an account's X25519 key from its ed25519 seed.
 pub const ENCRYPTION_KEY: &[u8] = b"ehrchain/x25519/v1";
+/// HPKE `info` when a patient seals a guardian's share of their emergency key to it.
+pub const HPKE_GUARDIAN_SHARE: &[u8] = b"ehrchain/hpke/guardian-share/v1";
+/// HPKE `info` when a guardian re-seals its share to the doctor of an emergency request.
+pub const HPKE_EMERGENCY_SHARE: &[u8] = b"ehrchain/hpke/emergency-share/v1";
+/// HPKE `info` when a doctor seals an emergency request's note to the patient or a guardian.
+pub const HPKE_EMERGENCY_NOTE: &[u8] = b"ehrchain/hpke/emergency-note/v1";
+/// HKDF info deriving a patient's emergency X25519 key from the shared secret.
+pub const EMERGENCY_KEY: &[u8] = b"ehrchain/emergency-key/v1";
+/// Digest a guardian publishes of the share (and salt) it hands a doctor.
+pub const SHARE_DIGEST: &[u8] = b"ehrchain/emergency-share-digest/v1";
 /// Patient QR code payload.
 pub const QR: &[u8] = b"ehrchain/qr/v1";
 /// Consensus votes and certificates (namespace given to the engine).

@@ -3,7 +3,9 @@
 //! prescribed and what the patient reported live in encrypted records; an item holds who,
 //! which record, what state and how many tokens.
 
-use crate::{AccountId, ItemId, ItemKind, RecordId, SealedKey};
+use crate::{
+    AccountId, Category, EncryptionKey, Hash, ItemId, ItemKind, KeyWrap, RecordId, SealedKey,
+};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,10 @@ named!(SlotStatus { Open => "open", Requested => "requested", Confirmed => "conf
 named!(RxStatus { Issued => "issued", Dispensed => "dispensed" });
 named!(InvoiceStatus { Unpaid => "unpaid", Paid => "paid" });
 named!(ClaimStatus { Open => "open", Approved => "approved", Rejected => "rejected", Withdrawn => "withdrawn" });
+named!(GuardianshipStatus { Active => "active", Replaced => "replaced" });
+named!(EmergencyStatus { Open => "open", Released => "released", Refused => "refused", Withdrawn => "withdrawn" });
+named!(EmergencyReason { Unconscious => "unconscious", LifeThreatening => "life_threatening", Incapable => "incapable", Other => "other" });
+named!(EmergencyReview { Reviewed => "reviewed", Disputed => "disputed" });
 
 /// Where an appointment slot stands.
 #[derive(
@@ -213,6 +219,216 @@ impl Claim {
 }
 
 /// One workflow item.
+
+/// A duration in milliseconds written for people: "24 h", "90 min".
+pub struct Hours(pub u64);
+
+impl std::fmt::Display for Hours {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let min = self.0 / 60_000;
+        if min >= 60 && min % 60 == 0 {
+            write!(f, "{} h", min / 60)
+        } else if min > 0 {
+            write!(f, "{min} min")
+        } else {
+            write!(f, "{} s", self.0 / 1000)
+        }
+    }
+}
+
+/// Most guardians a patient may name.
+pub const MAX_GUARDIANS: usize = 16;
+/// The longest emergency window a patient may allow (30 days).
+pub const MAX_EMERGENCY_MS: u64 = 30 * 24 * 3_600_000;
+/// The shortest emergency window a request may ask for (one minute).
+pub const MIN_EMERGENCY_MS: u64 = 60_000;
+/// The emergency window a patient allows unless they say otherwise (24 hours).
+pub const DEFAULT_EMERGENCY_MS: u64 = 24 * 3_600_000;
+/// The categories an emergency opens unless the patient says otherwise.
+pub const DEFAULT_EMERGENCY_CATEGORIES: [Category; 4] = [
+    Category::Vitals,
+    Category::Lab,
+    Category::Medication,
+    Category::Emergency,
+];
+/// The bytes of a guardian's share as the patient seals it: the share's index (1-based, the
+/// guardian's position + 1) and its 32-byte scalar.
+pub const SHARE_BYTES: usize = 33;
+/// The bytes of a share as a guardian re-seals it to a doctor: the share and a 32-byte salt.
+/// Revealing them (`report_bad_share`) proves what the guardian handed over, against the
+/// digest the guardian published with the approval.
+pub const REVEALED_SHARE_BYTES: usize = SHARE_BYTES + 32;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardianshipStatus {
+    /// The patient's current guardians.
+    Active,
+    /// The patient named other guardians (or none) since; kept for the record.
+    Replaced,
+}
+
+/// One guardian and the share of the patient's emergency key sealed to them.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Guardian {
+    pub account: AccountId,
+    /// [`SHARE_BYTES`] sealed to the guardian's encryption key (HPKE).
+    pub share: SealedKey,
+}
+
+/// A patient's guardians for emergency access (seed 004's multi-party authorisation). The
+/// patient's client made an emergency key, sealed the `categories`' keys of every epoch to
+/// it, and split the secret it derives from among the guardians with Feldman verifiable
+/// secret sharing over Ristretto: any `threshold` shares rebuild it, fewer reveal nothing.
+/// Only public values are here: the commitments, the emergency key's public half, and
+/// sealed shares and keys.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Guardianship {
+    pub id: ItemId,
+    pub patient: AccountId,
+    pub guardians: Vec<Guardian>,
+    /// How many guardians must approve a request.
+    pub threshold: u8,
+    /// What an emergency opens.
+    pub categories: Vec<Category>,
+    /// The longest window a request may ask for.
+    pub max_duration_ms: u64,
+    /// Feldman commitments to the sharing polynomial's coefficients (compressed Ristretto
+    /// points, `threshold` of them): each share is checked against them.
+    pub commitments: Vec<Hash>,
+    /// The public half of the emergency key the categories' keys are sealed to.
+    pub emergency_key: EncryptionKey,
+    /// The categories' keys, every epoch, sealed to `emergency_key` (recipient: the patient).
+    pub wraps: Vec<KeyWrap>,
+    pub status: GuardianshipStatus,
+    pub created_ms: u64,
+    pub replaced_ms: Option<u64>,
+}
+
+impl Guardianship {
+    /// The position of `account` among the guardians (its share index is this + 1).
+    pub fn position(&self, account: &AccountId) -> Option<usize> {
+        self.guardians.iter().position(|g| g.account == *account)
+    }
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EmergencyStatus {
+    /// Waiting for the guardians.
+    Open,
+    /// Enough guardians approved: the doctor may read the categories until `expires_ms`.
+    Released,
+    /// Enough guardians refused that the threshold can no longer be reached.
+    Refused,
+    /// The patient named other guardians while it was open, or the doctor withdrew it.
+    Withdrawn,
+}
+
+/// Why a doctor asks for emergency access (public; details go in the sealed note).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EmergencyReason {
+    Unconscious,
+    LifeThreatening,
+    Incapable,
+    /// Explained in the note, which is then required.
+    Other,
+}
+
+impl std::str::FromStr for EmergencyReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let all = [
+            EmergencyReason::Unconscious,
+            EmergencyReason::LifeThreatening,
+            EmergencyReason::Incapable,
+            EmergencyReason::Other,
+        ];
+        let w = s.trim().to_ascii_lowercase().replace('-', "_");
+        all.into_iter().find(|r| r.name() == w).ok_or_else(|| {
+            format!(
+                "unknown reason {s:?} (expected one of: unconscious, life_threatening, incapable, other)"
+            )
+        })
+    }
+}
+
+/// The patient's verdict on an emergency access after the fact.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EmergencyReview {
+    Reviewed,
+    /// The patient disputes it: visible to every regulator.
+    Disputed,
+}
+
+/// One guardian's answer to an emergency request.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct GuardianAnswer {
+    pub guardian: AccountId,
+    pub approve: bool,
+    pub time_ms: u64,
+    /// On approval: the guardian's share and a salt ([`REVEALED_SHARE_BYTES`]) sealed to the
+    /// doctor, and a digest of those bytes that binds the guardian to them.
+    pub share: Option<SealedKey>,
+    pub digest: Option<Hash>,
+    /// Set when the doctor proved the share wrong (`report_bad_share`).
+    pub bad: bool,
+}
+
+/// A doctor's request for emergency access to a patient.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct EmergencyRequest {
+    pub id: ItemId,
+    pub patient: AccountId,
+    pub doctor: AccountId,
+    /// The doctor's organisation when the request was made.
+    pub organisation: Option<String>,
+    /// The guardianship the request is decided under.
+    pub guardianship: ItemId,
+    pub guardians: Vec<AccountId>,
+    pub threshold: u8,
+    pub categories: Vec<Category>,
+    pub reason: EmergencyReason,
+    /// Free text from the doctor, sealed to the patient and to each guardian.
+    pub notes: Vec<(AccountId, SealedKey)>,
+    pub duration_ms: u64,
+    pub answers: Vec<GuardianAnswer>,
+    pub status: EmergencyStatus,
+    pub created_ms: u64,
+    pub released_ms: Option<u64>,
+    /// Until when a released request lets the doctor read (exclusive).
+    pub expires_ms: Option<u64>,
+    pub review: Option<EmergencyReview>,
+    pub reviewed_ms: Option<u64>,
+}
+
+impl EmergencyRequest {
+    pub fn approvals(&self) -> usize {
+        self.answers.iter().filter(|a| a.approve).count()
+    }
+
+    pub fn refusals(&self) -> usize {
+        self.answers.iter().filter(|a| !a.approve).count()
+    }
+
+    /// Whether the request lets its doctor read `category` at `now_ms`.
+    pub fn covers(&self, category: Category, now_ms: u64) -> bool {
+        self.status == EmergencyStatus::Released
+            && self.expires_ms.is_some_and(|e| now_ms < e)
+            && self.categories.contains(&category)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Item {
@@ -222,6 +438,8 @@ pub enum Item {
     Invoice(Invoice),
     Policy(Policy),
     Claim(Claim),
+    Guardianship(Guardianship),
+    Emergency(EmergencyRequest),
 }
 
 impl Item {
@@ -233,6 +451,8 @@ impl Item {
             Item::Invoice(x) => x.id,
             Item::Policy(x) => x.id,
             Item::Claim(x) => x.id,
+            Item::Guardianship(x) => x.id,
+            Item::Emergency(x) => x.id,
         }
     }
 
@@ -260,6 +480,16 @@ impl Item {
                 v.extend(&x.approvers);
                 v
             }
+            Item::Guardianship(x) => {
+                let mut v = vec![x.patient];
+                v.extend(x.guardians.iter().map(|g| g.account));
+                v
+            }
+            Item::Emergency(x) => {
+                let mut v = vec![x.patient, x.doctor];
+                v.extend(&x.guardians);
+                v
+            }
         }
     }
 
@@ -272,6 +502,8 @@ impl Item {
             Item::Invoice(x) => x.status.name(),
             Item::Policy(_) => "recorded",
             Item::Claim(x) => x.status.name(),
+            Item::Guardianship(x) => x.status.name(),
+            Item::Emergency(x) => x.status.name(),
         }
     }
 }
@@ -285,16 +517,19 @@ pub trait ItemVariant: Sized + Clone {
 
 macro_rules! variant {
     ($t:ident) => {
+        variant!($t, $t);
+    };
+    ($t:ident, $v:ident) => {
         impl ItemVariant for $t {
-            const KIND: ItemKind = ItemKind::$t;
+            const KIND: ItemKind = ItemKind::$v;
             fn from_item(item: Item) -> Option<Self> {
                 match item {
-                    Item::$t(x) => Some(x),
+                    Item::$v(x) => Some(x),
                     _ => None,
                 }
             }
             fn into_item(self) -> Item {
-                Item::$t(self)
+                Item::$v(self)
             }
         }
     };
@@ -305,3 +540,6 @@ variant!(Prescription);
 variant!(Invoice);
 variant!(Policy);
 variant!(Claim);
+variant!(Guardianship);
+
+variant!(EmergencyRequest, Emergency);

@@ -283,6 +283,18 @@ pub enum AuditAction {
     ClaimRejected,
     ClaimPaid,
     ClaimWithdrawn,
+    GuardiansSet,
+    EmergencyRequested,
+    EmergencyApproved,
+    EmergencyRefused,
+    /// Enough guardians approved: the doctor may read until the window ends.
+    EmergencyReleased,
+    /// The guardians can no longer reach the threshold, or the request was withdrawn.
+    EmergencyClosed,
+    /// The doctor proved a guardian's share wrong (the guardian is the counterparty).
+    BadShare,
+    EmergencyReviewed,
+    EmergencyDisputed,
 }
 
 #[derive(
@@ -362,6 +374,23 @@ pub enum AuditReason {
     /// What a reader who is not the patient sees of a denied read: not why, so that a denial
     /// looks the same whatever the record (or whether it exists). Never on the ledger.
     Withheld,
+    /// A read under emergency access the guardians released, or an event of that request.
+    Emergency {
+        request: crate::ItemId,
+        expires_ms: Option<u64>,
+    },
+    /// The guardians, threshold and window a patient set.
+    Guardians {
+        threshold: u8,
+        guardians: u8,
+        max_duration_ms: u64,
+    },
+    /// Why a doctor asked for emergency access, and for how long.
+    EmergencyAsked {
+        request: crate::ItemId,
+        reason: crate::items::EmergencyReason,
+        duration_ms: u64,
+    },
 }
 
 impl AuditReason {
@@ -381,6 +410,9 @@ impl AuditReason {
             AuditReason::Request { .. } => "request",
             AuditReason::ClaimLevel { .. } => "claim_level",
             AuditReason::Withheld => "withheld",
+            AuditReason::Emergency { .. } => "emergency",
+            AuditReason::Guardians { .. } => "guardians",
+            AuditReason::EmergencyAsked { .. } => "emergency_asked",
         }
     }
 }
@@ -431,6 +463,33 @@ impl fmt::Display for AuditReason {
                 reason,
             } => write!(f, "level {level} of {levels}: {reason}"),
             AuditReason::Withheld => f.write_str("no record you may read"),
+            AuditReason::Emergency {
+                request,
+                expires_ms,
+            } => {
+                write!(f, "emergency access {request}")?;
+                until(f, expires_ms)
+            }
+            AuditReason::Guardians { guardians: 0, .. } => f.write_str("guardians removed"),
+            AuditReason::Guardians {
+                threshold,
+                guardians,
+                max_duration_ms,
+            } => write!(
+                f,
+                "{threshold} of {guardians} guardians, for at most {}",
+                crate::items::Hours(*max_duration_ms)
+            ),
+            AuditReason::EmergencyAsked {
+                request,
+                reason,
+                duration_ms,
+            } => write!(
+                f,
+                "{request}: {} for {}",
+                reason.name().replace('_', " "),
+                crate::items::Hours(*duration_ms)
+            ),
         }
     }
 }

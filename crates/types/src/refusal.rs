@@ -551,6 +551,73 @@ pub enum Refusal {
     NotAnApprover {
         claim: ItemId,
     },
+
+    // Guardians and emergency access.
+    /// A patient names 1 to `max` guardians (or none, to remove them).
+    GuardianCount {
+        count: u64,
+        max: u64,
+    },
+    /// The threshold is at least 2 (no guardian releases alone) and at most the guardians.
+    BadThreshold {
+        threshold: u8,
+        guardians: u64,
+    },
+    /// A guardian is an active account with an encryption key, not the patient.
+    GuardianNotEligible {
+        guardian: AccountId,
+    },
+    DuplicateGuardian {
+        guardian: AccountId,
+    },
+    /// The commitments are `threshold` valid Ristretto points, not the identity.
+    BadCommitments,
+    /// The emergency window is between `min_ms` and `max_ms`.
+    BadEmergencyWindow {
+        duration_ms: u64,
+        min_ms: u64,
+        max_ms: u64,
+    },
+    /// The patient has no guardians for emergency access.
+    NoGuardians {
+        patient: AccountId,
+    },
+    /// The doctor already has an open request, or access released and not over, for this
+    /// patient.
+    EmergencyPending {
+        request: ItemId,
+    },
+    /// A note is sealed only to the patient or a guardian, and the reason `other` needs one.
+    BadEmergencyNote,
+    NotAGuardian {
+        request: ItemId,
+    },
+    AlreadyAnswered {
+        request: ItemId,
+    },
+    /// The request was refused or withdrawn, or its window is over.
+    EmergencyClosed {
+        request: ItemId,
+    },
+    /// An approval carries the sealed share and its digest; a refusal neither.
+    ShareRequired,
+    /// Only the requesting doctor reports a share, and the patient reviews.
+    NotYourEmergency {
+        request: ItemId,
+    },
+    /// The guardian did not approve, or the revealed bytes do not match the digest they
+    /// published.
+    ShareNotRevealed {
+        guardian: AccountId,
+    },
+    /// The revealed share passes the Feldman check: it is not wrong.
+    ShareValid {
+        guardian: AccountId,
+    },
+    /// Only a released request is reviewed, once.
+    NotReviewable {
+        request: ItemId,
+    },
 }
 
 impl Coded for Refusal {
@@ -672,6 +739,23 @@ impl Refusal {
             ClaimLevelNotReached { .. } => "claim_level_not_reached",
             ClaimLevelDecided { .. } => "claim_level_decided",
             NotAnApprover { .. } => "not_an_approver",
+            GuardianCount { .. } => "guardian_count",
+            BadThreshold { .. } => "bad_threshold",
+            GuardianNotEligible { .. } => "guardian_not_eligible",
+            DuplicateGuardian { .. } => "duplicate_guardian",
+            BadCommitments => "bad_commitments",
+            BadEmergencyWindow { .. } => "bad_emergency_window",
+            NoGuardians { .. } => "no_guardians",
+            EmergencyPending { .. } => "emergency_pending",
+            BadEmergencyNote => "bad_emergency_note",
+            NotAGuardian { .. } => "not_a_guardian",
+            AlreadyAnswered { .. } => "already_answered",
+            EmergencyClosed { .. } => "emergency_closed",
+            ShareRequired => "share_required",
+            NotYourEmergency { .. } => "not_your_emergency",
+            ShareNotRevealed { .. } => "share_not_revealed",
+            ShareValid { .. } => "share_valid",
+            NotReviewable { .. } => "not_reviewable",
         }
     }
 }
@@ -1009,6 +1093,74 @@ impl fmt::Display for Refusal {
             NotAnApprover { claim } => {
                 write!(f, "you are not an approver of {}", Named(claim))
             }
+            GuardianCount { count, max } => {
+                write!(f, "name 1 to {max} guardians (or none, to remove them), not {count}")
+            }
+            BadThreshold {
+                threshold,
+                guardians,
+            } => write!(
+                f,
+                "the threshold must be at least 2 and at most the {guardians} guardians, not {threshold}"
+            ),
+            GuardianNotEligible { guardian } => write!(
+                f,
+                "guardian {guardian} is not an active account with an encryption key (or is the patient)"
+            ),
+            DuplicateGuardian { guardian } => write!(f, "guardian {guardian} is named twice"),
+            BadCommitments => f.write_str(
+                "the share commitments must be one valid Ristretto point per threshold step",
+            ),
+            BadEmergencyWindow {
+                duration_ms,
+                min_ms,
+                max_ms,
+            } => write!(
+                f,
+                "an emergency window is between {} and {}, not {}",
+                crate::items::Hours(*min_ms),
+                crate::items::Hours(*max_ms),
+                crate::items::Hours(*duration_ms)
+            ),
+            NoGuardians { patient } => {
+                write!(f, "patient {patient} has named no guardians for emergency access")
+            }
+            EmergencyPending { request } => write!(
+                f,
+                "you already have {} for this patient that is open or not over",
+                Named(request)
+            ),
+            BadEmergencyNote => f.write_str(
+                "a note is sealed only to the patient and their guardians, and the reason other needs one",
+            ),
+            NotAGuardian { request } => {
+                write!(f, "you are not a guardian of {}", Named(request))
+            }
+            AlreadyAnswered { request } => {
+                write!(f, "you already answered {}", Named(request))
+            }
+            EmergencyClosed { request } => write!(
+                f,
+                "{} was refused or withdrawn, or its window is over",
+                Named(request)
+            ),
+            ShareRequired => f.write_str(
+                "an approval carries the share sealed to the doctor and its digest; a refusal neither",
+            ),
+            NotYourEmergency { request } => write!(f, "{} is not yours", Named(request)),
+            ShareNotRevealed { guardian } => write!(
+                f,
+                "the revealed bytes are not what guardian {guardian} handed over (or they did not approve)"
+            ),
+            ShareValid { guardian } => write!(
+                f,
+                "the share of guardian {guardian} matches the commitments: it is not wrong"
+            ),
+            NotReviewable { request } => write!(
+                f,
+                "{} is not a released emergency access waiting for review",
+                Named(request)
+            ),
         }
     }
 }

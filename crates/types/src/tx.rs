@@ -4,8 +4,8 @@ use crate::{
     AccountId, Hash, ItemId, PublicKey, RecordDraft, Role, Signature,
     domain::{self, tagged_hash},
     records::{
-        Category, EncryptionKey, Grantee, KeyWrap, RecordId, RecordKey, RequestId, Rotation,
-        SealedKey,
+        Category, EncryptionKey, Grantee, HexBytes, KeyWrap, RecordId, RecordKey, RequestId,
+        Rotation, SealedKey,
     },
 };
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -147,6 +147,50 @@ pub enum TxPayload {
     /// The patient withdraws an open claim (say, one an approver never decides), so the
     /// invoice can be paid in full.
     WithdrawClaim { claim: ItemId },
+    /// A patient names guardians for emergency access: each receives a share of the emergency
+    /// key (sealed to it), `threshold` of them together release it, and the `categories`'
+    /// keys of every epoch are sealed to the emergency key. Replaces any earlier guardians
+    /// (their open requests are withdrawn); an empty list of guardians removes them.
+    SetGuardians {
+        guardians: Vec<crate::items::Guardian>,
+        threshold: u8,
+        categories: Vec<Category>,
+        max_duration_ms: u64,
+        /// Feldman commitments (compressed Ristretto points), `threshold` of them.
+        commitments: Vec<Hash>,
+        emergency_key: EncryptionKey,
+        /// The categories' keys, every epoch, sealed to `emergency_key`, recipient the patient.
+        wraps: Vec<KeyWrap>,
+    },
+    /// An approved doctor asks a patient's guardians for emergency access for `duration_ms`.
+    /// The notes (free text) are sealed to the patient and to guardians.
+    RequestEmergency {
+        patient: AccountId,
+        reason: crate::items::EmergencyReason,
+        notes: Vec<(AccountId, SealedKey)>,
+        duration_ms: u64,
+    },
+    /// A guardian answers an emergency request, once. An approval carries the guardian's
+    /// share and a salt sealed to the doctor, and the digest binding the guardian to them.
+    AnswerEmergency {
+        request: ItemId,
+        approve: bool,
+        share: Option<SealedKey>,
+        digest: Option<Hash>,
+    },
+    /// The requesting doctor proves a guardian's share wrong: the revealed bytes match the
+    /// digest the guardian published, and the share fails the Feldman check.
+    ReportBadShare {
+        request: ItemId,
+        guardian: AccountId,
+        revealed: HexBytes,
+    },
+    /// The patient reviews a released emergency access: reviewed, or disputed (which every
+    /// regulator sees).
+    ReviewEmergency {
+        request: ItemId,
+        review: crate::items::EmergencyReview,
+    },
 }
 
 impl TxPayload {
@@ -179,6 +223,11 @@ impl TxPayload {
             TxPayload::SubmitClaim { .. } => "submit_claim",
             TxPayload::DecideClaim { .. } => "decide_claim",
             TxPayload::WithdrawClaim { .. } => "withdraw_claim",
+            TxPayload::SetGuardians { .. } => "set_guardians",
+            TxPayload::RequestEmergency { .. } => "request_emergency",
+            TxPayload::AnswerEmergency { .. } => "answer_emergency",
+            TxPayload::ReportBadShare { .. } => "report_bad_share",
+            TxPayload::ReviewEmergency { .. } => "review_emergency",
         }
     }
 }

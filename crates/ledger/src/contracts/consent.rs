@@ -18,7 +18,7 @@ use ehrchain_types::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-fn normalise(categories: &[Category]) -> Result<Vec<Category>, Refusal> {
+pub(crate) fn normalise(categories: &[Category]) -> Result<Vec<Category>, Refusal> {
     let mut c = categories.to_vec();
     c.sort();
     c.dedup();
@@ -60,7 +60,7 @@ fn required_wraps(
 
 /// Keeps the existing wraps still required, adds the provided ones, and checks that exactly
 /// the required set results.
-fn merge_wraps(
+pub(crate) fn merge_wraps(
     existing: &[KeyWrap],
     provided: &[KeyWrap],
     required: &BTreeSet<WrapKey>,
@@ -183,6 +183,20 @@ pub fn rotate(scope: &mut TxScope<'_>, rotation: &Rotation) -> Result<(), Refusa
             used.insert(r);
         }
         scope.put_grant(patient, grantee, grant);
+    }
+    // The emergency key holds every epoch of the categories it opens (recipient: the patient).
+    if let Some(g) = super::emergency::active_guardianship(scope.state(), &patient)
+        && g.categories.contains(&c)
+    {
+        let mut g: ehrchain_types::items::Guardianship = scope.item(&g.id)?;
+        let w = provided.get(&patient).ok_or(Refusal::MissingWrap {
+            category: c,
+            epoch,
+            recipient: patient,
+        })?;
+        g.wraps.push((*w).clone());
+        used.insert(patient);
+        scope.put_item(g);
     }
     if let Some(extra) = provided.keys().find(|r| !used.contains(r)) {
         return Err(Refusal::UnexpectedWrap {

@@ -3,6 +3,7 @@
 pub mod appointments;
 pub mod billing;
 pub mod consent;
+pub mod emergency;
 pub mod identity;
 pub mod prescriptions;
 pub mod records;
@@ -484,5 +485,43 @@ pub fn dispatch(scope: &mut TxScope<'_>, payload: &TxPayload) -> Result<(), Refu
             approve,
             reason,
         } => billing::decide_claim(scope, claim, *approve, reason),
+        TxPayload::SetGuardians {
+            guardians,
+            threshold,
+            categories,
+            max_duration_ms,
+            commitments,
+            emergency_key,
+            wraps,
+        } => emergency::set_guardians(
+            scope,
+            guardians,
+            *threshold,
+            categories,
+            *max_duration_ms,
+            commitments,
+            *emergency_key,
+            wraps,
+        ),
+        TxPayload::RequestEmergency {
+            patient,
+            reason,
+            notes,
+            duration_ms,
+        } => emergency::request(scope, patient, *reason, notes, *duration_ms),
+        TxPayload::AnswerEmergency {
+            request,
+            approve,
+            share,
+            digest,
+        } => emergency::answer(scope, request, *approve, share.as_ref(), digest.as_ref()),
+        TxPayload::ReportBadShare {
+            request,
+            guardian,
+            revealed,
+        } => emergency::report_bad_share(scope, request, guardian, &revealed.0),
+        TxPayload::ReviewEmergency { request, review } => {
+            emergency::review(scope, request, *review)
+        }
     }
 }
