@@ -234,3 +234,18 @@ pub struct BlobCheckView {
     pub size: u64,
     pub accepted: bool,
 }
+
+/// A patient's break-glass card (`GET /api/v1/guardians?patient=…`): who the guardians are,
+/// how many must agree, what an emergency opens and for how long at most. Shown to the
+/// patient, the guardians and any approved doctor (who must know whom to ask, and seals the
+/// request's note to them); the shares and keys stay on the guardianship item, which only the
+/// patient and guardians see.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct GuardiansView {
+    pub patient: AccountId,
+    pub guardianship: ehrchain_types::ItemId,
+    pub guardians: Vec<AccountId>,
+    pub threshold: u8,
+    pub categories: Vec<Category>,
+    pub max_duration_ms: u64,
+}

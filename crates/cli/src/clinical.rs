@@ -265,12 +265,17 @@ pub enum ClaimCmd {
     },
 }
 
-fn parse_item(s: &str, kind: ItemKind) -> anyhow::Result<ItemId> {
+pub(crate) fn parse_item(s: &str, kind: ItemKind) -> anyhow::Result<ItemId> {
     ItemId::parse_kind(s, kind).map_err(|e| anyhow!("invalid {} id: {e}", kind.word()))
 }
 
 /// Submits one payload, waits for finality, and prints `what` with the transaction.
-fn act(ctx: &Ctx, s: &Session, payload: TxPayload, what: &str) -> anyhow::Result<TxView> {
+pub(crate) fn act(
+    ctx: &Ctx,
+    s: &Session,
+    payload: TxPayload,
+    what: &str,
+) -> anyhow::Result<TxView> {
     let t = s.submit_one(payload)?;
     ctx.print(&serde_json::to_value(&t)?, || {
         format!("{what}\n{}", tx_line(&t))
@@ -279,20 +284,20 @@ fn act(ctx: &Ctx, s: &Session, payload: TxPayload, what: &str) -> anyhow::Result
 }
 
 /// Prints the id of the item a transaction created, with the transaction.
-fn created(ctx: &Ctx, t: &TxView, id: ItemId, what: String) -> anyhow::Result<()> {
+pub(crate) fn created(ctx: &Ctx, t: &TxView, id: ItemId, what: String) -> anyhow::Result<()> {
     ctx.print(&json!({"id": id, "tx": t}), || {
         format!("{what} {id}\n{}", tx_line(t))
     });
     Ok(())
 }
 
-fn short(a: &AccountId) -> String {
+pub(crate) fn short(a: &AccountId) -> String {
     let s = a.to_string();
     format!("{}…", &s[..11])
 }
 
 /// Prints a list as JSON, or one line per entry (or `empty`).
-fn print_list<T: Serialize>(
+pub(crate) fn print_list<T: Serialize>(
     ctx: &Ctx,
     list: &[T],
     empty: &str,

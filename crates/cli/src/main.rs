@@ -4,6 +4,7 @@
 mod bench;
 mod bench_client;
 mod clinical;
+mod emergency;
 mod ml;
 mod soak;
 mod testnet;
@@ -167,6 +168,13 @@ enum Cmd {
     /// Insurance claims for invoices, approved level by level.
     #[command(subcommand)]
     Claim(clinical::ClaimCmd),
+    /// Your guardians for emergency access: who, how many must agree, what it opens.
+    #[command(subcommand)]
+    Guardians(emergency::GuardiansCmd),
+    /// Emergency ("break-glass") access: a doctor asks, guardians release k-of-n, the
+    /// patient is alerted and reviews.
+    #[command(subcommand)]
+    Emergency(emergency::EmergencyCmd),
     /// Decision support: rank diseases for symptoms, with ICD-10 codes and medicines to
     /// consider (a suggestion for a clinician to confirm, never an order).
     Predict(ml::PredictArgs),
@@ -727,6 +735,8 @@ profile record: {} (encrypted; fingerprint on the ledger)",
         Cmd::Invoice(c) => clinical::run_invoice(ctx, c),
         Cmd::Policy(c) => clinical::run_policy(ctx, c),
         Cmd::Claim(c) => clinical::run_claim(ctx, c),
+        Cmd::Guardians(c) => emergency::run_guardians(ctx, c),
+        Cmd::Emergency(c) => emergency::run_emergency(ctx, c),
         Cmd::Predict(a) => ml::run_predict(ctx, a),
         Cmd::Ml(c) => ml::run_ml(ctx, c),
         Cmd::Audit(args) => run_audit(ctx, args),

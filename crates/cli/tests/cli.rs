@@ -1523,3 +1523,334 @@ fn ureq_get(url: &str) -> String {
 fn manifest_dir() -> std::ffi::OsString {
     std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
+
+/// Issue 17 as a new user would try it on `ehrchain dev`: five guardians, threshold 3; two
+/// approvals release nothing, a third does; a corrupted share is named and reported, and the
+/// doctor still opens; the patient sees the alert and every read; after the window reads are
+/// refused; the regulator sees the dispute.
+#[test]
+fn emergency_access_end_to_end() {
+    use ehrchain_client::{Keystore, Node, Session, emergency as em};
+    let _serial = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chain");
+    let dev = start_dev(&dir, free_port());
+    let reg = |k: &str, role: &str| {
+        let mut a = vec!["register", "--key", k, "--role", role];
+        if role != "patient" {
+            a.extend(["--org", "StMarys"]);
+        }
+        ok(&dev, &a);
+        if role != "patient" {
+            ok(&dev, &["approve", "--key", "admin", k]);
+        }
+    };
+    reg("demo1", "patient");
+    reg("demo2", "doctor");
+    for g in ["demo3", "demo4", "demo5", "demo6"] {
+        reg(g, "patient");
+    }
+    reg("demo7", "doctor");
+    reg("demo8", "regulator");
+    reg("demo9", "patient");
+    ok(
+        &dev,
+        &[
+            "register", "--key", "demo10", "--role", "doctor", "--org", "X",
+        ],
+    );
+
+    let med = tmp.path().join("meds.txt");
+    std::fs::write(&med, b"warfarin 5 mg daily; allergic to penicillin").unwrap();
+    let rec = ok(
+        &dev,
+        &[
+            "record",
+            "add",
+            "--key",
+            "demo1",
+            "--patient",
+            "demo1",
+            "--category",
+            "medication",
+            "--file",
+            med.to_str().unwrap(),
+            "--title",
+            "Medication list",
+        ],
+    )["record"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let notes = tmp.path().join("notes.txt");
+    std::fs::write(&notes, b"private notes").unwrap();
+    let notes_rec = ok(
+        &dev,
+        &[
+            "record",
+            "add",
+            "--key",
+            "demo1",
+            "--patient",
+            "demo1",
+            "--category",
+            "notes",
+            "--file",
+            notes.to_str().unwrap(),
+            "--title",
+            "Notes",
+        ],
+    )["record"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Guardians: a threshold of 1 is refused by the client before anything is sent.
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "guardians",
+            "set",
+            "--key",
+            "demo1",
+            "--guardians",
+            "demo3,demo4",
+            "--threshold",
+            "1",
+        ],
+    );
+    assert!(e.contains("threshold"), "{e}");
+    let set = ok(
+        &dev,
+        &[
+            "guardians",
+            "set",
+            "--key",
+            "demo1",
+            "--guardians",
+            "demo3,demo4,demo5,demo6,demo7",
+            "--threshold",
+            "3",
+        ],
+    );
+    assert!(set["id"].as_str().unwrap().starts_with("grd"));
+    let shown = ok(&dev, &["guardians", "show", "--key", "demo1"]);
+    assert_eq!(shown["guardianship"]["threshold"], 3);
+    let card = ok(
+        &dev,
+        &["guardians", "show", "--key", "demo2", "--patient", "demo1"],
+    );
+    assert_eq!(card["guardians"].as_array().unwrap().len(), 5);
+
+    let out = tmp.path().join("got.txt");
+    let get = |who: &str, id: &str| {
+        let _ = std::fs::remove_file(&out);
+        cli(
+            &dev,
+            &[
+                "record",
+                "get",
+                "--key",
+                who,
+                id,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    let denied = get("demo2", &rec);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("access denied"));
+
+    // Role rules and a patient without guardians.
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "emergency",
+            "request",
+            "--key",
+            "demo10",
+            "--patient",
+            "demo1",
+            "--reason",
+            "unconscious",
+        ],
+    );
+    assert!(e.contains("approval") || e.contains("approved"), "{e}");
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "emergency",
+            "request",
+            "--key",
+            "demo2",
+            "--patient",
+            "demo9",
+            "--reason",
+            "unconscious",
+        ],
+    );
+    assert!(e.contains("no guardians"), "{e}");
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "emergency",
+            "request",
+            "--key",
+            "demo2",
+            "--patient",
+            "demo1",
+            "--reason",
+            "other",
+        ],
+    );
+    assert!(e.contains("note"), "{e}");
+
+    let asked = ok(
+        &dev,
+        &[
+            "emergency",
+            "request",
+            "--key",
+            "demo2",
+            "--patient",
+            "demo1",
+            "--reason",
+            "unconscious",
+            "--note",
+            "brought in by ambulance",
+            "--for",
+            "25s",
+        ],
+    );
+    let req = asked["id"].as_str().unwrap().to_string();
+    assert!(req.starts_with("emg"));
+    let inbox = ok(&dev, &["emergency", "inbox", "--key", "demo3"]);
+    assert_eq!(inbox[0]["id"], req.as_str());
+    assert_eq!(inbox[0]["note"], "brought in by ambulance");
+    // A stranger cannot even see the request.
+    let e = fails(
+        &dev,
+        "dev",
+        &["emergency", "approve", "--key", "demo9", &req],
+    );
+    assert!(e.contains("that you may see"), "{e}");
+
+    for g in ["demo3", "demo4"] {
+        ok(&dev, &["emergency", "approve", "--key", g, &req]);
+    }
+    assert!(
+        !get("demo2", &rec).status.success(),
+        "two approvals release nothing"
+    );
+    let e = fails(
+        &dev,
+        "dev",
+        &["emergency", "approve", "--key", "demo3", &req],
+    );
+    assert!(e.contains("already answered"), "{e}");
+    let e = fails(&dev, "dev", &["emergency", "open", "--key", "demo2", &req]);
+    assert!(e.contains("not released"), "{e}");
+    let third = ok(&dev, &["emergency", "approve", "--key", "demo5", &req]);
+    assert_eq!(third["status"], "released");
+    let opened = ok(&dev, &["emergency", "open", "--key", "demo2", &req]);
+    assert_eq!(opened["good"].as_array().unwrap().len(), 3);
+    let got = get("demo2", &rec);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&med).unwrap());
+    // Notes were not released.
+    assert!(!get("demo2", &notes_rec).status.success());
+
+    // A guardian hands over a corrupted share: named, reported, and the doctor still opens.
+    let node = Node::new(&dev.node);
+    let ks = Keystore::new(dir.join("keys"));
+    let g6 = Session::new(node.clone(), ks.unlock("demo6", "dev").unwrap()).unwrap();
+    let id: ehrchain_types::ItemId = req.parse().unwrap();
+    let share = em::my_share(&g6, &id).unwrap();
+    em::approve_with_share(&g6, &id, &share.corrupted()).unwrap();
+    let opened = ok(&dev, &["emergency", "open", "--key", "demo2", &req]);
+    let bad = opened["bad"].as_array().unwrap();
+    assert_eq!(bad.len(), 1);
+    let demo6 = ok(&dev, &["key", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "demo6")
+        .unwrap()["account"]
+        .clone();
+    assert_eq!(bad[0][0], demo6);
+    assert!(get("demo2", &rec).status.success());
+    let list = ok(&dev, &["emergency", "list", "--key", "demo1"]);
+    let answers = list["requests"][0]["answers"].as_array().unwrap();
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["guardian"] == demo6 && a["bad"] == true)
+    );
+
+    // The patient's alert shows every read under the access.
+    let alerts = list["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["reads"].as_array().unwrap().len(), 2);
+    let text = cli(&dev, &["emergency", "list", "--key", "demo1"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ALERT"));
+
+    // After the window, reads are refused again.
+    let expires = list["requests"][0]["expires_ms"].as_u64().unwrap();
+    while ehrchain_client::api::now_ms() < expires + 1500 {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(!get("demo2", &rec).status.success(), "the window is over");
+
+    // The patient disputes; the regulator sees it; nobody else lists disputes.
+    ok(
+        &dev,
+        &["emergency", "review", "--key", "demo1", &req, "--disputed"],
+    );
+    let disputes = ok(&dev, &["emergency", "disputes", "--key", "demo8"]);
+    assert_eq!(disputes[0]["id"], req.as_str());
+    let e = fails(&dev, "dev", &["emergency", "disputes", "--key", "demo2"]);
+    assert!(e.contains("regulator"), "{e}");
+    let e = fails(
+        &dev,
+        "dev",
+        &["emergency", "review", "--key", "demo1", &req, "--reviewed"],
+    );
+    assert!(e.contains("review"), "{e}");
+
+    // The patient rotates: a new emergency key, new epochs of the released categories.
+    let rotated = ok(&dev, &["emergency", "rotate", "--key", "demo1"]);
+    assert!(rotated.as_array().unwrap().len() >= 2);
+    let shown2 = ok(&dev, &["guardians", "show", "--key", "demo1"]);
+    assert_ne!(shown2["guardianship"]["id"], shown["guardianship"]["id"]);
+    // A new record after the rotation still opens for the patient.
+    let rec2 = ok(
+        &dev,
+        &[
+            "record",
+            "add",
+            "--key",
+            "demo1",
+            "--patient",
+            "demo1",
+            "--category",
+            "medication",
+            "--file",
+            med.to_str().unwrap(),
+            "--title",
+            "After",
+        ],
+    )["record"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(get("demo1", &rec2).status.success());
+}

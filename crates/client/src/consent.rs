@@ -44,6 +44,9 @@ pub struct ConsentState {
     pub grants: Vec<GrantView>,
     /// The recipients of every grantee of a grant in force, and of any grantee asked for.
     pub recipients: BTreeMap<Grantee, Vec<Recipient>>,
+    /// The patient's emergency key and the categories it opens, if guardians are named: every
+    /// new epoch of those categories is sealed to it too.
+    pub emergency: Option<(EncryptionKey, Vec<Category>)>,
 }
 
 impl ConsentState {
@@ -68,6 +71,7 @@ impl ConsentState {
                 .collect(),
             recipients: resolve_recipients(s, &wanted)?,
             grants,
+            emergency: crate::emergency::my_guardians(s)?.map(|g| (g.emergency_key, g.categories)),
         })
     }
 
@@ -241,6 +245,17 @@ impl Planner<'_> {
                     sealed: envelope::seal_category_key(&r.key, ck, &me, category, epoch)?,
                 });
             }
+        }
+        if let Some((ek, cats)) = &self.state.emergency
+            && cats.contains(&category)
+        {
+            // The emergency key's copy (recipient: the patient; the ledger requires it).
+            wraps.push(KeyWrap {
+                category,
+                epoch,
+                recipient: me,
+                sealed: envelope::seal_category_key(ek, ck, &me, category, epoch)?,
+            });
         }
         Ok(Rotation {
             category,

@@ -10,6 +10,7 @@
 //! - [`consent`]: grants, revocations, key rotation, access requests, planned by pure
 //!   functions over one fetched snapshot;
 //! - [`clinical`]: symptom reports, prescriptions, workflow items;
+//! - [`emergency`]: guardians, break-glass requests, shares checked and combined here;
 //! - [`audit`]: the audit trail, audit proofs and their offline check;
 //! - [`qr`], [`schemas`] (the plaintext content formats), [`predict`] (local decision
 //!   support).
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod bench;
 pub mod clinical;
 pub mod consent;
+pub mod emergency;
 mod error;
 pub mod predict;
 pub mod qr;

@@ -76,7 +76,19 @@ pub fn data_key(s: &Session, r: &Record) -> Result<DataKey> {
         // Sealed to the reader directly: no key material to fetch.
         return open_data_key(&s.key, &KeysView::empty(r.patient), r);
     }
-    open_data_key(&s.key, &keys_for(s, &r.patient)?, r)
+    let keys = keys_for(s, &r.patient)?;
+    if let RecordKey::Category { epoch, wrapped } = &r.key
+        && r.patient != s.me
+        && !keys
+            .wraps
+            .iter()
+            .any(|w| w.category == r.category && w.epoch == *epoch)
+        && let Some(ck) = crate::emergency::category_key(s, &r.patient, r.category, *epoch)?
+    {
+        // No grant holds this key: a released emergency access does.
+        return Ok(envelope::unwrap_data_key(&ck, &wrapped.0, &r.id)?);
+    }
+    open_data_key(&s.key, &keys, r)
 }
 
 /// A record's ledger entry, as the session account may see it.
@@ -312,11 +324,34 @@ pub fn list_records(s: &Session, patient: &AccountId) -> Result<Vec<Listed>> {
     } else {
         keys_for(s, patient)?
     };
+    // Records shown through a released emergency access open with its keyring (built once
+    // per category: its window covers the categories the patient chose).
+    let mut rings: std::collections::BTreeMap<Category, Option<crate::emergency::Keyring>> =
+        std::collections::BTreeMap::new();
+    for v in &views {
+        if matches!(v.access, AuditReason::Emergency { .. })
+            && !rings.contains_key(&v.record.category)
+        {
+            let ring = crate::emergency::keyring(s, patient, v.record.category).unwrap_or(None);
+            rings.insert(v.record.category, ring);
+        }
+    }
     Ok(views
         .into_iter()
         .map(|v| {
+            let emergency = |r: &Record| -> Option<DataKey> {
+                let RecordKey::Category { epoch, wrapped } = &r.key else {
+                    return None;
+                };
+                let ck = rings
+                    .get(&r.category)?
+                    .as_ref()?
+                    .category_key(r.category, *epoch)?;
+                envelope::unwrap_data_key(&ck, &wrapped.0, &r.id).ok()
+            };
             let meta = open_data_key(&s.key, &keys, &v.record)
                 .ok()
+                .or_else(|| emergency(&v.record))
                 .and_then(|dk| open_meta(&dk, &v.record));
             let plaintext_size = meta.as_ref().map(|m| m.plaintext_size);
             let meta = meta.unwrap_or_default();

@@ -34,7 +34,9 @@ type Verifier = ValueGroup<WrappedRistretto>;
 /// Why an emergency operation failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ShareError {
-    #[error("a threshold of {threshold} of {guardians} guardians is not possible (2 ≤ threshold ≤ guardians ≤ 255)")]
+    #[error(
+        "a threshold of {threshold} of {guardians} guardians is not possible (2 ≤ threshold ≤ guardians ≤ 255)"
+    )]
     Params { threshold: usize, guardians: usize },
     #[error("the share is malformed")]
     Malformed,
@@ -151,9 +153,9 @@ pub fn split(
     let (shares, verifiers) =
         vsss_rs::feldman::split_secret::<VShare, Verifier>(threshold, guardians, &s, None, OsRng)
             .map_err(|_| ShareError::Params {
-                threshold,
-                guardians,
-            })?;
+            threshold,
+            guardians,
+        })?;
     let shares = shares
         .iter()
         .map(|(id, v)| {
@@ -317,8 +319,10 @@ impl EncryptionKeypair {
             domain::HPKE_EMERGENCY_SHARE,
             &request_aad(request, guardian),
         )?;
-        let bytes: [u8; REVEALED_SHARE_BYTES] =
-            pt.as_slice().try_into().map_err(|_| ShareError::Malformed)?;
+        let bytes: [u8; REVEALED_SHARE_BYTES] = pt
+            .as_slice()
+            .try_into()
+            .map_err(|_| ShareError::Malformed)?;
         Ok(Revealed(Zeroizing::new(bytes)))
     }
 
@@ -329,7 +333,11 @@ impl EncryptionKeypair {
         doctor: &AccountId,
         patient: &AccountId,
     ) -> Result<String, ShareError> {
-        let pt = self.open(sealed, domain::HPKE_EMERGENCY_NOTE, &pair_aad(doctor, patient))?;
+        let pt = self.open(
+            sealed,
+            domain::HPKE_EMERGENCY_NOTE,
+            &pair_aad(doctor, patient),
+        )?;
         Ok(String::from_utf8_lossy(&pt).to_string())
     }
 }
@@ -360,10 +368,16 @@ mod tests {
         );
         // Two shares are not enough: they combine into another secret.
         let two = combine(&[shares[0].clone(), shares[1].clone()]).unwrap();
-        assert_ne!(two.keypair(&patient).public(), secret.keypair(&patient).public());
+        assert_ne!(
+            two.keypair(&patient).public(),
+            secret.keypair(&patient).public()
+        );
         // A wrong share among the threshold gives a wrong key.
         let wrong = combine(&[shares[0].clone(), bad, shares[2].clone()]).unwrap();
-        assert_ne!(wrong.keypair(&patient).public(), secret.keypair(&patient).public());
+        assert_ne!(
+            wrong.keypair(&patient).public(),
+            secret.keypair(&patient).public()
+        );
         assert!(split(&secret, 1, 5).is_err());
         assert!(split(&secret, 6, 5).is_err());
         assert!(!valid_commitments(&[Hash([0; 32])]));

@@ -340,9 +340,7 @@ pub fn item<'a>(
         .items
         .get(id)
         .filter(|i| {
-            i.parties().contains(&who)
-                || bookable(i, now)
-                || may_see_beyond_parties(state, &who, i)
+            i.parties().contains(&who) || bookable(i, now) || may_see_beyond_parties(state, &who, i)
         })
         .ok_or_else(|| {
             ApiError::new(

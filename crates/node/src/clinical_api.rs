@@ -22,6 +22,46 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/items", get(list_items))
         .route("/api/v1/items/{id}", get(get_item))
+        .route("/api/v1/guardians", get(guardians))
+}
+
+#[derive(Deserialize)]
+struct GuardiansQuery {
+    patient: String,
+}
+
+/// A patient's break-glass card: to the patient, its guardians and approved doctors.
+async fn guardians(
+    State(s): State<ApiState>,
+    Signed(who): Signed,
+    Query(q): Query<GuardiansQuery>,
+) -> ApiResult<ehrchain_api::GuardiansView> {
+    let patient: AccountId = parse("patient", &q.patient)?;
+    let snap = s.chain.snapshot();
+    let state = &snap.state;
+    let g = ehrchain_ledger::contracts::emergency::active_guardianship(state, &patient);
+    let is_doctor = state.account(&who).is_some_and(|a| {
+        a.role == Some(ehrchain_types::Role::Doctor)
+            && a.status == ehrchain_ledger::AccountStatus::Active
+    });
+    let allowed = who == patient || is_doctor || g.is_some_and(|g| g.position(&who).is_some());
+    match g.filter(|_| allowed) {
+        Some(g) => Ok(Json(ehrchain_api::GuardiansView {
+            patient,
+            guardianship: g.id,
+            guardians: g.guardians.iter().map(|x| x.account).collect(),
+            threshold: g.threshold,
+            categories: g.categories.clone(),
+            max_duration_ms: g.max_duration_ms,
+        })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "patient {patient} has named no guardians (or you are not their patient, guardian or an approved doctor)"
+            ),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -78,7 +118,7 @@ async fn list_items(
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "only an approved regulator lists disputed emergency accesses".into(),
+                "only an approved regulator lists disputed emergency accesses",
             ));
         }
         return Ok(Json(

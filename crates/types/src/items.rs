@@ -240,8 +240,8 @@ impl std::fmt::Display for Hours {
 pub const MAX_GUARDIANS: usize = 16;
 /// The longest emergency window a patient may allow (30 days).
 pub const MAX_EMERGENCY_MS: u64 = 30 * 24 * 3_600_000;
-/// The shortest emergency window a request may ask for (one minute).
-pub const MIN_EMERGENCY_MS: u64 = 60_000;
+/// The shortest emergency window a request may ask for (ten seconds: a sanity floor).
+pub const MIN_EMERGENCY_MS: u64 = 10_000;
 /// The emergency window a patient allows unless they say otherwise (24 hours).
 pub const DEFAULT_EMERGENCY_MS: u64 = 24 * 3_600_000;
 /// The categories an emergency opens unless the patient says otherwise.
