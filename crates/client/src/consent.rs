@@ -618,6 +618,7 @@ mod tests {
                     ],
                 ),
             ]),
+            emergency: None,
         };
         World {
             patient,
@@ -662,6 +663,34 @@ mod tests {
             let ck = open(wrap, &newcomer, &w.patient);
             assert_eq!(ck.as_bytes(), w.keys[wrap.epoch as usize].as_bytes());
         }
+    }
+
+    #[test]
+    fn a_rotation_seals_the_new_epoch_to_the_emergency_key_of_its_categories() {
+        let w = world();
+        let secret = ehrchain_crypto::emergency::EmergencySecret::generate();
+        let ek = secret.keypair(&w.patient.account());
+        let mut state = w.state.clone();
+        state.emergency = Some((ek.public(), vec![Category::Lab]));
+        let p = Planner {
+            key: &w.patient,
+            state: &state,
+        };
+        let ck = CategoryKey::generate();
+        let r = p.rotation(Category::Lab, 2, &ck, None).unwrap();
+        let mine: Vec<&KeyWrap> = r
+            .wraps
+            .iter()
+            .filter(|x| x.recipient == w.patient.account())
+            .collect();
+        assert_eq!(mine.len(), 1, "one wrap to the emergency key");
+        let opened = ek
+            .open_category_key(&mine[0].sealed, &w.patient.account(), Category::Lab, 2)
+            .unwrap();
+        assert_eq!(opened.as_bytes(), ck.as_bytes());
+        // A category the emergency does not open gets no such wrap.
+        let r = p.rotation(Category::Notes, 0, &ck, None).unwrap();
+        assert!(r.wraps.iter().all(|x| x.recipient != w.patient.account()));
     }
 
     #[test]

@@ -380,16 +380,16 @@ pub struct Opened {
     pub expires_ms: Option<u64>,
 }
 
-/// The shares the doctor of request `r` holds: good ones, and wrong ones with their revealed
-/// bytes (to prove it) and why.
+/// A wrong share: its guardian, the revealed bytes (to prove it on the ledger; none when the
+/// sealed share does not even open) and why.
+type WrongShare = (AccountId, Option<Vec<u8>>, String);
+
+/// The shares the doctor of request `r` holds: good ones, and wrong ones.
 fn collect(
     enc: &EncryptionKeypair,
     r: &EmergencyRequest,
     g: &Guardianship,
-) -> (
-    Vec<(AccountId, Share)>,
-    Vec<(AccountId, Option<Vec<u8>>, String)>,
-) {
+) -> (Vec<(AccountId, Share)>, Vec<WrongShare>) {
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for a in r.answers.iter().filter(|a| a.approve) {
         let Some(sealed) = &a.share else { continue };
