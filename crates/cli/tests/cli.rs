@@ -1524,6 +1524,11 @@ fn manifest_dir() -> std::ffi::OsString {
     std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
 
+/// A command line's words (none of which has a space).
+fn words(s: &str) -> Vec<&str> {
+    s.split_whitespace().collect()
+}
+
 /// Issue 17 as a new user would try it on `ehrchain dev`: five guardians, threshold 3; two
 /// approvals release nothing, a third does; a corrupted share is named and reported, and the
 /// doctor still opens; the patient sees the alert and every read; after the window reads are
@@ -1535,6 +1540,7 @@ fn emergency_access_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("chain");
     let dev = start_dev(&dir, free_port());
+    let refused = |cmd: &str| fails(&dev, "dev", &words(cmd));
     let reg = |k: &str, role: &str| {
         let mut a = vec!["register", "--key", k, "--role", role];
         if role != "patient" {
@@ -1553,94 +1559,46 @@ fn emergency_access_end_to_end() {
     reg("demo7", "doctor");
     reg("demo8", "regulator");
     reg("demo9", "patient");
-    ok(
-        &dev,
-        &[
-            "register", "--key", "demo10", "--role", "doctor", "--org", "X",
-        ],
-    );
+    ok(&dev, &words("register --key demo10 --role doctor --org X"));
 
+    let add = |category: &str, file: &Path, title: &str| -> String {
+        let file = file.to_str().unwrap();
+        let a = [
+            "record",
+            "add",
+            "--key",
+            "demo1",
+            "--patient",
+            "demo1",
+            "--category",
+            category,
+        ];
+        ok(
+            &dev,
+            &[&a[..], &["--file", file, "--title", title]].concat(),
+        )["record"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let med = tmp.path().join("meds.txt");
     std::fs::write(&med, b"warfarin 5 mg daily; allergic to penicillin").unwrap();
-    let rec = ok(
-        &dev,
-        &[
-            "record",
-            "add",
-            "--key",
-            "demo1",
-            "--patient",
-            "demo1",
-            "--category",
-            "medication",
-            "--file",
-            med.to_str().unwrap(),
-            "--title",
-            "Medication list",
-        ],
-    )["record"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rec = add("medication", &med, "Medication list");
     let notes = tmp.path().join("notes.txt");
     std::fs::write(&notes, b"private notes").unwrap();
-    let notes_rec = ok(
-        &dev,
-        &[
-            "record",
-            "add",
-            "--key",
-            "demo1",
-            "--patient",
-            "demo1",
-            "--category",
-            "notes",
-            "--file",
-            notes.to_str().unwrap(),
-            "--title",
-            "Notes",
-        ],
-    )["record"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let notes_rec = add("notes", &notes, "Notes");
 
     // Guardians: a threshold of 1 is refused by the client before anything is sent.
-    let e = fails(
-        &dev,
-        "dev",
-        &[
-            "guardians",
-            "set",
-            "--key",
-            "demo1",
-            "--guardians",
-            "demo3,demo4",
-            "--threshold",
-            "1",
-        ],
-    );
+    let e = refused("guardians set --key demo1 --guardians demo3,demo4 --threshold 1");
     assert!(e.contains("threshold"), "{e}");
     let set = ok(
         &dev,
-        &[
-            "guardians",
-            "set",
-            "--key",
-            "demo1",
-            "--guardians",
-            "demo3,demo4,demo5,demo6,demo7",
-            "--threshold",
-            "3",
-        ],
+        &words("guardians set --key demo1 --guardians demo3,demo4,demo5,demo6,demo7 --threshold 3"),
     );
     assert!(set["id"].as_str().unwrap().starts_with("grd"));
-    let shown = ok(&dev, &["guardians", "show", "--key", "demo1"]);
+    let shown = ok(&dev, &words("guardians show --key demo1"));
     assert_eq!(shown["guardianship"]["threshold"], 3);
-    let card = ok(
-        &dev,
-        &["guardians", "show", "--key", "demo2", "--patient", "demo1"],
-    );
+    let card = ok(&dev, &words("guardians show --key demo2 --patient demo1"));
     assert_eq!(card["guardians"].as_array().unwrap().len(), 5);
 
     let out = tmp.path().join("got.txt");
@@ -1664,50 +1622,11 @@ fn emergency_access_end_to_end() {
     assert!(String::from_utf8_lossy(&denied.stderr).contains("access denied"));
 
     // Role rules and a patient without guardians.
-    let e = fails(
-        &dev,
-        "dev",
-        &[
-            "emergency",
-            "request",
-            "--key",
-            "demo10",
-            "--patient",
-            "demo1",
-            "--reason",
-            "unconscious",
-        ],
-    );
+    let e = refused("emergency request --key demo10 --patient demo1 --reason unconscious");
     assert!(e.contains("approval") || e.contains("approved"), "{e}");
-    let e = fails(
-        &dev,
-        "dev",
-        &[
-            "emergency",
-            "request",
-            "--key",
-            "demo2",
-            "--patient",
-            "demo9",
-            "--reason",
-            "unconscious",
-        ],
-    );
+    let e = refused("emergency request --key demo2 --patient demo9 --reason unconscious");
     assert!(e.contains("no guardians"), "{e}");
-    let e = fails(
-        &dev,
-        "dev",
-        &[
-            "emergency",
-            "request",
-            "--key",
-            "demo2",
-            "--patient",
-            "demo1",
-            "--reason",
-            "other",
-        ],
-    );
+    let e = refused("emergency request --key demo2 --patient demo1 --reason other");
     assert!(e.contains("note"), "{e}");
 
     let asked = ok(
@@ -1729,7 +1648,7 @@ fn emergency_access_end_to_end() {
     );
     let req = asked["id"].as_str().unwrap().to_string();
     assert!(req.starts_with("emg"));
-    let inbox = ok(&dev, &["emergency", "inbox", "--key", "demo3"]);
+    let inbox = ok(&dev, &words("emergency inbox --key demo3"));
     assert_eq!(inbox[0]["id"], req.as_str());
     assert_eq!(inbox[0]["note"], "brought in by ambulance");
     // A stranger cannot even see the request.
@@ -1779,7 +1698,7 @@ fn emergency_access_end_to_end() {
     let opened = ok(&dev, &["emergency", "open", "--key", "demo2", &req]);
     let bad = opened["bad"].as_array().unwrap();
     assert_eq!(bad.len(), 1);
-    let demo6 = ok(&dev, &["key", "list"])
+    let demo6 = ok(&dev, &words("key list"))
         .as_array()
         .unwrap()
         .iter()
@@ -1788,7 +1707,7 @@ fn emergency_access_end_to_end() {
         .clone();
     assert_eq!(bad[0][0], demo6);
     assert!(get("demo2", &rec).status.success());
-    let list = ok(&dev, &["emergency", "list", "--key", "demo1"]);
+    let list = ok(&dev, &words("emergency list --key demo1"));
     let answers = list["requests"][0]["answers"].as_array().unwrap();
     assert!(
         answers
@@ -1800,7 +1719,7 @@ fn emergency_access_end_to_end() {
     let alerts = list["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["reads"].as_array().unwrap().len(), 2);
-    let text = cli(&dev, &["emergency", "list", "--key", "demo1"]);
+    let text = cli(&dev, &words("emergency list --key demo1"));
     assert!(String::from_utf8_lossy(&text.stdout).contains("ALERT"));
 
     // After the window, reads are refused again.
@@ -1815,9 +1734,9 @@ fn emergency_access_end_to_end() {
         &dev,
         &["emergency", "review", "--key", "demo1", &req, "--disputed"],
     );
-    let disputes = ok(&dev, &["emergency", "disputes", "--key", "demo8"]);
+    let disputes = ok(&dev, &words("emergency disputes --key demo8"));
     assert_eq!(disputes[0]["id"], req.as_str());
-    let e = fails(&dev, "dev", &["emergency", "disputes", "--key", "demo2"]);
+    let e = refused("emergency disputes --key demo2");
     assert!(e.contains("regulator"), "{e}");
     let e = fails(
         &dev,
@@ -1827,30 +1746,11 @@ fn emergency_access_end_to_end() {
     assert!(e.contains("review"), "{e}");
 
     // The patient rotates: a new emergency key, new epochs of the released categories.
-    let rotated = ok(&dev, &["emergency", "rotate", "--key", "demo1"]);
+    let rotated = ok(&dev, &words("emergency rotate --key demo1"));
     assert!(rotated.as_array().unwrap().len() >= 2);
-    let shown2 = ok(&dev, &["guardians", "show", "--key", "demo1"]);
+    let shown2 = ok(&dev, &words("guardians show --key demo1"));
     assert_ne!(shown2["guardianship"]["id"], shown["guardianship"]["id"]);
     // A new record after the rotation still opens for the patient.
-    let rec2 = ok(
-        &dev,
-        &[
-            "record",
-            "add",
-            "--key",
-            "demo1",
-            "--patient",
-            "demo1",
-            "--category",
-            "medication",
-            "--file",
-            med.to_str().unwrap(),
-            "--title",
-            "After",
-        ],
-    )["record"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rec2 = add("medication", &med, "After");
     assert!(get("demo1", &rec2).status.success());
 }
