@@ -218,15 +218,13 @@ impl Claim {
     }
 }
 
-/// One workflow item.
-
 /// A duration in milliseconds written for people: "24 h", "90 min".
 pub struct Hours(pub u64);
 
 impl std::fmt::Display for Hours {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let min = self.0 / 60_000;
-        if min >= 60 && min % 60 == 0 {
+        if min >= 60 && min.is_multiple_of(60) {
             write!(f, "{} h", min / 60)
         } else if min > 0 {
             write!(f, "{min} min")
@@ -429,6 +427,7 @@ impl EmergencyRequest {
     }
 }
 
+/// One workflow item.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Item {

@@ -18,7 +18,7 @@ use ehrchain_types::{
     KeyWrap, Refusal, Role,
     items::{
         EmergencyReason, EmergencyRequest, EmergencyReview, EmergencyStatus, Guardian,
-        GuardianAnswer, Guardianship, GuardianshipStatus, Item, MAX_GUARDIANS, MAX_EMERGENCY_MS,
+        GuardianAnswer, Guardianship, GuardianshipStatus, Item, MAX_EMERGENCY_MS, MAX_GUARDIANS,
         MIN_EMERGENCY_MS, REVEALED_SHARE_BYTES,
     },
     records::MAX_REASON_BYTES,
@@ -27,11 +27,16 @@ use std::collections::BTreeSet;
 
 /// The patient's current guardianship, if any (as of the state before the transaction; a
 /// transaction never both creates one and uses it).
-pub fn active_guardianship<'a>(state: &'a State, patient: &'a AccountId) -> Option<&'a Guardianship> {
+pub fn active_guardianship<'a>(
+    state: &'a State,
+    patient: &'a AccountId,
+) -> Option<&'a Guardianship> {
     state
         .items_of(patient, ItemKind::Guardianship)
         .find_map(|i| match i {
-            Item::Guardianship(g) if g.patient == *patient && g.status == GuardianshipStatus::Active => {
+            Item::Guardianship(g)
+                if g.patient == *patient && g.status == GuardianshipStatus::Active =>
+            {
                 Some(g)
             }
             _ => None,
@@ -196,7 +201,8 @@ pub fn set_guardians(
             .collect();
         for mut r in open {
             r.status = EmergencyStatus::Withdrawn;
-            let closed = scope.item_event(patient, AuditAction::EmergencyClosed, r.id, Some(r.doctor));
+            let closed =
+                scope.item_event(patient, AuditAction::EmergencyClosed, r.id, Some(r.doctor));
             scope.audit(closed);
             scope.put_item(r);
         }
@@ -344,7 +350,12 @@ pub fn answer(
         r.status = EmergencyStatus::Released;
         r.released_ms = Some(now);
         r.expires_ms = Some(now.saturating_add(r.duration_ms));
-        let mut ev = scope.item_event(r.patient, AuditAction::EmergencyReleased, r.id, Some(r.doctor));
+        let mut ev = scope.item_event(
+            r.patient,
+            AuditAction::EmergencyReleased,
+            r.id,
+            Some(r.doctor),
+        );
         ev.categories = r.categories.clone();
         ev.reason = AuditReason::Emergency {
             request: r.id,
@@ -353,7 +364,12 @@ pub fn answer(
         scope.audit(ev);
     } else if r.status == EmergencyStatus::Open && r.guardians.len() - r.refusals() < threshold {
         r.status = EmergencyStatus::Refused;
-        let ev = scope.item_event(r.patient, AuditAction::EmergencyClosed, r.id, Some(r.doctor));
+        let ev = scope.item_event(
+            r.patient,
+            AuditAction::EmergencyClosed,
+            r.id,
+            Some(r.doctor),
+        );
         scope.audit(ev);
     }
     scope.put_item(r);
