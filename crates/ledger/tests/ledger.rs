@@ -1,6 +1,7 @@
 //! State-machine tests through one data-driven helper: a script of signed transactions,
 //! each with the outcome the user must see; and the format fixtures (`formats`).
 
+mod emergency;
 mod formats;
 
 use ehrchain_crypto::Keypair;

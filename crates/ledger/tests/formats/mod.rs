@@ -15,8 +15,9 @@ use ehrchain_ledger::{
     AccessRequest, Account, AccountStatus, GenesisAccount, GenesisState, Grant, Record,
     RecordStatus, RequestStatus, StateKey,
     clinical::{
-        Claim, ClaimDecision, ClaimStatus, Invoice, InvoiceStatus, Item, Policy, Prescription,
-        Report, RxStatus, Slot, SlotStatus,
+        Claim, ClaimDecision, ClaimStatus, EmergencyReason, EmergencyRequest, EmergencyReview,
+        EmergencyStatus, Guardian, GuardianAnswer, Guardianship, GuardianshipStatus, Invoice,
+        InvoiceStatus, Item, Policy, Prescription, Report, RxStatus, Slot, SlotStatus,
     },
     genesis,
 };
@@ -181,6 +182,28 @@ fn direct_key() -> RecordKey {
     }
 }
 
+/// Literal bytes standing for Feldman commitments (the encoding does not check the points).
+fn commitments() -> Vec<Hash> {
+    vec![Hash([0x60; 32]), Hash([0x61; 32])]
+}
+
+fn guardians() -> Vec<Guardian> {
+    vec![
+        Guardian {
+            account: acct(6),
+            share: sealed(6),
+        },
+        Guardian {
+            account: acct(7),
+            share: sealed(7),
+        },
+        Guardian {
+            account: acct(8),
+            share: sealed(8),
+        },
+    ]
+}
+
 /// One example of every payload, in variant order.
 fn every_payload() -> Vec<TxPayload> {
     vec![
@@ -291,6 +314,39 @@ fn every_payload() -> Vec<TxPayload> {
         TxPayload::WithdrawClaim {
             claim: item(ItemKind::Claim, 6),
         },
+        TxPayload::SetGuardians {
+            guardians: guardians(),
+            threshold: 2,
+            categories: vec![Category::Medication, Category::Emergency],
+            max_duration_ms: 24 * 3_600_000,
+            commitments: commitments(),
+            emergency_key: EncryptionKey([0x62; 32]),
+            wraps: vec![
+                wrap(Category::Medication, 0, 2),
+                wrap(Category::Emergency, 0, 2),
+            ],
+        },
+        TxPayload::RequestEmergency {
+            patient: acct(2),
+            reason: EmergencyReason::Other,
+            notes: vec![(acct(2), sealed(0x63)), (acct(6), sealed(0x64))],
+            duration_ms: 2 * 3_600_000,
+        },
+        TxPayload::AnswerEmergency {
+            request: item(ItemKind::Emergency, 8),
+            approve: true,
+            share: Some(sealed(0x65)),
+            digest: Some(Hash([0x66; 32])),
+        },
+        TxPayload::ReportBadShare {
+            request: item(ItemKind::Emergency, 8),
+            guardian: acct(7),
+            revealed: HexBytes(vec![0x67; 65]),
+        },
+        TxPayload::ReviewEmergency {
+            request: item(ItemKind::Emergency, 8),
+            review: EmergencyReview::Disputed,
+        },
     ]
 }
 
@@ -321,6 +377,11 @@ set_policy           814577f9203ef0429e9e470ea1739778e42065ad963182ad7329ce12700
 submit_claim         ead6a05ecf52add7ce16d03a3e20c4b43f61406f3a13481e36b9e13bdb11a973
 decide_claim         826a0a5bebfac72167b8771d810dc4420d55b6632e399e460a98917d5b4bac39
 withdraw_claim       f76019d0776e3a7ddd67a221179c82197f0d6e089c7441e5eb1ea3a57b3a5d98
+set_guardians        46a3086449c61d2ab0fea4525f42f067b7a98eb0a8e54090755de4676f9e6c6b
+request_emergency    fd5b168b837f45c7f04d10789fe74c4dda1229aa1fab3e65dec5d59e44e28b07
+answer_emergency     44e3094cdd29e76cc93f99a0790459e3d539192380e6918e2290e79aa12810ca
+report_bad_share     4695af2f69d5854f3275c38732035da7f1adc646cf8583e331d1441e0af6f06f
+review_emergency     ee4a17809b99bee2acdbfd2341def2623b70a932ffb0d1869c8008878bd4c5b4
 ";
 
 /// Every transaction payload, one example per variant.
@@ -442,6 +503,7 @@ fn every_refusal() -> Vec<Refusal> {
     let invoice = item(ItemKind::Invoice, 4);
     let policy = item(ItemKind::Policy, 5);
     let claim = item(ItemKind::Claim, 6);
+    let request = item(ItemKind::Emergency, 8);
     let org = Grantee::Organisation("StMarys".into());
     vec![
         NotRegistered { account: acct(2) },
@@ -641,6 +703,30 @@ fn every_refusal() -> Vec<Refusal> {
         },
         ClaimLevelDecided { claim, level: 1 },
         NotAnApprover { claim },
+        GuardianCount { count: 17, max: 16 },
+        BadThreshold {
+            threshold: 1,
+            guardians: 5,
+        },
+        GuardianNotEligible { guardian: acct(6) },
+        DuplicateGuardian { guardian: acct(7) },
+        BadCommitments,
+        BadEmergencyWindow {
+            duration_ms: 59_999,
+            min_ms: 60_000,
+            max_ms: 24 * 3_600_000,
+        },
+        NoGuardians { patient: acct(2) },
+        EmergencyPending { request },
+        BadEmergencyNote,
+        NotAGuardian { request },
+        AlreadyAnswered { request },
+        EmergencyClosed { request },
+        ShareRequired,
+        NotYourEmergency { request },
+        ShareNotRevealed { guardian: acct(7) },
+        ShareValid { guardian: acct(6) },
+        NotReviewable { request },
     ]
 }
 
@@ -740,6 +826,23 @@ claim_not_open              af9583ecc84372db53267a06f45fbb2705700ee2775989313a34
 claim_level_not_reached     d9f73e27089186ab0be027d60c38b920e639b01dd44f285d5167e53b3a44035c
 claim_level_decided         d6ccd86c8a763b71749316bdac026c162f5488ccaf6d3dcb80ca0645bcf40faa
 not_an_approver             3c070c01ecc98e1de85e3a2b2fc34cf7cbef36749dad40d09a9190f0593a3c85
+guardian_count              cf03b90cc24c2d2b84d4fbdf6ef43f336374d58827f687965d18e04943b6cb1d
+bad_threshold               9d040727bdfeb7d30ff4989391399b824f4e805cb210e5149708cfd89397f7bd
+guardian_not_eligible       b92d48a0f0075755bd3f05747e6957cbf5b3ef4ee697070a85ae361887a428da
+duplicate_guardian          b32517e8e3a6b0f0b468db4946d3e9209653c64519486aa54aec35d2748e0cce
+bad_commitments             2e7d2c03a9507ae265ecf5b5356885a53393a2029d241394997265a1a25aefc6
+bad_emergency_window        570dfe2f2ef384d943a8c5df6753f176f2cdbe0698fd27c827225ae7def6124b
+no_guardians                56840eee56b0c6db1897f299954b3b72e5cd152fe4baad10e801e6d57bb42498
+emergency_pending           4fdbb7dfce30514b96b9f5ab611a9dca237d5d1b0c62b684b133271188864b8d
+bad_emergency_note          cd0aa9856147b6c5b4ff2b7dfee5da20aa38253099ef1b4a64aced233c9afe29
+not_a_guardian              1704ee5b6305ebf2b37249783b157b06dcdc681c4e1f1e58737009f80eebb26e
+already_answered            0ee6b0f8a4f9f3d2eb46c92b556f323af54ce57ecfdd1733d8d8a0626ddcef9f
+emergency_closed            f97837ca4fceab67895c30145c3726c5a9661f3b75fdfe9309990c2bf22a6ea3
+share_required              8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a
+not_your_emergency          b24bfdfddc717087f06bd445f35ed48015616d84bf4bb07ef90dbcf406078757
+share_not_revealed          f07deb5071f2ae7603cce9b691a9df10fbf46835a00aff4cd655f6e4c31959a5
+share_valid                 4c961b157607c434c0dd1cd9b178165e40684d2a20d28aa75fb9adec8bac664d
+not_reviewable              abbdbe9b32eb2eafb1000e75a6540a7c22f42f17ccac280a813c9b8feed3e38b
 ";
 
 /// Every refusal code: one example per variant, each pinned; codes are unique snake_case and
@@ -839,6 +942,64 @@ fn every_audit_reason() -> Vec<AuditReason> {
             reason: "not covered by the policy".into(),
         },
         AuditReason::Withheld,
+        AuditReason::Emergency {
+            request: item(ItemKind::Emergency, 8),
+            expires_ms: Some(T0 + 2 * 3_600_000),
+        },
+        AuditReason::Guardians {
+            threshold: 2,
+            guardians: 3,
+            max_duration_ms: 24 * 3_600_000,
+        },
+        AuditReason::EmergencyAsked {
+            request: item(ItemKind::Emergency, 8),
+            reason: EmergencyReason::Unconscious,
+            duration_ms: 2 * 3_600_000,
+        },
+    ]
+}
+
+/// Every audit action, in variant order (each is its tag alone; the events pin one).
+fn every_audit_action() -> Vec<AuditAction> {
+    use AuditAction::*;
+    vec![
+        RecordAdded,
+        RecordApproved,
+        RecordRejected,
+        Read,
+        Granted,
+        Revoked,
+        AccessRequested,
+        RequestApproved,
+        RequestDenied,
+        KeyRotated,
+        SlotPublished,
+        AppointmentBooked,
+        AppointmentConfirmed,
+        AppointmentDeclined,
+        AppointmentCancelled,
+        AppointmentCompleted,
+        SymptomsReported,
+        Prescribed,
+        PrescriptionDirected,
+        Dispensed,
+        InvoiceIssued,
+        InvoicePaid,
+        PolicyRecorded,
+        ClaimSubmitted,
+        ClaimApproved,
+        ClaimRejected,
+        ClaimPaid,
+        ClaimWithdrawn,
+        GuardiansSet,
+        EmergencyRequested,
+        EmergencyApproved,
+        EmergencyRefused,
+        EmergencyReleased,
+        EmergencyClosed,
+        BadShare,
+        EmergencyReviewed,
+        EmergencyDisputed,
     ]
 }
 
@@ -856,9 +1017,13 @@ reason key_epoch            effed14a7c88949ded28e02ff3382222af55f190629fed5fe27e
 reason request              205f4b96d84735d11beeb8f94eec12b27095cf525616977cfcfa2b5555a90d6b
 reason claim_level          2fd7e66ea9dd42dd40cd5c2e9668bb6e67a1f3253dba34e465589f9d241c0258
 reason withheld             ef6cbd2161eaea7943ce8693b9824d23d1793ffb1c0fca05b600d3899b44c977
+reason emergency            060898cad43e58c823e3b7b86c269d36abe05b7d6c96f6e863b044ad124ca6a3
+reason guardians            1004e4d87d925962267270b5e94ec0be24c1737aef9c866e2bc1314e1904d735
+reason emergency_asked      9869593e2e2a88b1110164e037bbbb6df7b63993e75a24dfbe05a01d07e4ef55
 event claim_paid            e95a5fb0a1f52b41d74fb8aafa78ff200bc431e91857c2ca9aa4556d3246d7ad
 event id claim_paid         ff62f6d3afcd63140aed0d56bc6e3a931c232e2608e56c82e712ae2ad49e3306
 event denied read           78082be7599a880f9d12327e1df2afe7beded7c227515018e43c115db77f15d5
+event emergency_released    720ce152b88ae7712ff04927e9c5b083308d84d323116f19998c28eba1c610ef
 ";
 
 /// Audit events (an allowed workflow event and a denied read) and every audit reason.
@@ -866,6 +1031,7 @@ event denied read           78082be7599a880f9d12327e1df2afe7beded7c227515018e43c
 fn audit_events_and_reasons() {
     let reasons = every_audit_reason();
     one_example_per_variant("AuditReason", &reasons);
+    one_example_per_variant("AuditAction", &every_audit_action());
     let mut actual: Vec<_> = reasons
         .iter()
         .map(|r| (format!("reason {}", r.code()), encode(r)))
@@ -908,7 +1074,25 @@ fn audit_events_and_reasons() {
     };
     actual.push(("event claim_paid".into(), paid.leaf()));
     actual.push(("event id claim_paid".into(), paid.id().0.to_vec()));
+    let released = AuditEvent {
+        tx: Hash([0x52; 32]),
+        time_ms: T0,
+        actor: acct(8),
+        patient: acct(2),
+        action: AuditAction::EmergencyReleased,
+        record: None,
+        categories: vec![Category::Medication, Category::Emergency],
+        counterparty: Some(Grantee::Account(acct(4))),
+        decision: Decision::Allowed,
+        reason: AuditReason::Emergency {
+            request: item(ItemKind::Emergency, 8),
+            expires_ms: Some(T0 + 2 * 3_600_000),
+        },
+        item: Some(item(ItemKind::Emergency, 8)),
+        amount: None,
+    };
     actual.push(("event denied read".into(), denied.leaf()));
+    actual.push(("event emergency_released".into(), released.leaf()));
     check_pins("audit events and reasons", AUDIT_PINS, &actual);
 }
 
@@ -1082,8 +1266,71 @@ fn clinical_items() {
             status: ClaimStatus::Approved,
             created_ms: T0 + 1,
         }),
+        Item::Guardianship(Guardianship {
+            id: item(ItemKind::Guardianship, 7),
+            patient: acct(2),
+            guardians: guardians(),
+            threshold: 2,
+            categories: vec![Category::Medication, Category::Emergency],
+            max_duration_ms: 24 * 3_600_000,
+            commitments: commitments(),
+            emergency_key: EncryptionKey([0x62; 32]),
+            wraps: vec![
+                wrap(Category::Medication, 0, 2),
+                wrap(Category::Emergency, 0, 2),
+            ],
+            status: GuardianshipStatus::Replaced,
+            created_ms: T0,
+            replaced_ms: Some(T0 + 9),
+        }),
+        Item::Emergency(EmergencyRequest {
+            id: item(ItemKind::Emergency, 8),
+            patient: acct(2),
+            doctor: acct(4),
+            organisation: Some("StMarys".into()),
+            guardianship: item(ItemKind::Guardianship, 7),
+            guardians: vec![acct(6), acct(7), acct(8)],
+            threshold: 2,
+            categories: vec![Category::Medication, Category::Emergency],
+            reason: EmergencyReason::LifeThreatening,
+            notes: vec![(acct(2), sealed(0x63))],
+            duration_ms: 2 * 3_600_000,
+            answers: vec![
+                GuardianAnswer {
+                    guardian: acct(7),
+                    approve: true,
+                    time_ms: T0 + 2,
+                    share: Some(sealed(0x65)),
+                    digest: Some(Hash([0x66; 32])),
+                    bad: true,
+                },
+                GuardianAnswer {
+                    guardian: acct(6),
+                    approve: false,
+                    time_ms: T0 + 3,
+                    share: None,
+                    digest: None,
+                    bad: false,
+                },
+                GuardianAnswer {
+                    guardian: acct(8),
+                    approve: true,
+                    time_ms: T0 + 4,
+                    share: Some(sealed(0x68)),
+                    digest: Some(Hash([0x69; 32])),
+                    bad: false,
+                },
+            ],
+            status: EmergencyStatus::Released,
+            created_ms: T0 + 1,
+            released_ms: Some(T0 + 4),
+            expires_ms: Some(T0 + 4 + 2 * 3_600_000),
+            review: Some(EmergencyReview::Reviewed),
+            reviewed_ms: Some(T0 + 5 + 2 * 3_600_000),
+        }),
     ];
     one_example_per_variant("Item", &items);
+    one_example_per_variant("ItemKind", &ItemKind::ALL);
     let actual: Vec<_> = items
         .iter()
         .map(|i| (i.kind().word().to_string(), encode(i)))
@@ -1098,4 +1345,6 @@ prescription f305bc59b97a11668ee9cdbd6d528ab6316d2b27bedd42b7f8b6645d285d454b
 invoice      bd4480379a34b8f1820efae7b08ab9028dae9381ddf7722bc6d421c1d2f4fd50
 policy       27bf96f1025842de25ac6048cd42cbc7deaa418946e094d24e3e59e84a60f01c
 claim        e1f7470c6263a79fb68d8d321cf195b8f19b4d46db93f4e0caefd206051f9a34
+guardianship 918132f39fba89d9e42e2a7923487949d484f43e0d64b402171e64a681f5077a
+emergency    275dd965a8bd5432e90d962bbcc002d02135776915c0bc00255a5050ebac64a6
 ";
