@@ -428,17 +428,20 @@ pub fn run_emergency(ctx: &Ctx, cmd: EmergencyCmd) -> anyhow::Result<()> {
                 EmergencyReview::Reviewed
             };
             let t = em::review(&s, &id, review)?;
-            ctx.print(&serde_json::to_value(&t)?, || {
-                format!(
+            // The next opportunity to take back what was released: a new emergency key and
+            // new epochs of the released categories.
+            let rotated = em::rotate_after_release(&s)?;
+            ctx.print(&json!({"tx": t, "rotated": rotated}), || {
+                let mut out = format!(
                     "{id} marked {}{}\n{}",
                     review.name(),
-                    if disputed {
-                        ": every regulator sees the dispute"
-                    } else {
-                        ""
-                    },
+                    if disputed { ": every regulator sees the dispute" } else { "" },
                     tx_line(&t)
-                )
+                );
+                if !rotated.is_empty() {
+                    out += "\nrotated: a new emergency key and new epochs of the released categories (records written from now on are out of the doctor's reach)";
+                }
+                out
             });
             Ok(())
         }

@@ -243,6 +243,8 @@ pub struct RequestView {
     pub answered: bool,
     /// Whether a released request's window is still open.
     pub active: bool,
+    /// Whether an open request waited a day without being released (it takes no answers).
+    pub lapsed: bool,
 }
 
 fn view(s: &Session, r: EmergencyRequest) -> RequestView {
@@ -267,6 +269,7 @@ fn view(s: &Session, r: EmergencyRequest) -> RequestView {
     RequestView {
         answered: r.answers.iter().any(|a| a.guardian == s.me),
         active: r.status == EmergencyStatus::Released && r.expires_ms.is_some_and(|e| now < e),
+        lapsed: r.lapsed(now),
         note,
         as_role,
         request: r,
@@ -600,7 +603,8 @@ pub fn alerts(s: &Session) -> Result<Vec<Alert>> {
         .collect())
 }
 
-/// The patient reviews a released emergency access; a dispute is visible to every regulator.
+/// The patient reviews a released emergency access (which ends it if it is still running);
+/// a dispute is visible to every regulator. Rotate afterwards ([`rotate_after_release`]).
 pub fn review(s: &Session, id: &ItemId, review: EmergencyReview) -> Result<TxView> {
     s.submit_one(TxPayload::ReviewEmergency {
         request: *id,
@@ -642,26 +646,28 @@ pub fn rotate_after_release(s: &Session) -> Result<Vec<TxView>> {
     if released.is_empty() {
         return Ok(Vec::new());
     }
-    let mut done = Vec::new();
-    // New epochs first: sealed to the patient, the grantees, and (the old guardianship being
-    // still active) the old emergency key; the new guardianship then seals every epoch anew.
-    let state = ConsentState::fetch(s, &[])?;
-    let planner = crate::consent::Planner {
-        key: &s.key,
-        state: &state,
-    };
-    let mut payloads = Vec::new();
-    for &c in &g.categories {
-        let rotation = planner.rotation(c, state.epochs(c), &CategoryKey::generate(), None)?;
-        payloads.push(TxPayload::RotateKey { rotation });
-    }
-    done.extend(s.submit(payloads)?);
+    // A new emergency key first, split among the same guardians: the old guardianship (which
+    // the doctor can see and whose key the doctor rebuilt) is replaced, so it never receives
+    // the new epochs. Then new epochs of the released categories, sealed to the new key.
     let plan = GuardianPlan {
         guardians: g.guardians.iter().map(|x| x.account).collect(),
         threshold: g.threshold,
         categories: g.categories.clone(),
         max_duration: Duration::from_millis(g.max_duration_ms),
     };
-    done.push(set_guardians(s, &plan)?.1);
+    let mut done = vec![set_guardians(s, &plan)?.1];
+    let state = ConsentState::fetch(s, &[])?;
+    let planner = crate::consent::Planner {
+        key: &s.key,
+        state: &state,
+    };
+    let mut payloads = Vec::new();
+    for &c in g.categories.iter().filter(|c| state.epochs(**c) > 0) {
+        let rotation = planner.rotation(c, state.epochs(c), &CategoryKey::generate(), None)?;
+        payloads.push(TxPayload::RotateKey { rotation });
+    }
+    if !payloads.is_empty() {
+        done.extend(s.submit(payloads)?);
+    }
     Ok(done)
 }

@@ -240,6 +240,9 @@ pub const MAX_GUARDIANS: usize = 16;
 pub const MAX_EMERGENCY_MS: u64 = 30 * 24 * 3_600_000;
 /// The shortest emergency window a request may ask for (ten seconds: a sanity floor).
 pub const MIN_EMERGENCY_MS: u64 = 10_000;
+/// An open request lapses this long after it was made if the guardians have not released it
+/// (an emergency does not wait for weeks; the doctor may then ask again).
+pub const MAX_PENDING_MS: u64 = 24 * 3_600_000;
 /// The emergency window a patient allows unless they say otherwise (24 hours).
 pub const DEFAULT_EMERGENCY_MS: u64 = 24 * 3_600_000;
 /// The categories an emergency opens unless the patient says otherwise.
@@ -413,6 +416,13 @@ pub struct EmergencyRequest {
 impl EmergencyRequest {
     pub fn approvals(&self) -> usize {
         self.answers.iter().filter(|a| a.approve).count()
+    }
+
+    /// Whether an open request has waited [`MAX_PENDING_MS`] without being released: it no
+    /// longer takes answers and no longer blocks a new request.
+    pub fn lapsed(&self, now_ms: u64) -> bool {
+        self.status == EmergencyStatus::Open
+            && now_ms >= self.created_ms.saturating_add(MAX_PENDING_MS)
     }
 
     pub fn refusals(&self) -> usize {

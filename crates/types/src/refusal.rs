@@ -618,6 +618,10 @@ pub enum Refusal {
     NotReviewable {
         request: ItemId,
     },
+    /// The requesting doctor does not answer their own request, even as a guardian.
+    SelfApproval {
+        request: ItemId,
+    },
 }
 
 impl Coded for Refusal {
@@ -756,6 +760,7 @@ impl Refusal {
             ShareNotRevealed { .. } => "share_not_revealed",
             ShareValid { .. } => "share_valid",
             NotReviewable { .. } => "not_reviewable",
+            SelfApproval { .. } => "self_approval",
         }
     }
 }
@@ -1141,7 +1146,7 @@ impl fmt::Display for Refusal {
             }
             EmergencyClosed { request } => write!(
                 f,
-                "{} was refused or withdrawn, or its window is over",
+                "{} was refused, withdrawn or lapsed, or its window is over",
                 Named(request)
             ),
             ShareRequired => f.write_str(
@@ -1159,6 +1164,11 @@ impl fmt::Display for Refusal {
             NotReviewable { request } => write!(
                 f,
                 "{} is not a released emergency access waiting for review",
+                Named(request)
+            ),
+            SelfApproval { request } => write!(
+                f,
+                "you asked for {}: you cannot answer it, even as a guardian",
                 Named(request)
             ),
         }

@@ -255,7 +255,7 @@ pub fn request(
             Item::Emergency(r)
                 if r.doctor == sender
                     && r.patient == *patient
-                    && (r.status == EmergencyStatus::Open
+                    && ((r.status == EmergencyStatus::Open && !r.lapsed(now))
                         || (r.status == EmergencyStatus::Released
                             && r.expires_ms.is_some_and(|e| now < e))) =>
             {
@@ -312,12 +312,15 @@ pub fn answer(
     if !r.guardians.contains(&me) {
         return Err(Refusal::NotAGuardian { request: *request });
     }
+    if r.doctor == me {
+        return Err(Refusal::SelfApproval { request: *request });
+    }
     if r.answers.iter().any(|a| a.guardian == me) {
         return Err(Refusal::AlreadyAnswered { request: *request });
     }
     let now = scope.ctx.timestamp_ms;
     // After the release, further approvals still help (spare shares in case one is wrong).
-    let open = r.status == EmergencyStatus::Open
+    let open = (r.status == EmergencyStatus::Open && !r.lapsed(now))
         || (approve
             && r.status == EmergencyStatus::Released
             && r.expires_ms.is_some_and(|e| now < e));
@@ -383,6 +386,7 @@ pub fn report_bad_share(
     guardian: &AccountId,
     revealed: &[u8],
 ) -> Result<(), Refusal> {
+    scope.require_active()?;
     let mut r: EmergencyRequest = scope.item(request)?;
     if r.doctor != scope.sender {
         return Err(Refusal::NotYourEmergency { request: *request });
@@ -424,7 +428,8 @@ pub fn report_bad_share(
     Ok(())
 }
 
-/// `review_emergency`: the patient marks a released emergency access reviewed or disputed.
+/// `review_emergency`: the patient marks a released emergency access reviewed or disputed,
+/// which also ends it if its window is still running.
 pub fn review(
     scope: &mut TxScope<'_>,
     request: &ItemId,
@@ -437,8 +442,11 @@ pub fn review(
     if r.status != EmergencyStatus::Released || r.review.is_some() {
         return Err(Refusal::NotReviewable { request: *request });
     }
+    let now = scope.ctx.timestamp_ms;
     r.review = Some(review);
-    r.reviewed_ms = Some(scope.ctx.timestamp_ms);
+    r.reviewed_ms = Some(now);
+    // A patient who can review can consent: a review ends an access still running.
+    r.expires_ms = r.expires_ms.map(|e| e.min(now));
     let action = match review {
         EmergencyReview::Reviewed => AuditAction::EmergencyReviewed,
         EmergencyReview::Disputed => AuditAction::EmergencyDisputed,

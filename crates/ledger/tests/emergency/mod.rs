@@ -1213,3 +1213,56 @@ fn rotations_keep_the_emergency_key_current() {
     p.wraps.push(fx.emergency_wrap(MED, 1, &ck1));
     fx.run(&alice, p.payload(), "applied");
 }
+
+#[test]
+fn a_review_ends_a_running_access_and_a_doctor_guardian_cannot_approve_their_own_request() {
+    let mut fx = fixture();
+    let (alice, doc) = (fx.alice.clone(), fx.doc.clone());
+    fx.set_guardians();
+    // Guardian 3 is an approved doctor: it may ask, but not answer its own request.
+    let g3 = fx.guardians[3].clone();
+    let own = fx.ask(&g3, HOUR, "applied");
+    let p = fx.approval(3, &own, None);
+    fx.answer(3, p, "rejected: self_approval");
+    fx.answer(3, refusal(&own), "rejected: self_approval");
+
+    let rid = fx.ask(&doc, HOUR, "applied");
+    for i in 0..3 {
+        fx.approve(i, &rid, "applied");
+    }
+    let record = fx.w.state.records[&ehrchain_types::RecordId([MED_RECORD; 16])].clone();
+    let reads = |fx: &Fx| {
+        ehrchain_ledger::access::read_decision(
+            &fx.w.state,
+            &doc.account(),
+            &record,
+            fx.w.height + 1,
+        )
+    };
+    assert!(matches!(reads(&fx), Ok(AuditReason::Emergency { .. })));
+    fx.run(
+        &alice,
+        TxPayload::ReviewEmergency {
+            request: rid,
+            review: EmergencyReview::Reviewed,
+        },
+        "applied",
+    );
+    assert_eq!(fx.request(&rid).expires_ms, Some(fx.w.height));
+    assert_eq!(reads(&fx), no_consent(MED), "the patient's review ended it");
+}
+
+#[test]
+fn an_open_request_lapses_after_a_day() {
+    let mut fx = fixture();
+    let doc = fx.doc.clone();
+    fx.set_guardians();
+    let rid = fx.ask(&doc, HOUR, "applied");
+    fx.approve(0, &rid, "applied");
+    fx.ask(&doc, HOUR, "rejected: emergency_pending");
+    fx.w.height += ehrchain_types::items::MAX_PENDING_MS;
+    fx.approve(1, &rid, "rejected: emergency_closed");
+    fx.refuse(2, &rid, "rejected: emergency_closed");
+    // The doctor may ask again.
+    fx.ask(&doc, HOUR, "applied");
+}

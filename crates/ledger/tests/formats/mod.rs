@@ -727,6 +727,7 @@ fn every_refusal() -> Vec<Refusal> {
         ShareNotRevealed { guardian: acct(7) },
         ShareValid { guardian: acct(6) },
         NotReviewable { request },
+        SelfApproval { request },
     ]
 }
 
@@ -843,6 +844,7 @@ not_your_emergency          b24bfdfddc717087f06bd445f35ed48015616d84bf4bb07ef90d
 share_not_revealed          f07deb5071f2ae7603cce9b691a9df10fbf46835a00aff4cd655f6e4c31959a5
 share_valid                 4c961b157607c434c0dd1cd9b178165e40684d2a20d28aa75fb9adec8bac664d
 not_reviewable              abbdbe9b32eb2eafb1000e75a6540a7c22f42f17ccac280a813c9b8feed3e38b
+self_approval               61ad1ed294ce9a87f74e8144d80aa09454d747c1869672bed3b238e4f229c6f6
 ";
 
 /// Every refusal code: one example per variant, each pinned; codes are unique snake_case and
