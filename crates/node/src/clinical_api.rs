@@ -72,7 +72,8 @@ struct ItemQuery {
     open: bool,
     /// With `open=true`: only this doctor's slots.
     doctor: Option<String>,
-    /// With `kind=emergency`, for a regulator: every disputed emergency access.
+    /// With `kind=emergency`, for a regulator: every disputed emergency access (ignored with
+    /// another kind).
     #[serde(default)]
     disputed: bool,
     /// Page size (`records_api::page_limit`).
@@ -108,12 +109,8 @@ async fn list_items(
     let limit = page_limit(q.limit);
     let snap = s.chain.snapshot();
     let now = now_ms();
-    if q.disputed {
-        if kind != ItemKind::Emergency {
-            return Err(bad_request(
-                "disputed=true lists emergency access requests only".into(),
-            ));
-        }
+    // `disputed` qualifies `kind=emergency` only; with another kind it has nothing to select.
+    if q.disputed && kind == ItemKind::Emergency {
         if !authz::is_regulator(&snap.state, &who) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
