@@ -6,10 +6,14 @@
 // download has the same bytes) and prescribes; the pharmacist dispenses; the insurer officer
 // and the regulator approve the claim; the patient pays; the admin approves a doctor that
 // registered in the portal, who then signs in and acts; the explorer shows the blocks. Then
+// emergency access: the regulator's guardian inbox shows the demo's request, the patient
+// names guardians on the Guardians page, an approved doctor without a grant asks from the
+// chart, two guardians approve, the doctor opens it and reads the uploaded file, the patient's
+// alert lists the read and the patient disputes it, which the regulator sees. Then
 // the checks: a revoked doctor's open is refused on the page; a form without its CSRF token
 // is refused (403); a foreign Host header is refused (421); no file under the node's data
 // dir (the key directory aside) holds the marker. A full-page screenshot of each role's
-// dashboard goes to SHOTS_DIR.
+// dashboard (and of the patient's Guardians page with the alert) goes to SHOTS_DIR.
 //
 // Environment: PORTAL_URL, API_URL, DATA_DIR (the node's), KEYS_DIR, SHOTS_DIR, CHROMIUM
 // (default /usr/bin/chromium). Prints one line per step and, last,
@@ -349,6 +353,102 @@ async function main() {
         await p.waitForLoadState();
         await expectOk(p, 'publishing a slot');
         await dave.ctx.close();
+    });
+
+    // Emergency access (break-glass): the demo has alice's guardians (regulator, insurer,
+    // pharma; 2 of 3) and drbob's request waiting in their inboxes.
+    let emergency = null; // the request drcarol makes
+    let drcarol = null;
+
+    await step('guardian: the regulator\'s inbox shows drbob\'s request (who, hospital, reason, note)', async () => {
+        assert.ok(regulator, 'the regulator is not signed in');
+        const p = regulator.page;
+        await expectPage(p, '/guardian');
+        const card = p.locator('.card', { hasText: 'drbob' }).first();
+        const text = (await card.textContent()).replace(/\s+/g, ' ');
+        assert.match(text, /St Mary's/);
+        assert.match(text, /unconscious/);
+        assert.match(text, /medication list and allergies/);
+        assert.ok(await card.getByRole('button', { name: 'Approve' }).count(), 'no Approve button');
+    });
+
+    await step('patient: names guardians on the Guardians page (2 of 3, the default categories)', async () => {
+        const p = alice.page;
+        await expectPage(p, '/patient/guardians');
+        for (const who of ['regulator', 'insurer', 'pharma']) {
+            await p.getByRole('checkbox', { name: new RegExp(`^${who} \\(`) }).check();
+        }
+        for (const c of ['vitals', 'lab', 'medication', 'emergency']) {
+            assert.ok(await p.getByRole('checkbox', { name: c, exact: true }).isChecked(), `${c} is not checked by default`);
+        }
+        await p.getByLabel('How many must agree', { exact: true }).fill('2');
+        await p.getByLabel('Longest window a doctor may ask for', { exact: true }).selectOption('24h');
+        await p.getByRole('button', { name: 'Set guardians' }).click();
+        await p.waitForLoadState();
+        const text = await expectOk(p, 'setting guardians');
+        assert.match(text, /2 of the 3/);
+        assert.match(text, /withdrawn/, 'drbob\'s waiting request was not said to be withdrawn');
+    });
+
+    await step('doctor: asks for emergency access from the chart of a patient who granted nothing', async () => {
+        drcarol = await signIn(browser, 'drcarol', '/doctor');
+        const p = drcarol.page;
+        await expectPage(p, `/doctor/patients/${ids.alice}`);
+        await p.getByLabel('Emergency reason', { exact: true }).selectOption('unconscious');
+        await p.getByLabel('Note to the guardians', { exact: true }).fill('Collapsed in the waiting room; need allergies and medication.');
+        await p.getByLabel('For how long', { exact: true }).selectOption('1h');
+        await p.getByRole('button', { name: 'Ask for emergency access' }).click();
+        await p.waitForLoadState();
+        const text = await expectOk(p, 'emergency request');
+        const m = text.match(/emg[0-9a-f]{32}/);
+        assert.ok(m, `no request id in "${text}"`);
+        emergency = m[0];
+    });
+
+    await step('guardians: the regulator and the insurer officer approve in their inboxes (released)', async () => {
+        assert.ok(emergency, 'no emergency request was made');
+        const answer = async (page, what) => {
+            await expectPage(page, '/guardian');
+            await page.locator('.card', { hasText: emergency }).getByRole('button', { name: 'Approve' }).click();
+            await page.waitForLoadState();
+            return expectOk(page, what);
+        };
+        assert.match(await answer(regulator.page, 'regulator approving'), /1 of 2 approvals/);
+        assert.match(await answer(insurer.page, 'insurer approving'), /released/);
+    });
+
+    await step('doctor: opens the released access (shares checked) and reads the emergency card under it', async () => {
+        assert.ok(emergency && record, 'nothing to open');
+        const p = drcarol.page;
+        await expectPage(p, '/doctor/emergency');
+        await rowWith(p, emergency.slice(0, 10)).getByRole('button', { name: 'Open', exact: true }).click();
+        await p.waitForLoadState();
+        assert.match(await expectOk(p, 'open'), /2 good shares/);
+        await expectPage(p, `/records/${record}`);
+        const [download] = await Promise.all([
+            p.waitForEvent('download', { timeout: NAV_TIMEOUT }),
+            p.getByRole('button', { name: 'Open', exact: true }).click(),
+        ]);
+        const out = path.join(scratch, 'emergency-read');
+        await download.saveAs(out);
+        assert.ok(fs.readFileSync(out).equals(UPLOAD_BYTES), 'the emergency read has other bytes');
+    });
+
+    await step('patient: the alert names the doctor and the read; disputes it (the regulator sees it)', async () => {
+        const p = alice.page;
+        await expectPage(p, '/patient');
+        assert.match(await p.locator('.notice.alert').first().textContent(), /Emergency access to your records was released/);
+        await expectPage(p, '/patient/guardians');
+        const alert = p.locator('.card', { hasText: 'Records read under this access' }).first();
+        const text = (await alert.textContent()).replace(/\s+/g, ' ');
+        assert.match(text, /drcarol/);
+        assert.ok(text.includes(UPLOAD_TITLE), `the read of "${UPLOAD_TITLE}" is not listed: ${text.slice(0, 300)}`);
+        await shot(p, 'guardians');
+        await alert.getByRole('button', { name: 'Dispute' }).click();
+        await p.waitForLoadState();
+        assert.match(await expectOk(p, 'dispute'), /disputed/);
+        await expectPage(regulator.page, '/regulator');
+        assert.ok(await regulator.page.locator(`[title="${emergency}"]`).count(), 'the dispute is not on the regulator\'s page');
     });
 
     await step('explorer: the chain status and the blocks, a block and a transaction', async () => {

@@ -356,3 +356,271 @@ fn scan(dir: &Path, skip: &Path, needle: &[u8], found: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// Runs the CLI against `dev` (passphrase `dev`) and returns its stdout; panics on failure.
+fn cli_ok(dev: &Dev, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("EHRCHAIN_NODE", &dev.node)
+        .env("EHRCHAIN_HOME", dev.dir.join("keys"))
+        .env("EHRCHAIN_PASSPHRASE", "dev")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The account id of a key in the dev chain's key directory.
+fn account_of(dev: &Dev, name: &str) -> String {
+    let f = std::fs::read_to_string(dev.dir.join(format!("keys/{name}.json"))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+    v["account"].as_str().unwrap().to_string()
+}
+
+/// A browser signed in as `name` (password `dev`).
+fn signed_in(dev: &Dev, name: &str) -> Browser {
+    let mut b = Browser::new(&dev.portal);
+    let csrf = b.csrf("/login");
+    let r = b.post(
+        "/login",
+        &[("csrf", &csrf), ("account", name), ("password", "dev")],
+        None,
+    );
+    assert_eq!(r.status, 303, "{name} could not sign in: {}", r.body);
+    b
+}
+
+/// The flash message of a page: (ok?, text).
+fn flash_of(html: &str) -> Option<(bool, String)> {
+    let at = html.find("<div class=\"flash ")?;
+    let rest = &html[at..];
+    let ok = rest.starts_with("<div class=\"flash ok\"");
+    let start = rest.find('>')? + 1;
+    let end = rest.find("</div>")?;
+    Some((ok, rest[start..end].to_string()))
+}
+
+impl Browser {
+    /// Posts `form` to `action` with the CSRF token of `page`, as the page's form would; then
+    /// follows the redirect and returns where it went and the flash message there.
+    fn act(&mut self, page: &str, action: &str, form: &[(&str, &str)]) -> (String, bool, String) {
+        let csrf = self.csrf(page);
+        let mut f = vec![("csrf", csrf.as_str())];
+        f.extend_from_slice(form);
+        let r = self.post(action, &f, None);
+        assert_eq!(
+            r.status, 303,
+            "POST {action} answered {}: {}",
+            r.status, r.body
+        );
+        let to = r.location.unwrap();
+        let next = self.get(&to);
+        let (ok, text) = flash_of(&next.body)
+            .unwrap_or_else(|| panic!("no message after POST {action} on {to}"));
+        (to, ok, text)
+    }
+}
+
+#[test]
+fn emergency_access_through_the_portal() {
+    let _one = NODES.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = start(&tmp.path().join("dev"));
+    let register = |k: &str, role: &str| {
+        let mut a = vec!["register", "--key", k, "--role", role];
+        if role != "patient" {
+            a.extend(["--org", "StMarys"]);
+        }
+        cli_ok(&dev, &a);
+        if role != "patient" {
+            cli_ok(&dev, &["approve", "--key", "admin", k]);
+        }
+    };
+    register("demo1", "patient");
+    register("demo2", "doctor");
+    register("demo3", "patient");
+    register("demo4", "patient");
+    register("demo5", "regulator");
+    register("demo6", "patient");
+    let (patient, g3, g4) = (
+        account_of(&dev, "demo1"),
+        account_of(&dev, "demo3"),
+        account_of(&dev, "demo4"),
+    );
+    let med = tmp.path().join("meds.txt");
+    std::fs::write(&med, b"warfarin 5 mg daily; allergic to penicillin").unwrap();
+    let notes = tmp.path().join("notes.txt");
+    std::fs::write(&notes, b"private").unwrap();
+    for (file, cat, title) in [
+        (&med, "medication", "Medication list"),
+        (&notes, "notes", "Private notes"),
+    ] {
+        cli_ok(
+            &dev,
+            &[
+                "record",
+                "add",
+                "--key",
+                "demo1",
+                "--patient",
+                "demo1",
+                "--category",
+                cat,
+                "--file",
+                file.to_str().unwrap(),
+                "--title",
+                title,
+            ],
+        );
+    }
+
+    // The patient names two guardians, 2 of 2; a threshold outside 2..=n is refused first.
+    let mut pat = signed_in(&dev, "demo1");
+    let page = pat.get("/patient/guardians");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You have named no guardians"));
+    let form = |t: &'static str| {
+        vec![
+            ("guardian", g3.clone()),
+            ("others", format!(" {g4}\n")),
+            ("threshold", t.to_string()),
+            ("categories", "vitals".into()),
+            ("categories", "lab".into()),
+            ("categories", "medication".into()),
+            ("categories", "emergency".into()),
+            ("max_duration", "24h".into()),
+        ]
+    };
+    for bad in ["1", "3"] {
+        let f = form(bad);
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (_, ok, text) = pat.act("/patient/guardians", "/patient/guardians/set", &f);
+        assert!(!ok && text.contains("from 2 to 2"), "{text}");
+    }
+    let f = form("2");
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, ok, text) = pat.act("/patient/guardians", "/patient/guardians/set", &f);
+    assert!(ok && text.contains("2 of the 2"), "{text}");
+    let page = pat.get("/patient/guardians");
+    assert!(page.body.contains(&g3) && page.body.contains(&g4));
+    assert!(page.body.contains("Remove guardians"));
+
+    // The doctor asks from the chart; "other" without a note is refused and said so there.
+    let mut doc = signed_in(&dev, "demo2");
+    let chart = format!("/doctor/patients/{patient}");
+    let page = doc.get(&chart);
+    assert!(
+        page.body.contains("Ask for emergency access"),
+        "{}",
+        page.body
+    );
+    let action = format!("{chart}/emergency");
+    let (to, ok, text) = doc.act(
+        &chart,
+        &action,
+        &[("reason", "other"), ("note", " "), ("duration", "1h")],
+    );
+    assert!(!ok && text.contains("note"), "{text}");
+    assert!(to.starts_with(&chart), "{to}");
+    let note = "Found <b>unconscious</b>\u{202E}fdp";
+    let (to, ok, text) = doc.act(
+        &chart,
+        &action,
+        &[
+            ("reason", "unconscious"),
+            ("note", note),
+            ("duration", "1h"),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(to, "/doctor/emergency");
+    let id = text
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                .strip_prefix("emg")
+                .map(|h| format!("emg{h}"))
+        })
+        .unwrap_or_else(|| panic!("no request id in {text:?}"));
+    let mine = doc.get("/doctor/emergency");
+    assert!(mine.body.contains(&id) && mine.body.contains("waiting for the guardians"));
+    let open = format!("/doctor/emergency/{id}/open");
+    let (_, ok, text) = doc.act("/doctor/emergency", &open, &[]);
+    assert!(!ok && text.contains("not released"), "{text}");
+
+    // A guardian sees who, which hospital, why and the note (cleaned, escaped); a stranger
+    // sees nothing and cannot answer.
+    let mut stranger = signed_in(&dev, "demo6");
+    assert!(!stranger.get("/guardian").body.contains(&id));
+    let answer = format!("/guardian/{id}/answer");
+    let (_, ok, _) = stranger.act("/guardian", &answer, &[("decision", "approve")]);
+    assert!(!ok);
+    let mut gd3 = signed_in(&dev, "demo3");
+    let inbox = gd3.get("/guardian");
+    assert_eq!(inbox.status, 200);
+    assert!(inbox.body.contains(&id) && inbox.body.contains("StMarys"));
+    assert!(inbox.body.contains("unconscious") && inbox.body.contains("Approve"));
+    assert!(
+        !inbox.body.contains("<b>unconscious"),
+        "the note is escaped"
+    );
+    assert!(
+        inbox.body.contains("\u{FFFD}fdp"),
+        "hidden characters are shown"
+    );
+    let (_, ok, text) = gd3.act("/guardian", &answer, &[("decision", "approve")]);
+    assert!(ok && text.contains("1 of 2 approvals"), "{text}");
+    let (_, ok, text) = gd3.act("/guardian", &answer, &[("decision", "approve")]);
+    assert!(!ok && text.contains("already answered"), "{text}");
+    let mut gd4 = signed_in(&dev, "demo4");
+    let (_, ok, text) = gd4.act("/guardian", &answer, &[("decision", "approve")]);
+    assert!(ok && text.contains("released"), "{text}");
+
+    // The doctor opens it (the shares check out) and reads the medication record from the
+    // chart; the notes were not released.
+    let (_, ok, text) = doc.act("/doctor/emergency", &open, &[]);
+    assert!(ok && text.contains("2 good shares"), "{text}");
+    let page = doc.get(&chart);
+    assert!(page.body.contains("Emergency access released to you until"));
+    assert!(page.body.contains("Medication list"), "{}", page.body);
+    assert!(!page.body.contains("Private notes"));
+    let at = page.body.find("Medication list").unwrap();
+    let href = page.body[..at].rfind("/records/rec").unwrap();
+    let record: String = page.body[href + 9..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let csrf = doc.csrf(&format!("/records/{record}"));
+    let got = doc.post(&format!("/records/{record}/open"), &[("csrf", &csrf)], None);
+    assert_eq!(got.status, 200, "{:?} {}", got.location, got.body);
+    assert_eq!(got.body.as_bytes(), std::fs::read(&med).unwrap());
+
+    // The patient's dashboard raises the alert; the Guardians page shows who read what.
+    let dash = pat.get("/patient");
+    assert!(
+        dash.body
+            .contains("Emergency access to your records was released")
+    );
+    let page = pat.get("/patient/guardians");
+    assert!(page.body.contains("Records read under this access"));
+    assert!(page.body.contains("Medication list") && page.body.contains("Mark reviewed"));
+    let review = format!("/patient/emergency/{id}/review");
+    let (_, ok, text) = pat.act("/patient/guardians", &review, &[("verdict", "disputed")]);
+    assert!(ok && text.contains("disputed"), "{text}");
+    assert!(text.contains("rotated"), "{text}");
+    assert!(!pat.get("/patient/guardians").body.contains("Mark reviewed"));
+
+    // The dispute ended the access; every regulator sees it, nobody else has the page.
+    let csrf = doc.csrf(&format!("/records/{record}"));
+    let denied = doc.post(&format!("/records/{record}/open"), &[("csrf", &csrf)], None);
+    assert_ne!(denied.status, 200, "the access ended with the dispute");
+    let mut reg = signed_in(&dev, "demo5");
+    let desk = reg.get("/regulator");
+    assert_eq!(desk.status, 200);
+    assert!(desk.body.contains("Disputed emergency accesses") && desk.body.contains(&id));
+    assert_eq!(doc.get("/regulator").status, 403);
+}

@@ -7,9 +7,12 @@
 //! - `alice`, patient: a profile, an X-ray image, a lab report, notes, vitals readings, an
 //!   appointment booked with drbob, a symptom report sent to drbob, a grant to drbob, two
 //!   prescriptions from drbob waiting for her approval (one dispensed: an invoice under an
-//!   insurance claim, the other waiting at the pharmacy), tokens to pay with;
+//!   insurance claim, the other waiting at the pharmacy), tokens to pay with, guardians for
+//!   emergency access (regulator, insurer and pharma, 2 of 3);
 //! - `drbob`, doctor at St Mary's: alice's grant (vitals, medication with write, lab,
-//!   imaging, notes), an open slot and alice's booking to confirm, her symptom report;
+//!   imaging, notes), an open slot and alice's booking to confirm, her symptom report, and an
+//!   emergency access request to alice's guardians (for the emergency category he lacks),
+//!   waiting in the guardian inboxes of `pharma`, `insurer` and `regulator`;
 //! - `pharma`, pharmacist at City Pharmacy: a prescription to dispense, one dispensed;
 //! - `insurer`, insurer officer: alice's policy, her claim waiting at the first level;
 //! - `regulator`: the claim's second level;
@@ -22,11 +25,12 @@ use ehrchain_client::{
     api::now_ms,
     clinical, consent,
     crypto::keystore::{DEFAULT_KDF, KeystoreError},
-    records, schemas,
+    emergency, records, schemas,
 };
 use ehrchain_types::{
     AccountId, Category, Grantee, ItemId, ItemKind, RecordDraft, Role, TxPayload,
     entries::AccountStatus,
+    items::{DEFAULT_EMERGENCY_CATEGORIES, DEFAULT_EMERGENCY_MS, EmergencyReason},
 };
 use serde::{Deserialize, Serialize};
 use std::{path::Path, time::Duration};
@@ -246,37 +250,89 @@ pub fn seed(node: &str, keys: &Path) -> anyhow::Result<Vec<DemoUser>> {
         .get(1)
         .ok_or_else(|| anyhow!("no prescription was made"))?;
 
-    // 6. pharma dispenses the second (an invoice); alice claims it under her policy.
-    let t = pharma
-        .submit_one(TxPayload::Dispense {
-            rx: dispensed,
-            price: 40,
-        })
-        .context("pharma dispensing")?;
-    let invoice = clinical::created(ItemKind::Invoice, &t);
-    let policy = clinical::claim_policy(alice, None).context("alice's policy")?;
-    alice
-        .submit_one(TxPayload::SubmitClaim { invoice, policy })
-        .context("alice claiming the invoice")?;
+    // 6. pharma dispenses the second (an invoice) while alice names her guardians for
+    //    emergency access (the regulator, the insurer officer and the pharmacist, 2 of 3).
+    let invoice: std::sync::Mutex<Option<ItemId>> = Default::default();
+    parallel(vec![
+        Box::new(|| {
+            let t = pharma
+                .submit_one(TxPayload::Dispense {
+                    rx: dispensed,
+                    price: 40,
+                })
+                .context("pharma dispensing")?;
+            *invoice.lock().map_err(|_| anyhow!("poisoned"))? =
+                Some(clinical::created(ItemKind::Invoice, &t));
+            Ok(())
+        }) as Job<'_>,
+        Box::new(|| {
+            emergency::set_guardians(
+                alice,
+                &emergency::GuardianPlan {
+                    guardians: vec![regulator.me, insurer.me, pharma.me],
+                    threshold: 2,
+                    categories: DEFAULT_EMERGENCY_CATEGORIES.to_vec(),
+                    max_duration: Duration::from_millis(DEFAULT_EMERGENCY_MS),
+                },
+            )
+            .context("alice naming her guardians")?;
+            Ok(())
+        }),
+    ])?;
+    let invoice = invoice
+        .into_inner()
+        .map_err(|_| anyhow!("poisoned"))?
+        .ok_or_else(|| anyhow!("no invoice was made"))?;
+
+    // 7. alice claims the invoice under her policy, while drbob asks her guardians for
+    //    emergency access (left waiting in their guardian inboxes).
+    parallel(vec![
+        Box::new(|| {
+            let policy = clinical::claim_policy(alice, None).context("alice's policy")?;
+            alice
+                .submit_one(TxPayload::SubmitClaim { invoice, policy })
+                .context("alice claiming the invoice")?;
+            Ok(())
+        }) as Job<'_>,
+        Box::new(|| {
+            emergency::request(
+                drbob,
+                &alice.me,
+                EmergencyReason::Unconscious,
+                Some("Brought in unresponsive after a fall; we need her medication list and allergies."),
+                Duration::from_secs(6 * 3600),
+            )
+            .context("drbob asking for emergency access")?;
+            Ok(())
+        }),
+    ])?;
 
     Ok(vec![
         user(
             "alice",
             Role::Patient,
-            "records, vitals, an appointment with drbob, prescriptions to approve, an invoice under a claim",
+            "records, vitals, an appointment with drbob, prescriptions to approve, an invoice under a claim, guardians (2 of 3) and drbob's emergency request",
         ),
         user(
             "drbob",
             Role::Doctor,
-            "alice's chart (granted), her booking to confirm, her symptom report",
+            "alice's chart (granted), her booking to confirm, her symptom report, an emergency request waiting for her guardians",
         ),
-        user("pharma", Role::Pharmacist, "a prescription to dispense"),
+        user(
+            "pharma",
+            Role::Pharmacist,
+            "a prescription to dispense; drbob's emergency request in the guardian inbox",
+        ),
         user(
             "insurer",
             Role::Insurer,
-            "alice's policy; her claim waits at the insurer's level",
+            "alice's policy; her claim waits at the insurer's level; drbob's emergency request in the guardian inbox",
         ),
-        user("regulator", Role::Regulator, "the claim's second level"),
+        user(
+            "regulator",
+            Role::Regulator,
+            "the claim's second level; drbob's emergency request in the guardian inbox",
+        ),
         user(
             "admin",
             Role::Admin,

@@ -315,6 +315,7 @@ struct DashboardTpl {
     today: Vec<SlotRow>,
     open_requests: usize,
     organisation: Option<String>,
+    emergency: crate::emergency::Counts,
 }
 
 impl DashboardTpl {
@@ -328,7 +329,7 @@ impl DashboardTpl {
 
 async fn dashboard(user: User) -> Result<Response, PageError> {
     user.require(&[Role::Doctor])?;
-    let (patients, reports, slots, open_requests, me) = user
+    let (patients, reports, slots, open_requests, me, emergency) = user
         .call(|s| {
             let patients = my_patients(s)?;
             let mut reports: Vec<Report> = clinical::items(s)?;
@@ -342,7 +343,8 @@ async fn dashboard(user: User) -> Result<Response, PageError> {
                 .filter(|r| r.request.requester == s.me && r.request.status == RequestStatus::Open)
                 .count();
             let me = s.account(&s.me)?;
-            Ok((patients, reports, slots, open, me))
+            let emergency = crate::emergency::counts(s)?;
+            Ok((patients, reports, slots, open, me, emergency))
         })
         .await?;
     let now = now_ms();
@@ -373,6 +375,7 @@ async fn dashboard(user: User) -> Result<Response, PageError> {
             .collect(),
         open_requests,
         organisation: me.account.organisation,
+        emergency,
     }))
 }
 
@@ -509,6 +512,7 @@ struct ChartTpl {
     groups: Vec<CategoryGroup>,
     requests: Vec<RequestRow>,
     categories: Vec<&'static str>,
+    emergency: crate::emergency::ChartPart,
 }
 
 impl ChartTpl {
@@ -566,7 +570,7 @@ fn group(list: Vec<records::Listed>, me: &AccountId) -> Vec<CategoryGroup> {
 async fn chart(user: User, Path(id): Path<String>) -> Result<Response, PageError> {
     user.require(&[Role::Doctor])?;
     let patient = parse_account(&id, "Patient").map_err(|e| PageError::NotFound(e.message()))?;
-    let (view, grants, list, requests, me) = user
+    let (view, grants, list, requests, emergency, me) = user
         .call(move |s| {
             let view = s.account(&patient)?;
             let grants: Vec<GrantView> = s.get_all(
@@ -576,7 +580,8 @@ async fn chart(user: User, Path(id): Path<String>) -> Result<Response, PageError
             )?;
             let list = records::list_records(s, &patient)?;
             let requests = request_rows(s, Some(&patient))?;
-            Ok((view, grants, list, requests, s.me))
+            let emergency = crate::emergency::chart_part(s, &patient)?;
+            Ok((view, grants, list, requests, emergency, s.me))
         })
         .await?;
     if !view.exists || view.account.role != Some(Role::Patient) {
@@ -595,6 +600,7 @@ async fn chart(user: User, Path(id): Path<String>) -> Result<Response, PageError
         groups: group(list, &me),
         requests,
         categories: Category::NAMES.to_vec(),
+        emergency,
     }))
 }
 

@@ -1,17 +1,19 @@
 //! The insurer officer's and the regulator's pages (one implementation, two desks): the
 //! policies they record or approve claims under, the claims waiting at their level with
 //! "Approve" / "Reject" and a reason, and the history of decided claims level by level.
-//! Insurer officers also record policies for patients.
+//! Insurer officers also record policies for patients; regulators also see every disputed
+//! emergency access.
 
 use crate::{
     Portal,
     doctor::{accounts, field, parse_account, parse_item, parse_number, short, when},
+    patient::Names,
     web::{PageError, User, render},
 };
 use askama::Template;
 use axum::{
     Form, Router,
-    extract::Path,
+    extract::{Path, State},
     response::Response,
     routing::{get, post},
 };
@@ -209,6 +211,9 @@ struct DeskTpl {
     levels: Vec<usize>,
     /// Registered patients, offered in the Patient field.
     patients: Vec<String>,
+    emergency: crate::emergency::Counts,
+    /// For a regulator: every disputed emergency access.
+    disputes: Vec<crate::emergency::DisputeRow>,
 }
 
 impl DeskTpl {
@@ -231,10 +236,10 @@ fn claim_row(c: &Claim, me: &AccountId) -> ClaimRow {
     }
 }
 
-async fn desk(user: User, desk: Desk) -> Result<Response, PageError> {
+async fn desk(user: User, desk: Desk, names: Names) -> Result<Response, PageError> {
     user.require(&[desk.role()])?;
     let insurer = desk == Desk::Insurer;
-    let (mut claims, policies, approvers, patients) = user
+    let (mut claims, policies, approvers, patients, emergency, disputes) = user
         .call(move |s| {
             let claims: Vec<Claim> = clinical::items(s)?;
             let policies: Vec<Policy> = clinical::items(s)?;
@@ -246,7 +251,14 @@ async fn desk(user: User, desk: Desk) -> Result<Response, PageError> {
             } else {
                 (Vec::new(), Vec::new())
             };
-            Ok((claims, policies, approvers, patients))
+            let emergency = crate::emergency::counts(s)?;
+            let disputes = if insurer {
+                Vec::new()
+            } else {
+                let mut names = names;
+                crate::emergency::disputes(s, &mut names)?
+            };
+            Ok((claims, policies, approvers, patients, emergency, disputes))
         })
         .await?;
     let me = user.me.account();
@@ -299,15 +311,17 @@ async fn desk(user: User, desk: Desk) -> Result<Response, PageError> {
             .collect(),
         levels: (1..=3).collect(),
         patients,
+        emergency,
+        disputes,
     }))
 }
 
-async fn insurer_page(user: User) -> Result<Response, PageError> {
-    desk(user, Desk::Insurer).await
+async fn insurer_page(State(p): State<Arc<Portal>>, user: User) -> Result<Response, PageError> {
+    desk(user, Desk::Insurer, Names::local(&p)).await
 }
 
-async fn regulator_page(user: User) -> Result<Response, PageError> {
-    desk(user, Desk::Regulator).await
+async fn regulator_page(State(p): State<Arc<Portal>>, user: User) -> Result<Response, PageError> {
+    desk(user, Desk::Regulator, Names::local(&p)).await
 }
 
 async fn set_policy(user: User, Form(f): Form<Vec<(String, String)>>) -> Response {

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod charts;
 pub mod demo;
 pub mod doctor;
+pub mod emergency;
 pub mod explorer;
 pub mod insurance;
 pub mod patient;
@@ -89,6 +90,7 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .merge(explorer::routes())
         .merge(patient::routes())
         .merge(doctor::routes())
+        .merge(emergency::routes())
         .merge(pharmacy::routes())
         .merge(insurance::routes())
         .merge(admin::routes())

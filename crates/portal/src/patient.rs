@@ -101,33 +101,53 @@ impl Names {
                 continue;
             }
             let label = match s.account(&id) {
-                Ok(a) => {
-                    let professional = a.account.role.is_some_and(is_professional);
-                    let mut parts = Vec::new();
-                    if let Some(r) = a.account.role {
-                        parts.push(r.to_string());
-                    }
-                    if let Some(o) = a.account.organisation {
-                        parts.push(o);
-                    }
-                    let head = if id == s.me {
-                        "you".to_string()
-                    } else {
-                        self.local
-                            .get(&id)
-                            .filter(|_| professional)
-                            .cloned()
-                            .unwrap_or_else(|| crate::templates::short(&id.to_string()))
-                    };
-                    if parts.is_empty() {
-                        head
-                    } else {
-                        format!("{head} ({})", parts.join(", "))
-                    }
-                }
+                Ok(a) => self.label(&s.me, &id, &a.account),
                 Err(_) => crate::templates::short(&id.to_string()),
             };
             self.labels.insert(id, label);
+        }
+    }
+
+    /// Labels accounts from views already fetched (an account list), with no request.
+    pub(crate) fn resolve_views<'a>(
+        &mut self,
+        me: &AccountId,
+        views: impl IntoIterator<Item = &'a ehrchain_client::api::AccountView>,
+    ) {
+        for v in views {
+            let label = self.label(me, &v.id, &v.account);
+            self.labels.insert(v.id, label);
+        }
+    }
+
+    /// `you`, a professional's key name or a short id, with the role and organisation.
+    fn label(
+        &self,
+        me: &AccountId,
+        id: &AccountId,
+        a: &ehrchain_types::entries::Account,
+    ) -> String {
+        let professional = a.role.is_some_and(is_professional);
+        let mut parts = Vec::new();
+        if let Some(r) = a.role {
+            parts.push(r.to_string());
+        }
+        if let Some(o) = &a.organisation {
+            parts.push(o.clone());
+        }
+        let head = if id == me {
+            "you".to_string()
+        } else {
+            self.local
+                .get(id)
+                .filter(|_| professional)
+                .cloned()
+                .unwrap_or_else(|| crate::templates::short(&id.to_string()))
+        };
+        if parts.is_empty() {
+            head
+        } else {
+            format!("{head} ({})", parts.join(", "))
         }
     }
 

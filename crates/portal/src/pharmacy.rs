@@ -46,6 +46,7 @@ struct ListTpl {
     ctx: crate::web::Ctx,
     waiting: Vec<Row>,
     dispensed: Vec<Row>,
+    emergency: crate::emergency::Counts,
 }
 
 impl ListTpl {
@@ -56,18 +57,19 @@ impl ListTpl {
 
 async fn list(user: User) -> Result<Response, PageError> {
     user.require(&[Role::Pharmacist])?;
-    let rows: Vec<(Prescription, Option<String>)> = user
+    let (rows, emergency): (Vec<(Prescription, Option<String>)>, _) = user
         .call(|s| {
             let mut rx: Vec<Prescription> = clinical::items(s)?;
             rx.retain(|r| r.pharmacy == Some(s.me));
             rx.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
-            Ok(rx
+            let rows = rx
                 .into_iter()
                 .map(|r| {
                     let t = clinical::title(s, &r.record, Some(&r));
                     (r, t)
                 })
-                .collect())
+                .collect();
+            Ok((rows, crate::emergency::counts(s)?))
         })
         .await?;
     let (mut waiting, mut dispensed) = (Vec::new(), Vec::new());
@@ -90,6 +92,7 @@ async fn list(user: User) -> Result<Response, PageError> {
         ctx: user.ctx(),
         waiting,
         dispensed,
+        emergency,
     }))
 }
 

@@ -457,6 +457,7 @@ pub fn nav(user: Option<&SignedIn>) -> Vec<(&'static str, &'static str)> {
             ("/patient/records", "Records"),
             ("/patient/consent", "Consent"),
             ("/patient/requests", "Requests"),
+            ("/patient/guardians", "Guardians"),
             ("/patient/vitals", "Vitals"),
             ("/patient/appointments", "Appointments"),
             ("/patient/prescriptions", "Prescriptions"),
@@ -471,12 +472,17 @@ pub fn nav(user: Option<&SignedIn>) -> Vec<(&'static str, &'static str)> {
             ("/doctor/patients", "Patients"),
             ("/doctor/symptoms", "Symptom reports"),
             ("/doctor/slots", "Appointments"),
+            ("/doctor/emergency", "Emergency access"),
         ]),
         Some(Role::Pharmacist) => links.push(("/pharmacy", "Prescriptions")),
         Some(Role::Insurer) => links.push(("/insurer", "Claims")),
         Some(Role::Regulator) => links.push(("/regulator", "Claims")),
         Some(Role::Admin) => links.push(("/admin", "Approvals")),
         Some(_) => links.push(("/dashboard", "Dashboard")),
+    }
+    // Any registered account may be a patient's guardian.
+    if user.is_some_and(|u| u.role.is_some()) {
+        links.push(("/guardian", "Guardian inbox"));
     }
     links.push(("/explorer", "Explorer"));
     links

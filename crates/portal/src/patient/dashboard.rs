@@ -32,6 +32,8 @@ struct DashboardTpl {
     grants: usize,
     appointments: usize,
     attention: Vec<Attention>,
+    /// Released emergency accesses not yet reviewed (the alert banner).
+    emergency_alerts: usize,
 }
 
 struct Counts {
@@ -43,6 +45,7 @@ struct Counts {
     requests: usize,
     unpaid: (usize, u64),
     upcoming: Vec<Slot>,
+    emergency: crate::emergency::Counts,
 }
 
 pub(super) async fn page(user: User) -> Result<Response, PageError> {
@@ -93,10 +96,47 @@ pub(super) async fn page(user: User) -> Result<Response, PageError> {
                 requests,
                 unpaid: (unpaid.len(), unpaid.iter().map(|i| i.due()).sum()),
                 upcoming,
+                emergency: crate::emergency::counts(s)?,
             })
         })
         .await?;
     let mut attention = Vec::new();
+    let e = c.emergency;
+    if e.alerts > 0 {
+        attention.push(Attention {
+            text: format!(
+                "{} emergency access{} to your records {} released: see who read what, then mark it reviewed or dispute it.",
+                e.alerts,
+                if e.alerts == 1 { "" } else { "es" },
+                if e.alerts == 1 { "was" } else { "were" },
+            ),
+            href: "/patient/guardians#alerts",
+            link: "Review emergency access",
+        });
+    }
+    if e.asked > 0 {
+        attention.push(Attention {
+            text: format!(
+                "A doctor asked your guardians for emergency access ({} request{} waiting for them).",
+                e.asked,
+                plural(e.asked)
+            ),
+            href: "/patient/guardians#requests-h",
+            link: "See the requests",
+        });
+    }
+    if e.guardian_waiting > 0 {
+        attention.push(Attention {
+            text: format!(
+                "{} emergency access request{} wait{} for your answer as a guardian.",
+                e.guardian_waiting,
+                plural(e.guardian_waiting),
+                if e.guardian_waiting == 1 { "s" } else { "" }
+            ),
+            href: "/guardian",
+            link: "Guardian inbox",
+        });
+    }
     if c.pending > 0 {
         attention.push(Attention {
             text: format!(
@@ -153,6 +193,7 @@ pub(super) async fn page(user: User) -> Result<Response, PageError> {
         grants: c.grants,
         appointments: c.upcoming.len(),
         attention,
+        emergency_alerts: e.alerts,
     }))
 }
 
