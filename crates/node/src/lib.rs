@@ -9,6 +9,7 @@ pub mod authz;
 pub mod blobs;
 pub mod chain;
 pub mod clinical_api;
+pub mod coding;
 pub mod config;
 pub mod dev;
 pub mod genesis;

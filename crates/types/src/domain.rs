@@ -45,6 +45,8 @@ pub const HPKE_EMERGENCY_NOTE: &[u8] = b"ehrchain/hpke/emergency-note/v1";
 pub const EMERGENCY_KEY: &[u8] = b"ehrchain/emergency-key/v1";
 /// Digest a guardian publishes of the share (and salt) it hands a doctor.
 pub const SHARE_DIGEST: &[u8] = b"ehrchain/emergency-share-digest/v1";
+/// Manifest of an erasure-coded blob: its content hash, size and stripe commitments.
+pub const CODING_MANIFEST: &[u8] = b"ehrchain/coding-manifest/v1";
 /// Patient QR code payload.
 pub const QR: &[u8] = b"ehrchain/qr/v1";
 /// Consensus votes and certificates (namespace given to the engine).
