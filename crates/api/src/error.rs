@@ -73,6 +73,10 @@ pub mod codes {
     pub const DISK_FULL: &str = "disk_full";
     /// The node cannot serve this now.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// Fewer than the shards needed to rebuild a record's content could be found (503).
+    pub const BLOB_UNAVAILABLE: &str = "blob_unavailable";
+    /// An upload could not be placed on enough validators to be rebuildable (503).
+    pub const BLOB_UNPLACEABLE: &str = "blob_unplaceable";
     /// The node failed; its log has the cause.
     pub const INTERNAL: &str = "internal";
 }

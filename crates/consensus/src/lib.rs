@@ -14,6 +14,7 @@
 pub mod block;
 pub mod certificate;
 pub mod engine;
+pub mod rpc;
 pub mod sim;
 pub mod tcp;
 

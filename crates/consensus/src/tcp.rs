@@ -8,7 +8,7 @@ use crate::{
 };
 use commonware_cryptography::{ChaCha20Poly1305, Signer as _, ed25519};
 use commonware_p2p::{AddressableManager as _, authenticated::lookup};
-use commonware_runtime::{Quota, Runner as _, Supervisor as _, tokio as cw_tokio};
+use commonware_runtime::{Quota, Runner as _, Spawner as _, Supervisor as _, tokio as cw_tokio};
 use commonware_stream::{
     cups::{self, Cups},
     sake::{self, Sake},
@@ -33,7 +33,19 @@ pub struct TcpValidator {
     pub storage_dir: PathBuf,
     pub leader_timeout: Duration,
     pub idle_block_interval: Duration,
+    /// Request and response between validators on their own channel ([`crate::rpc`]): the
+    /// handler answers peers, and the slot receives the handle once the network runs.
+    pub rpc: Option<RpcSetup>,
 }
+
+/// What a node needs to use [`crate::rpc`].
+pub struct RpcSetup {
+    pub handler: Arc<dyn crate::rpc::RpcHandler>,
+    pub slot: Arc<std::sync::OnceLock<crate::rpc::Rpc>>,
+}
+
+/// The channel of [`crate::rpc`] (after the consensus channels).
+pub const CH_RPC: u64 = 6;
 
 /// Why the validator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +138,30 @@ where
             broadcast: network.register(CH_BROADCAST, quota),
             gossip: network.register(CH_GOSSIP, quota),
         };
+        // Shard messages are megabytes: a small burst bounds what a peer can queue here.
+        let rpc = v.rpc.map(|setup| {
+            let ch = network.register(CH_RPC, Quota::per_second(NZU32!(64)));
+            (setup, ch)
+        });
         network.start();
+        if let Some((setup, (tx, rx))) = rpc {
+            let me_at = keys.iter().position(|k| *k == me).expect("checked above");
+            let spawner = context.child("rpc_request");
+            let spawn = Arc::new(move |fut: futures::future::BoxFuture<'static, ()>| {
+                spawner.child("request").spawn(move |_| fut);
+            });
+            let clock = context.child("rpc_clock");
+            let sleep = Arc::new(move |d: Duration| {
+                let c = clock.child("sleep");
+                let f: futures::future::BoxFuture<'static, ()> =
+                    Box::pin(async move { commonware_runtime::Clock::sleep(&c, d).await });
+                f
+            });
+            let (handle, serve) =
+                crate::rpc::serve(tx, rx, keys.clone(), me_at, setup.handler, spawn, sleep);
+            let _ = setup.slot.set(handle);
+            context.child("rpc").spawn(move |_| serve);
+        }
         let cfg = EngineConfig {
             signer,
             validators: set,

@@ -48,6 +48,8 @@ pub struct ApiState {
     pub blobs: Arc<crate::blobs::BlobStore>,
     pub blob_cfg: crate::config::BlobConfig,
     pub limits: Arc<crate::limits::Limits>,
+    /// Erasure-coded storage across the validators (none on a single validator or with S3).
+    pub placement: Option<Arc<crate::placement::Placement>>,
 }
 
 /// The client's IP address, when the server was started with connection info (the real

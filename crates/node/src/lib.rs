@@ -16,6 +16,7 @@ pub mod genesis;
 pub mod limits;
 pub mod mempool;
 pub mod metrics;
+pub mod placement;
 pub mod proof;
 pub mod records_api;
 pub mod run;

@@ -71,6 +71,64 @@ impl From<BlobError> for ApiError {
     }
 }
 
+/// Streams a file from its start in 1 MiB chunks (the file is unlinked: it goes when done).
+fn file_stream(
+    mut file: std::fs::File,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>> {
+    use std::io::{Read as _, Seek as _};
+    let start = file.seek(std::io::SeekFrom::Start(0));
+    let err = |e: std::io::Error| object_store::Error::Generic {
+        store: "rebuilt",
+        source: Box::new(e),
+    };
+    let stream = futures::stream::unfold(Some((file, start)), move |st| async move {
+        let (mut file, start) = st?;
+        if let Err(e) = start {
+            return Some((Err(err(e)), None));
+        }
+        let (file, res) = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let r = file.read(&mut buf).map(|n| {
+                buf.truncate(n);
+                buf
+            });
+            (file, r)
+        })
+        .await
+        .ok()?;
+        match res {
+            Ok(b) if b.is_empty() => None,
+            Ok(b) => Some((Ok(bytes::Bytes::from(b)), Some((file, Ok(0))))),
+            Err(e) => Some((Err(err(e)), None)),
+        }
+    });
+    futures::StreamExt::boxed(stream)
+}
+
+/// The API's answer to a placement failure: `503 blob_unavailable` with how many shards were
+/// found, `503 blob_unplaceable`, or an internal error (its detail logged, never shown).
+fn placement_error(e: crate::placement::PlacementError) -> ApiError {
+    use crate::placement::PlacementError as P;
+    match &e {
+        P::Unavailable { .. } | P::NoManifest | P::Corrupt => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ehrchain_api::error::codes::BLOB_UNAVAILABLE,
+            e.to_string(),
+        ),
+        P::Unplaceable { .. } | P::NotRunning => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ehrchain_api::error::codes::BLOB_UNPLACEABLE,
+            e.to_string(),
+        ),
+        P::Store(detail) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            "the node's shard storage failed; try again or another node",
+        )
+        .with_detail(detail.clone()),
+    }
+}
+
 fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "access_denied", message)
 }
@@ -245,6 +303,23 @@ async fn put_blob(
         s.chain.metrics.storage_refusals.inc();
     }
     let size = result?;
+    if let Some(p) = &s.placement {
+        // Shards on every validator; this node keeps its own shard, not the whole blob.
+        let open = || async {
+            s.blobs
+                .get(&content)
+                .await
+                .map(|(_, stream)| stream)
+                .map_err(|e| crate::placement::PlacementError::Store(e.to_string()))
+        };
+        let placed = p.spread(&content, size, open).await;
+        if let Err(e) = placed {
+            let _ = s.blobs.delete(&content).await;
+            let _ = p.store.delete(&content).await;
+            return Err(placement_error(e));
+        }
+        s.blobs.delete(&content).await?;
+    }
     permit.stored(content, size);
     s.chain.metrics.blob_bytes.inc_by(size);
     Ok((
@@ -336,7 +411,21 @@ async fn record_content(
     read: Authorized<ContentRead>,
 ) -> Result<Response, ApiError> {
     let rec = &read.grant().record;
-    let (size, stream) = s.blobs.get(&rec.content).await?;
+    let (size, stream) = match (s.blobs.get(&rec.content).await, &s.placement) {
+        (Ok(found), _) => found,
+        (Err(BlobError::NotFound(_)), Some(p)) => {
+            // Rebuilt from the validators' shards into a temporary file first: only content
+            // that matched its CID as a whole is ever served.
+            let tmp = tempfile::tempfile_in(&p.tmp_dir)
+                .map_err(|e| ApiError::internal("storage", format!("temporary file: {e}")))?;
+            let out = tmp
+                .try_clone()
+                .map_err(|e| ApiError::internal("storage", format!("temporary file: {e}")))?;
+            let m = p.gather(&rec.content, out).await.map_err(placement_error)?;
+            (m.size, file_stream(tmp))
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),

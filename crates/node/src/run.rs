@@ -74,12 +74,42 @@ pub fn run_node(
     let blobs = crate::blobs::BlobStore::from_config(&cfg.data_dir, &cfg.blobs)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let limits = Arc::new(crate::limits::Limits::new(&cfg.data_dir, &cfg.limits));
+    // Several validators without a shared bucket: every record's content is erasure-coded
+    // across them (issue 16); a single validator, or an S3 bucket, keeps whole blobs.
+    let position = genesis
+        .validators
+        .iter()
+        .position(|v| v.public_key.0 == me)
+        .expect("checked above");
+    let rpc_slot = Arc::new(std::sync::OnceLock::new());
+    let placement = match (
+        crate::coding::Params::for_validators(genesis.validators.len()),
+        &cfg.blobs.s3,
+    ) {
+        (Some(params), None) => Some(Arc::new(crate::placement::Placement {
+            params,
+            store: crate::coding::ShardStore::open(&cfg.data_dir.join("shards"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            me: position,
+            rpc: rpc_slot.clone(),
+            counters: Default::default(),
+            tmp_dir: cfg.data_dir.clone(),
+        })),
+        _ => None,
+    };
+    let rpc = placement
+        .clone()
+        .map(|p| ehrchain_consensus::tcp::RpcSetup {
+            handler: Arc::new(crate::placement::PlacementHandler(p)),
+            slot: rpc_slot.clone(),
+        });
     let state = ApiState {
         chain: chain.clone(),
         genesis: Arc::new(genesis.clone()),
         blobs: Arc::new(blobs),
         blob_cfg: cfg.blobs.clone(),
         limits: limits.clone(),
+        placement,
     };
     let housekeeping = housekeeping(state.clone());
     let height = chain.snapshot().tip.height;
@@ -115,6 +145,7 @@ pub fn run_node(
             storage_dir: cfg.data_dir.join("engine"),
             leader_timeout: Duration::from_millis(cfg.block.leader_timeout_ms),
             idle_block_interval: Duration::from_millis(cfg.block.idle_block_interval_ms),
+            rpc,
         },
         chain,
         main,

@@ -832,6 +832,7 @@ mod api {
             blobs: Arc::new(blobs),
             blob_cfg: ehrchain_node::config::BlobConfig::default(),
             limits: Arc::new(ehrchain_node::limits::Limits::new(dir.path(), &limits)),
+            placement: None,
         };
         (dir, state, senders)
     }
