@@ -391,6 +391,11 @@ pub struct Sweep {
 }
 
 impl PendingBlobs {
+    /// How long an unanchored upload is kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     pub fn new(cfg: &LimitsConfig) -> PendingBlobs {
         PendingBlobs {
             max_bytes: cfg.max_pending_bytes_per_account,

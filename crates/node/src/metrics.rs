@@ -36,6 +36,8 @@ pub struct Metrics {
     pub pending_blob_bytes: Gauge,
     pub blobs_expired: Counter,
     pub http_requests: Family<RequestLabels, Counter>,
+    /// Erasure-coded storage (issue 16).
+    pub shards: crate::placement::Counters,
 }
 
 impl Metrics {
@@ -126,6 +128,51 @@ impl Metrics {
             "ehrchain_blobs_expired",
             "Unanchored blobs deleted after their time",
             m.blobs_expired.clone(),
+        );
+        let c = &m.shards;
+        for (name, help, counter) in [
+            (
+                "ehrchain_shards_stored",
+                "Shards this validator checked and stored",
+                &c.stored,
+            ),
+            (
+                "ehrchain_shards_refused",
+                "Shards refused because they did not match their commitment",
+                &c.refused,
+            ),
+            (
+                "ehrchain_shards_bad",
+                "Wrong shards skipped while rebuilding a record's content",
+                &c.bad,
+            ),
+            (
+                "ehrchain_shards_missing",
+                "Shards a peer did not send while rebuilding",
+                &c.missing,
+            ),
+            (
+                "ehrchain_blobs_rebuilt",
+                "Record contents rebuilt from shards and served",
+                &c.rebuilt,
+            ),
+            (
+                "ehrchain_shards_repaired",
+                "Own shards rebuilt by the repair loop",
+                &c.repaired,
+            ),
+            (
+                "ehrchain_shards_swept",
+                "Shards of contents no record anchored, deleted after their time",
+                &c.swept,
+            ),
+        ] {
+            r.register(name, help, counter.clone());
+        }
+        r.register(
+            "ehrchain_repair_pending",
+            "Anchored contents whose own shards the repair loop still has to rebuild",
+            c.repair_pending.clone(),
         );
         m
     }

@@ -55,14 +55,17 @@ pub enum Reply {
 /// with its proof and framing.
 const MAX_MESSAGE: usize = coding::STRIPE_BYTES + 64 * 1024;
 
-/// Counts of what placement did, for metrics and tests.
-#[derive(Debug, Default)]
+/// What placement did, as Prometheus metrics (registered in [`crate::metrics::Metrics`]).
+#[derive(Debug, Default, Clone)]
 pub struct Counters {
-    pub shards_stored: std::sync::atomic::AtomicU64,
-    pub shards_refused: std::sync::atomic::AtomicU64,
-    pub shards_bad: std::sync::atomic::AtomicU64,
-    pub shards_missing: std::sync::atomic::AtomicU64,
-    pub blobs_rebuilt: std::sync::atomic::AtomicU64,
+    pub stored: prometheus_client::metrics::counter::Counter,
+    pub refused: prometheus_client::metrics::counter::Counter,
+    pub bad: prometheus_client::metrics::counter::Counter,
+    pub missing: prometheus_client::metrics::counter::Counter,
+    pub rebuilt: prometheus_client::metrics::counter::Counter,
+    pub repaired: prometheus_client::metrics::counter::Counter,
+    pub swept: prometheus_client::metrics::counter::Counter,
+    pub repair_pending: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// A validator's part in erasure-coded storage.
@@ -220,15 +223,11 @@ impl Placement {
                     .await
                 {
                     Ok(()) => {
-                        self.counters
-                            .shards_stored
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.counters.stored.inc();
                         Reply::Stored
                     }
                     Err(e) => {
-                        self.counters
-                            .shards_refused
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.counters.refused.inc();
                         tracing::warn!(peer = from, content = %crate::blobs::cid_string(&content), stripe, error = %e, "refused a shard that does not match its commitment");
                         Reply::Refused(e.to_string())
                     }
@@ -410,9 +409,7 @@ impl Placement {
                         if other.is_err() {
                             silent.insert(i);
                         }
-                        me.counters
-                            .shards_missing
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        me.counters.missing.inc();
                         tracing::warn!(peer = i, content = %crate::blobs::cid_string(&m.content), stripe, "a peer did not send its shard");
                         None
                     }
@@ -426,14 +423,10 @@ impl Placement {
         match report {
             Ok(report) => {
                 for (stripe, index, why) in &report.bad {
-                    self.counters
-                        .shards_bad
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.counters.bad.inc();
                     tracing::warn!(peer = *index, content = %crate::blobs::cid_string(content), stripe = *stripe, why = %why, "a wrong shard was skipped");
                 }
-                self.counters
-                    .blobs_rebuilt
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters.rebuilt.inc();
                 Ok(manifest)
             }
             Err(coding::CodingError::Unavailable {
@@ -448,6 +441,70 @@ impl Placement {
             Err(coding::CodingError::Mismatch { .. }) => Err(PlacementError::Corrupt),
             Err(e) => Err(PlacementError::Store(e.to_string())),
         }
+    }
+}
+
+impl Placement {
+    /// Rebuilds this validator's missing shards of `content` (a validator that was down, is
+    /// new, or lost its disk): the manifest from a peer if need be, then for each missing
+    /// stripe `k` checked shards from peers, the stripe decoded and coded again, and this
+    /// validator's shard stored (checked against the manifest like any other). Returns how
+    /// many shards were rebuilt; waits `pause` between stripes to bound the rate.
+    pub async fn repair(&self, content: &Hash, pause: Duration) -> Result<usize, PlacementError> {
+        let store = |e: coding::ShardError| PlacementError::Store(e.to_string());
+        let manifest = match self.store.manifest(content).await {
+            Ok(Some(m)) => m,
+            _ => {
+                let m = self.manifest(content).await?;
+                self.store.put_manifest(&m).await.map_err(store)?;
+                m
+            }
+        };
+        let me = self.me as u16;
+        let k = usize::from(manifest.k);
+        let mut done = 0;
+        for stripe in self.store.missing_stripes(&manifest).await.map_err(store)? {
+            let mut good = Vec::new();
+            for i in (0..usize::from(manifest.n)).filter(|i| *i != self.me) {
+                if good.len() == k {
+                    break;
+                }
+                let req = Request::Get {
+                    content: *content,
+                    stripe,
+                };
+                if let Ok(Reply::Shard(b)) = self.call(i, &req).await
+                    && let Ok(c) =
+                        coding::check_shard(&manifest, stripe, i as u16, bytes::Bytes::from(b))
+                {
+                    good.push(c);
+                }
+            }
+            if good.len() < k {
+                return Err(PlacementError::Unavailable {
+                    stripe,
+                    good: good.len(),
+                    needed: k,
+                });
+            }
+            let m = manifest.clone();
+            let shard = tokio::task::spawn_blocking(move || {
+                let data = coding::decode_stripe(&m, stripe, &good)?;
+                let (_, mut shards) = coding::encode_stripe(m.params(), &data)?;
+                Ok::<_, coding::CodingError>(shards.swap_remove(usize::from(me)))
+            })
+            .await
+            .map_err(|e| PlacementError::Store(e.to_string()))?
+            .map_err(|e| PlacementError::Store(e.to_string()))?;
+            self.store
+                .put_shard(&manifest, stripe, me, shard)
+                .await
+                .map_err(store)?;
+            self.counters.repaired.inc();
+            done += 1;
+            tokio::time::sleep(pause).await;
+        }
+        Ok(done)
     }
 }
 

@@ -92,7 +92,7 @@ pub fn run_node(
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             me: position,
             rpc: rpc_slot.clone(),
-            counters: Default::default(),
+            counters: chain.metrics.shards.clone(),
             tmp_dir: cfg.data_dir.clone(),
         })),
         _ => None,
@@ -204,11 +204,68 @@ async fn housekeeping(s: ApiState) {
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the disk watch");
     }
+    if let Some(p) = s.placement.clone() {
+        let s2 = s.clone();
+        tokio::spawn(async move { shard_chores(&s2, &p).await });
+    }
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         sweep_pending_blobs(&s).await;
+    }
+}
+
+/// How often a validator looks for shards to repair or sweep.
+const SHARD_CHORES_EVERY: Duration = Duration::from_secs(10);
+/// Anchored contents the repair loop works on per round (the rest wait for the next).
+const REPAIR_PER_ROUND: usize = 16;
+/// Pause between two repaired stripes: at most about 8 MB/s of repair per validator.
+const REPAIR_PAUSE: Duration = Duration::from_millis(250);
+
+/// Erasure-coded storage's chores: rebuild this validator's missing shards of anchored
+/// contents (bounded per round and in rate), and delete shards of contents no record anchored
+/// within the unanchored-upload expiry (plus a minute).
+async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
+    let mut unanchored: std::collections::HashMap<ehrchain_types::Hash, std::time::Instant> =
+        std::collections::HashMap::new();
+    let ttl = s.limits.pending.ttl() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(SHARD_CHORES_EVERY).await;
+        let Ok(held) = p.store.list().await else {
+            continue;
+        };
+        let held: std::collections::HashSet<_> = held.into_iter().collect();
+        let state = s.chain.snapshot().state;
+        // Sweep.
+        let now = std::time::Instant::now();
+        unanchored.retain(|c, _| held.contains(c) && !state.by_content.contains_key(c));
+        for c in held.iter().filter(|c| !state.by_content.contains_key(*c)) {
+            let since = *unanchored.entry(*c).or_insert(now);
+            if now.duration_since(since) >= ttl && p.store.delete(c).await.is_ok() {
+                p.counters.swept.inc();
+                unanchored.remove(c);
+            }
+        }
+        // Repair: anchored contents this validator holds nothing of (a wiped or new node).
+        let todo: Vec<ehrchain_types::Hash> = state
+            .by_content
+            .keys()
+            .filter(|c| !held.contains(*c))
+            .copied()
+            .collect();
+        p.counters.repair_pending.set(todo.len() as i64);
+        for c in todo.into_iter().take(REPAIR_PER_ROUND) {
+            match p.repair(&c, REPAIR_PAUSE).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(content = %crate::blobs::cid_string(&c), shards = n, "rebuilt this validator's shards")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(content = %crate::blobs::cid_string(&c), error = %e, "cannot repair yet")
+                }
+            }
+        }
     }
 }
 
