@@ -353,24 +353,46 @@ impl Placement {
         None
     }
 
-    /// The manifest of `content`: this validator's, else the first peer's that names it.
+    /// The manifest of `content`: this validator's, else the one that `f + 1` peers agree on
+    /// (at most `f` validators are faulty, so at least one honest validator vouches for it; a
+    /// lone peer cannot make this node rebuild, or repair into, a manifest of its choosing).
     pub async fn manifest(&self, content: &Hash) -> Result<Manifest, PlacementError> {
         if let Ok(Some(m)) = self.store.manifest(content).await {
             return Ok(m);
         }
-        for i in (0..usize::from(self.params.n)).filter(|i| *i != self.me) {
-            if let Ok(Reply::Manifest(m)) = self
+        let n = usize::from(self.params.n);
+        let f = (n - 1) / 3;
+        let asks = (0..n).filter(|i| *i != self.me).map(|i| async move {
+            match self
                 .call(i, &Request::GetManifest { content: *content })
                 .await
-                && m.content == *content
-                && m.check().is_ok()
-                && m.n == self.params.n
-                && m.k == self.params.k
             {
-                return Ok(m);
+                Ok(Reply::Manifest(m))
+                    if m.content == *content
+                        && m.check().is_ok()
+                        && m.n == self.params.n
+                        && m.k == self.params.k =>
+                {
+                    Some(m)
+                }
+                _ => None,
             }
+        });
+        let answers: Vec<Manifest> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut votes: std::collections::BTreeMap<Hash, (usize, Manifest)> =
+            std::collections::BTreeMap::new();
+        for m in answers {
+            votes.entry(m.root()).or_insert((0, m)).0 += 1;
         }
-        Err(PlacementError::NoManifest)
+        votes
+            .into_values()
+            .find(|(count, _)| *count > f)
+            .map(|(_, m)| m)
+            .ok_or(PlacementError::NoManifest)
     }
 
     /// Rebuilds `content` into `out` (a temporary file: on an error the caller discards it,
