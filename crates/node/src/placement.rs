@@ -78,6 +78,8 @@ pub struct Placement {
     pub counters: Counters,
     /// Where rebuilt blobs are written before they are served (then deleted).
     pub tmp_dir: std::path::PathBuf,
+    /// The node's disk watermark: a peer's shards are refused below it, like uploads.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 impl std::fmt::Debug for Placement {
@@ -212,6 +214,10 @@ impl Placement {
                 stripe,
                 shard,
             } => {
+                if let Err(e) = self.limits.disk.check_upload(shard.len() as u64) {
+                    self.counters.refused.inc();
+                    return Reply::Refused(e.to_string());
+                }
                 let manifest = match self.store.manifest(&content).await {
                     Ok(Some(m)) => m,
                     Ok(None) => return Reply::Refused("no manifest for this content yet".into()),

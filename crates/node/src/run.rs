@@ -94,6 +94,7 @@ pub fn run_node(
             rpc: rpc_slot.clone(),
             counters: chain.metrics.shards.clone(),
             tmp_dir: cfg.data_dir.clone(),
+            limits: limits.clone(),
         })),
         _ => None,
     };
