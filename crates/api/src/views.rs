@@ -226,6 +226,10 @@ impl EventView {
 pub struct UploadView {
     pub cid: String,
     pub size: u64,
+    /// With several validators: the root of the erasure-coding manifest the content was
+    /// placed under; the `add_record` that anchors it carries it (`RecordDraft::coding`).
+    #[serde(default)]
+    pub coding: Option<ehrchain_types::Hash>,
 }
 
 /// The answer to an upload pre-check (`GET /api/v1/blobs/check?size=N`).

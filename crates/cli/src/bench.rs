@@ -509,6 +509,7 @@ fn payload(
                 wrapped: HexBytes(random(72)),
             },
             profile: false,
+            coding: None,
         }),
         _ => TxPayload::Transfer {
             to: sink,

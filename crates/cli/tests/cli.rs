@@ -1831,6 +1831,14 @@ fn records_are_erasure_coded_across_the_validators() {
         ],
     );
     let rec = added["record"].as_str().unwrap().to_string();
+    // The ledger carries the root of the coding manifest the content was placed under.
+    let tx = added["tx"]
+        .as_str()
+        .expect("the anchoring transaction")
+        .to_string();
+    let anchored = tn.json(0, &["chain", "tx", &tx, "--key", "demo1"]);
+    let coding = &anchored["tx"]["tx"]["payload"]["coding"];
+    assert!(coding.as_str().is_some_and(|c| c.len() == 64), "{anchored}");
     let out = tmp.path().join("got.bin");
     let get = |tn: &Testnet, i: usize| {
         let _ = std::fs::remove_file(&out);

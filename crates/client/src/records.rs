@@ -109,6 +109,8 @@ pub struct Sealed {
     pub enc: Encrypted,
     /// The metadata, encrypted under the data key.
     pub meta: Vec<u8>,
+    /// The erasure-coding manifest root the node placed the content under, if it did.
+    pub coding: Option<ehrchain_types::Hash>,
 }
 
 impl std::fmt::Debug for Sealed {
@@ -132,6 +134,7 @@ impl Sealed {
             meta: HexBytes(self.meta.clone()),
             key,
             profile: false,
+            coding: self.coding,
         }
     }
 
@@ -203,25 +206,35 @@ pub fn seal_upload(
     )?;
     meta.plaintext_size = enc.plaintext_size;
     let meta = envelope::seal_meta(&dk, &id, &meta.to_bytes())?;
-    upload(s, &enc, &mut tmp)?;
-    Ok(Sealed { id, dk, enc, meta })
+    let coding = upload(s, &enc, &mut tmp)?;
+    Ok(Sealed {
+        id,
+        dk,
+        enc,
+        meta,
+        coding,
+    })
 }
 
 /// Uploads a ciphertext file. Asks first whether the node would take this many bytes (quota,
 /// storage): a refusal in the middle of a streamed body reaches the client only as a broken
 /// connection.
-fn upload(s: &Session, enc: &Encrypted, tmp: &mut std::fs::File) -> Result<()> {
+fn upload(
+    s: &Session,
+    enc: &Encrypted,
+    tmp: &mut std::fs::File,
+) -> Result<Option<ehrchain_types::Hash>> {
     tmp.seek(std::io::SeekFrom::Start(0))
         .map_err(|e| Error::io("cannot read the encrypted temporary file", e))?;
     let _: BlobCheckView = s.get(&format!("/api/v1/blobs/check?size={}", enc.size))?;
     let path = format!("/api/v1/blobs/{}", cid_string(&enc.content));
-    let _: UploadView = s.node.put_stream(
+    let up: UploadView = s.node.put_stream(
         &path,
         &s.auth_body("PUT", &path, &enc.content),
         tmp,
         enc.size,
     )?;
-    Ok(())
+    Ok(up.coding)
 }
 
 /// What adding a record produced.
@@ -578,5 +591,6 @@ pub fn draft_in_memory(
             wrapped: HexBytes(envelope::wrap_data_key(ck, &dk, &id)),
         },
         profile: false,
+        coding: None,
     })
 }

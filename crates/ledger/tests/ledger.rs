@@ -428,6 +428,7 @@ fn own_record(id: u8, patient: &Keypair, c: Category, epoch: u32, ck: &CategoryK
             wrapped: HexBytes(envelope::wrap_data_key(ck, &dk, &rid)),
         },
         profile: false,
+        coding: None,
     })
 }
 
@@ -632,6 +633,7 @@ fn doctor_written_records_wait_for_the_patient() {
                     .collect(),
             },
             profile: false,
+            coding: None,
         })
     };
     let t = tx(&w.state, &doc, note(vec![&alice, &doc]));
@@ -1215,6 +1217,7 @@ fn prescription(c: &Clinic, id: u8, pharmacy: Option<&Keypair>) -> TxPayload {
                 ],
             },
             profile: false,
+            coding: None,
         },
         pharmacy: pharmacy.map(|p| p.account()),
         pharmacy_key: pharmacy.map(seal),

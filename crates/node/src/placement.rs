@@ -359,12 +359,21 @@ impl Placement {
         None
     }
 
-    /// The manifest of `content`: this validator's, else the one that `f + 1` peers agree on
-    /// (at most `f` validators are faulty, so at least one honest validator vouches for it; a
-    /// lone peer cannot make this node rebuild, or repair into, a manifest of its choosing).
-    pub async fn manifest(&self, content: &Hash) -> Result<Manifest, PlacementError> {
+    /// The manifest of `content`. When the ledger names its root (`expected`, from the
+    /// record), only a manifest with that root: this validator's, else any peer's. Otherwise
+    /// this validator's, else one that `f + 1` peers agree on (at most `f` validators are
+    /// faulty, so an honest one vouches for it). Either way a lone faulty peer cannot make this
+    /// node rebuild, or repair into, a manifest of its choosing.
+    pub async fn manifest(
+        &self,
+        content: &Hash,
+        expected: Option<Hash>,
+    ) -> Result<Manifest, PlacementError> {
         if let Ok(Some(m)) = self.store.manifest(content).await {
-            return Ok(m);
+            if expected.is_none_or(|r| r == m.root()) {
+                return Ok(m);
+            }
+            tracing::warn!(content = %crate::blobs::cid_string(content), "this validator's manifest is not the one the ledger names");
         }
         let n = usize::from(self.params.n);
         let f = (n - 1) / 3;
@@ -389,6 +398,12 @@ impl Placement {
             .into_iter()
             .flatten()
             .collect();
+        if let Some(root) = expected {
+            return answers
+                .into_iter()
+                .find(|m| m.root() == root)
+                .ok_or(PlacementError::NoManifest);
+        }
         let mut votes: std::collections::BTreeMap<Hash, (usize, Manifest)> =
             std::collections::BTreeMap::new();
         for m in answers {
@@ -406,10 +421,11 @@ impl Placement {
     pub async fn gather(
         self: &Arc<Self>,
         content: &Hash,
+        expected: Option<Hash>,
         out: std::fs::File,
     ) -> Result<Manifest, PlacementError> {
         self.rpc()?;
-        let manifest = self.manifest(content).await?;
+        let manifest = self.manifest(content, expected).await?;
         let me = self.clone();
         let m = manifest.clone();
         let handle = tokio::runtime::Handle::current();
@@ -478,12 +494,17 @@ impl Placement {
     /// stripe `k` checked shards from peers, the stripe decoded and coded again, and this
     /// validator's shard stored (checked against the manifest like any other). Returns how
     /// many shards were rebuilt; waits `pause` between stripes to bound the rate.
-    pub async fn repair(&self, content: &Hash, pause: Duration) -> Result<usize, PlacementError> {
+    pub async fn repair(
+        &self,
+        content: &Hash,
+        expected: Option<Hash>,
+        pause: Duration,
+    ) -> Result<usize, PlacementError> {
         let store = |e: coding::ShardError| PlacementError::Store(e.to_string());
         let manifest = match self.store.manifest(content).await {
-            Ok(Some(m)) => m,
+            Ok(Some(m)) if expected.is_none_or(|r| r == m.root()) => m,
             _ => {
-                let m = self.manifest(content).await?;
+                let m = self.manifest(content, expected).await?;
                 self.store.put_manifest(&m).await.map_err(store)?;
                 m
             }

@@ -303,6 +303,7 @@ async fn put_blob(
         s.chain.metrics.storage_refusals.inc();
     }
     let size = result?;
+    let mut coding = None;
     if let Some(p) = &s.placement {
         // Shards on every validator; this node keeps its own shard, not the whole blob.
         let open = || async {
@@ -312,11 +313,13 @@ async fn put_blob(
                 .map(|(_, stream)| stream)
                 .map_err(|e| crate::placement::PlacementError::Store(e.to_string()))
         };
-        let placed = p.spread(&content, size, open).await;
-        if let Err(e) = placed {
-            let _ = s.blobs.delete(&content).await;
-            let _ = p.store.delete(&content).await;
-            return Err(placement_error(e));
+        match p.spread(&content, size, open).await {
+            Ok(manifest) => coding = Some(manifest.root()),
+            Err(e) => {
+                let _ = s.blobs.delete(&content).await;
+                let _ = p.store.delete(&content).await;
+                return Err(placement_error(e));
+            }
         }
         s.blobs.delete(&content).await?;
     }
@@ -324,7 +327,11 @@ async fn put_blob(
     s.chain.metrics.blob_bytes.inc_by(size);
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({"cid": cid_string(&content), "size": size})),
+        Json(ehrchain_api::UploadView {
+            cid: cid_string(&content),
+            size,
+            coding,
+        }),
     )
         .into_response())
 }
@@ -421,7 +428,10 @@ async fn record_content(
             let out = tmp
                 .try_clone()
                 .map_err(|e| ApiError::internal("storage", format!("temporary file: {e}")))?;
-            let m = p.gather(&rec.content, out).await.map_err(placement_error)?;
+            let m = p
+                .gather(&rec.content, rec.coding, out)
+                .await
+                .map_err(placement_error)?;
             (m.size, file_stream(tmp))
         }
         (Err(e), _) => return Err(e.into()),

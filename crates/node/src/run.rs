@@ -257,7 +257,12 @@ async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
             .collect();
         p.counters.repair_pending.set(todo.len() as i64);
         for c in todo.into_iter().take(REPAIR_PER_ROUND) {
-            match p.repair(&c, REPAIR_PAUSE).await {
+            let expected = state
+                .by_content
+                .get(&c)
+                .and_then(|id| state.records.get(id))
+                .and_then(|r| r.coding);
+            match p.repair(&c, expected, REPAIR_PAUSE).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(content = %crate::blobs::cid_string(&c), shards = n, "rebuilt this validator's shards")
                 }

@@ -1733,6 +1733,7 @@ mod api {
                             wrapped: HexBytes(envelope::wrap_data_key(&ck, &dk, &id)),
                         },
                         profile: false,
+                        coding: None,
                     }),
                 ),
             ],

@@ -98,6 +98,7 @@ fn draft(
             wrapped: HexBytes(envelope::wrap_data_key(ck, &dk, &id)),
         },
         profile: false,
+        coding: None,
     })
 }
 

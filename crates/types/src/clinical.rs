@@ -236,6 +236,11 @@ pub struct RecordDraft {
     pub key: RecordKey,
     /// Make this `demographics` record the signer's profile.
     pub profile: bool,
+    /// With several validators: the root of the content's erasure-coding manifest (every
+    /// stripe's shard commitment), as the node that placed it answered the upload. Reads and
+    /// repairs check a manifest against it.
+    #[serde(default)]
+    pub coding: Option<Hash>,
 }
 
 /// Coverage shares are in basis points: 10,000 = 100 %.

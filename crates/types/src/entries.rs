@@ -106,6 +106,10 @@ pub struct Record {
     pub created_ms: u64,
     pub height: u64,
     pub reviewed_ms: Option<u64>,
+    /// The root of the content's erasure-coding manifest, when it was placed across the
+    /// validators (`RecordDraft::coding`).
+    #[serde(default)]
+    pub coding: Option<Hash>,
 }
 
 /// Consent from a patient to a grantee.

@@ -110,6 +110,7 @@ pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), Refusal> {
         created_ms: now,
         height: scope.ctx.height,
         reviewed_ms: None,
+        coding: r.coding,
     });
     let mut ev = scope.event(r.patient, AuditAction::RecordAdded);
     ev.record = Some(r.id);

@@ -166,6 +166,7 @@ fn draft(category: Category, key: RecordKey) -> RecordDraft {
         meta: HexBytes(vec![0x17; SEALED_META_BYTES]),
         key,
         profile: false,
+        coding: None,
     }
 }
 
@@ -356,7 +357,7 @@ approve              3a6bd99a1bff88948867d084b8fe6131da58937331578b1e12db35e25e8
 transfer             3eeb424dbaf10b0431354dc982bb060131f8d31cf10165bd18b5e4602c5f2da5
 enrol                65fe127aee008d24c587ac66269167becd14657869c113e57576de5ec10c84b9
 rotate_key           f5efa2c3eb14808913daddae146c63bcc42e88c008a8c9a2ed2cbe960c35133e
-add_record           7c5ff0cf3e362e5f7500056bd7d9f3f0588e294efb7c6d333bc6e381a22ac87d
+add_record           7cb946b72663df6f254a6512d548cb1c29be8108727f7e66794ede81c3649e07
 review_record        195c37467f9ffc644735f538dc760ebc5f09a10a9045c93c33197bdeab39032f
 grant                cef89327d60ebd6cc017374f4a26e8d415d1e4756a12de50fd9af6d3224ac2e5
 revoke               0a0c050bfed3ce01498db9e2a2c4f5f05b85c999a47108801659a08d707b9baa
@@ -369,7 +370,7 @@ answer_booking       978b25c6e3519f7bc493f4a369fa0bd256d6a20d9c7035a1ca4b29f70fd
 cancel_booking       fd066c6b74aaa76b39d3d808d78e6f96ee675f6cdbace5866fd91f2a9f111f2a
 complete_appointment be39c137408fcc5dc5fdcc5d8c1b2b1a526fb75994ab094056945986127e88be
 report_symptoms      f71b39035a887fb0307805f66e889d23fbbf181d5ea2bb9c5e1451a78c0de062
-prescribe            ae308b23207a6156dd3af91ab30840dc2008fcd0f5e331bbe48edb2cd0641678
+prescribe            c97be241320b7b7d71bb35f2d3c983dee24810de34df289e421ec4c766fca273
 direct_prescription  c3b9842bd636bd296bdbca30b7654728159913030a10e3cb271eeb2ce4af50b4
 dispense             98427ff15401191dc35473fa2fa94813c7127063b25c00e04196970b10f6725c
 pay_invoice          be9796155f0fbfa7d8eb689269bdb67f31f6d574f46b09b179fcf0b49fd36a08
@@ -1137,6 +1138,7 @@ fn state_keys_and_entries() {
         created_ms: T0,
         height: 12,
         reviewed_ms: None,
+        coding: None,
     };
     let grant = Grant {
         categories: vec![Category::Lab],
@@ -1181,7 +1183,7 @@ key grant      0b5136364e3d9f95d95d6f3c2871821296dd4df7c5642dda129a8fadc1e35ae9
 key request    c93c65ca0953e080abb41edf8c457cbd2b50813102868b8612947fb162f4e764
 key item       22d49a1a103242d7531dd094466decafca95345ae912ca1373b5bb4b26ffc5d5
 account        b367ea99512963cba180fd3023291f9c234df9a7e15b65c53a2add29b6d4dd73
-record         f86a91d560282a6fcdb77b38efc60339b5a6522be9bf730381c2daf0c01b28b7
+record         b9b98a9a5049028453a89331da9b4d268d89b994bc929d856dee08ce6289c363
 category keys  922f55c4318529adc4daff96e5ebfdba034878caf3ac761aaadabbaa624fff5a
 grant          b43f88a3ea051a9449a2ca55c95a597363d75da0b157a946d3b9c9a31bdb63c5
 access request f1fc4eaa5aa0e4037d85c59b1b24cba9073a668af715526dd45c269c6c6bc169
