@@ -163,6 +163,7 @@ fn sample_txs() -> Vec<SignedTransaction> {
                 wraps: vec![(a.account(), sealed(2)), (b.account(), sealed(3))],
             },
             profile: false,
+            coding: Some(Hash([9; 32])),
         }),
     ];
     let txs: Vec<_> = payloads

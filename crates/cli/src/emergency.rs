@@ -102,18 +102,17 @@ pub enum EmergencyCmd {
         key: KeyArg,
     },
     /// Mark a released emergency access reviewed, or disputed (every regulator sees it).
+    #[command(group(clap::ArgGroup::new("verdict").required(true).args(["reviewed", "disputed"])))]
     Review {
         #[command(flatten)]
         key: KeyArg,
         request: String,
-        #[arg(
-            long,
-            conflicts_with = "reviewed",
-            required_unless_present = "reviewed"
-        )]
-        disputed: bool,
+        /// It was justified.
         #[arg(long)]
         reviewed: bool,
+        /// It was not: every regulator sees the dispute.
+        #[arg(long)]
+        disputed: bool,
     },
     /// Disputed emergency accesses (approved regulators).
     Disputes {
