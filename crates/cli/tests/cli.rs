@@ -390,6 +390,32 @@ struct Testnet {
 }
 
 impl Testnet {
+    /// Initialises a 4-validator testnet in `dir` on free ports and starts every validator.
+    fn start_four(dir: &Path) -> Testnet {
+        let base = free_ports(8);
+        let out = Command::new(BIN)
+            .args(["testnet", "init", "--validators", "4", "--base-port"])
+            .arg(base.to_string())
+            .arg("--dir")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut tn = Testnet {
+            dir: dir.to_path_buf(),
+            base,
+            nodes: (0..4).map(|_| None).collect(),
+        };
+        for i in 0..4 {
+            tn.start(i);
+        }
+        tn
+    }
+
     fn api(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.base + 2 * i as u16)
     }
@@ -485,33 +511,7 @@ fn four_process_testnet_survives_faults() {
     let _serial = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tn");
-    let base = free_ports(8);
-    let out = Command::new(BIN)
-        .args([
-            "testnet",
-            "init",
-            "--validators",
-            "4",
-            "--base-port",
-            &base.to_string(),
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut tn = Testnet {
-        dir,
-        base,
-        nodes: (0..4).map(|_| None).collect(),
-    };
-    for i in 0..4 {
-        tn.start(i);
-    }
+    let mut tn = Testnet::start_four(&dir);
     tn.wait_height(0, 2);
     // Any node serves the API; the chain finalizes transactions sent to each of them.
     let mut finalized = Vec::new();
@@ -1784,27 +1784,7 @@ fn records_are_erasure_coded_across_the_validators() {
     let _serial = exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tn");
-    let base = free_ports(8);
-    let out = Command::new(BIN)
-        .args(["testnet", "init", "--validators", "4", "--base-port"])
-        .arg(base.to_string())
-        .arg("--dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut tn = Testnet {
-        dir: dir.clone(),
-        base,
-        nodes: (0..4).map(|_| None).collect(),
-    };
-    for i in 0..4 {
-        tn.start(i);
-    }
+    let mut tn = Testnet::start_four(&dir);
     tn.wait_height(0, 2);
     tn.json(0, &words("register --key demo1 --role patient"));
 
