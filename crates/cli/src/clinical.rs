@@ -270,12 +270,7 @@ pub(crate) fn parse_item(s: &str, kind: ItemKind) -> anyhow::Result<ItemId> {
 }
 
 /// Submits one payload, waits for finality, and prints `what` with the transaction.
-pub(crate) fn act(
-    ctx: &Ctx,
-    s: &Session,
-    payload: TxPayload,
-    what: &str,
-) -> anyhow::Result<TxView> {
+fn act(ctx: &Ctx, s: &Session, payload: TxPayload, what: &str) -> anyhow::Result<TxView> {
     let t = s.submit_one(payload)?;
     ctx.print(&serde_json::to_value(&t)?, || {
         format!("{what}\n{}", tx_line(&t))

@@ -4,7 +4,7 @@
 
 use crate::{
     Ctx, KeyArg,
-    clinical::{act, created, parse_item, print_list, short},
+    clinical::{created, parse_item, print_list, short},
     parse_categories, parse_duration, session, tx_line, when,
 };
 use anyhow::bail;
@@ -276,21 +276,14 @@ pub fn run_guardians(ctx: &Ctx, cmd: GuardiansCmd) -> anyhow::Result<()> {
         }
         GuardiansCmd::Clear { key } => {
             let s = session(ctx, &key)?;
-            act(
-                ctx,
-                &s,
-                ehrchain_types::TxPayload::SetGuardians {
-                    guardians: Vec::new(),
-                    threshold: 0,
-                    categories: Vec::new(),
-                    max_duration_ms: 0,
-                    commitments: Vec::new(),
-                    emergency_key: ehrchain_types::EncryptionKey([0; 32]),
-                    wraps: Vec::new(),
-                },
-                "your guardians are removed; their open requests are withdrawn",
-            )
-            .map(|_| ())
+            let t = em::clear_guardians(&s)?;
+            ctx.print(&serde_json::to_value(&t)?, || {
+                format!(
+                    "your guardians are removed; their open requests are withdrawn\n{}",
+                    tx_line(&t)
+                )
+            });
+            Ok(())
         }
     }
 }
@@ -341,18 +334,11 @@ pub fn run_emergency(ctx: &Ctx, cmd: EmergencyCmd) -> anyhow::Result<()> {
         EmergencyCmd::Refuse { key, request } => {
             let id = req(&request)?;
             let s = session(ctx, &key)?;
-            act(
-                ctx,
-                &s,
-                ehrchain_types::TxPayload::AnswerEmergency {
-                    request: id,
-                    approve: false,
-                    share: None,
-                    digest: None,
-                },
-                &format!("refused {id}"),
-            )
-            .map(|_| ())
+            let t = em::refuse(&s, &id)?;
+            ctx.print(&serde_json::to_value(&t)?, || {
+                format!("refused {id}\n{}", tx_line(&t))
+            });
+            Ok(())
         }
         EmergencyCmd::Open { key, request } => {
             let id = req(&request)?;

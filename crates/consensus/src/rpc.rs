@@ -63,7 +63,8 @@ struct Inner {
     validators: usize,
     send: Mutex<SendFn>,
     sleep: SleepFn,
-    pending: Mutex<HashMap<u64, oneshot::Sender<bytes::Bytes>>>,
+    /// Calls waiting for an answer: the validator asked, and where its answer goes.
+    pending: Mutex<HashMap<u64, (usize, oneshot::Sender<bytes::Bytes>)>>,
     next: AtomicU64,
 }
 
@@ -108,7 +109,7 @@ impl Rpc {
             .pending
             .lock()
             .expect("pending calls lock")
-            .insert(id, tx);
+            .insert(id, (to, tx));
         let sent =
             (self.inner.send.lock().expect("rpc sender lock"))(to, frame(REQUEST, id, request));
         let answer = if sent {
@@ -190,12 +191,12 @@ where
             let payload = msg.slice(9..);
             match msg[0] {
                 RESPONSE => {
-                    let waiting = inner
-                        .pending
-                        .lock()
-                        .expect("pending calls lock")
-                        .remove(&id);
-                    if let Some(tx) = waiting {
+                    // Only the validator that was asked answers: ids are guessable, and
+                    // another peer's "stored" must never count as this one's.
+                    let mut pending = inner.pending.lock().expect("pending calls lock");
+                    if pending.get(&id).is_some_and(|(to, _)| *to == from)
+                        && let Some((_, tx)) = pending.remove(&id)
+                    {
                         let _ = tx.send(payload);
                     }
                 }

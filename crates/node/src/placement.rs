@@ -169,17 +169,6 @@ async fn code_stripe(
         .map_err(|e| PlacementError::Store(e.to_string()))
 }
 
-fn encode<T: BorshSerialize>(v: &T) -> Vec<u8> {
-    borsh::to_vec(v).expect("encoding into a Vec cannot fail")
-}
-
-fn decode<T: BorshDeserialize>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() > MAX_MESSAGE {
-        return None;
-    }
-    borsh::from_slice(bytes).ok()
-}
-
 impl Placement {
     fn rpc(&self) -> Result<&Rpc, PlacementError> {
         self.rpc.get().ok_or(PlacementError::NotRunning)
@@ -187,8 +176,10 @@ impl Placement {
 
     async fn call(&self, to: usize, req: &Request) -> Result<Reply, RpcError> {
         let rpc = self.rpc.get().ok_or(RpcError::Closed)?;
-        let bytes = rpc.call(to, &encode(req), CALL_TIMEOUT).await?;
-        decode(&bytes).ok_or(RpcError::Busy(to))
+        let bytes = rpc
+            .call(to, &ehrchain_types::encode(req), CALL_TIMEOUT)
+            .await?;
+        ehrchain_types::decode(&bytes, MAX_MESSAGE).map_err(|_| RpcError::Busy(to))
     }
 
     /// Answers one request from validator `from`.
@@ -568,8 +559,8 @@ impl RpcHandler for PlacementHandler {
     ) -> futures::future::BoxFuture<'static, Option<Vec<u8>>> {
         let p = self.0.clone();
         Box::pin(async move {
-            let req: Request = decode(&request)?;
-            Some(encode(&p.answer(from, req).await))
+            let req: Request = ehrchain_types::decode(&request, MAX_MESSAGE).ok()?;
+            Some(ehrchain_types::encode(&p.answer(from, req).await))
         })
     }
 }

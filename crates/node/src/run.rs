@@ -217,22 +217,25 @@ async fn housekeeping(s: ApiState) {
     }
 }
 
-/// How often a validator looks for shards to repair or sweep.
-const SHARD_CHORES_EVERY: Duration = Duration::from_secs(10);
-/// Anchored contents the repair loop works on per round (the rest wait for the next).
-const REPAIR_PER_ROUND: usize = 16;
+/// When a validator first looks for shards to repair (soon after start: a node that was down
+/// or lost its disk catches up at once), and how often after that. Each round lists the shard
+/// store and walks the anchored contents, O(records), so it is not frequent.
+const SHARD_CHORES_FIRST: Duration = Duration::from_secs(10);
+const SHARD_CHORES_EVERY: Duration = Duration::from_secs(300);
 /// Pause between two repaired stripes: at most about 8 MB/s of repair per validator.
 const REPAIR_PAUSE: Duration = Duration::from_millis(250);
 
 /// Erasure-coded storage's chores: rebuild this validator's missing shards of anchored
-/// contents (bounded per round and in rate), and delete shards of contents no record anchored
+/// contents (bounded in rate), and delete shards of contents no record anchored
 /// within the unanchored-upload expiry (plus a minute).
 async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
     let mut unanchored: std::collections::HashMap<ehrchain_types::Hash, std::time::Instant> =
         std::collections::HashMap::new();
     let ttl = s.limits.pending.ttl() + Duration::from_secs(60);
+    let mut wait = SHARD_CHORES_FIRST;
     loop {
-        tokio::time::sleep(SHARD_CHORES_EVERY).await;
+        tokio::time::sleep(wait).await;
+        wait = SHARD_CHORES_EVERY;
         let Ok(held) = p.store.list().await else {
             continue;
         };
@@ -256,7 +259,9 @@ async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
             .copied()
             .collect();
         p.counters.repair_pending.set(todo.len() as i64);
-        for c in todo.into_iter().take(REPAIR_PER_ROUND) {
+        // All of them, one after another: the pause between stripes bounds the rate.
+        for c in todo {
+            p.counters.repair_pending.dec();
             let expected = state
                 .by_content
                 .get(&c)
