@@ -149,3 +149,133 @@ impl AuditProof {
         })
     }
 }
+
+/// The format tag of a state proof file.
+pub const STATE_FORMAT: &str = "ehrchain-state-proof/v1";
+
+/// A self-contained proof of one state entry, or of its absence, in the state after a
+/// finalized block: the entry's bytes, the tree proof from its leaf to the tree root, the
+/// header whose state root binds that tree root, and the header's finality certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateProofFile {
+    pub format: String,
+    pub chain_id: String,
+    /// The entry's key as the API names it (`grant:PATIENT:GRANTEE`, ...).
+    pub key: String,
+    /// The entry's canonical encoding, hex; absent in a proof of absence.
+    pub value: Option<String>,
+    /// The root of the state tree, hex; with the chain id it gives the header's state root.
+    pub tree_root: String,
+    /// The tree proof (jmt's sparse Merkle proof, borsh), hex.
+    pub proof: String,
+    pub height: u64,
+    pub header: BlockHeader,
+    /// The consensus engine's finality certificate of the block, hex.
+    pub finalization: String,
+    /// The validators' consensus public keys (from genesis) that the certificate must satisfy.
+    pub validators: Vec<PublicKey>,
+}
+
+/// What a state proof proved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateVerified {
+    pub key: String,
+    /// Whether the entry exists; its value (the canonical encoding, hex) if it does.
+    pub exists: bool,
+    pub value: Option<String>,
+    pub height: u64,
+    pub block_id: Hash,
+    pub view: u64,
+}
+
+impl StateProofFile {
+    /// The file form: pretty JSON, as `ehrchain state proof` writes it.
+    pub fn to_file_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a proof serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses a proof file, which must be exactly in the form [`Self::to_file_bytes`] writes.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<StateProofFile, String> {
+        let proof: StateProofFile =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a state proof file ({e})"))?;
+        if proof.to_file_bytes() != bytes {
+            return Err(
+                "the file differs from the proof it contains (edited or reformatted?); fetch it again with `ehrchain state proof`"
+                    .into(),
+            );
+        }
+        Ok(proof)
+    }
+
+    /// Checks the proof offline against `genesis` (the trust anchor, never the proof's own
+    /// validator list): the tree proof leads from the entry (or from its absence) to the tree
+    /// root, the tree root and chain id give the header's state root, and a quorum of the
+    /// genesis validators finalized the header.
+    pub fn verify(
+        &self,
+        genesis: &GenesisFile,
+        finality: &dyn FinalityCheck,
+    ) -> Result<StateVerified, String> {
+        use ehrchain_ledger::{StateKey, tree};
+        if self.format != STATE_FORMAT {
+            return Err(format!(
+                "not a state proof (format {:?}, expected {STATE_FORMAT:?})",
+                self.format
+            ));
+        }
+        let key: StateKey = self.key.parse()?;
+        let value = self
+            .value
+            .as_deref()
+            .map(hex::decode)
+            .transpose()
+            .map_err(|_| "value is not hex".to_string())?;
+        let tree_root: [u8; 32] = hex::decode(&self.tree_root)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("tree_root is not 32 bytes of hex")?;
+        let proof_bytes = hex::decode(&self.proof).map_err(|_| "proof is not hex".to_string())?;
+        // A tree proof has at most 256 siblings of 33 bytes or so; bound the decode.
+        if proof_bytes.len() > 64 * 1024 {
+            return Err("proof is too large".into());
+        }
+        let proof: tree::StateProof =
+            borsh::from_slice(&proof_bytes).map_err(|e| format!("proof does not decode: {e}"))?;
+        let digest = value.as_deref().map(tree::entry_digest);
+        tree::verify_proof(&proof, &tree_root, &key, digest).map_err(|e| {
+            format!("the tree proof fails: it does not lead from this entry to the tree root ({e})")
+        })?;
+        if self.header.height != self.height {
+            return Err("header height differs from the proof's height".into());
+        }
+        if tree::state_root(&self.chain_id, &tree_root) != self.header.state_root {
+            return Err(format!(
+                "the tree root and chain id do not give block {}'s state root",
+                self.height
+            ));
+        }
+        if genesis.ledger.chain_id != self.chain_id {
+            return Err(format!(
+                "proof is for chain {:?}, the genesis file is chain {:?}",
+                self.chain_id, genesis.ledger.chain_id
+            ));
+        }
+        if genesis.validator_keys() != self.validators {
+            return Err("the proof's validator set is not the genesis file's".into());
+        }
+        let block_id = self.header.id();
+        let cert =
+            hex::decode(&self.finalization).map_err(|_| "finalization is not hex".to_string())?;
+        let view = finality.check(&self.validators, &cert, &block_id)?;
+        Ok(StateVerified {
+            key: self.key.clone(),
+            exists: value.is_some(),
+            value: self.value.clone(),
+            height: self.height,
+            block_id,
+            view,
+        })
+    }
+}

@@ -183,6 +183,10 @@ enum Cmd {
     Ml(ml::MlCmd),
     /// A patient's audit trail, and offline-checkable inclusion proofs of audit events.
     Audit(AuditArgs),
+    /// Offline-checkable proofs of ledger state: an account, a grant, a record's status, or
+    /// their absence ("no grant to X"), in the state after a finalized block.
+    #[command(subcommand)]
+    State(StateCmd),
     /// A patient's QR code (account id and profile fingerprint), and checking a scanned one.
     Qr(QrArgs),
     /// Inspect and verify the chain.
@@ -363,6 +367,31 @@ enum AuditCmd {
         /// The chain's genesis file: the validator set the finality certificate must satisfy
         /// (the trust anchor). Default: $EHRCHAIN_GENESIS, else genesis.json beside the key
         /// directory (as `ehrchain dev` lays it out).
+        #[arg(long, env = "EHRCHAIN_GENESIS")]
+        genesis: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Fetch the proof of a state entry, or of its absence, into a file (asked as a party of
+    /// the entry, or a consortium member).
+    Proof {
+        /// The entry: account:ID, record:ID, keys:PATIENT:CATEGORY, grant:PATIENT:GRANTEE
+        /// (an account id or org:NAME), request:ID or item:ID.
+        entry: String,
+        /// The local key that asks.
+        #[arg(long = "key")]
+        key: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a state proof file offline: the tree proof, the block header's state root and
+    /// its finality certificate, against the genesis validators.
+    Verify {
+        file: PathBuf,
+        /// The chain's genesis file (the trust anchor). Default: $EHRCHAIN_GENESIS, else
+        /// genesis.json beside the key directory (as `ehrchain dev` lays it out).
         #[arg(long, env = "EHRCHAIN_GENESIS")]
         genesis: Option<PathBuf>,
     },
@@ -740,6 +769,7 @@ profile record: {} (encrypted; fingerprint on the ledger)",
         Cmd::Predict(a) => ml::run_predict(ctx, a),
         Cmd::Ml(c) => ml::run_ml(ctx, c),
         Cmd::Audit(args) => run_audit(ctx, args),
+        Cmd::State(c) => run_state(ctx, c),
         Cmd::Qr(args) => run_qr(ctx, args),
         Cmd::Approve { key, account, wait } => {
             let account = ctx.resolve(&account)?;
@@ -1422,6 +1452,69 @@ fn run_access(ctx: &Ctx, cmd: AccessCmd) -> anyhow::Result<()> {
     }
 }
 
+/// The genesis file a proof is checked against: `--genesis`, else genesis.json beside the key
+/// directory (as `ehrchain dev` lays it out).
+fn trust_anchor(ctx: &Ctx, genesis: Option<PathBuf>) -> anyhow::Result<ehrchain_node::GenesisFile> {
+    let path = genesis
+        .or_else(|| {
+            let beside = ctx.home.parent()?.join("genesis.json");
+            beside.exists().then_some(beside)
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "give --genesis FILE: the chain's genesis file is what a proof is checked against"
+            )
+        })?;
+    Ok(ehrchain_node::genesis::load(&path)?)
+}
+
+fn run_state(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<()> {
+    match cmd {
+        StateCmd::Proof { entry, key, out } => {
+            let entry: ehrchain_ledger::StateKey = entry.parse().map_err(|e: String| anyhow!(e))?;
+            let s = Session::new(ctx.client(), ctx.unlock(&key)?)?;
+            let proof = sdk::audit::state_proof(&s, &entry)?;
+            std::fs::write(&out, proof.to_file_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            let exists = proof.value.is_some();
+            ctx.print(
+                &json!({"key": proof.key, "exists": exists, "height": proof.height, "out": out}),
+                || {
+                    format!(
+                        "proof that {} {} after block {} written to {}",
+                        proof.key,
+                        if exists { "exists" } else { "does not exist" },
+                        proof.height,
+                        out.display()
+                    )
+                },
+            );
+            Ok(())
+        }
+        StateCmd::Verify { file, genesis } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let genesis = trust_anchor(ctx, genesis)?;
+            let (_, v) = sdk::audit::verify_state_file(
+                &bytes,
+                &genesis,
+                &ehrchain_node::proof::EngineFinality,
+            )?;
+            ctx.print(&serde_json::to_value(&v)?, || {
+                format!(
+                    "proof is valid: {} {} in the state after block {} ({}), finalized by the validators in view {}",
+                    v.key,
+                    if v.exists { "exists" } else { "does not exist" },
+                    v.height,
+                    v.block_id,
+                    v.view
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
 fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
     match args.cmd {
         Some(AuditCmd::Proof { event, out, key }) => {
@@ -1447,15 +1540,7 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
         Some(AuditCmd::Verify { file, genesis }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let genesis = genesis
-                .or_else(|| {
-                    let beside = ctx.home.parent()?.join("genesis.json");
-                    beside.exists().then_some(beside)
-                })
-                .ok_or_else(|| {
-                    anyhow!("give --genesis FILE: the chain's genesis file is what a proof is checked against")
-                })?;
-            let genesis = ehrchain_node::genesis::load(&genesis)?;
+            let genesis = trust_anchor(ctx, genesis)?;
             let (proof, v) =
                 sdk::audit::verify_file(&bytes, &genesis, &ehrchain_node::proof::EngineFinality)?;
             ctx.print(&serde_json::to_value(&v)?, || {

@@ -90,7 +90,7 @@ fn apply_tx(state: &mut State, stx: &SignedTransaction, ctx: &BlockContext, out:
         let mut scope = contracts::TxScope::new(state, sender, tx_id, ctx);
         contracts::dispatch(&mut scope, &stx.tx.payload).map(|()| scope.into_writes())
     };
-    let acct = state.accounts.entry(sender).or_default();
+    let acct = state.accounts.get_or_default(sender);
     acct.nonce += 1;
     acct.public_key.get_or_insert(stx.tx.signer);
     out.touched.insert(StateKey::Account(sender));
@@ -134,10 +134,12 @@ pub fn execute_block(
     for stx in txs {
         apply_tx(state, stx, ctx, &mut out);
     }
+    state.update_tree(&out.touched);
     Ok(out)
 }
 
-/// Builds a block on top of `parent` whose post-state is `state`, taking candidates in order
+/// Builds a block on top of `parent` whose post-state is `state` (a clone of it, which is
+/// O(1): the state's maps are persistent), taking candidates in order
 /// and skipping any that is not admissible at its turn (stale nonce, wrong chain). The
 /// candidates' signatures must already have been checked (the mempool does so on entry).
 /// Returns the block and the state after it.
@@ -163,6 +165,7 @@ pub fn build_block(
         apply_tx(&mut post, &stx, ctx, &mut out);
         txs.push(stx);
     }
+    post.update_tree(&out.touched);
     let header = BlockHeader {
         height: parent.height + 1,
         parent: parent.id(),

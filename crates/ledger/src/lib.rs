@@ -10,7 +10,9 @@ pub mod clinical;
 pub mod contracts;
 pub mod error;
 pub mod execute;
+pub mod pmap;
 pub mod state;
+pub mod tree;
 pub mod verify;
 
 pub use error::{BlockError, TxError};

@@ -3,15 +3,16 @@
 //! The values stored under each key (accounts, records, grants, requests) are public types of
 //! `ehrchain_types::entries`, re-exported here.
 
-use crate::clinical::Item;
+use crate::{
+    clinical::Item,
+    pmap::{PMap, PSet},
+    tree::{self, Tree},
+};
 use borsh::{BorshDeserialize, BorshSerialize};
 use ehrchain_types::{
-    AccountId, Category, Grantee, Hash, ItemId, ItemKind, RecordId, RequestId, SealedKey, domain,
+    AccountId, Category, Grantee, Hash, ItemId, ItemKind, RecordId, RequestId, SealedKey,
 };
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    ops::Bound,
-};
+use std::{collections::BTreeSet, ops::Bound};
 
 pub use ehrchain_types::entries::{
     AccessRequest, Account, AccountStatus, GenesisAccount, GenesisState, Grant, Record,
@@ -29,46 +30,98 @@ pub enum StateKey {
     Item(ItemId),
 }
 
-/// The whole ledger state. Ordered maps only, so the encoding (and root) is canonical.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+/// `account:ID`, `record:ID`, `keys:PATIENT:CATEGORY`, `grant:PATIENT:GRANTEE` (an account id
+/// or `org:NAME`), `request:ID`, `item:ID`: how the API and the CLI name an entry.
+impl std::fmt::Display for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateKey::Account(a) => write!(f, "account:{a}"),
+            StateKey::Record(r) => write!(f, "record:{r}"),
+            StateKey::Keys(p, c) => write!(f, "keys:{p}:{c}"),
+            StateKey::Grant(p, g) => write!(f, "grant:{p}:{g}"),
+            StateKey::Request(r) => write!(f, "request:{r}"),
+            StateKey::Item(i) => write!(f, "item:{i}"),
+        }
+    }
+}
+
+impl std::str::FromStr for StateKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StateKey, String> {
+        const FORMS: &str = "account:ID, record:ID, keys:PATIENT:CATEGORY, grant:PATIENT:GRANTEE, request:ID or item:ID";
+        let mut parts = s.trim().splitn(3, ':');
+        let kind = parts.next().unwrap_or_default();
+        let (a, b) = (parts.next(), parts.next());
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            format!("invalid {what} in state key {s:?}: {e}")
+        };
+        let one = || match (a, b) {
+            (Some(v), None) => Ok(v),
+            _ => Err(format!(
+                "state key {s:?} has the wrong number of parts: expected {FORMS}"
+            )),
+        };
+        let two = || match (a, b) {
+            (Some(x), Some(y)) => Ok((x, y)),
+            _ => Err(format!(
+                "state key {s:?} has the wrong number of parts: expected {FORMS}"
+            )),
+        };
+        let account = |v: &str| v.parse::<AccountId>().map_err(|e| bad("account id", &e));
+        Ok(match kind {
+            "account" => StateKey::Account(account(one()?)?),
+            "record" => StateKey::Record(one()?.parse().map_err(|e| bad("record id", &e))?),
+            "request" => StateKey::Request(one()?.parse().map_err(|e| bad("request id", &e))?),
+            "item" => StateKey::Item(one()?.parse().map_err(|e| bad("item id", &e))?),
+            "keys" => {
+                let (p, c) = two()?;
+                StateKey::Keys(account(p)?, c.parse().map_err(|e| bad("category", &e))?)
+            }
+            "grant" => {
+                let (p, g) = two()?;
+                StateKey::Grant(account(p)?, g.parse().map_err(|e| bad("grantee", &e))?)
+            }
+            _ => return Err(format!("unknown state key {s:?}: expected {FORMS}")),
+        })
+    }
+}
+
+/// The whole ledger state, in persistent ordered maps (a clone is O(1) and shares every entry),
+/// with the authenticated tree of its entries ([`crate::tree`]) that gives the state root.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     pub chain_id: String,
-    pub accounts: BTreeMap<AccountId, Account>,
-    pub records: BTreeMap<RecordId, Record>,
+    pub accounts: PMap<AccountId, Account>,
+    pub records: PMap<RecordId, Record>,
     /// Each patient's category keys, sealed to the patient; the index is the epoch.
-    pub keys: BTreeMap<(AccountId, Category), Vec<SealedKey>>,
-    pub grants: BTreeMap<(AccountId, Grantee), Grant>,
-    pub requests: BTreeMap<RequestId, AccessRequest>,
+    pub keys: PMap<(AccountId, Category), Vec<SealedKey>>,
+    pub grants: PMap<(AccountId, Grantee), Grant>,
+    pub requests: PMap<RequestId, AccessRequest>,
     /// The clinical workflow: slots, reports, prescriptions, invoices, policies, claims.
-    pub items: BTreeMap<ItemId, Item>,
+    pub items: PMap<ItemId, Item>,
     /// Index of records by patient (derived from `records`; not part of the root).
-    #[borsh(skip)]
-    pub by_patient: BTreeSet<(AccountId, RecordId)>,
+    pub by_patient: PSet<(AccountId, RecordId)>,
     /// Index of records by ciphertext hash (derived; not part of the root).
-    #[borsh(skip)]
-    pub by_content: BTreeMap<Hash, RecordId>,
+    pub by_content: PMap<Hash, RecordId>,
     /// Index of requests by patient (derived; not part of the root).
-    #[borsh(skip)]
-    pub requests_by_patient: BTreeSet<(AccountId, RequestId)>,
+    pub requests_by_patient: PSet<(AccountId, RequestId)>,
     /// Index of requests by requester (derived; not part of the root).
-    #[borsh(skip)]
-    pub requests_by_requester: BTreeSet<(AccountId, RequestId)>,
+    pub requests_by_requester: PSet<(AccountId, RequestId)>,
     /// Index of items by every account that ever took part (derived; filtered on read).
-    #[borsh(skip)]
-    pub items_by_party: BTreeSet<(AccountId, ItemId)>,
+    pub items_by_party: PSet<(AccountId, ItemId)>,
     /// Index of prescriptions by their record (derived).
-    #[borsh(skip)]
-    pub rx_by_record: BTreeMap<RecordId, ItemId>,
+    pub rx_by_record: PMap<RecordId, ItemId>,
     /// The sum of all balances (derived). Only genesis mints, so it is the genesis total
     /// and bounds every amount and price a transaction may name.
-    #[borsh(skip)]
     pub supply: u128,
+    /// The authenticated tree over every entry's digest (derived; its root is the state root).
+    pub tree: Tree,
 }
 
 impl State {
     /// Builds the genesis state. Genesis accounts with a role are active at once.
     pub fn genesis(g: &GenesisState) -> State {
-        let mut accounts = BTreeMap::new();
+        let mut accounts = PMap::new();
         for a in &g.accounts {
             let id = AccountId::from_public_key(&a.public_key);
             let acct = Account {
@@ -86,30 +139,33 @@ impl State {
             let prev = accounts.insert(id, acct);
             assert!(prev.is_none(), "genesis lists account {id} twice");
         }
-        State {
+        let mut state = State {
             supply: accounts.values().map(|a| u128::from(a.balance)).sum(),
             accounts,
             ..State::empty(&g.chain_id)
-        }
+        };
+        state.rebuild_tree();
+        state
     }
 
     /// A state with no entries.
     pub fn empty(chain_id: &str) -> State {
         State {
             chain_id: chain_id.to_string(),
-            accounts: BTreeMap::new(),
-            records: BTreeMap::new(),
-            keys: BTreeMap::new(),
-            grants: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            items: BTreeMap::new(),
-            by_patient: BTreeSet::new(),
-            by_content: BTreeMap::new(),
-            requests_by_patient: BTreeSet::new(),
-            requests_by_requester: BTreeSet::new(),
-            items_by_party: BTreeSet::new(),
-            rx_by_record: BTreeMap::new(),
+            accounts: PMap::new(),
+            records: PMap::new(),
+            keys: PMap::new(),
+            grants: PMap::new(),
+            requests: PMap::new(),
+            items: PMap::new(),
+            by_patient: PSet::new(),
+            by_content: PMap::new(),
+            requests_by_patient: PSet::new(),
+            requests_by_requester: PSet::new(),
+            items_by_party: PSet::new(),
+            rx_by_record: PMap::new(),
             supply: 0,
+            tree: Tree::default(),
         }
     }
 
@@ -317,12 +373,38 @@ impl State {
             .map(|((_, g), grant)| (g, grant))
     }
 
-    /// The state root: a tagged SHA-256 over the canonical encoding of the whole state.
-    ///
-    /// This is O(state) per block, which is fine at consortium scale (it hashes ~1 MB for
-    /// 10,000 accounts); a Merkleised state with proofs can replace it behind this function.
+    /// The state root: the root of the entries' authenticated tree, bound to the chain id.
+    /// It is as current as the last [`Self::update_tree`] (block execution calls it).
     pub fn root(&self) -> Hash {
-        domain::tagged_hash(domain::STATE_ROOT, &[&ehrchain_types::encode(self)])
+        tree::state_root(&self.chain_id, &self.tree.root())
+    }
+
+    /// Brings the tree up to date with the entries under `touched`: O(changes × log n).
+    pub fn update_tree(&mut self, touched: &BTreeSet<StateKey>) {
+        let changes = touched
+            .iter()
+            .map(|k| {
+                let digest = self.entry(k).map(|v| tree::entry_digest(&v));
+                (tree::key_hash(k), digest)
+            })
+            .collect();
+        self.tree.update(changes);
+    }
+
+    /// Builds the tree from every entry (genesis, and a node loading its stored state).
+    pub fn rebuild_tree(&mut self) {
+        self.tree = Tree::default();
+        self.update_tree(&self.all_keys());
+    }
+
+    /// A proof of `key`'s entry (or its absence) against [`Self::root`]: the entry's encoding
+    /// and the tree proof.
+    pub fn prove(&self, key: &StateKey) -> (Option<Vec<u8>>, tree::StateProof) {
+        let value = self.entry(key);
+        let proof = self
+            .tree
+            .prove(key, value.as_deref().map(tree::entry_digest));
+        (value, proof)
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -338,7 +420,7 @@ impl State {
 /// The ids an index holds for `owner`, in order, from after `after` (a page cursor); `min` and
 /// `max` are the smallest and largest ids.
 fn index_after<'a, I: Ord + Copy>(
-    index: &'a BTreeSet<(AccountId, I)>,
+    index: &'a PSet<(AccountId, I)>,
     owner: &AccountId,
     after: Option<I>,
     min: I,
@@ -351,4 +433,47 @@ fn index_after<'a, I: Ord + Copy>(
     index
         .range((lo, Bound::Included((*owner, max))))
         .map(|(_, id)| *id)
+}
+
+/// A synthetic record, the same on every node for a given `i`: the bulk prefill of the
+/// state benchmarks and scale tests. Shaped like a real one (160 bytes of sealed metadata, a
+/// 72-byte wrapped key), spread over `patients` synthetic patients.
+pub fn synthetic_record(i: u64, patients: u64) -> Record {
+    use ehrchain_types::{HexBytes, RecordKey, domain::tagged_hash};
+    let bytes = |tag: &[u8], n: usize| -> Vec<u8> {
+        (0..n.div_ceil(32) as u32)
+            .flat_map(|j| {
+                tagged_hash(
+                    b"ehrchain/synthetic/v1",
+                    &[tag, &i.to_be_bytes(), &j.to_be_bytes()],
+                )
+                .0
+            })
+            .take(n)
+            .collect()
+    };
+    let patient = tagged_hash(
+        b"ehrchain/synthetic-patient/v1",
+        &[&(i % patients.max(1)).to_be_bytes()],
+    );
+    let patient = AccountId(patient.0[..20].try_into().expect("20 of 32 bytes"));
+    Record {
+        id: RecordId(bytes(b"id", 16).try_into().expect("16 bytes")),
+        patient,
+        author: patient,
+        category: Category::Lab,
+        content: Hash(bytes(b"content", 32).try_into().expect("32 bytes")),
+        size: 4096 + i % 65_536,
+        commitment: Hash(bytes(b"commitment", 32).try_into().expect("32 bytes")),
+        meta: HexBytes(bytes(b"meta", 160)),
+        key: RecordKey::Category {
+            epoch: 0,
+            wrapped: HexBytes(bytes(b"key", 72)),
+        },
+        status: RecordStatus::Active,
+        created_ms: i,
+        height: 0,
+        reviewed_ms: None,
+        coding: None,
+    }
 }

@@ -102,9 +102,12 @@ fn check(w: &mut World, stx: SignedTransaction, expected: &str) -> Vec<ehrchain_
             }
             ehrchain_types::TxOutcome::Rejected { reason } => {
                 let mut expect = before.clone();
-                let a = expect.accounts.entry(stx.tx.sender()).or_default();
+                let a = expect.accounts.get_or_default(stx.tx.sender());
                 a.nonce += 1;
                 a.public_key.get_or_insert(stx.tx.signer);
+                expect.update_tree(&std::collections::BTreeSet::from([
+                    ehrchain_ledger::StateKey::Account(stx.tx.sender()),
+                ]));
                 assert_eq!(
                     w.state, expect,
                     "a rejected transaction did more than consume its nonce"

@@ -196,7 +196,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
@@ -576,13 +576,8 @@ async fn list_accounts(
         ));
     }
     let snap = s.chain.snapshot();
-    let range = match after {
-        Some(a) => snap
-            .state
-            .accounts
-            .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-        None => snap.state.accounts.range(..),
-    };
+    let lo = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    let range = snap.state.accounts.range((lo, std::ops::Bound::Unbounded));
     let out = range
         .filter(|(_, a)| role.is_none_or(|r| a.role == Some(r)))
         .filter(|(_, a)| status.is_none_or(|st| a.status.name() == st))

@@ -48,3 +48,35 @@ pub fn build(
         validators: genesis.validators.iter().map(|v| v.public_key).collect(),
     }))
 }
+
+pub use ehrchain_api::proof::{STATE_FORMAT, StateProofFile, StateVerified};
+
+/// Builds the proof of `key` (its entry or its absence) in the state after the finalized block
+/// `snap.tip`, or `None` before the first block after genesis (which has no certificate).
+pub fn build_state(
+    store: &ChainStore,
+    genesis: &GenesisFile,
+    snap: &crate::chain::Snapshot,
+    key: &ehrchain_ledger::StateKey,
+) -> Result<Option<StateProofFile>, StoreError> {
+    let height = snap.tip.height;
+    if height == 0 {
+        return Ok(None);
+    }
+    let finalization = store
+        .finalization(height)?
+        .ok_or_else(|| StoreError::Corrupt(format!("no finality certificate for {height}")))?;
+    let (value, proof) = snap.state.prove(key);
+    Ok(Some(StateProofFile {
+        format: STATE_FORMAT.into(),
+        chain_id: genesis.ledger.chain_id.clone(),
+        key: key.to_string(),
+        value: value.map(hex::encode),
+        tree_root: hex::encode(snap.state.tree.root()),
+        proof: hex::encode(borsh::to_vec(&proof).expect("a proof encodes")),
+        height,
+        header: snap.tip.clone(),
+        finalization: hex::encode(finalization),
+        validators: genesis.validators.iter().map(|v| v.public_key).collect(),
+    }))
+}

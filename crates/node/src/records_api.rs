@@ -40,6 +40,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/requests", get(requests))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/{id}/proof", get(audit_proof))
+        .route("/api/v1/state/proof", get(state_proof))
 }
 
 impl From<BlobError> for ApiError {
@@ -565,5 +566,43 @@ async fn audit_proof(
     if !crate::visibility::may_prove(&viewer, &proof.event) {
         return Err(not_found());
     }
+    Ok(Json(proof))
+}
+
+#[derive(Deserialize)]
+struct StateProofQuery {
+    key: String,
+}
+
+/// The proof of one state entry, or of its absence, in the state after the last finalized
+/// block (`visibility::may_prove_entry` says who may have which); the file then checks offline
+/// with `ehrchain state verify`. An entry the signer may not prove and one that does not exist
+/// look the same, except where the signer owns the key (a patient proving that no grant to X
+/// exists).
+async fn state_proof(
+    State(s): State<ApiState>,
+    viewer: crate::visibility::Viewer,
+    Query(q): Query<StateProofQuery>,
+) -> ApiResult<crate::proof::StateProofFile> {
+    let key: ehrchain_ledger::StateKey = q
+        .key
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(e))?;
+    let snap = s.chain.snapshot();
+    if !crate::visibility::may_prove_entry(&viewer, &snap.state, &key) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no state entry {key} that you may prove (sign the request as a party)"),
+        ));
+    }
+    let proof =
+        crate::proof::build_state(s.chain.store(), &s.genesis, &snap, &key)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "not_finalized",
+                "no block has been finalized after genesis yet; try again after the first block",
+            )
+        })?;
     Ok(Json(proof))
 }

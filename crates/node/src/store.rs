@@ -319,6 +319,8 @@ impl ChainStore {
                 .load_entry(key, v.value())
                 .map_err(|e| StoreError::Corrupt(format!("state entry: {e}")))?;
         }
+        // The tree is derived: rebuilt here, and checked against the tip's root by the caller.
+        state.rebuild_tree();
         Ok(state)
     }
 

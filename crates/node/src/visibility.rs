@@ -170,3 +170,36 @@ pub fn may_prove(viewer: &Viewer, e: &AuditEvent) -> bool {
                 .account
                 .is_some_and(|me| event_parties(e).any(|p| p == me)))
 }
+
+/// Whether `viewer` may have a proof of the state entry `key` (its value or its absence).
+/// Members may prove anything; a signed account may prove any account, and the entries it is
+/// a party to: its own category keys, grants it gave or holds, records it owns or wrote,
+/// requests it made or received, items it takes part in. Keyed by their owner, keys and grants
+/// may be proven absent by that owner ("no grant to X"); a record, request or item that does
+/// not exist is provable only by members, so a guessed id reveals nothing.
+pub fn may_prove_entry(viewer: &Viewer, state: &State, key: &ehrchain_ledger::StateKey) -> bool {
+    use ehrchain_ledger::StateKey;
+    let Some(who) = viewer.account else {
+        return false;
+    };
+    if viewer.member {
+        return true;
+    }
+    match key {
+        StateKey::Account(_) => true,
+        StateKey::Keys(patient, _) => *patient == who,
+        StateKey::Grant(patient, grantee) => *patient == who || *grantee == Grantee::Account(who),
+        StateKey::Record(id) => state
+            .records
+            .get(id)
+            .is_some_and(|r| r.patient == who || r.author == who),
+        StateKey::Request(id) => state
+            .requests
+            .get(id)
+            .is_some_and(|r| r.patient == who || r.requester == who),
+        StateKey::Item(id) => state
+            .items
+            .get(id)
+            .is_some_and(|i| i.parties().contains(&who)),
+    }
+}

@@ -32,7 +32,7 @@ impl<K: Ord + Clone, V: Clone> Overlay<K, V> {
         }
     }
 
-    fn get(&self, base: &BTreeMap<K, V>, k: &K) -> Option<V> {
+    fn get(&self, base: &crate::pmap::PMap<K, V>, k: &K) -> Option<V> {
         match self.writes.get(k) {
             Some(v) => v.clone(),
             None => base.get(k).cloned(),

@@ -1,0 +1,328 @@
+//! The authenticated state tree: a Jellyfish Merkle tree (the `jmt` crate) over a digest of every
+//! state entry, so a block's state root costs O(changes × log n) instead of hashing the whole
+//! state, and any entry (or its absence) can be proven against a block header.
+//!
+//! - A leaf's key is `sha256(STATE_KEY tag ‖ borsh(StateKey))`; its value is the 32-byte
+//!   `tagged_hash(STATE_ENTRY, borsh(entry))`. The tree never holds an entry itself, so a proof
+//!   of absence (which shows the leaf that sits on the key's path) reveals a neighbour's key
+//!   hash and value digest only, never its contents.
+//! - The root depends only on the set of entries, not on the history that produced it: a node
+//!   that restarts rebuilds the tree from its stored entries and must reach the header's root.
+//! - The nodes live in a persistent map (`immutable-chunkmap`): cloning a state is O(1) and a
+//!   block's post-state shares every node it did not change with its parent, so speculative
+//!   states of unfinalized blocks cost their changes, not a copy.
+
+use crate::state::StateKey;
+use ehrchain_types::{Hash, domain, encode};
+use immutable_chunkmap::map::Map;
+use jmt::{
+    KeyHash, OwnedValue, RootHash, Sha256Jmt, Version,
+    proof::SparseMerkleProof,
+    storage::{LeafNode, Node, NodeKey, TreeReader},
+};
+use std::sync::Arc;
+
+/// Tag of a leaf key.
+pub const STATE_KEY: &[u8] = b"ehrchain/state-key/v1";
+/// Tag of a leaf value (the digest of an entry's encoding).
+pub const STATE_ENTRY: &[u8] = b"ehrchain/state-entry/v1";
+
+/// The tree's leaf key for a state key.
+pub fn key_hash(key: &StateKey) -> KeyHash {
+    KeyHash(domain::tagged_hash(STATE_KEY, &[&encode(key)]).0)
+}
+
+/// The tree's leaf value for an entry's encoding.
+pub fn entry_digest(encoded: &[u8]) -> [u8; 32] {
+    domain::tagged_hash(STATE_ENTRY, &[encoded]).0
+}
+
+/// The header's state root: the tree's root bound to the chain id.
+pub fn state_root(chain_id: &str, tree_root: &[u8; 32]) -> Hash {
+    domain::tagged_hash(
+        domain::STATE_ROOT,
+        &[&encode(&chain_id.to_string()), tree_root],
+    )
+}
+
+/// A node's key, packed into a fixed array so the persistent map copies chunks with no
+/// allocation: version (big-endian), nibble count, then the path's bytes.
+type PackedKey = [u8; 41];
+
+fn pack(k: &NodeKey) -> PackedKey {
+    let mut out = [0u8; 41];
+    out[..8].copy_from_slice(&k.version().to_be_bytes());
+    let path = k.nibble_path();
+    out[8] = path.num_nibbles() as u8;
+    for (i, nibble) in path.nibbles().enumerate() {
+        out[9 + i / 2] |= u8::from(nibble) << if i % 2 == 0 { 4 } else { 0 };
+    }
+    out
+}
+
+type Nodes = Map<PackedKey, Arc<Node>, { crate::pmap::CHUNK }>;
+
+/// The tree of one state. Cloning shares every node.
+#[derive(Clone, Default)]
+pub struct Tree {
+    nodes: Nodes,
+    /// The version of the newest root: jmt reads a tree's root at the version before the one
+    /// it writes, so versions count writes (one per block that changed the state), not
+    /// heights. They are not part of any hash, so nodes need not agree on them. `None` while
+    /// the tree has never been written.
+    version: Option<Version>,
+    root: [u8; 32],
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("nodes", &self.nodes.len())
+            .field("version", &self.version)
+            .field("root", &hex::encode(self.root))
+            .finish()
+    }
+}
+
+impl PartialEq for Tree {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root
+    }
+}
+impl Eq for Tree {}
+
+/// The root of an empty tree (jmt's placeholder hash, which jmt does not export).
+const EMPTY_ROOT: [u8; 32] = *b"SPARSE_MERKLE_PLACEHOLDER_HASH__";
+
+/// The proof type: jmt's, over SHA-256.
+pub type StateProof = SparseMerkleProof<sha2_10::Sha256>;
+
+/// Reads the tree's nodes; the one value it can answer is the digest of the key being proven.
+struct Reader<'a> {
+    nodes: &'a Nodes,
+    value: Option<(KeyHash, [u8; 32])>,
+    /// Answer a null root at version 0 (a tree never written).
+    empty: bool,
+}
+
+impl TreeReader for Reader<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        if self.empty && node_key.version() == 0 && node_key.nibble_path().num_nibbles() == 0 {
+            return Ok(Some(Node::Null));
+        }
+        Ok(self.nodes.get(&pack(node_key)).map(|n| Node::clone(n)))
+    }
+
+    fn get_value_option(
+        &self,
+        _max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        Ok(self
+            .value
+            .filter(|(k, _)| *k == key_hash)
+            .map(|(_, v)| v.to_vec()))
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only jmt's restore path asks for it, and this tree is never restored that way.
+        Ok(None)
+    }
+}
+
+impl Tree {
+    /// The current root of the tree (jmt's placeholder for an empty tree).
+    pub fn root(&self) -> [u8; 32] {
+        if self.version.is_none() {
+            EMPTY_ROOT
+        } else {
+            self.root
+        }
+    }
+
+    /// How many nodes the tree holds.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Writes one block's changes (`None` deletes a leaf) as the tree's next version.
+    /// Nothing to write keeps the tree as it is.
+    pub fn update(&mut self, changes: Vec<(KeyHash, Option<[u8; 32]>)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let version = self.version.map_or(0, |v| v + 1);
+        let reader = Reader {
+            nodes: &self.nodes,
+            value: None,
+            empty: false,
+        };
+        let (root, batch) = Sha256Jmt::new(&reader)
+            .put_value_set(
+                changes.into_iter().map(|(k, v)| (k, v.map(|d| d.to_vec()))),
+                version,
+            )
+            // jmt fails only when a node it wrote earlier is missing: a broken invariant.
+            .expect("the state tree holds every node it wrote");
+        let stale: Vec<PackedKey> = batch
+            .stale_node_index_batch
+            .iter()
+            .map(|s| pack(&s.node_key))
+            .collect();
+        self.nodes = self.nodes.remove_many(stale);
+        let new = batch
+            .node_batch
+            .nodes()
+            .iter()
+            .map(|(k, n)| (pack(k), Arc::new(n.clone())));
+        self.nodes = self.nodes.insert_many(new);
+        self.version = Some(version);
+        self.root = root.0;
+    }
+
+    /// A proof of `key`'s digest (or of its absence) against [`Self::root`]. `digest` is the
+    /// key's current entry digest, if it has one.
+    pub fn prove(&self, key: &StateKey, digest: Option<[u8; 32]>) -> StateProof {
+        let kh = key_hash(key);
+        let reader = Reader {
+            nodes: &self.nodes,
+            value: digest.map(|d| (kh, d)),
+            empty: self.version.is_none(),
+        };
+        let version = self.version.unwrap_or(0);
+        let (_, proof) = Sha256Jmt::new(&reader)
+            .get_with_proof(kh, version)
+            .expect("the state tree holds every node on a path");
+        proof
+    }
+}
+
+/// Checks a proof: `digest` is the entry's digest, or `None` to prove absence.
+pub fn verify_proof(
+    proof: &StateProof,
+    tree_root: &[u8; 32],
+    key: &StateKey,
+    digest: Option<[u8; 32]>,
+) -> Result<(), String> {
+    proof
+        .verify(RootHash(*tree_root), key_hash(key), digest)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Grant, State, synthetic_record};
+    use ehrchain_types::{AccountId, Grantee};
+    use std::collections::BTreeSet;
+
+    fn with_records(n: u64) -> State {
+        let mut s = State::empty("t");
+        for i in 0..n {
+            s.insert_record(synthetic_record(i, 10));
+        }
+        s.rebuild_tree();
+        s
+    }
+
+    fn grant() -> Grant {
+        Grant {
+            categories: vec![ehrchain_types::Category::Lab],
+            expires_ms: None,
+            write: false,
+            granted_ms: 1,
+            wraps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_root_depends_on_the_entries_not_on_their_history() {
+        let all = with_records(300);
+        // The same entries written over three "blocks", one of them overwritten on the way.
+        let mut s = State::empty("t");
+        for chunk in [0..100u64, 100..250, 250..300] {
+            let mut touched = BTreeSet::new();
+            for i in chunk {
+                let mut r = synthetic_record(i, 10);
+                touched.insert(StateKey::Record(r.id));
+                if i == 120 {
+                    r.size += 1;
+                    s.insert_record(r.clone());
+                    s.update_tree(&touched);
+                    r.size -= 1;
+                }
+                s.insert_record(r);
+            }
+            s.update_tree(&touched);
+        }
+        assert_eq!(s.root(), all.root());
+        assert_ne!(with_records(299).root(), all.root());
+        // The chain id is bound in.
+        let mut other = all.clone();
+        other.chain_id = "u".into();
+        assert_ne!(other.root(), all.root());
+    }
+
+    #[test]
+    fn a_deleted_entry_leaves_the_root_it_never_touched() {
+        let base = with_records(50);
+        let mut s = base.clone();
+        let key = (AccountId([1; 20]), Grantee::Account(AccountId([2; 20])));
+        let touched = BTreeSet::from([StateKey::Grant(key.0, key.1.clone())]);
+        s.grants.insert(key.clone(), grant());
+        s.update_tree(&touched);
+        assert_ne!(s.root(), base.root());
+        // The parent (a clone taken before) is untouched: clones share, never alias.
+        assert_eq!(base.root(), with_records(50).root());
+        s.grants.remove(&key);
+        s.update_tree(&touched);
+        assert_eq!(s.root(), base.root());
+    }
+
+    #[test]
+    fn proofs_of_a_value_and_of_absence_verify_and_fail_when_a_byte_changes() {
+        let s = with_records(1000);
+        let root = s.tree.root();
+        let present = StateKey::Record(synthetic_record(7, 10).id);
+        let (value, proof) = s.prove(&present);
+        let value = value.expect("record 7 exists");
+        let digest = entry_digest(&value);
+        verify_proof(&proof, &root, &present, Some(digest)).expect("value proof");
+        // A changed value, a claim of absence, another key: all refused.
+        let mut changed = value.clone();
+        changed[20] ^= 1;
+        assert!(verify_proof(&proof, &root, &present, Some(entry_digest(&changed))).is_err());
+        assert!(verify_proof(&proof, &root, &present, None).is_err());
+        let absent = StateKey::Record(ehrchain_types::RecordId([0xee; 16]));
+        assert!(verify_proof(&proof, &root, &absent, Some(digest)).is_err());
+        // Every byte of the encoded proof matters (or the proof no longer decodes).
+        let bytes = borsh::to_vec(&proof).expect("encode");
+        for i in (0..bytes.len()).step_by(7) {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            if let Ok(p) = borsh::from_slice::<StateProof>(&b) {
+                assert!(
+                    verify_proof(&p, &root, &present, Some(digest)).is_err(),
+                    "byte {i}"
+                );
+            }
+        }
+
+        // Absence: no grant to X.
+        let g = StateKey::Grant(AccountId([1; 20]), Grantee::Account(AccountId([2; 20])));
+        let (none, proof) = s.prove(&g);
+        assert!(none.is_none());
+        verify_proof(&proof, &root, &g, None).expect("absence proof");
+        assert!(verify_proof(&proof, &root, &g, Some([0; 32])).is_err());
+        // ...and a proof of absence does not carry a neighbour's entry, only hashes.
+        let encoded = borsh::to_vec(&proof).expect("encode");
+        let neighbour_meta = &synthetic_record(0, 10).meta.0[..16];
+        assert!(!encoded.windows(16).any(|w| w == neighbour_meta));
+
+        // An empty state proves absence too.
+        let empty = State::empty("t");
+        let (none, proof) = empty.prove(&g);
+        assert!(none.is_none());
+        verify_proof(&proof, &empty.tree.root(), &g, None).expect("empty tree");
+    }
+}
