@@ -55,6 +55,7 @@ pub fn genesis() -> &'static GenesisFile {
         ledger: GenesisState {
             chain_id: CHAIN_ID.into(),
             timestamp_ms: 0,
+            synthetic_records: 0,
             accounts: vec![],
         },
         validators: VALIDATOR_SEEDS

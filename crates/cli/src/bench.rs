@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// `soak`: bytes of each uploaded record.
     #[arg(long, default_value_t = 64 * 1024)]
     record_bytes: usize,
+    /// Records already on the chain when the load starts, comma-separated for one run set
+    /// per size (e.g. `0,1000000`): a generated genesis state of synthetic records
+    /// (`GenesisState::synthetic_records`), so nothing is signed to prefill.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    prefill: Vec<u64>,
 }
 
 /// Per-node resource use.
@@ -80,6 +85,7 @@ struct NodeUse {
 
 #[derive(Clone, Debug, serde::Serialize)]
 struct RunReport {
+    prefill: u64,
     committed_tps: f64,
     elapsed_s: f64,
     finalized: usize,
@@ -94,6 +100,10 @@ struct RunReport {
     block_interval_ms: f64,
     mean_block_txs: f64,
     disk_bytes_per_tx: f64,
+    /// Node 0's data dir over every record the chain holds (prefill and load).
+    disk_bytes_per_record: f64,
+    /// Node 0's resident memory right after start (the prefilled state loaded), MB.
+    start_rss_mb: f64,
     nodes: Vec<NodeUse>,
 }
 
@@ -137,13 +147,23 @@ fn process_use(pid: u32) -> (f64, f64) {
     // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name);
     // the kernel's USER_HZ is 100 on Linux.
     let cpu = (ticks(11) + ticks(12)) / 100.0;
+    (cpu, status_mb(pid, "VmHWM:"))
+}
+
+/// A memory figure of `/proc/PID/status` (`VmHWM:` peak, `VmRSS:` now), in MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kb = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kb / 1024.0)
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Resident memory of a live process now, in MB.
+fn process_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
 }
 
 fn free_base_port(n: usize) -> anyhow::Result<u16> {
@@ -196,9 +216,16 @@ pub(crate) fn start_network(
     dir: &Path,
     validators: usize,
     accounts: Vec<GenesisAccount>,
+    prefill: u64,
 ) -> anyhow::Result<(Network, Vec<String>)> {
     let base = free_base_port(validators)?;
     let configs = testnet::init_with(dir, validators, base, "ehrchain-bench", accounts)?;
+    if prefill > 0 {
+        let path = dir.join("genesis.json");
+        let mut genesis = ehrchain_node::genesis::load(&path)?;
+        genesis.ledger.synthetic_records = prefill;
+        ehrchain_node::genesis::save(&genesis, &path)?;
+    }
     let exe = std::env::current_exe()?;
     let mut net = Network {
         children: Vec::new(),
@@ -228,7 +255,8 @@ pub(crate) fn start_network(
         if up {
             break;
         }
-        if start_wait.elapsed() > Duration::from_secs(60) {
+        // Building a prefilled genesis state takes a while (about a minute per million).
+        if start_wait.elapsed() > Duration::from_secs(60 + prefill / 10_000) {
             bail!(
                 "the network did not start (see node logs in {})",
                 dir.display()
@@ -239,7 +267,7 @@ pub(crate) fn start_network(
     Ok((net, urls))
 }
 
-fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
+fn one_run(args: &BenchArgs, prefill: u64) -> anyhow::Result<RunReport> {
     let dir = tempfile::tempdir()?;
     let senders: Vec<Keypair> = (0..args.senders).map(|_| Keypair::generate()).collect();
     let sink = Keypair::generate().account();
@@ -269,7 +297,8 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
         balance: 0,
         encryption_key: Some(doctor.encryption().public()),
     });
-    let (net, urls) = start_network(dir.path(), args.validators, accounts)?;
+    let (net, urls) = start_network(dir.path(), args.validators, accounts, prefill)?;
+    let start_rss_mb = net.children.first().map_or(0.0, |c| process_rss_mb(c.id()));
     let observer = Client::new(&urls[0]);
     // The records scenario needs each patient's category key first (untimed).
     let first_nonce = if args.scenario == "records" {
@@ -446,7 +475,11 @@ fn one_run(args: &BenchArgs) -> anyhow::Result<RunReport> {
     } else {
         0.0
     };
+    let node0_disk = nodes.first().map_or(0, |n| n.disk_bytes) as f64;
     Ok(RunReport {
+        prefill,
+        disk_bytes_per_record: node0_disk / (prefill + args.txs as u64) as f64,
+        start_rss_mb,
         committed_tps: finalized as f64 / elapsed,
         elapsed_s: elapsed,
         finalized,
@@ -597,48 +630,78 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
         "each sender may queue at most 1000 transactions: use --senders {} or more",
         args.txs.div_ceil(1_000)
     );
-    let mut runs = Vec::new();
-    for i in 0..args.runs {
-        let r = one_run(&args).with_context(|| format!("run {}", i + 1))?;
+    let mut sizes = Vec::new();
+    for &prefill in &args.prefill {
+        let mut runs = Vec::new();
+        for i in 0..args.runs {
+            let r = one_run(&args, prefill)
+                .with_context(|| format!("run {} with {prefill} records prefilled", i + 1))?;
+            if !json_out {
+                eprintln!(
+                    "prefill {prefill}, run {}: {:.0} tx/s, p50 {:.0} ms, p99 {:.0} ms, failures {:.2}%",
+                    i + 1,
+                    r.committed_tps,
+                    r.latency_ms_p50,
+                    r.latency_ms_p99,
+                    r.failure_rate * 100.0
+                );
+            }
+            runs.push(r);
+        }
+        runs.sort_by(|a, b| a.committed_tps.total_cmp(&b.committed_tps));
+        let median = runs[runs.len() / 2].clone();
         if !json_out {
-            eprintln!(
-                "run {}: {:.0} tx/s, p50 {:.0} ms, p99 {:.0} ms, failures {:.2}%",
-                i + 1,
-                r.committed_tps,
-                r.latency_ms_p50,
-                r.latency_ms_p99,
-                r.failure_rate * 100.0
+            print_summary(&args, prefill, &runs, &median);
+        }
+        sizes.push((median, runs));
+    }
+    if json_out {
+        let report = json!({
+            "scenario": args.scenario,
+            "validators": args.validators,
+            "txs": args.txs,
+            "senders": args.senders,
+            "clients": args.clients,
+            "offered_rate": args.rate,
+            "runs": args.runs,
+            "sizes": sizes.iter().map(|(m, runs)| json!({
+                "prefill": m.prefill,
+                "median": m,
+                "all_tps": runs.iter().map(|r| r.committed_tps).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if sizes.len() > 1 {
+        println!(
+            "\nprefilled records | tx/s | p50 ms | p99 ms | block interval ms | node0 RSS at start / peak MB | disk bytes/record"
+        );
+        for (m, _) in &sizes {
+            println!(
+                "{:>17} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0}",
+                m.prefill,
+                m.committed_tps,
+                m.latency_ms_p50,
+                m.latency_ms_p99,
+                m.block_interval_ms,
+                m.start_rss_mb,
+                m.nodes.first().map_or(0.0, |n| n.peak_rss_mb),
+                m.disk_bytes_per_record
             );
         }
-        runs.push(r);
     }
-    let mut order: Vec<usize> = (0..runs.len()).collect();
-    order.sort_by(|a, b| runs[*a].committed_tps.total_cmp(&runs[*b].committed_tps));
-    let median = &runs[order[order.len() / 2]];
-    let report = json!({
-        "scenario": args.scenario,
-        "validators": args.validators,
-        "txs": args.txs,
-        "senders": args.senders,
-        "clients": args.clients,
-        "offered_rate": args.rate,
-        "runs": runs.len(),
-        "median": median,
-        "all_tps": runs.iter().map(|r| r.committed_tps).collect::<Vec<_>>(),
-        "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
-    });
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    let m = median;
+    Ok(())
+}
+
+fn print_summary(args: &BenchArgs, prefill: u64, runs: &[RunReport], m: &RunReport) {
     println!(
-        "{} x {} txs, {} validator(s), {} senders, {} clients, median of {} runs",
+        "{} x {} txs, {} validator(s), {} senders, {} clients, {} records prefilled, median of {} runs",
         args.scenario,
         args.txs,
         args.validators,
         args.senders,
         args.clients,
+        prefill,
         runs.len()
     );
     println!(
@@ -665,14 +728,14 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
         m.blocks, m.block_interval_ms, m.mean_block_txs
     );
     println!(
-        "  disk                   {:.0} bytes/tx on node0",
-        m.disk_bytes_per_tx
+        "  disk                   {:.0} bytes/tx, {:.0} bytes/record on node0",
+        m.disk_bytes_per_tx, m.disk_bytes_per_record
     );
+    println!("  node0 memory at start  {:.0} MB", m.start_rss_mb);
     for (i, n) in m.nodes.iter().enumerate() {
         println!(
             "  node{i}                  cpu {:.1} s, peak memory {:.0} MB",
             n.cpu_seconds, n.peak_rss_mb
         );
     }
-    Ok(())
 }

@@ -69,7 +69,7 @@ pub fn run(json_out: bool) -> anyhow::Result<()> {
         acct(&big, Role::Patient),
     ];
     log("starting a single-validator node ...");
-    let (net, urls) = start_network(dir.path(), 1, accounts)?;
+    let (net, urls) = start_network(dir.path(), 1, accounts, 0)?;
     let session = |k: &Keypair| Session::new(Node::new(&urls[0]), k.clone());
     let p = session(&patient)?;
 

@@ -94,6 +94,28 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a follower: a non-voting node that pulls finalized blocks from validators, checks
+    /// their certificates against the genesis validators, executes them and serves the read
+    /// API; submissions, uploads and record content are forwarded to a validator. The
+    /// validators serve it if its account (--key) is the admin, an approved auditor, or listed
+    /// under `followers` in their configs.
+    Follow {
+        /// A validator's API (repeat for more; tried in order).
+        #[arg(long = "upstream", required = true)]
+        upstreams: Vec<String>,
+        /// The chain's genesis file (the trust anchor for every certificate).
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The local key the follower signs its block requests with.
+        #[arg(long = "key")]
+        key: String,
+        /// Where the follower keeps its chain.
+        #[arg(long, default_value = "./ehrchain-follower")]
+        data_dir: PathBuf,
+        /// API listen address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
     /// Manage local keystores.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -576,7 +598,10 @@ fn main() -> ExitCode {
     };
     init_tracing(matches!(
         cli.cmd,
-        Cmd::Dev { .. } | Cmd::Node { .. } | Cmd::Testnet(TestnetCmd::Run { .. })
+        Cmd::Dev { .. }
+            | Cmd::Node { .. }
+            | Cmd::Follow { .. }
+            | Cmd::Testnet(TestnetCmd::Run { .. })
     ));
     match run(&ctx, cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
@@ -658,6 +683,22 @@ fn run(ctx: &Ctx, cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Node { config } => {
             let cfg = NodeConfig::load(&config)?;
             ehrchain_node::run::run_node(&cfg, None, |_| {})
+        }
+        Cmd::Follow {
+            upstreams,
+            genesis,
+            key,
+            data_dir,
+            listen,
+        } => {
+            let key = ctx.unlock(&key)?;
+            let cfg = ehrchain_node::follow::FollowerConfig {
+                data_dir,
+                genesis,
+                upstreams,
+                api_listen: listen,
+            };
+            ehrchain_node::follow::run_follower(&cfg, key, None, |_| {})
         }
         Cmd::Key(KeyCmd::New { name }) => {
             let ks = ctx.keystore();

@@ -106,7 +106,7 @@ pub fn run(json_out: bool, args: SoakArgs) -> anyhow::Result<()> {
         balance: 1_000_000_000,
         encryption_key: None,
     }));
-    let (net, urls) = bench::start_network(dir.path(), 1, accounts)?;
+    let (net, urls) = bench::start_network(dir.path(), 1, accounts, 0)?;
     let pid = net.pid(0);
     let node_dir = ehrchain_node::testnet::node_dir(dir.path(), 0);
     let url = urls[0].clone();

@@ -1922,3 +1922,250 @@ fn records_are_erasure_coded_across_the_validators() {
     assert!(e.contains("unavailable"), "{e}");
     assert!(!out.exists(), "nothing partial is written");
 }
+
+/// Issue 14: offline-checkable state proofs (a grant, and the absence of one), and a follower
+/// started late that catches up, serves reads and proofs from its own state, and forwards
+/// writes and record content to the validator.
+#[test]
+fn state_proofs_and_a_late_follower() {
+    let _serial = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chain");
+    let dev = start_dev(&dir, free_port());
+    ok(&dev, &words("register --key demo1 --role patient"));
+    ok(&dev, &words("register --key demo3 --role patient"));
+    ok(
+        &dev,
+        &words("register --key demo2 --role doctor --org StMarys"),
+    );
+    ok(&dev, &words("approve --key admin demo2"));
+    let file = tmp.path().join("lab.txt");
+    std::fs::write(&file, b"HbA1c 6.1% (2026-11-30)").unwrap();
+    let rec = ok(
+        &dev,
+        &[
+            "record",
+            "add",
+            "--key",
+            "demo1",
+            "--patient",
+            "demo1",
+            "--category",
+            "lab",
+            "--file",
+            file.to_str().unwrap(),
+            "--title",
+            "Lab",
+        ],
+    )["record"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        &dev,
+        &words("access grant --key demo1 --to demo2 --categories lab"),
+    );
+    let id = |k: &str| {
+        ok(&dev, &["account", k])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (p, d, other) = (id("demo1"), id("demo2"), id("demo3"));
+
+    // A proof that the grant exists, checked offline against the genesis file.
+    let proof = tmp.path().join("grant.json");
+    let got = ok(
+        &dev,
+        &[
+            "state",
+            "proof",
+            &format!("grant:{p}:{d}"),
+            "--key",
+            "demo1",
+            "--out",
+            proof.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(got["exists"], true);
+    let v = ok(&dev, &["state", "verify", proof.to_str().unwrap()]);
+    assert_eq!(v["exists"], true);
+    assert!(v["height"].as_u64().unwrap() >= 1);
+    // A changed byte of the value or of the tree proof: refused.
+    let text = std::fs::read_to_string(&proof).unwrap();
+    let file: Value = serde_json::from_str(&text).unwrap();
+    for field in ["value", "proof", "tree_root"] {
+        let hex = file[field].as_str().unwrap();
+        let at = hex.len() / 2;
+        let flipped = if &hex[at..at + 1] == "0" { "1" } else { "0" };
+        let changed = text.replacen(
+            hex,
+            &format!("{}{flipped}{}", &hex[..at], &hex[at + 1..]),
+            1,
+        );
+        let bad = tmp.path().join(format!("bad-{field}.json"));
+        std::fs::write(&bad, changed).unwrap();
+        let e = fails(&dev, "dev", &["state", "verify", bad.to_str().unwrap()]);
+        assert!(e.contains("proof is invalid"), "{field}: {e}");
+    }
+    // A proof of absence: no grant from the patient to demo3.
+    let none = tmp.path().join("none.json");
+    let got = ok(
+        &dev,
+        &[
+            "state",
+            "proof",
+            &format!("grant:{p}:{other}"),
+            "--key",
+            "demo1",
+            "--out",
+            none.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(got["exists"], false);
+    assert_eq!(
+        ok(&dev, &["state", "verify", none.to_str().unwrap()])["exists"],
+        false
+    );
+    // Claimed as the proof of the grant that does exist, it fails.
+    let swapped = std::fs::read_to_string(&none)
+        .unwrap()
+        .replace(&format!("grant:{p}:{other}"), &format!("grant:{p}:{d}"));
+    let bad = tmp.path().join("swapped.json");
+    std::fs::write(&bad, swapped).unwrap();
+    assert!(
+        fails(&dev, "dev", &["state", "verify", bad.to_str().unwrap()])
+            .contains("proof is invalid")
+    );
+    // Someone else's keys, and a malformed key: refused with a clear error.
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "state",
+            "proof",
+            &format!("keys:{p}:lab"),
+            "--key",
+            "demo3",
+            "--out",
+            "/dev/null",
+        ],
+    );
+    assert!(e.contains("no state entry"), "{e}");
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "state",
+            "proof",
+            "grant:nobody",
+            "--key",
+            "demo1",
+            "--out",
+            "/dev/null",
+        ],
+    );
+    assert!(e.contains("state key"), "{e}");
+
+    // A follower started now catches up from genesis.
+    let fport = free_port();
+    let fdir = tmp.path().join("follower");
+    let child = Command::new(BIN)
+        .args(["follow", "--upstream", &dev.node, "--genesis"])
+        .arg(dir.join("genesis.json"))
+        .args(["--key", "admin", "--data-dir"])
+        .arg(&fdir)
+        .args(["--listen", &format!("127.0.0.1:{fport}")])
+        .env("EHRCHAIN_HOME", dir.join("keys"))
+        .env("EHRCHAIN_PASSPHRASE", "dev")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("follower.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let follower = Dev {
+        dir: dir.clone(),
+        node: format!("http://127.0.0.1:{fport}"),
+        child,
+    };
+    let height = |d: &Dev| {
+        let out = cli(d, &["chain", "status", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["height"].as_u64())
+    };
+    let target = height(&dev).unwrap();
+    let start = Instant::now();
+    while height(&follower).is_none_or(|h| h < target) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the follower did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = |d: &Dev| ok(d, &["chain", "status"]);
+    let at = |d: &Dev, h: u64| {
+        ok(d, &["chain", "block", &h.to_string()])["header"]["state_root"].clone()
+    };
+    assert_eq!(at(&follower, target), at(&dev, target));
+    // Reads and proofs from the follower's own state.
+    assert_eq!(
+        ok(&follower, &["record", "list", "--key", "demo1"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let fproof = tmp.path().join("follower-grant.json");
+    ok(
+        &follower,
+        &[
+            "state",
+            "proof",
+            &format!("grant:{p}:{d}"),
+            "--key",
+            "demo1",
+            "--out",
+            fproof.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        ok(&follower, &["state", "verify", fproof.to_str().unwrap()])["exists"],
+        true
+    );
+    // A record read through the follower: the audited read is forwarded to the validator,
+    // finalized, followed, and the content forwarded.
+    let out = tmp.path().join("read.txt");
+    let got = ok(
+        &follower,
+        &[
+            "record",
+            "get",
+            "--key",
+            "demo2",
+            &rec,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(got["decision"], "allowed");
+    assert_eq!(std::fs::read(&out).unwrap(), b"HbA1c 6.1% (2026-11-30)");
+    // Writes through the follower land on the chain (and come back to it).
+    let before = status(&follower)["height"].as_u64().unwrap();
+    ok(&follower, &words("access revoke --key demo1 --to demo2"));
+    assert!(status(&follower)["height"].as_u64().unwrap() > before);
+    // With the validator gone, the follower still serves what it holds; writes say why not.
+    drop(dev);
+    assert_eq!(
+        ok(&follower, &["record", "list", "--key", "demo1"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let e = fails(
+        &follower,
+        "dev",
+        &words("access grant --key demo1 --to demo2 --categories lab"),
+    );
+    assert!(e.contains("could not reach a validator"), "{e}");
+}

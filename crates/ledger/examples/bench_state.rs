@@ -43,7 +43,7 @@ fn main() {
         let t = Instant::now();
         let mut state = State::empty("bench");
         for i in 0..n {
-            state.insert_record(synthetic_record(i, n / 4 + 1));
+            state.insert_record(synthetic_record(i, n));
         }
         state.rebuild_tree();
         let prefill = t.elapsed().as_secs_f64();
@@ -57,7 +57,7 @@ fn main() {
             let t1 = Instant::now();
             let mut touched = BTreeSet::new();
             for _ in 0..1000 {
-                let r = synthetic_record(next, n / 4 + 1);
+                let r = synthetic_record(next, n);
                 next += 1;
                 touched.insert(StateKey::Record(r.id));
                 post.insert_record(r);
@@ -65,7 +65,7 @@ fn main() {
             if n + b * 1000 > 0 {
                 for j in 0..1000u64 {
                     let i = (j * 7919 + b * 104_729) % next.max(1);
-                    let mut r = synthetic_record(i, n / 4 + 1);
+                    let mut r = synthetic_record(i, n);
                     r.reviewed_ms = Some(b);
                     touched.insert(StateKey::Record(r.id));
                     post.insert_record(r);

@@ -144,6 +144,9 @@ impl State {
             accounts,
             ..State::empty(&g.chain_id)
         };
+        for i in 0..g.synthetic_records {
+            state.insert_record(synthetic_record(i, g.synthetic_records));
+        }
         state.rebuild_tree();
         state
     }
@@ -435,10 +438,15 @@ fn index_after<'a, I: Ord + Copy>(
         .map(|(_, id)| *id)
 }
 
-/// A synthetic record, the same on every node for a given `i`: the bulk prefill of the
-/// state benchmarks and scale tests. Shaped like a real one (160 bytes of sealed metadata, a
-/// 72-byte wrapped key), spread over `patients` synthetic patients.
-pub fn synthetic_record(i: u64, patients: u64) -> Record {
+/// Synthetic records per synthetic patient.
+const SYNTHETIC_PER_PATIENT: u64 = 4;
+
+/// Synthetic record `i` of `total`, the same on every node: the bulk prefill of a genesis
+/// state (`GenesisState::synthetic_records`) and of the state benchmarks. Shaped like a real
+/// one (160 bytes of sealed metadata, a 72-byte wrapped key), four to a synthetic patient
+/// (accounts that do not exist, so no key opens them).
+pub fn synthetic_record(i: u64, total: u64) -> Record {
+    let patients = total / SYNTHETIC_PER_PATIENT + 1;
     use ehrchain_types::{HexBytes, RecordKey, domain::tagged_hash};
     let bytes = |tag: &[u8], n: usize| -> Vec<u8> {
         (0..n.div_ceil(32) as u32)
@@ -454,7 +462,7 @@ pub fn synthetic_record(i: u64, patients: u64) -> Record {
     };
     let patient = tagged_hash(
         b"ehrchain/synthetic-patient/v1",
-        &[&(i % patients.max(1)).to_be_bytes()],
+        &[&(i % patients).to_be_bytes()],
     );
     let patient = AccountId(patient.0[..20].try_into().expect("20 of 32 bytes"));
     Record {

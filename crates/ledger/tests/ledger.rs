@@ -32,6 +32,7 @@ fn world() -> World {
     let g = GenesisState {
         chain_id: CHAIN.into(),
         timestamp_ms: 0,
+        synthetic_records: 0,
         accounts: vec![
             GenesisAccount {
                 public_key: admin.public_key(),
@@ -278,6 +279,7 @@ fn block_is_all_or_nothing_and_chain_verifies() {
     let g = GenesisState {
         chain_id: CHAIN.into(),
         timestamp_ms: 0,
+        synthetic_records: 0,
         accounts: vec![
             GenesisAccount {
                 public_key: w.alice.public_key(),
@@ -798,6 +800,7 @@ fn access_requests_and_audited_reads() {
     let (parent, _) = genesis(&GenesisState {
         chain_id: CHAIN.into(),
         timestamp_ms: 0,
+        synthetic_records: 0,
         accounts: vec![],
     });
     let (block, post, out) = build_block(&parent.header, &w.state, reads, &ctx, 1, 100);

@@ -50,6 +50,9 @@ pub struct ApiState {
     pub limits: Arc<crate::limits::Limits>,
     /// Erasure-coded storage across the validators (none on a single validator or with S3).
     pub placement: Option<Arc<crate::placement::Placement>>,
+    /// Accounts this validator serves block bodies to as members: follower nodes of
+    /// institutions that are not validators (`followers` in the config).
+    pub followers: Arc<std::collections::BTreeSet<AccountId>>,
 }
 
 /// The client's IP address, when the server was started with connection info (the real

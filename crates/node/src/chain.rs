@@ -128,6 +128,23 @@ impl Chain {
         }
     }
 
+    /// Commits a finalized block that arrived from outside consensus (a follower pulling from
+    /// a validator; its certificate already checked): it must execute on the committed state
+    /// to the roots its header names, or it is refused and nothing changes.
+    pub fn apply_finalized(&self, block: &Block, certificate: Vec<u8>) -> Result<(), String> {
+        let (state, tip) = {
+            let inner = self.lock();
+            (inner.state.clone(), inner.tip.clone())
+        };
+        if block.header.height <= tip.height {
+            return Ok(());
+        }
+        let (post, output) =
+            ehrchain_ledger::verify_block(&tip, &state, block).map_err(|e| e.to_string())?;
+        self.remember(block, post, output);
+        ehrchain_consensus::Ledger::finalized(self, block, Some(certificate))
+    }
+
     /// Subscribes to the height of the last finalized block.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.finalized.subscribe()

@@ -31,6 +31,10 @@ pub struct NodeConfig {
     /// Disk watermark, upload quotas and rate limits.
     #[serde(default)]
     pub limits: crate::limits::LimitsConfig,
+    /// Accounts of follower nodes (`ehrchain follow`) this validator serves block bodies to:
+    /// they see the whole ledger, as consortium members do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<ehrchain_types::AccountId>,
 }
 
 /// The encrypted blob store (content-addressed): the local filesystem under

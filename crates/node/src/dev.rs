@@ -99,6 +99,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
             chain_id: DEV_CHAIN_ID.into(),
             timestamp_ms: crate::api::now_ms(),
             accounts,
+            synthetic_records: 0,
         },
         validators: vec![GenesisValidator {
             name: "dev".into(),
@@ -117,6 +118,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
         block: BlockConfig::default(),
         blobs: crate::config::BlobConfig::default(),
         limits: crate::limits::LimitsConfig::default(),
+        followers: Vec::new(),
     };
     cfg.save(&layout.config)?;
     Ok((cfg, true))

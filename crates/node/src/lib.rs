@@ -12,6 +12,7 @@ pub mod clinical_api;
 pub mod coding;
 pub mod config;
 pub mod dev;
+pub mod follow;
 pub mod genesis;
 pub mod limits;
 pub mod mempool;

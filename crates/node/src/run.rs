@@ -111,6 +111,7 @@ pub fn run_node(
         blob_cfg: cfg.blobs.clone(),
         limits: limits.clone(),
         placement,
+        followers: Arc::new(cfg.followers.iter().copied().collect()),
     };
     let housekeeping = housekeeping(state.clone());
     let height = chain.snapshot().tip.height;
@@ -157,7 +158,7 @@ pub fn run_node(
 /// Raises the soft limit on open files to the hard limit: the engine's archives keep their
 /// sections open and every peer and client holds a socket, and the usual soft default (1,024)
 /// is far below what the system allows a service.
-fn raise_open_files_limit() {
+pub(crate) fn raise_open_files_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -180,7 +181,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// The node's background chores: keep the disk watermark current (and the ballast in place),
 /// and count, expire and delete uploaded blobs that no record anchors. Blobs already in the
 /// store at start and not anchored are adopted, with their time starting now.
-async fn housekeeping(s: ApiState) {
+pub(crate) async fn housekeeping(s: ApiState) {
     match s.blobs.list().await {
         Ok(found) => {
             let snap = s.chain.snapshot();

@@ -94,6 +94,7 @@ pub fn init_with(
             chain_id: chain_id.into(),
             timestamp_ms: crate::api::now_ms(),
             accounts,
+            synthetic_records: 0,
         },
         validators: genesis_validators,
     };
@@ -115,6 +116,7 @@ pub fn init_with(
             block: BlockConfig::default(),
             blobs: crate::config::BlobConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
+            followers: Vec::new(),
         };
         cfg.save(&node_config(&dir, i))?;
         configs.push(cfg);

@@ -44,7 +44,9 @@ impl Viewer {
 /// Whether the signer of a request is a consortium member: a genesis validator's key, the
 /// admin, or an approved auditor.
 pub fn is_member(s: &ApiState, state: &State, key: &ehrchain_types::PublicKey) -> bool {
-    if s.genesis.validators.iter().any(|v| v.public_key == *key) {
+    if s.genesis.validators.iter().any(|v| v.public_key == *key)
+        || s.followers.contains(&AccountId::from_public_key(key))
+    {
         return true;
     }
     state

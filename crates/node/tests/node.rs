@@ -148,6 +148,7 @@ fn genesis(senders: &[Keypair]) -> GenesisState {
     GenesisState {
         chain_id: "sim".into(),
         timestamp_ms: 0,
+        synthetic_records: 0,
         accounts: senders
             .iter()
             .map(|k| GenesisAccount {
@@ -833,6 +834,7 @@ mod api {
             blob_cfg: ehrchain_node::config::BlobConfig::default(),
             limits: Arc::new(ehrchain_node::limits::Limits::new(dir.path(), &limits)),
             placement: None,
+            followers: Default::default(),
         };
         (dir, state, senders)
     }
@@ -2110,4 +2112,135 @@ fn batch_admission_refuses_only_the_bad_transactions() {
         r.as_ref()
             .is_err_and(|e| e.to_string().contains("replayed"))
     }));
+}
+
+/// A follower (issue 14) takes a finalized block only with a certificate by a quorum of the
+/// genesis validators over that very block, then executes it and reaches the validators'
+/// state root; anything else is refused and changes nothing.
+#[test]
+fn a_follower_checks_every_certificate_against_the_genesis_validators() {
+    use ehrchain_node::follow::{Refused, accept};
+    let cfg = sim::SimConfig {
+        seed: 21,
+        ..sim::SimConfig::default()
+    };
+    let run = run_sim(&cfg, 5);
+    let source = run.net.chain(0);
+    let tip = source.snapshot().tip.height;
+    assert!(tip >= 2);
+    let genesis_set: Vec<PublicKey> = (0..cfg.validators)
+        .map(|i| PublicKey(sim::validator_public_key(i)))
+        .collect();
+    // Validators that are not the genesis set: keys of a different simulation's validators.
+    let other_set: Vec<PublicKey> = (10..10 + cfg.validators)
+        .map(|i| PublicKey(sim::validator_public_key(i)))
+        .collect();
+    let finality = ehrchain_node::proof::EngineFinality;
+    let dir = tempfile::tempdir().unwrap();
+    let follower = open_chain(dir.path(), &run.net.genesis);
+    let store = source.store();
+    let raw = |h: u64| {
+        (
+            store.block_bytes(h).unwrap().unwrap(),
+            store.finalization(h).unwrap().unwrap(),
+        )
+    };
+    let (b1, c1) = raw(1);
+    let refused = |r: Result<(), Refused>| r.expect_err("must be refused");
+    // A valid certificate, but by validators the follower's genesis does not name.
+    assert!(matches!(
+        refused(accept(&follower, &other_set, &finality, 1, &b1, Some(&c1))),
+        Refused::Certificate(1, _)
+    ));
+    // A changed byte of the certificate.
+    let mut bad = c1.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(
+        refused(accept(
+            &follower,
+            &genesis_set,
+            &finality,
+            1,
+            &b1,
+            Some(&bad)
+        )),
+        Refused::Certificate(1, _) | Refused::Malformed(..)
+    ));
+    // The certificate of block 2 on block 1, and block 1 with a changed timestamp.
+    let (_, c2) = raw(2);
+    assert!(matches!(
+        refused(accept(
+            &follower,
+            &genesis_set,
+            &finality,
+            1,
+            &b1,
+            Some(&c2)
+        )),
+        Refused::Certificate(1, _)
+    ));
+    let mut block: Block = ehrchain_types::decode(&b1, usize::MAX).unwrap();
+    block.header.timestamp_ms += 1;
+    let forged = ehrchain_types::encode(&block);
+    assert!(matches!(
+        refused(accept(
+            &follower,
+            &genesis_set,
+            &finality,
+            1,
+            &forged,
+            Some(&c1)
+        )),
+        Refused::Certificate(1, _)
+    ));
+    // No certificate; the wrong height; garbage.
+    assert!(matches!(
+        refused(accept(&follower, &genesis_set, &finality, 1, &b1, None)),
+        Refused::NoCertificate(1)
+    ));
+    assert!(matches!(
+        refused(accept(
+            &follower,
+            &genesis_set,
+            &finality,
+            2,
+            &b1,
+            Some(&c1)
+        )),
+        Refused::WrongHeight { asked: 2, got: 1 }
+    ));
+    assert!(matches!(
+        refused(accept(
+            &follower,
+            &genesis_set,
+            &finality,
+            1,
+            &[1, 2, 3],
+            Some(&c1)
+        )),
+        Refused::Malformed(1, _)
+    ));
+    assert_eq!(
+        follower.snapshot().tip.height,
+        0,
+        "a refused block changed nothing"
+    );
+    // The real blocks, in order: the follower reaches the validators' state.
+    for h in 1..=tip {
+        let (b, c) = raw(h);
+        accept(&follower, &genesis_set, &finality, h, &b, Some(&c)).unwrap();
+    }
+    let (f, s) = (follower.snapshot(), source.snapshot());
+    assert_eq!(f.tip, s.tip);
+    assert_eq!(f.state.root(), s.state.root());
+    assert_eq!(
+        follower.store().finalization(tip).unwrap(),
+        store.finalization(tip).unwrap()
+    );
+    // Reopened from its store, the follower has the same state (the tree rebuilt from the
+    // stored entries reaches the header's root).
+    drop(follower);
+    let again = open_chain(dir.path(), &run.net.genesis);
+    assert_eq!(again.snapshot().state.root(), s.state.root());
 }

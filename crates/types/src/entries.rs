@@ -178,4 +178,13 @@ pub struct GenesisState {
     /// Genesis time in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     pub accounts: Vec<GenesisAccount>,
+    /// Synthetic records the genesis state holds (`ehrchain_ledger::state::synthetic_record`):
+    /// the bulk prefill of a benchmark, so a chain starts with millions of records without
+    /// signing each one. Zero, and absent from the file, on every real chain.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub synthetic_records: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

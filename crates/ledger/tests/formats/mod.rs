@@ -438,6 +438,7 @@ fn transactions_blocks_and_requests() {
     let (genesis_block, _) = genesis(&GenesisState {
         chain_id: "ehrchain-fixture".into(),
         timestamp_ms: T0,
+        synthetic_records: 0,
         accounts: vec![
             GenesisAccount {
                 public_key: key(1).public_key(),
