@@ -37,7 +37,14 @@ pub enum GenesisError {
     DuplicateValidator,
     #[error("genesis: an account is listed twice")]
     DuplicateAccount,
+    #[error(
+        "genesis: synthetic_records is {0}, above the benchmark limit of {MAX_SYNTHETIC_RECORDS}"
+    )]
+    TooManySynthetic(u64),
 }
+
+/// The most synthetic records a (benchmark) genesis may ask every node to build.
+pub const MAX_SYNTHETIC_RECORDS: u64 = 20_000_000;
 
 impl GenesisFile {
     /// Parses and checks a genesis file's bytes.
@@ -52,6 +59,11 @@ impl GenesisFile {
     pub fn validate(&self) -> Result<(), GenesisError> {
         if self.ledger.chain_id.is_empty() {
             return Err(GenesisError::NoChainId);
+        }
+        if self.ledger.synthetic_records > MAX_SYNTHETIC_RECORDS {
+            return Err(GenesisError::TooManySynthetic(
+                self.ledger.synthetic_records,
+            ));
         }
         if self.validators.is_empty() {
             return Err(GenesisError::NoValidators);

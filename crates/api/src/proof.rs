@@ -226,6 +226,13 @@ impl StateProofFile {
             ));
         }
         let key: StateKey = self.key.parse()?;
+        if key.to_string() != self.key {
+            return Err(format!(
+                "the key {:?} is not in its canonical form {:?}",
+                self.key,
+                key.to_string()
+            ));
+        }
         let value = self
             .value
             .as_deref()

@@ -255,8 +255,8 @@ pub(crate) fn start_network(
         if up {
             break;
         }
-        // Building a prefilled genesis state takes a while (about a minute per million).
-        if start_wait.elapsed() > Duration::from_secs(60 + prefill / 10_000) {
+        // Building a prefilled genesis state takes a while (minutes per million records).
+        if start_wait.elapsed() > Duration::from_secs(60 + prefill / 2_000) {
             bail!(
                 "the network did not start (see node logs in {})",
                 dir.display()

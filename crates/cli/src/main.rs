@@ -1515,18 +1515,40 @@ fn run_state(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<()> {
             let entry: ehrchain_ledger::StateKey = entry.parse().map_err(|e: String| anyhow!(e))?;
             let s = Session::new(ctx.client(), ctx.unlock(&key)?)?;
             let proof = sdk::audit::state_proof(&s, &entry)?;
-            std::fs::write(&out, proof.to_file_bytes())
+            // What the node answered is not taken on trust: the proof must be of the key asked
+            // for, and it is checked against the genesis file when one is at hand.
+            if proof.key != entry.to_string() {
+                bail!("the node answered a proof of {}, not of {entry}", proof.key);
+            }
+            let bytes = proof.to_file_bytes();
+            let checked = match trust_anchor(ctx, None) {
+                Ok(genesis) => {
+                    sdk::audit::verify_state_file(
+                        &bytes,
+                        &genesis,
+                        &ehrchain_node::proof::EngineFinality,
+                    )?;
+                    true
+                }
+                Err(_) => false,
+            };
+            std::fs::write(&out, &bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             let exists = proof.value.is_some();
             ctx.print(
-                &json!({"key": proof.key, "exists": exists, "height": proof.height, "out": out}),
+                &json!({"key": proof.key, "exists": exists, "height": proof.height, "out": out, "checked": checked}),
                 || {
                     format!(
-                        "proof that {} {} after block {} written to {}",
+                        "proof that {} {} after block {} written to {}{}",
                         proof.key,
                         if exists { "exists" } else { "does not exist" },
                         proof.height,
-                        out.display()
+                        out.display(),
+                        if checked {
+                            " (checked against the genesis file)"
+                        } else {
+                            " (not checked: no genesis file; run `state verify --genesis FILE`)"
+                        }
                     )
                 },
             );

@@ -45,8 +45,13 @@ fn main() {
         for i in 0..n {
             state.insert_record(synthetic_record(i, n));
         }
+        let inserted = t.elapsed().as_secs_f64();
         state.rebuild_tree();
         let prefill = t.elapsed().as_secs_f64();
+        eprintln!(
+            "{n}: records inserted in {inserted:.1} s, tree built in {:.1} s",
+            prefill - inserted
+        );
         let rss_prefill = rss_mib();
         let mut next = n;
         let mut live: Vec<State> = Vec::new();

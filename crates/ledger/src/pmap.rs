@@ -109,7 +109,11 @@ impl<K: Ord + Clone, V: Clone> std::ops::Index<&K> for PMap<K, V> {
 
 impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for PMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        PMap(Map::new().insert_many(iter.into_iter().map(|(k, v)| (k, Arc::new(v)))))
+        let mut map = Map::new();
+        for (k, v) in iter {
+            map.insert_cow(k, Arc::new(v));
+        }
+        PMap(map)
     }
 }
 

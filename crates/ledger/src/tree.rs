@@ -4,8 +4,10 @@
 //!
 //! - A leaf's key is `sha256(STATE_KEY tag ‖ borsh(StateKey))`; its value is the 32-byte
 //!   `tagged_hash(STATE_ENTRY, borsh(entry))`. The tree never holds an entry itself, so a proof
-//!   of absence (which shows the leaf that sits on the key's path) reveals a neighbour's key
-//!   hash and value digest only, never its contents.
+//!   (which shows the leaf on the key's path and single-leaf siblings) reveals neighbours' key
+//!   hashes and value digests, never their contents. A guessable key's hash can still be
+//!   matched against them, so the node limits whose proofs it serves
+//!   (`node::visibility::may_prove_entry`).
 //! - The root depends only on the set of entries, not on the history that produced it: a node
 //!   that restarts rebuilds the tree from its stored entries and must reach the header's root.
 //! - The nodes live in a persistent map (`immutable-chunkmap`): cloning a state is O(1) and a
@@ -145,37 +147,51 @@ impl Tree {
         self.nodes.len()
     }
 
-    /// Writes one block's changes (`None` deletes a leaf) as the tree's next version.
-    /// Nothing to write keeps the tree as it is.
+    /// Writes one block's changes (`None` deletes a leaf). Nothing to write keeps the tree.
+    /// Inserts and updates go in one sorted batch (jmt's batch path makes each new node
+    /// once); deletions, which that path cannot do, follow as a version of their own.
     pub fn update(&mut self, changes: Vec<(KeyHash, Option<[u8; 32]>)>) {
-        if changes.is_empty() {
-            return;
+        let (puts, dels): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(_, v)| v.is_some());
+        if !puts.is_empty() {
+            let puts = puts
+                .into_iter()
+                .map(|(k, v)| (k, v.expect("partitioned").to_vec()))
+                .collect();
+            self.write(|jmt, version| jmt.batch_put_value_sets(vec![puts], None, version));
         }
+        if !dels.is_empty() {
+            self.write(|jmt, version| {
+                jmt.put_value_sets(vec![dels.into_iter().map(|(k, _)| (k, None))], version)
+            });
+        }
+    }
+
+    /// Applies one jmt write as the tree's next version.
+    fn write(
+        &mut self,
+        f: impl FnOnce(
+            &Sha256Jmt<'_, Reader<'_>>,
+            Version,
+        ) -> anyhow::Result<(Vec<RootHash>, jmt::storage::TreeUpdateBatch)>,
+    ) {
         let version = self.version.map_or(0, |v| v + 1);
         let reader = Reader {
             nodes: &self.nodes,
             value: None,
             empty: false,
         };
-        let (root, batch) = Sha256Jmt::new(&reader)
-            .put_value_set(
-                changes.into_iter().map(|(k, v)| (k, v.map(|d| d.to_vec()))),
-                version,
-            )
+        let (roots, batch) = f(&Sha256Jmt::new(&reader), version)
             // jmt fails only when a node it wrote earlier is missing: a broken invariant.
             .expect("the state tree holds every node it wrote");
-        let stale: Vec<PackedKey> = batch
-            .stale_node_index_batch
-            .iter()
-            .map(|s| pack(&s.node_key))
-            .collect();
-        self.nodes = self.nodes.remove_many(stale);
-        let new = batch
-            .node_batch
-            .nodes()
-            .iter()
-            .map(|(k, n)| (pack(k), Arc::new(n.clone())));
-        self.nodes = self.nodes.insert_many(new);
+        let root = *roots.last().expect("one value set, one root");
+        // One at a time: the persistent map's `insert_many` is far slower at this chunk size
+        // (measured: 3.3 s against 0.19 s for 400,000 keys).
+        for stale in &batch.stale_node_index_batch {
+            self.nodes.remove_cow(&pack(&stale.node_key));
+        }
+        for (k, n) in batch.node_batch.nodes() {
+            self.nodes.insert_cow(pack(k), Arc::new(n.clone()));
+        }
         self.version = Some(version);
         self.root = root.0;
     }

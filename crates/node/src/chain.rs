@@ -77,9 +77,10 @@ impl Chain {
         block_cfg: BlockConfig,
     ) -> Result<Chain, StoreError> {
         let (gblock, gstate) = ehrchain_ledger::genesis(genesis);
-        store.init_genesis(&gblock, &gstate)?;
+        let fresh = store.init_genesis(&gblock, &gstate)?;
         let tip = store.tip()?.expect("genesis was just written").header;
-        let state = store.load_state()?;
+        // A store just written holds exactly the genesis state: no need to read it back.
+        let state = if fresh { gstate } else { store.load_state()? };
         if state.root() != tip.state_root {
             return Err(StoreError::Corrupt(format!(
                 "stored state root {} does not match block {}'s state root {}",

@@ -42,7 +42,17 @@ pub struct FollowerConfig {
 pub struct Upstream {
     urls: Vec<String>,
     agent: ureq::Agent,
+    /// The validator that answered last: asked first next time.
+    preferred: std::sync::atomic::AtomicUsize,
+    /// Forwarded requests in flight (each holds a blocking thread while the validator works).
+    forwarding: Arc<tokio::sync::Semaphore>,
 }
+
+/// Forwarded requests one follower runs at once; more are answered `503 busy`.
+const MAX_FORWARDING: usize = 32;
+
+/// An answer from a validator: status, content type, body.
+type Answer = (u16, Option<String>, Vec<u8>);
 
 /// How long one call to a validator may take (a forwarded upload included).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -69,50 +79,77 @@ impl Upstream {
                 .max_redirects(0)
                 .build()
                 .into(),
+            preferred: Default::default(),
+            forwarding: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDING)),
         }
     }
 
-    /// Sends one request to the first validator that answers: (status, content type, body).
+    /// Sends one request to the validators in turn, from the one that answered last, until
+    /// one gives an answer `accept` takes; the last answer or error otherwise.
     fn call(
         &self,
         method: &str,
         path_and_query: &str,
         auth: Option<&str>,
         content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> Result<(u16, Option<String>, Vec<u8>), String> {
-        let mut last = String::from("no upstream validator configured");
-        for base in &self.urls {
-            let mut req = ureq::http::Request::builder()
-                .method(method)
-                .uri(format!("{base}{path_and_query}"));
-            if let Some(a) = auth {
-                req = req.header(HEADER, a);
+        body: &[u8],
+        accept: impl Fn(u16) -> bool,
+    ) -> Result<Answer, String> {
+        use std::sync::atomic::Ordering;
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last = Err(String::from("no upstream validator configured"));
+        for i in 0..self.urls.len() {
+            let at = (first + i) % self.urls.len();
+            let answer = self.call_one(
+                &self.urls[at],
+                method,
+                path_and_query,
+                auth,
+                content_type,
+                body,
+            );
+            if matches!(&answer, Ok((status, _, _)) if accept(*status)) {
+                self.preferred.store(at, Ordering::Relaxed);
+                return answer;
             }
-            if let Some(c) = content_type {
-                req = req.header("content-type", c);
-            }
-            let req = req.body(body.clone()).map_err(|e| e.to_string())?;
-            match self.agent.run(req) {
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    let ct = resp
-                        .headers()
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let bytes = resp
-                        .body_mut()
-                        .with_config()
-                        .limit(MAX_FORWARD_BYTES as u64)
-                        .read_to_vec()
-                        .map_err(|e| format!("{base}: {e}"))?;
-                    return Ok((status, ct, bytes));
-                }
-                Err(e) => last = format!("{base}: {e}"),
-            }
+            last = answer;
         }
-        Err(last)
+        last
+    }
+
+    fn call_one(
+        &self,
+        base: &str,
+        method: &str,
+        path_and_query: &str,
+        auth: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Answer, String> {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{base}{path_and_query}"));
+        if let Some(a) = auth {
+            req = req.header(HEADER, a);
+        }
+        if let Some(c) = content_type {
+            req = req.header("content-type", c);
+        }
+        let req = req.body(body.to_vec()).map_err(|e| e.to_string())?;
+        let mut resp = self.agent.run(req).map_err(|e| format!("{base}: {e}"))?;
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_FORWARD_BYTES as u64)
+            .read_to_vec()
+            .map_err(|e| format!("{base}: {e}"))?;
+        Ok((status, ct, bytes))
     }
 
     /// A JSON GET, signed by `key` when given.
@@ -131,7 +168,9 @@ impl Upstream {
             )
             .header_value()
         });
-        let (status, _, body) = self.call("GET", path, auth.as_deref(), None, Vec::new())?;
+        // Any validator that answers well will do: one that refuses (not listing this
+        // follower) or fails is passed over for the next.
+        let (status, _, body) = self.call("GET", path, auth.as_deref(), None, &[], |s| s == 200)?;
         if status != 200 {
             let msg = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -285,32 +324,73 @@ async fn follow(
     }
 }
 
-/// Whether a follower forwards this request to a validator instead of answering it: every
-/// write (submissions, uploads) and record content, which a follower does not hold.
-fn forwarded(method: &Method, path: &str) -> bool {
-    !(method == Method::GET || method == Method::HEAD)
-        || (path.starts_with("/api/v1/records/") && path.ends_with("/content"))
+/// Whether a follower forwards this request to a validator instead of answering it, and the
+/// largest body it takes: the writes (submissions, uploads), record content (a follower holds
+/// none), and the reads a client must have current for its next write (an account's next
+/// nonce, a transaction's status, the upload pre-check). Nothing else is forwarded.
+fn forwarded(method: &Method, path: &str) -> Option<usize> {
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+    };
+    match *method {
+        Method::POST if path == "/api/v1/transactions" || path == "/api/v1/transactions/batch" => {
+            Some(crate::api::MAX_BATCH_BODY_BYTES)
+        }
+        Method::PUT if under("/api/v1/blobs/") => Some(MAX_FORWARD_BYTES),
+        Method::GET
+            if under("/api/v1/accounts/")
+                || under("/api/v1/transactions/")
+                || path == "/api/v1/blobs/check"
+                || path
+                    .strip_prefix("/api/v1/records/")
+                    .and_then(|r| r.strip_suffix("/content"))
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
+        {
+            Some(0)
+        }
+        _ => None,
+    }
 }
 
 /// The middleware of a follower's router: forwards what [`forwarded`] selects, byte for byte
 /// with its signature header (a signed request names the chain, method, path and body, never
 /// the host, so it verifies at the validator unchanged).
 pub async fn forward(
-    axum::extract::State(up): axum::extract::State<Arc<Upstream>>,
+    axum::extract::State((up, chain)): axum::extract::State<(Arc<Upstream>, Arc<Chain>)>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if !forwarded(req.method(), req.uri().path()) {
+    let Some(limit) = forwarded(req.method(), req.uri().path()) else {
         return next.run(req).await;
+    };
+    // Uploads are signed: one without a signature would only be refused by the validator, so
+    // it is refused here before its body is read.
+    if req.method() == Method::PUT && !req.headers().contains_key(HEADER) {
+        return crate::api::ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("missing {HEADER} header: uploads must be signed by an account key"),
+        )
+        .into_response();
     }
+    let Ok(permit) = up.forwarding.clone().try_acquire_owned() else {
+        return crate::api::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "this follower is forwarding as many requests as it may; try again shortly",
+        )
+        .into_response();
+    };
+    let tx_status =
+        req.method() == Method::GET && req.uri().path().starts_with("/api/v1/transactions/");
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_FORWARD_BYTES).await else {
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
         return crate::api::ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!(
-                "a follower forwards at most {} MiB; send larger uploads to a validator",
-                MAX_FORWARD_BYTES >> 20
+                "a follower forwards at most {limit} bytes here; send larger uploads to a validator"
             ),
         )
         .into_response();
@@ -329,11 +409,19 @@ pub async fn forward(
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), |p| p.to_string());
     let answer = tokio::task::spawn_blocking(move || {
-        up.call(&method, &pq, auth.as_deref(), ct.as_deref(), body.to_vec())
+        let _permit = permit;
+        // A validator that answers, whatever it answers, has the final word; only one that
+        // cannot be reached is passed over.
+        up.call(&method, &pq, auth.as_deref(), ct.as_deref(), &body, |_| {
+            true
+        })
     })
     .await;
     match answer {
         Ok(Ok((status, ct, bytes))) => {
+            if tx_status && status == 200 {
+                read_your_writes(&chain, &bytes).await;
+            }
             let mut resp = Response::new(Body::from(bytes));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             if let Some(v) = ct.and_then(|c| HeaderValue::from_str(&c).ok()) {
@@ -349,6 +437,23 @@ pub async fn forward(
         .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// How long a follower holds a transaction's "finalized" answer back while it catches up.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// Read-your-writes through a follower: a transaction the validator reports finalized at a
+/// height the follower has not applied yet is reported only once the follower has (or after
+/// [`CATCH_UP`]), so the client's next read through the follower sees what it just wrote.
+async fn read_your_writes(chain: &Chain, answer: &[u8]) {
+    let Ok(view) = serde_json::from_slice::<ehrchain_api::TxView>(answer) else {
+        return;
+    };
+    let Some(height) = view.height.filter(|_| view.status == "finalized") else {
+        return;
+    };
+    let mut tip = chain.subscribe();
+    let _ = tokio::time::timeout(CATCH_UP, tip.wait_for(|h| *h >= height)).await;
 }
 
 /// Runs a follower until `until` resolves (or a shutdown signal). `on_ready` gets the chain
@@ -409,6 +514,7 @@ pub fn run_follower(
             tokio::net::TcpListener::from_std(listener).expect("listener is non-blocking");
         let stop = until.unwrap_or_else(|| Box::pin(shutdown_signal()));
         on_ready(chain.clone());
+        let ready = chain.clone();
         let chores = tokio::spawn(housekeeping(state.clone()));
         let following = tokio::spawn(follow(
             chain,
@@ -417,7 +523,7 @@ pub fn run_follower(
             Arc::new(key),
         ));
         let app = router(state)
-            .layer(axum::middleware::from_fn_with_state(up, forward))
+            .layer(axum::middleware::from_fn_with_state((up, ready), forward))
             .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
@@ -438,11 +544,26 @@ mod tests {
 
     #[test]
     fn writes_and_content_are_forwarded_reads_are_answered() {
-        assert!(forwarded(&Method::POST, "/api/v1/transactions"));
-        assert!(forwarded(&Method::PUT, "/api/v1/blobs/abc"));
-        assert!(forwarded(&Method::GET, "/api/v1/records/abc/content"));
-        assert!(!forwarded(&Method::GET, "/api/v1/records/abc"));
-        assert!(!forwarded(&Method::GET, "/api/v1/state/proof"));
-        assert!(!forwarded(&Method::GET, "/api/v1/status"));
+        let fwd = |m: Method, p: &str| forwarded(&m, p).is_some();
+        assert!(fwd(Method::POST, "/api/v1/transactions"));
+        assert!(fwd(Method::POST, "/api/v1/transactions/batch"));
+        assert!(fwd(Method::PUT, "/api/v1/blobs/abc"));
+        assert!(fwd(Method::GET, "/api/v1/records/abc/content"));
+        assert!(fwd(Method::GET, "/api/v1/accounts/ehr00"));
+        assert!(fwd(Method::GET, "/api/v1/transactions/abc"));
+        assert!(fwd(Method::GET, "/api/v1/blobs/check"));
+        // Everything else is answered by the follower (or refused by its router).
+        assert!(!fwd(Method::GET, "/api/v1/records/abc"));
+        assert!(!fwd(Method::GET, "/api/v1/records//content"));
+        assert!(!fwd(Method::GET, "/api/v1/state/proof"));
+        assert!(!fwd(Method::GET, "/api/v1/status"));
+        assert!(!fwd(Method::GET, "/api/v1/accounts"));
+        assert!(!fwd(Method::DELETE, "/api/v1/transactions"));
+        assert!(!fwd(Method::POST, "/api/v1/anything"));
+        assert!(!fwd(Method::PUT, "/api/v1/blobs/a/b"));
+        assert_eq!(
+            forwarded(&Method::POST, "/api/v1/transactions"),
+            Some(crate::api::MAX_BATCH_BODY_BYTES)
+        );
     }
 }

@@ -143,7 +143,7 @@ pub fn run_node(
             signer_seed: seed,
             listen: cfg.p2p_listen,
             validators,
-            genesis: crate::genesis::block(&genesis),
+            genesis: chain.genesis_block().clone(),
             storage_dir: cfg.data_dir.join("engine"),
             leader_timeout: Duration::from_millis(cfg.block.leader_timeout_ms),
             idle_block_interval: Duration::from_millis(cfg.block.idle_block_interval_ms),

@@ -119,9 +119,9 @@ impl ChainStore {
         Ok(ChainStore { db })
     }
 
-    /// Writes the genesis block and state into an empty store, or checks that a non-empty
-    /// store holds the same chain.
-    pub fn init_genesis(&self, block: &Block, state: &State) -> Result<(), StoreError> {
+    /// Writes the genesis block and state into an empty store (returns `true`), or checks that
+    /// a non-empty store holds the same chain (`false`).
+    pub fn init_genesis(&self, block: &Block, state: &State) -> Result<bool, StoreError> {
         let gid = block.id();
         let r = self.db.begin_read()?;
         let meta = r.open_table(META)?;
@@ -139,7 +139,7 @@ impl ChainStore {
                     expected_genesis: gid.to_string(),
                 });
             }
-            return Ok(());
+            return Ok(false);
         }
         drop(meta);
         drop(r);
@@ -155,7 +155,7 @@ impl ChainStore {
         }
         Self::write_block(&w, block, &output, None, state)?;
         w.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     fn write_block(

@@ -174,11 +174,16 @@ pub fn may_prove(viewer: &Viewer, e: &AuditEvent) -> bool {
 }
 
 /// Whether `viewer` may have a proof of the state entry `key` (its value or its absence).
-/// Members may prove anything; a signed account may prove any account, and the entries it is
-/// a party to: its own category keys, grants it gave or holds, records it owns or wrote,
-/// requests it made or received, items it takes part in. Keyed by their owner, keys and grants
-/// may be proven absent by that owner ("no grant to X"); a record, request or item that does
-/// not exist is provable only by members, so a guessed id reveals nothing.
+///
+/// A proof carries the hashes of neighbouring leaves (a key hash and a value digest each).
+/// Key hashes of guessable keys (a grant from P to G, P's keys of a category) can be tested
+/// against them, and a caller free to ask for proofs of keys it makes up could grind one
+/// that lands beside a target and learn whether that target exists. So non-members get
+/// proofs only of keys tied to something on the ledger, which costs a transaction to make:
+/// an existing account; their own category keys (seven per patient); a grant they gave or
+/// hold, proven absent only toward an existing account; records, requests and items they
+/// are a party to. Members (validators, admin, auditors, listed followers) may prove
+/// anything. An entry a caller may not prove and one that does not exist look the same.
 pub fn may_prove_entry(viewer: &Viewer, state: &State, key: &ehrchain_ledger::StateKey) -> bool {
     use ehrchain_ledger::StateKey;
     let Some(who) = viewer.account else {
@@ -188,9 +193,14 @@ pub fn may_prove_entry(viewer: &Viewer, state: &State, key: &ehrchain_ledger::St
         return true;
     }
     match key {
-        StateKey::Account(_) => true,
+        StateKey::Account(a) => state.accounts.contains_key(a),
         StateKey::Keys(patient, _) => *patient == who,
-        StateKey::Grant(patient, grantee) => *patient == who || *grantee == Grantee::Account(who),
+        StateKey::Grant(patient, grantee) => {
+            let party = *patient == who || *grantee == Grantee::Account(who);
+            let anchored = state.grants.contains_key(&(*patient, grantee.clone()))
+                || matches!(grantee, Grantee::Account(a) if state.accounts.contains_key(a));
+            party && anchored
+        }
         StateKey::Record(id) => state
             .records
             .get(id)
