@@ -62,26 +62,38 @@ pub trait FinalityCheck {
     ) -> Result<u64, String>;
 }
 
+/// A proof's file form: pretty JSON and a newline.
+fn file_bytes<T: Serialize>(proof: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(proof).expect("a proof serializes");
+    out.push(b'\n');
+    out
+}
+
+/// Parses a proof file, which must be exactly in the form [`file_bytes`] writes: then any
+/// changed byte is detected, even one JSON would ignore (a renamed optional key). `fetch` is
+/// the command that fetches it again.
+fn from_file_bytes<T: Serialize + serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fetch: &str,
+) -> Result<T, String> {
+    let proof: T = serde_json::from_slice(bytes).map_err(|e| format!("not a proof file ({e})"))?;
+    if file_bytes(&proof) != bytes {
+        return Err(format!(
+            "the file differs from the proof it contains (edited or reformatted?); fetch it again with `{fetch}`"
+        ));
+    }
+    Ok(proof)
+}
+
 impl AuditProof {
     /// The file form: pretty JSON, as `ehrchain audit proof` writes it.
     pub fn to_file_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("a proof serializes");
-        out.push(b'\n');
-        out
+        file_bytes(self)
     }
 
-    /// Parses a proof file, which must be exactly in the form [`Self::to_file_bytes`] writes:
-    /// then any changed byte is detected, even one JSON would ignore (a renamed optional key).
+    /// Parses a proof file, which must be exactly in the form [`Self::to_file_bytes`] writes.
     pub fn from_file_bytes(bytes: &[u8]) -> Result<AuditProof, String> {
-        let proof: AuditProof =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a proof file ({e})"))?;
-        if proof.to_file_bytes() != bytes {
-            return Err(
-                "the file differs from the proof it contains (edited or reformatted?); fetch it again with `ehrchain audit proof`"
-                    .into(),
-            );
-        }
-        Ok(proof)
+        from_file_bytes(bytes, "ehrchain audit proof")
     }
 
     /// Checks the proof offline: the leaf is the event, the event has the id, the path leads
@@ -191,22 +203,12 @@ pub struct StateVerified {
 impl StateProofFile {
     /// The file form: pretty JSON, as `ehrchain state proof` writes it.
     pub fn to_file_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("a proof serializes");
-        out.push(b'\n');
-        out
+        file_bytes(self)
     }
 
     /// Parses a proof file, which must be exactly in the form [`Self::to_file_bytes`] writes.
     pub fn from_file_bytes(bytes: &[u8]) -> Result<StateProofFile, String> {
-        let proof: StateProofFile =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a state proof file ({e})"))?;
-        if proof.to_file_bytes() != bytes {
-            return Err(
-                "the file differs from the proof it contains (edited or reformatted?); fetch it again with `ehrchain state proof`"
-                    .into(),
-            );
-        }
-        Ok(proof)
+        from_file_bytes(bytes, "ehrchain state proof")
     }
 
     /// Checks the proof offline against `genesis` (the trust anchor, never the proof's own

@@ -386,11 +386,8 @@ enum AuditCmd {
     /// Check a proof file offline: leaf, Merkle path, block header and finality certificate.
     Verify {
         file: PathBuf,
-        /// The chain's genesis file: the validator set the finality certificate must satisfy
-        /// (the trust anchor). Default: $EHRCHAIN_GENESIS, else genesis.json beside the key
-        /// directory (as `ehrchain dev` lays it out).
-        #[arg(long, env = "EHRCHAIN_GENESIS")]
-        genesis: Option<PathBuf>,
+        #[command(flatten)]
+        genesis: GenesisArg,
     },
 }
 
@@ -407,16 +404,27 @@ enum StateCmd {
         key: String,
         #[arg(long)]
         out: PathBuf,
+        /// The answer is checked against it before it is written, when one is found.
+        #[command(flatten)]
+        genesis: GenesisArg,
     },
     /// Check a state proof file offline: the tree proof, the block header's state root and
     /// its finality certificate, against the genesis validators.
     Verify {
         file: PathBuf,
-        /// The chain's genesis file (the trust anchor). Default: $EHRCHAIN_GENESIS, else
-        /// genesis.json beside the key directory (as `ehrchain dev` lays it out).
-        #[arg(long, env = "EHRCHAIN_GENESIS")]
-        genesis: Option<PathBuf>,
+        #[command(flatten)]
+        genesis: GenesisArg,
     },
+}
+
+/// The genesis file a proof is checked against.
+#[derive(Args)]
+struct GenesisArg {
+    /// The chain's genesis file: the validator set the finality certificate must satisfy
+    /// (the trust anchor). Default: $EHRCHAIN_GENESIS, else genesis.json beside the key
+    /// directory (as `ehrchain dev` lays it out).
+    #[arg(long, env = "EHRCHAIN_GENESIS")]
+    genesis: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -1506,12 +1514,17 @@ fn trust_anchor(ctx: &Ctx, genesis: Option<PathBuf>) -> anyhow::Result<ehrchain_
                 "give --genesis FILE: the chain's genesis file is what a proof is checked against"
             )
         })?;
-    Ok(ehrchain_node::genesis::load(&path)?)
+    ehrchain_node::genesis::load(&path)
 }
 
 fn run_state(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<()> {
     match cmd {
-        StateCmd::Proof { entry, key, out } => {
+        StateCmd::Proof {
+            entry,
+            key,
+            out,
+            genesis,
+        } => {
             let entry: ehrchain_ledger::StateKey = entry.parse().map_err(|e: String| anyhow!(e))?;
             let s = Session::new(ctx.client(), ctx.unlock(&key)?)?;
             let proof = sdk::audit::state_proof(&s, &entry)?;
@@ -1521,7 +1534,7 @@ fn run_state(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<()> {
                 bail!("the node answered a proof of {}, not of {entry}", proof.key);
             }
             let bytes = proof.to_file_bytes();
-            let checked = match trust_anchor(ctx, None) {
+            let checked = match trust_anchor(ctx, genesis.genesis) {
                 Ok(genesis) => {
                     sdk::audit::verify_state_file(
                         &bytes,
@@ -1557,7 +1570,7 @@ fn run_state(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<()> {
         StateCmd::Verify { file, genesis } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let genesis = trust_anchor(ctx, genesis)?;
+            let genesis = trust_anchor(ctx, genesis.genesis)?;
             let (_, v) = sdk::audit::verify_state_file(
                 &bytes,
                 &genesis,
@@ -1603,7 +1616,7 @@ fn run_audit(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
         Some(AuditCmd::Verify { file, genesis }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let genesis = trust_anchor(ctx, genesis)?;
+            let genesis = trust_anchor(ctx, genesis.genesis)?;
             let (proof, v) =
                 sdk::audit::verify_file(&bytes, &genesis, &ehrchain_node::proof::EngineFinality)?;
             ctx.print(&serde_json::to_value(&v)?, || {

@@ -1973,22 +1973,26 @@ fn state_proofs_and_a_late_follower() {
     };
     let (p, d, other) = (id("demo1"), id("demo2"), id("demo3"));
 
+    let prove = |node: &Dev, entry: &str, file: &Path| {
+        ok(
+            node,
+            &[
+                "state",
+                "proof",
+                entry,
+                "--key",
+                "demo1",
+                "--out",
+                file.to_str().unwrap(),
+            ],
+        )
+    };
+    let verify = |node: &Dev, file: &Path| ok(node, &["state", "verify", file.to_str().unwrap()]);
     // A proof that the grant exists, checked offline against the genesis file.
     let proof = tmp.path().join("grant.json");
-    let got = ok(
-        &dev,
-        &[
-            "state",
-            "proof",
-            &format!("grant:{p}:{d}"),
-            "--key",
-            "demo1",
-            "--out",
-            proof.to_str().unwrap(),
-        ],
-    );
+    let got = prove(&dev, &format!("grant:{p}:{d}"), &proof);
     assert_eq!(got["exists"], true);
-    let v = ok(&dev, &["state", "verify", proof.to_str().unwrap()]);
+    let v = verify(&dev, &proof);
     assert_eq!(v["exists"], true);
     assert!(v["height"].as_u64().unwrap() >= 1);
     // A changed byte of the value or of the tree proof: refused.
@@ -2010,23 +2014,9 @@ fn state_proofs_and_a_late_follower() {
     }
     // A proof of absence: no grant from the patient to demo3.
     let none = tmp.path().join("none.json");
-    let got = ok(
-        &dev,
-        &[
-            "state",
-            "proof",
-            &format!("grant:{p}:{other}"),
-            "--key",
-            "demo1",
-            "--out",
-            none.to_str().unwrap(),
-        ],
-    );
+    let got = prove(&dev, &format!("grant:{p}:{other}"), &none);
     assert_eq!(got["exists"], false);
-    assert_eq!(
-        ok(&dev, &["state", "verify", none.to_str().unwrap()])["exists"],
-        false
-    );
+    assert_eq!(verify(&dev, &none)["exists"], false);
     // Claimed as the proof of the grant that does exist, it fails.
     let swapped = std::fs::read_to_string(&none)
         .unwrap()
@@ -2116,22 +2106,8 @@ fn state_proofs_and_a_late_follower() {
         1
     );
     let fproof = tmp.path().join("follower-grant.json");
-    ok(
-        &follower,
-        &[
-            "state",
-            "proof",
-            &format!("grant:{p}:{d}"),
-            "--key",
-            "demo1",
-            "--out",
-            fproof.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(
-        ok(&follower, &["state", "verify", fproof.to_str().unwrap()])["exists"],
-        true
-    );
+    prove(&follower, &format!("grant:{p}:{d}"), &fproof);
+    assert_eq!(verify(&follower, &fproof)["exists"], true);
     // A record read through the follower: the audited read is forwarded to the validator,
     // finalized, followed, and the content forwarded.
     let out = tmp.path().join("read.txt");
