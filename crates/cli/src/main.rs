@@ -397,7 +397,7 @@ enum StateCmd {
     /// the entry, or a consortium member).
     Proof {
         /// The entry: account:ID, record:ID, keys:PATIENT:CATEGORY, grant:PATIENT:GRANTEE
-        /// (an account id or org:NAME), request:ID or item:ID.
+        /// (an account id or org:NAME), request:ID or item:ID; accounts may be local key names.
         entry: String,
         /// The local key that asks.
         #[arg(long = "key")]
@@ -1517,6 +1517,28 @@ fn trust_anchor(ctx: &Ctx, genesis: Option<PathBuf>) -> anyhow::Result<ehrchain_
     ehrchain_node::genesis::load(&path)
 }
 
+/// A state key from its text form, where the accounts may also be local key names
+/// (`grant:demo1:demo3`, `keys:demo1:lab`, `account:demo2`).
+fn state_key(ctx: &Ctx, text: &str) -> anyhow::Result<ehrchain_ledger::StateKey> {
+    let mut parts: Vec<String> = text.splitn(3, ':').map(str::to_string).collect();
+    let kind = parts[0].as_str();
+    let accounts = match kind {
+        "account" | "keys" => 1..2,
+        "grant" if parts.get(2).is_some_and(|g| g.starts_with("org:")) => 1..2,
+        "grant" => 1..3,
+        _ => 0..0,
+    };
+    for i in accounts {
+        if let Some(p) = parts.get_mut(i)
+            && p.parse::<ehrchain_types::AccountId>().is_err()
+            && let Ok(id) = ctx.resolve(p)
+        {
+            *p = id.to_string();
+        }
+    }
+    parts.join(":").parse().map_err(|e: String| anyhow!(e))
+}
+
 fn run_state(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<()> {
     match cmd {
         StateCmd::Proof {
@@ -1525,7 +1547,7 @@ fn run_state(ctx: &Ctx, cmd: StateCmd) -> anyhow::Result<()> {
             out,
             genesis,
         } => {
-            let entry: ehrchain_ledger::StateKey = entry.parse().map_err(|e: String| anyhow!(e))?;
+            let entry = state_key(ctx, &entry)?;
             let s = Session::new(ctx.client(), ctx.unlock(&key)?)?;
             let proof = sdk::audit::state_proof(&s, &entry)?;
             // What the node answered is not taken on trust: the proof must be of the key asked

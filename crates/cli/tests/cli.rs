@@ -2014,7 +2014,7 @@ fn state_proofs_and_a_late_follower() {
     }
     // A proof of absence: no grant from the patient to demo3.
     let none = tmp.path().join("none.json");
-    let got = prove(&dev, &format!("grant:{p}:{other}"), &none);
+    let got = prove(&dev, "grant:demo1:demo3", &none);
     assert_eq!(got["exists"], false);
     assert_eq!(verify(&dev, &none)["exists"], false);
     // Claimed as the proof of the grant that does exist, it fails.
