@@ -42,7 +42,7 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(
-        "data dir belongs to chain {stored:?} (genesis {stored_genesis}), not {expected:?} (genesis {expected_genesis})"
+        "data dir belongs to chain {stored:?} (genesis {stored_genesis}), not {expected:?} (genesis {expected_genesis}); a data dir made by another chain or by an ehrchain version with another state format cannot be reused: start with a fresh data dir"
     )]
     OtherChain {
         stored: String,
