@@ -62,6 +62,33 @@ pub trait FinalityCheck {
     ) -> Result<u64, String>;
 }
 
+/// Checks that `header` was finalized on the chain of `genesis` (the trust anchor, never the
+/// proof's own word): the proof's chain id and validator set must be the genesis file's, and
+/// `finalization` (hex) a quorum's certificate over the header's id. Returns the block id and
+/// the consensus view.
+fn check_finalized(
+    genesis: &GenesisFile,
+    finality: &dyn FinalityCheck,
+    chain_id: &str,
+    validators: &[PublicKey],
+    header: &BlockHeader,
+    finalization: &str,
+) -> Result<(Hash, u64), String> {
+    if genesis.ledger.chain_id != chain_id {
+        return Err(format!(
+            "proof is for chain {chain_id:?}, the genesis file is chain {:?}",
+            genesis.ledger.chain_id
+        ));
+    }
+    if genesis.validator_keys() != validators {
+        return Err("the proof's validator set is not the genesis file's".into());
+    }
+    let block_id = header.id();
+    let cert = hex::decode(finalization).map_err(|_| "finalization is not hex".to_string())?;
+    let view = finality.check(validators, &cert, &block_id)?;
+    Ok((block_id, view))
+}
+
 /// A proof's file form: pretty JSON and a newline.
 fn file_bytes<T: Serialize>(proof: &T) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(proof).expect("a proof serializes");
@@ -140,19 +167,14 @@ impl AuditProof {
                 self.height
             ));
         }
-        if genesis.ledger.chain_id != self.chain_id {
-            return Err(format!(
-                "proof is for chain {:?}, the genesis file is chain {:?}",
-                self.chain_id, genesis.ledger.chain_id
-            ));
-        }
-        if genesis.validator_keys() != self.validators {
-            return Err("the proof's validator set is not the genesis file's".into());
-        }
-        let block_id = self.header.id();
-        let cert =
-            hex::decode(&self.finalization).map_err(|_| "finalization is not hex".to_string())?;
-        let view = finality.check(&self.validators, &cert, &block_id)?;
+        let (block_id, view) = check_finalized(
+            genesis,
+            finality,
+            &self.chain_id,
+            &self.validators,
+            &self.header,
+            &self.finalization,
+        )?;
         Ok(Verified {
             event_id: self.event_id,
             height: self.height,
@@ -265,19 +287,14 @@ impl StateProofFile {
                 self.height
             ));
         }
-        if genesis.ledger.chain_id != self.chain_id {
-            return Err(format!(
-                "proof is for chain {:?}, the genesis file is chain {:?}",
-                self.chain_id, genesis.ledger.chain_id
-            ));
-        }
-        if genesis.validator_keys() != self.validators {
-            return Err("the proof's validator set is not the genesis file's".into());
-        }
-        let block_id = self.header.id();
-        let cert =
-            hex::decode(&self.finalization).map_err(|_| "finalization is not hex".to_string())?;
-        let view = finality.check(&self.validators, &cert, &block_id)?;
+        let (block_id, view) = check_finalized(
+            genesis,
+            finality,
+            &self.chain_id,
+            &self.validators,
+            &self.header,
+            &self.finalization,
+        )?;
         Ok(StateVerified {
             key: self.key.clone(),
             exists: value.is_some(),
