@@ -89,7 +89,7 @@ fn main() {
                 live.remove(0);
             }
         }
-        let entries = state.records.len().max(1) as f64;
+        let entries = state.records_in_memory().max(1) as f64;
         println!(
             "{n},{prefill:.1},{rss_prefill:.0},{:.1},{:.1},{:.3},{:.1},{:.1},{:.0},{:.2}",
             pct(&mut total.clone(), 0.5),

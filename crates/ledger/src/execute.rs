@@ -131,6 +131,7 @@ pub fn execute_block(
         *n += 1;
     }
     let mut out = BlockOutput::default();
+    state.begin_block(ctx.height);
     for stx in txs {
         apply_tx(state, stx, ctx, &mut out);
     }
@@ -152,6 +153,7 @@ pub fn build_block(
     max_txs: usize,
 ) -> (Block, State, BlockOutput) {
     let mut post = state.clone();
+    post.begin_block(ctx.height);
     let mut txs = Vec::new();
     let mut out = BlockOutput::default();
     for stx in candidates {
@@ -255,7 +257,16 @@ fn check_root(root: &'static str, header: Hash, computed: Hash) -> Result<(), Bl
 
 /// The genesis block and state.
 pub fn genesis(g: &crate::GenesisState) -> (Block, State) {
-    let state = State::genesis(g);
+    genesis_with(g, &mut |_, _| {})
+}
+
+/// [`genesis`], handing a large synthetic prefill to `flush` a chunk at a time
+/// ([`State::genesis_with`]).
+pub fn genesis_with(
+    g: &crate::GenesisState,
+    flush: &mut dyn FnMut(&mut State, std::collections::BTreeSet<crate::StateKey>),
+) -> (Block, State) {
+    let state = State::genesis_with(g, flush);
     let header = BlockHeader {
         height: 0,
         parent: Hash::ZERO,

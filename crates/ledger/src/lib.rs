@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod clinical;
+pub mod cold;
 pub mod contracts;
 pub mod error;
 pub mod execute;
@@ -15,10 +16,11 @@ pub mod state;
 pub mod tree;
 pub mod verify;
 
+pub use cold::Cold;
 pub use error::{BlockError, TxError};
 pub use execute::{
-    BlockContext, BlockOutput, admit, build_block, execute_block, genesis, verify_block,
-    verify_block_with, verify_signatures,
+    BlockContext, BlockOutput, admit, build_block, execute_block, genesis, genesis_with,
+    verify_block, verify_block_with, verify_signatures,
 };
 pub use state::{
     AccessRequest, Account, AccountStatus, GenesisAccount, GenesisState, Grant, Record,

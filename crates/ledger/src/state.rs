@@ -5,6 +5,7 @@
 
 use crate::{
     clinical::Item,
+    cold::Cold,
     pmap::{PMap, PSet},
     tree::{self, Tree},
 };
@@ -12,7 +13,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use ehrchain_types::{
     AccountId, Category, Grantee, Hash, ItemId, ItemKind, RecordId, RequestId, SealedKey,
 };
-use std::{collections::BTreeSet, ops::Bound};
+use std::{collections::BTreeSet, ops::Bound, sync::Arc};
 
 pub use ehrchain_types::entries::{
     AccessRequest, Account, AccountStatus, GenesisAccount, GenesisState, Grant, Record,
@@ -88,11 +89,17 @@ impl std::str::FromStr for StateKey {
 
 /// The whole ledger state, in persistent ordered maps (a clone is O(1) and shares every entry),
 /// with the authenticated tree of its entries ([`crate::tree`]) that gives the state root.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Records, their indexes and the tree's nodes are an overlay of what changed since a
+/// snapshot of the node's store ([`crate::cold`]); read them through [`Self::record`],
+/// [`Self::record_with_content`] and [`Self::records_of_after`].
+#[derive(Clone, Debug)]
 pub struct State {
     pub chain_id: String,
     pub accounts: PMap<AccountId, Account>,
-    pub records: PMap<RecordId, Record>,
+    /// Records written since the snapshot `cold` (all of them when there is none), each with
+    /// the height of the block that wrote it.
+    records: PMap<RecordId, (u64, Record)>,
     /// Each patient's category keys, sealed to the patient; the index is the epoch.
     pub keys: PMap<(AccountId, Category), Vec<SealedKey>>,
     pub grants: PMap<(AccountId, Grantee), Grant>,
@@ -100,9 +107,9 @@ pub struct State {
     /// The clinical workflow: slots, reports, prescriptions, invoices, policies, claims.
     pub items: PMap<ItemId, Item>,
     /// Index of records by patient (derived from `records`; not part of the root).
-    pub by_patient: PSet<(AccountId, RecordId)>,
+    by_patient: PSet<(AccountId, RecordId)>,
     /// Index of records by ciphertext hash (derived; not part of the root).
-    pub by_content: PMap<Hash, RecordId>,
+    by_content: PMap<Hash, RecordId>,
     /// Index of requests by patient (derived; not part of the root).
     pub requests_by_patient: PSet<(AccountId, RequestId)>,
     /// Index of requests by requester (derived; not part of the root).
@@ -116,11 +123,42 @@ pub struct State {
     pub supply: u128,
     /// The authenticated tree over every entry's digest (derived; its root is the state root).
     pub tree: Tree,
+    /// The store snapshot under the overlay, if the state has one.
+    cold: Option<Arc<dyn Cold>>,
+    /// The height of the block being executed, which tags what it writes to the overlay.
+    writing: u64,
+    /// The height up to which the overlay no longer holds what blocks wrote
+    /// ([`Self::rebase`]).
+    rebased_to: u64,
 }
+
+/// Two states are equal when their entries are: the state root commits to every entry (and
+/// the chain id); indexes are derived, and where an entry lives (memory or store) is not
+/// part of it.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.root() == other.root() && self.supply == other.supply
+    }
+}
+impl Eq for State {}
 
 impl State {
     /// Builds the genesis state. Genesis accounts with a role are active at once.
     pub fn genesis(g: &GenesisState) -> State {
+        State::genesis_with(g, &mut |_: &mut State, _: BTreeSet<StateKey>| {})
+    }
+
+    /// [`Self::genesis`], handing synthetic records to `flush` a chunk at a time (with the
+    /// keys written since the last chunk, the tree brought up to date) so that a node can
+    /// store them and drop them from memory ([`Self::rebase`] to 0) instead of holding
+    /// millions. What is
+    /// left after the last chunk stays in the state.
+    pub fn genesis_with(
+        g: &GenesisState,
+        flush: &mut dyn FnMut(&mut State, BTreeSet<StateKey>),
+    ) -> State {
+        /// Synthetic records per chunk.
+        const CHUNK: u64 = 20_000;
         let mut accounts = PMap::new();
         for a in &g.accounts {
             let id = AccountId::from_public_key(&a.public_key);
@@ -144,10 +182,17 @@ impl State {
             accounts,
             ..State::empty(&g.chain_id)
         };
+        let mut touched = state.all_keys();
         for i in 0..g.synthetic_records {
-            state.insert_record(synthetic_record(i, g.synthetic_records));
+            let r = synthetic_record(i, g.synthetic_records);
+            touched.insert(StateKey::Record(r.id));
+            state.insert_record(r);
+            if touched.len() as u64 >= CHUNK {
+                state.update_tree(&touched);
+                flush(&mut state, std::mem::take(&mut touched));
+            }
         }
-        state.rebuild_tree();
+        state.update_tree(&touched);
         state
     }
 
@@ -169,10 +214,88 @@ impl State {
             rx_by_record: PMap::new(),
             supply: 0,
             tree: Tree::default(),
+            cold: None,
+            writing: 0,
+            rebased_to: 0,
         }
     }
 
-    /// Every entry's key (the genesis write set).
+    /// Starts executing the block at `height`: what it writes is tagged with it.
+    pub fn begin_block(&mut self, height: u64) {
+        self.writing = height;
+    }
+
+    /// The store snapshot the state reads through, if it has one.
+    pub fn cold(&self) -> Option<Arc<dyn Cold>> {
+        self.cold.clone()
+    }
+
+    /// The height up to which the overlay no longer holds what blocks wrote.
+    pub fn rebased_to(&self) -> u64 {
+        self.rebased_to
+    }
+
+    /// Drops from memory what blocks up to `committed` wrote, now that the store holds it and
+    /// `cold` is a snapshot taken after: a state of a block not yet finalized keeps only what
+    /// later blocks wrote. O(what the state holds in memory), which is a few blocks' changes.
+    pub fn rebase(&mut self, cold: Arc<dyn Cold>, committed: u64) {
+        let keep: Vec<(u64, Record)> = self
+            .records
+            .values()
+            .filter(|(h, _)| *h > committed)
+            .cloned()
+            .collect();
+        self.records = PMap::new();
+        self.by_patient = PSet::new();
+        self.by_content = PMap::new();
+        for (h, r) in keep {
+            let writing = std::mem::replace(&mut self.writing, h);
+            self.insert_record(r);
+            self.writing = writing;
+        }
+        self.tree.rebase(cold.clone(), committed);
+        self.cold = Some(cold);
+        self.rebased_to = committed;
+    }
+
+    /// A state stored by a node: the in-memory entries are loaded with [`Self::load_entry`],
+    /// the rest is read through `cold`.
+    pub fn stored(chain_id: &str, tree: Tree, cold: Arc<dyn Cold>) -> State {
+        State {
+            tree,
+            cold: Some(cold),
+            ..State::empty(chain_id)
+        }
+    }
+
+    /// A record.
+    pub fn record(&self, id: &RecordId) -> Option<Record> {
+        match self.records.get(id) {
+            Some((_, r)) => Some(r.clone()),
+            None => self.cold.as_ref()?.record(id),
+        }
+    }
+
+    /// The record whose ciphertext has hash `content`.
+    pub fn record_with_content(&self, content: &Hash) -> Option<RecordId> {
+        match self.by_content.get(content) {
+            Some(id) => Some(*id),
+            None => self.cold.as_ref()?.record_with_content(content),
+        }
+    }
+
+    /// Whether a record with this ciphertext hash exists.
+    pub fn has_content(&self, content: &Hash) -> bool {
+        self.record_with_content(content).is_some()
+    }
+
+    /// Records held in memory (written since the store snapshot; all of them without one).
+    pub fn records_in_memory(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The key of every entry held in memory: every entry of a state with no store snapshot
+    /// (the genesis write set).
     pub fn all_keys(&self) -> BTreeSet<StateKey> {
         let mut out: BTreeSet<StateKey> = self
             .accounts
@@ -196,7 +319,7 @@ impl State {
         use ehrchain_types::encode;
         match key {
             StateKey::Account(a) => self.accounts.get(a).map(encode),
-            StateKey::Record(r) => self.records.get(r).map(encode),
+            StateKey::Record(r) => self.record(r).as_ref().map(encode),
             StateKey::Keys(a, c) => self.keys.get(&(*a, *c)).map(encode),
             StateKey::Grant(a, g) => self.grants.get(&(*a, g.clone())).map(encode),
             StateKey::Request(r) => self.requests.get(r).map(encode),
@@ -237,7 +360,7 @@ impl State {
     pub fn insert_record(&mut self, record: Record) {
         self.by_patient.insert((record.patient, record.id));
         self.by_content.insert(record.content, record.id);
-        self.records.insert(record.id, record);
+        self.records.insert(record.id, (self.writing, record));
     }
 
     /// Inserts or replaces a request, keeping the patient index.
@@ -304,25 +427,29 @@ impl State {
             .map(|(_, i)| i)
     }
 
-    /// A patient's records, in id order.
-    pub fn records_of(&self, patient: &AccountId) -> impl Iterator<Item = &Record> {
-        self.records_of_after(patient, None)
-    }
-
-    /// [`Self::records_of`] from after `after` (a page cursor).
+    /// A patient's records, in id order, from after `after` (a page cursor), at most `limit`.
     pub fn records_of_after(
         &self,
         patient: &AccountId,
         after: Option<RecordId>,
-    ) -> impl Iterator<Item = &Record> {
-        index_after(
+        limit: usize,
+    ) -> Vec<Record> {
+        let mut ids: Vec<RecordId> = index_after(
             &self.by_patient,
             patient,
             after,
             RecordId([0; 16]),
             RecordId([0xff; 16]),
         )
-        .filter_map(|id| self.records.get(&id))
+        .take(limit)
+        .collect();
+        if let Some(cold) = &self.cold {
+            ids.extend(cold.records_of(patient, after, limit));
+            ids.sort_unstable();
+            ids.dedup();
+            ids.truncate(limit);
+        }
+        ids.iter().filter_map(|id| self.record(id)).collect()
     }
 
     /// A patient's access requests, in id order.
@@ -391,11 +518,15 @@ impl State {
                 (tree::key_hash(k), digest)
             })
             .collect();
-        self.tree.update(changes);
+        self.tree.update(changes, self.writing);
     }
 
     /// Builds the tree from every entry (genesis, and a node loading its stored state).
     pub fn rebuild_tree(&mut self) {
+        assert!(
+            self.cold.is_none(),
+            "a state read from a store keeps its stored tree"
+        );
         self.tree = Tree::default();
         self.update_tree(&self.all_keys());
     }

@@ -10,11 +10,13 @@
 //!   (`node::visibility::may_prove_entry`).
 //! - The root depends only on the set of entries, not on the history that produced it: a node
 //!   that restarts rebuilds the tree from its stored entries and must reach the header's root.
-//! - The nodes live in a persistent map (`immutable-chunkmap`): cloning a state is O(1) and a
-//!   block's post-state shares every node it did not change with its parent, so speculative
-//!   states of unfinalized blocks cost their changes, not a copy.
+//! - The nodes written since the state's store snapshot ([`crate::cold`]) live in a persistent
+//!   map (`immutable-chunkmap`): cloning a state is O(1) and a block's post-state shares every
+//!   node it did not change with its parent, so speculative states of unfinalized blocks cost
+//!   their changes, not a copy. Older nodes are read from the snapshot. Nodes that a write
+//!   replaced are listed, so the node deletes them from its store when the block commits.
 
-use crate::state::StateKey;
+use crate::{cold::Cold, state::StateKey};
 use ehrchain_types::{Hash, domain, encode};
 use immutable_chunkmap::map::Map;
 use jmt::{
@@ -49,7 +51,7 @@ pub fn state_root(chain_id: &str, tree_root: &[u8; 32]) -> Hash {
 
 /// A node's key, packed into a fixed array so the persistent map copies chunks with no
 /// allocation: version (big-endian), nibble count, then the path's bytes.
-type PackedKey = [u8; 41];
+type PackedKey = crate::cold::TreeNodeKey;
 
 fn pack(k: &NodeKey) -> PackedKey {
     let mut out = [0u8; 41];
@@ -62,12 +64,19 @@ fn pack(k: &NodeKey) -> PackedKey {
     out
 }
 
-type Nodes = Map<PackedKey, Arc<Node>, { crate::pmap::CHUNK }>;
+/// Nodes by key, each with the height of the block that wrote it.
+type Nodes = Map<PackedKey, (u64, Arc<Node>), { crate::pmap::CHUNK }>;
+/// Keys of replaced nodes, each with the height of the block that replaced it.
+type Stale = Map<PackedKey, u64, { crate::pmap::CHUNK }>;
 
 /// The tree of one state. Cloning shares every node.
 #[derive(Clone, Default)]
 pub struct Tree {
+    /// Nodes written since the snapshot `cold` (all of them when there is none).
     nodes: Nodes,
+    /// Nodes replaced since the snapshot: the store deletes them when the state commits.
+    stale: Stale,
+    cold: Option<Arc<dyn Cold>>,
     /// The version of the newest root: jmt reads a tree's root at the version before the one
     /// it writes, so versions count writes (one per block that changed the state), not
     /// heights. They are not part of any hash, so nodes need not agree on them. `None` while
@@ -80,6 +89,8 @@ impl std::fmt::Debug for Tree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tree")
             .field("nodes", &self.nodes.len())
+            .field("stale", &self.stale.len())
+            .field("cold", &self.cold.is_some())
             .field("version", &self.version)
             .field("root", &hex::encode(self.root))
             .finish()
@@ -102,6 +113,7 @@ pub type StateProof = SparseMerkleProof<sha2_10::Sha256>;
 /// Reads the tree's nodes; the one value it can answer is the digest of the key being proven.
 struct Reader<'a> {
     nodes: &'a Nodes,
+    cold: Option<&'a dyn Cold>,
     value: Option<(KeyHash, [u8; 32])>,
     /// Answer a null root at version 0 (a tree never written).
     empty: bool,
@@ -112,7 +124,14 @@ impl TreeReader for Reader<'_> {
         if self.empty && node_key.version() == 0 && node_key.nibble_path().num_nibbles() == 0 {
             return Ok(Some(Node::Null));
         }
-        Ok(self.nodes.get(&pack(node_key)).map(|n| Node::clone(n)))
+        let key = pack(node_key);
+        if let Some((_, n)) = self.nodes.get(&key) {
+            return Ok(Some(Node::clone(n)));
+        }
+        match self.cold.and_then(|c| c.tree_node(&key)) {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(borsh::from_slice(&bytes)?)),
+        }
     }
 
     fn get_value_option(
@@ -142,25 +161,79 @@ impl Tree {
         }
     }
 
-    /// How many nodes the tree holds.
+    /// How many nodes the tree holds in memory (written since its snapshot).
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// A tree stored in a node's store: its newest version and root, read through `cold`.
+    pub fn stored(version: Option<Version>, root: [u8; 32], cold: Arc<dyn Cold>) -> Tree {
+        Tree {
+            version,
+            root,
+            cold: Some(cold),
+            ..Tree::default()
+        }
+    }
+
+    /// The newest version and the root, for the store.
+    pub fn version_and_root(&self) -> (Option<Version>, [u8; 32]) {
+        (self.version, self.root)
+    }
+
+    /// What the store writes when the block at `height` commits: the nodes it wrote,
+    /// borsh-encoded, and the keys of the nodes it replaced (which may include nodes it wrote
+    /// itself; deleting a key the store lacks changes nothing), each in key order.
+    pub fn changes(&self, height: u64) -> (Vec<(PackedKey, Vec<u8>)>, Vec<PackedKey>) {
+        let nodes = (&self.nodes)
+            .into_iter()
+            .filter(|(_, (h, _))| *h == height)
+            .map(|(k, (_, n))| (*k, borsh::to_vec(&**n).expect("a node encodes")))
+            .collect();
+        let stale = (&self.stale)
+            .into_iter()
+            .filter(|(_, h)| **h == height)
+            .map(|(k, _)| *k)
+            .collect();
+        (nodes, stale)
+    }
+
+    /// Drops from memory what blocks up to `committed` wrote or replaced, now that the store
+    /// holds it and `cold` is a snapshot taken after ([`crate::State::rebase`]).
+    pub fn rebase(&mut self, cold: Arc<dyn Cold>, committed: u64) {
+        let mut nodes = Nodes::default();
+        for (k, v) in &self.nodes {
+            if v.0 > committed {
+                nodes.insert_cow(*k, v.clone());
+            }
+        }
+        let mut stale = Stale::default();
+        for (k, h) in &self.stale {
+            if *h > committed {
+                stale.insert_cow(*k, *h);
+            }
+        }
+        self.nodes = nodes;
+        self.stale = stale;
+        self.cold = Some(cold);
     }
 
     /// Writes one block's changes (`None` deletes a leaf). Nothing to write keeps the tree.
     /// Inserts and updates go in one sorted batch (jmt's batch path makes each new node
     /// once); deletions, which that path cannot do, follow as a version of their own.
-    pub fn update(&mut self, changes: Vec<(KeyHash, Option<[u8; 32]>)>) {
+    pub fn update(&mut self, changes: Vec<(KeyHash, Option<[u8; 32]>)>, height: u64) {
         let (puts, dels): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(_, v)| v.is_some());
         if !puts.is_empty() {
             let puts = puts
                 .into_iter()
                 .map(|(k, v)| (k, v.expect("partitioned").to_vec()))
                 .collect();
-            self.write(|jmt, version| jmt.batch_put_value_sets(vec![puts], None, version));
+            self.write(height, |jmt, version| {
+                jmt.batch_put_value_sets(vec![puts], None, version)
+            });
         }
         if !dels.is_empty() {
-            self.write(|jmt, version| {
+            self.write(height, |jmt, version| {
                 jmt.put_value_sets(vec![dels.into_iter().map(|(k, _)| (k, None))], version)
             });
         }
@@ -169,6 +242,7 @@ impl Tree {
     /// Applies one jmt write as the tree's next version.
     fn write(
         &mut self,
+        height: u64,
         f: impl FnOnce(
             &Sha256Jmt<'_, Reader<'_>>,
             Version,
@@ -177,6 +251,7 @@ impl Tree {
         let version = self.version.map_or(0, |v| v + 1);
         let reader = Reader {
             nodes: &self.nodes,
+            cold: self.cold.as_deref(),
             value: None,
             empty: false,
         };
@@ -187,10 +262,17 @@ impl Tree {
         // One at a time: the persistent map's `insert_many` is far slower at this chunk size
         // (measured: 3.3 s against 0.19 s for 400,000 keys).
         for stale in &batch.stale_node_index_batch {
-            self.nodes.remove_cow(&pack(&stale.node_key));
+            let key = pack(&stale.node_key);
+            // A node written since the snapshot may be in the store too (the commit of a parent
+            // this state was built on before it committed wrote it): list it anyway.
+            self.nodes.remove_cow(&key);
+            if self.cold.is_some() {
+                self.stale.insert_cow(key, height);
+            }
         }
         for (k, n) in batch.node_batch.nodes() {
-            self.nodes.insert_cow(pack(k), Arc::new(n.clone()));
+            self.nodes
+                .insert_cow(pack(k), (height, Arc::new(n.clone())));
         }
         self.version = Some(version);
         self.root = root.0;
@@ -202,6 +284,7 @@ impl Tree {
         let kh = key_hash(key);
         let reader = Reader {
             nodes: &self.nodes,
+            cold: self.cold.as_deref(),
             value: digest.map(|d| (kh, d)),
             empty: self.version.is_none(),
         };

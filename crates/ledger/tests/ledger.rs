@@ -438,8 +438,8 @@ fn own_record(id: u8, patient: &Keypair, c: Category, epoch: u32, ck: &CategoryK
 }
 
 fn can_read(w: &World, who: &Keypair, id: u8) -> Result<AuditReason, Refusal> {
-    let r = &w.state.records[&RecordId([id; 16])];
-    read_decision(&w.state, &who.account(), r, w.height)
+    let r = w.state.record(&RecordId([id; 16])).expect("record exists");
+    read_decision(&w.state, &who.account(), &r, w.height)
 }
 
 #[test]
@@ -681,9 +681,12 @@ fn doctor_written_records_wait_for_the_patient() {
     );
     let t = tx(&w.state, &doc, note(vec![&alice, &doc]));
     check(&mut w, t, "applied");
-    assert_eq!(w.state.records[&rid].status, RecordStatus::Pending);
+    assert_eq!(
+        w.state.record(&rid).expect("record exists").status,
+        RecordStatus::Pending
+    );
     // Pending: the patient and the author see it; nobody else.
-    let r = w.state.records[&rid].clone();
+    let r = w.state.record(&rid).expect("record exists");
     assert!(read_decision(&w.state, &alice.account(), &r, w.height).is_ok());
     assert!(read_decision(&w.state, &doc.account(), &r, w.height).is_ok());
     assert_eq!(
@@ -705,7 +708,10 @@ fn doctor_written_records_wait_for_the_patient() {
     };
     let t = tx(&w.state, &alice, review(true, Some(key)));
     check(&mut w, t, "applied");
-    assert_eq!(w.state.records[&rid].status, RecordStatus::Active);
+    assert_eq!(
+        w.state.record(&rid).expect("record exists").status,
+        RecordStatus::Active
+    );
     let t = tx(&w.state, &alice, review(false, None));
     check(&mut w, t, "rejected: is not waiting for approval");
 }
@@ -1245,14 +1251,14 @@ fn prescriptions_dispense_once_and_invoices_are_paid_once() {
     let p = prescription(&c, 1, Some(&pharm));
     let rx = item_tx(&mut c.w, &doc, p, ItemKind::Prescription, "applied");
     // The designated pharmacy may read the (still pending) record; nobody else may.
-    let rec = &c.w.state.records[&RecordId([1; 16])];
+    let rec = c.w.state.record(&RecordId([1; 16])).expect("record exists");
     assert_eq!(rec.status, RecordStatus::Pending);
-    let why = read_decision(&c.w.state, &pharm.account(), rec, 0).unwrap();
+    let why = read_decision(&c.w.state, &pharm.account(), &rec, 0).unwrap();
     assert!(
         matches!(why, AuditReason::DirectedPharmacy { rx: r } if r == rx),
         "{why:?}"
     );
-    assert!(read_decision(&c.w.state, &c.insurer.account(), rec, 0).is_err());
+    assert!(read_decision(&c.w.state, &c.insurer.account(), &rec, 0).is_err());
     // Only that pharmacy dispenses, only once, at a positive price.
     let t = tx(&c.w.state, &doc, TxPayload::Dispense { rx, price: 30 });
     check(&mut c.w, t, "rejected: only an active pharmacist may");
@@ -1714,7 +1720,7 @@ fn a_rejected_or_redirected_prescription_leaves_the_pharmacy() {
         },
     );
     check(&mut c.w, t, "applied");
-    let rec = c.w.state.records[&rid].clone();
+    let rec = c.w.state.record(&rid).expect("record exists");
     assert!(read_decision(&c.w.state, &pharm.account(), &rec, 0).is_err());
     assert!(read_decision(&c.w.state, &other.account(), &rec, 0).is_ok());
     let t = tx(&c.w.state, &pharm, TxPayload::Dispense { rx, price: 5 });
@@ -1730,7 +1736,7 @@ fn a_rejected_or_redirected_prescription_leaves_the_pharmacy() {
         },
     );
     check(&mut c.w, t, "applied");
-    let rec = c.w.state.records[&rid].clone();
+    let rec = c.w.state.record(&rid).expect("record exists");
     assert!(read_decision(&c.w.state, &other.account(), &rec, 0).is_err());
     let t = tx(&c.w.state, &other, TxPayload::Dispense { rx, price: 5 });
     check(&mut c.w, t, "rejected: the patient rejected");

@@ -546,7 +546,7 @@ async fn account(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult
         exists: found.is_some(),
         profile_fingerprint: found
             .and_then(|a| a.profile)
-            .and_then(|p| snap.state.records.get(&p))
+            .and_then(|p| snap.state.record(&p))
             .map(|r| {
                 ehrchain_types::records::profile_fingerprint(&r.id, &r.content, &r.commitment)
             }),

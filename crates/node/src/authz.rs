@@ -85,28 +85,44 @@ pub fn record(
     id: &RecordId,
     now: u64,
 ) -> Result<Authorized<RecordRead>, ApiError> {
-    let rec = state.records.get(id).ok_or_else(|| not_found(id, "see"))?;
-    let access = read_decision(state, &who, rec, now).map_err(|_| not_found(id, "see"))?;
+    let rec = state.record(id).ok_or_else(|| not_found(id, "see"))?;
+    let access = read_decision(state, &who, &rec, now).map_err(|_| not_found(id, "see"))?;
     Ok(Authorized {
         who,
         grant: RecordRead {
-            record: rec.clone(),
+            record: rec,
             access,
         },
     })
 }
 
 /// The records of `list.patient` after `after` that the list's signer may read, each with its
-/// guard; the others are skipped without a trace.
-pub fn visible_records<'a>(
-    state: &'a State,
-    list: &'a Authorized<RecordList>,
-    after: Option<RecordId>,
+/// guard, at most `limit`; the others are skipped without a trace.
+pub fn visible_records(
+    state: &State,
+    list: &Authorized<RecordList>,
+    mut after: Option<RecordId>,
     now: u64,
-) -> impl Iterator<Item = Authorized<RecordRead>> + 'a {
-    state
-        .records_of_after(&list.grant.patient, after)
-        .filter_map(move |r| record(state, list.who, &r.id, now).ok())
+    limit: usize,
+) -> Vec<Authorized<RecordRead>> {
+    const CHUNK: usize = 256;
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let chunk = state.records_of_after(&list.grant.patient, after, CHUNK);
+        let Some(last) = chunk.last() else { break };
+        after = Some(last.id);
+        let more = chunk.len() == CHUNK;
+        out.extend(
+            chunk
+                .iter()
+                .filter_map(|r| record(state, list.who, &r.id, now).ok())
+                .take(limit - out.len()),
+        );
+        if !more {
+            break;
+        }
+    }
+    out
 }
 
 /// Whether `who` may download record `id`'s ciphertext now: the policy allows the read, and

@@ -27,10 +27,16 @@ const MAX_GOSSIP_BYTES: usize = 8 * 1024 * 1024;
 /// first; a block further ahead says its proposer's clock is wrong by more than the network
 /// tolerates, and the rule needs a bound to be a rule at all.
 pub const MAX_FUTURE_DRIFTS: u64 = 2;
+/// How many committed blocks' writes a speculative state may still hold in memory before a
+/// block built on it drops them ([`Chain::parent_state`]): rebasing costs what the state
+/// holds, so doing it every few blocks rather than every block halves its share of a
+/// proposal (measured with `ehrchain bench records`).
+const REBASE_AFTER: u64 = 4;
 
 /// The post-state of a block this node proposed or verified but that is not finalized yet.
 struct Speculative {
     height: u64,
+    parent: Hash,
     state: Arc<State>,
     output: Arc<BlockOutput>,
 }
@@ -76,11 +82,37 @@ impl Chain {
         mempool: MempoolLimits,
         block_cfg: BlockConfig,
     ) -> Result<Chain, StoreError> {
-        let (gblock, gstate) = ehrchain_ledger::genesis(genesis);
-        let fresh = store.init_genesis(&gblock, &gstate)?;
-        let tip = store.tip()?.expect("genesis was just written").header;
-        // A store just written holds exactly the genesis state: no need to read it back.
-        let state = if fresh { gstate } else { store.load_state()? };
+        let digest = ehrchain_types::domain::tagged_hash(
+            ehrchain_types::domain::GENESIS_FILE,
+            &[&serde_json::to_vec(genesis).expect("a genesis state encodes")],
+        );
+        let (gblock, state) = match store.stored_genesis(&digest)? {
+            Some(gblock) => (gblock, store.load_state()?),
+            None => {
+                // A large prefill is stored a chunk at a time instead of held in memory.
+                let mut failed = None;
+                let (gblock, mut gstate) =
+                    ehrchain_ledger::genesis_with(genesis, &mut |state, touched| {
+                        if failed.is_some() {
+                            return;
+                        }
+                        match store
+                            .store_genesis_part(state, &touched)
+                            .and_then(|()| store.cold_view())
+                        {
+                            Ok(cold) => state.rebase(cold, 0),
+                            Err(e) => failed = Some(e),
+                        }
+                    });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                store.init_genesis(&gblock, &gstate, &digest)?;
+                gstate.rebase(store.cold_view()?, 0);
+                (gblock, gstate)
+            }
+        };
+        let tip = store.tip()?.expect("the genesis block is stored").header;
         if state.root() != tip.state_root {
             return Err(StoreError::Corrupt(format!(
                 "stored state root {} does not match block {}'s state root {}",
@@ -260,6 +292,7 @@ impl Chain {
             block.id(),
             Speculative {
                 height: block.header.height,
+                parent: block.header.parent,
                 state: Arc::new(post),
                 output: Arc::new(output),
             },
@@ -267,14 +300,39 @@ impl Chain {
     }
 
     /// The post-state of `parent` if this node knows it: the committed state when `parent`
-    /// is the tip, or a speculative state of a block proposed or verified earlier.
-    fn parent_state(inner: &Inner, parent: &Block) -> Option<Arc<State>> {
+    /// is the tip, or a speculative state of a block proposed or verified earlier. A
+    /// speculative state holding what [`REBASE_AFTER`] or more committed blocks wrote drops
+    /// it first (once: the rebased state replaces it), so a chain of blocks built on
+    /// unfinalized parents holds the changes of the unfinalized ones and a few more, not of
+    /// everything since its snapshot.
+    fn parent_state(inner: &mut Inner, parent: &Block) -> Option<Arc<State>> {
         let id = parent.id();
         if id == inner.tip.id() {
-            Some(inner.state.clone())
-        } else {
-            inner.speculative.get(&id).map(|s| s.state.clone())
+            return Some(inner.state.clone());
         }
+        let committed = inner.tip.height;
+        let cold = inner.state.cold();
+        // Only a state built on the tip may drop what the store now holds (a state on another
+        // branch wrote nodes the store never got): walk up to the tip.
+        let tip = inner.tip.id();
+        let mut at = id;
+        let on_tip = loop {
+            match inner.speculative.get(&at) {
+                _ if at == tip => break true,
+                Some(s) if s.height > committed => at = s.parent,
+                _ => break false,
+            }
+        };
+        let spec = inner.speculative.get_mut(&id)?;
+        if let Some(cold) = cold
+            && on_tip
+            && spec.state.rebased_to() + REBASE_AFTER <= committed
+        {
+            let mut state = State::clone(&spec.state);
+            state.rebase(cold, committed);
+            spec.state = Arc::new(state);
+        }
+        Some(spec.state.clone())
     }
 }
 
@@ -287,8 +345,8 @@ impl Ledger for Chain {
         now_ms: u64,
     ) -> Option<Block> {
         let (state, candidates) = {
-            let inner = self.lock();
-            let state = Self::parent_state(&inner, parent)?;
+            let mut inner = self.lock();
+            let state = Self::parent_state(&mut inner, parent)?;
             (state, inner.mempool.candidates(self.block_cfg.max_txs))
         };
         let ctx = BlockContext {
@@ -364,7 +422,7 @@ impl Ledger for Chain {
                 at_ms: block.header.timestamp_ms - drift,
             };
         }
-        let Some(state) = Self::parent_state(&self.lock(), parent) else {
+        let Some(state) = Self::parent_state(&mut self.lock(), parent) else {
             // Final although states come and go: the engine asks only after `has_state(parent)`
             // held (it replays unknown ancestors first), and a state is dropped only when the
             // finalized tip reaches its height. So `parent` is at or below the finalized height
@@ -433,6 +491,12 @@ impl Ledger for Chain {
         self.store
             .commit_block(block, &output, finalization.as_deref(), &post)
             .map_err(|e| e.to_string())?;
+        // What the block wrote is read from the store from now on: memory holds the changes
+        // of unfinalized blocks, not the chain's history.
+        let cold = self.store.cold_view().map_err(|e| e.to_string())?;
+        let mut committed = State::clone(&post);
+        committed.rebase(cold, block.header.height);
+        let post = Arc::new(committed);
         let rejected = output
             .receipts
             .iter()
@@ -445,7 +509,16 @@ impl Ledger for Chain {
             let senders: Vec<_> = block.txs.iter().map(|t| t.tx.sender()).collect();
             inner.mempool.prune(&post, senders);
             let h = block.header.height;
-            inner.speculative.retain(|_, s| s.height > h);
+            // States of blocks not built on this one can never be finalized now.
+            let mut specs: Vec<(Hash, Speculative)> = inner.speculative.drain().collect();
+            specs.sort_by_key(|(_, s)| s.height);
+            let mut descendants = std::collections::HashSet::from([id]);
+            for (sid, s) in specs {
+                if s.height > h && descendants.contains(&s.parent) {
+                    descendants.insert(sid);
+                    inner.speculative.insert(sid, s);
+                }
+            }
             self.metrics.mempool_size.set(inner.mempool.len() as i64);
         }
         self.metrics.height.set(block.header.height as i64);

@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub block: BlockConfig,
     #[serde(default)]
     pub blobs: BlobConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Disk watermark, upload quotas and rate limits.
     #[serde(default)]
     pub limits: crate::limits::LimitsConfig,
@@ -82,6 +84,24 @@ impl Default for BlobConfig {
             max_bytes: 1 << 30,
             read_window_secs: default_read_window(),
             s3: None,
+        }
+    }
+}
+
+/// The chain store (`data_dir/chain.redb`): blocks, receipts, indexes and the ledger state.
+/// Records, their indexes and the state tree's nodes are read from it as needed, so the
+/// node's memory does not grow with them; this cache is what it keeps of them.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_bytes: crate::store::CACHE_BYTES,
         }
     }
 }

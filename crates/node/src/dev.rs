@@ -117,6 +117,7 @@ pub fn prepare(data_dir: &Path, api_listen: SocketAddr) -> anyhow::Result<(NodeC
         mempool: MempoolLimits::default(),
         block: BlockConfig::default(),
         blobs: crate::config::BlobConfig::default(),
+        store: crate::config::StoreConfig::default(),
         limits: crate::limits::LimitsConfig::default(),
         followers: Vec::new(),
     };

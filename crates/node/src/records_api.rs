@@ -388,8 +388,8 @@ async fn list_records(
     let after: Option<RecordId> = cursor(q.after.as_deref())?;
     let snap = s.chain.snapshot();
     Ok(Json(
-        authz::visible_records(&snap.state, &list, after, now_ms())
-            .take(page_limit(q.limit))
+        authz::visible_records(&snap.state, &list, after, now_ms(), page_limit(q.limit))
+            .into_iter()
             .map(record_view)
             .collect(),
     ))

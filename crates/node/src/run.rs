@@ -60,7 +60,8 @@ pub fn run_node(
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", cfg.data_dir.display()))?;
     raise_open_files_limit();
-    let store = ChainStore::open(&cfg.data_dir.join("chain.redb"))?;
+    let store =
+        ChainStore::open_with_cache(&cfg.data_dir.join("chain.redb"), cfg.store.cache_bytes)?;
     let chain = Arc::new(Chain::open(store, &genesis.ledger, cfg.mempool, cfg.block)?);
     // The engine binds the peer port itself and cannot report a failure to us cleanly, so
     // check it first (a port another process holds is the usual case).
@@ -186,7 +187,7 @@ pub(crate) async fn housekeeping(s: ApiState) {
         Ok(found) => {
             let snap = s.chain.snapshot();
             for (content, size) in found {
-                if !snap.state.by_content.contains_key(&content) {
+                if !snap.state.has_content(&content) {
                     s.limits.pending.adopt(content, size);
                 }
             }
@@ -244,8 +245,8 @@ async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
         let state = s.chain.snapshot().state;
         // Sweep.
         let now = std::time::Instant::now();
-        unanchored.retain(|c, _| held.contains(c) && !state.by_content.contains_key(c));
-        for c in held.iter().filter(|c| !state.by_content.contains_key(*c)) {
+        unanchored.retain(|c, _| held.contains(c) && !state.has_content(c));
+        for c in held.iter().filter(|c| !state.has_content(c)) {
             let since = *unanchored.entry(*c).or_insert(now);
             if now.duration_since(since) >= ttl && p.store.delete(c).await.is_ok() {
                 p.counters.swept.inc();
@@ -253,20 +254,29 @@ async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
             }
         }
         // Repair: anchored contents this validator holds nothing of (a wiped or new node).
-        let todo: Vec<ehrchain_types::Hash> = state
-            .by_content
-            .keys()
-            .filter(|c| !held.contains(*c))
-            .copied()
-            .collect();
+        // The committed state is all in the store: scan its content index off the runtime.
+        let todo = {
+            let (s, held) = (s.clone(), held.clone());
+            tokio::task::spawn_blocking(move || s.chain.store().contents_missing_from(&held)).await
+        };
+        let todo = match todo {
+            Ok(Ok(todo)) => todo,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot list anchored contents");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing anchored contents failed");
+                continue;
+            }
+        };
         p.counters.repair_pending.set(todo.len() as i64);
         // All of them, one after another: the pause between stripes bounds the rate.
         for c in todo {
             p.counters.repair_pending.dec();
             let expected = state
-                .by_content
-                .get(&c)
-                .and_then(|id| state.records.get(id))
+                .record_with_content(&c)
+                .and_then(|id| state.record(&id))
                 .and_then(|r| r.coding);
             match p.repair(&c, expected, REPAIR_PAUSE).await {
                 Ok(n) if n > 0 => {
@@ -308,7 +318,7 @@ fn watch_disk(
 pub async fn sweep_pending_blobs(s: &ApiState) {
     let m = &s.chain.metrics;
     let state = s.chain.snapshot().state;
-    let sweep = s.limits.pending.sweep(|h| state.by_content.contains_key(h));
+    let sweep = s.limits.pending.sweep(|h| state.has_content(h));
     for content in &sweep.expired {
         match s.blobs.delete(content).await {
             Ok(()) => {

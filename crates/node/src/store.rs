@@ -4,13 +4,13 @@
 //! index entries, changed accounts and the new tip together), so a process killed at any
 //! moment restarts with every committed block and nothing half-written.
 
-use ehrchain_ledger::{BlockOutput, State, StateKey};
+use ehrchain_ledger::{BlockOutput, Cold, Record, State, StateKey, cold::TreeNodeKey, tree::Tree};
 use ehrchain_types::{
     AccountId, AuditAction, AuditEvent, Block, Decision, EventId, Hash, Receipt, RecordId, decode,
     encode,
 };
 use redb::{Database, ReadableTable, TableDefinition};
-use std::path::Path;
+use std::{collections::BTreeSet, path::Path, sync::Arc};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_ids");
@@ -19,6 +19,14 @@ const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 const TXS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("txs");
 /// State entries by their encoded [`StateKey`].
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// (patient, record) of every record: the state's patient index, on disk.
+const RECORDS_BY_PATIENT: TableDefinition<(&[u8; 20], &[u8; 16]), ()> =
+    TableDefinition::new("records_by_patient");
+/// Ciphertext hash → record: the state's content index, on disk.
+const RECORDS_BY_CONTENT: TableDefinition<&[u8; 32], &[u8; 16]> =
+    TableDefinition::new("records_by_content");
+/// The state tree's nodes (borsh), by packed node key.
+const TREE: TableDefinition<&[u8; 41], &[u8]> = TableDefinition::new("tree");
 /// Audit events by (height, index in the block's audit tree).
 const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
 const AUDIT_IDS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
@@ -32,6 +40,16 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Meta keys.
 const META_CHAIN_ID: &str = "chain_id";
 const META_GENESIS: &str = "genesis_block_id";
+/// The digest of the genesis file's ledger part the store was made from.
+const META_GENESIS_FILE: &str = "genesis_file";
+/// The layout of the stored state ([`STATE_FORMAT`]).
+const META_STATE_FORMAT: &str = "state_format";
+/// The state tree's newest version and root (borsh).
+const META_TREE: &str = "tree";
+
+/// Version of the stored state's layout: 2 keeps records, their indexes and the tree's nodes
+/// on disk. A store of another layout is refused (start with a fresh data dir).
+const STATE_FORMAT: &[u8] = b"2";
 
 /// A storage failure. Disk full and IO errors land here and stop block execution, since a
 /// node that cannot persist must not vote on further state.
@@ -42,13 +60,11 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(
-        "data dir belongs to chain {stored:?} (genesis {stored_genesis}), not {expected:?} (genesis {expected_genesis}); a data dir made by another chain or by an ehrchain version with another state format cannot be reused: start with a fresh data dir"
+        "data dir belongs to chain {stored:?} (genesis block {stored_genesis}), made from another genesis file or by an ehrchain version with another state format; it cannot be reused: start with a fresh data dir"
     )]
     OtherChain {
         stored: String,
         stored_genesis: String,
-        expected: String,
-        expected_genesis: String,
     },
 }
 
@@ -67,34 +83,73 @@ from_redb!(
     redb::CommitError
 );
 
-/// First byte of a record's key in the `state` table (borsh's variant bytes of `StateKey` are
-/// small, so it never starts another key).
-const RECORD_BY_HEIGHT: u8 = 0x80;
-
-/// An entry's key in the `state` table. A record is keyed by the height that anchored it,
-/// then its id: record ids are random, and keyed by id every new record of a block would
-/// rewrite a different leaf page of the table (at a million records that was ~59 KB written
-/// per transaction). A record's height never changes. Anything else: its encoded `StateKey`.
-fn storage_key(key: &StateKey, state: &State) -> Vec<u8> {
-    if let StateKey::Record(id) = key
-        && let Some(r) = state.records.get(id)
-    {
-        let mut k = Vec::with_capacity(25);
-        k.push(RECORD_BY_HEIGHT);
-        k.extend_from_slice(&r.height.to_be_bytes());
-        k.extend_from_slice(&id.0);
-        return k;
-    }
-    encode(key)
+fn parse_state_key(k: &[u8]) -> Result<StateKey, StoreError> {
+    decode(k, 4096).map_err(|e| StoreError::Corrupt(format!("state key: {e}")))
 }
 
-/// The `StateKey` of a key of the `state` table ([`storage_key`]).
-fn parse_storage_key(k: &[u8]) -> Result<StateKey, StoreError> {
-    match k {
-        [RECORD_BY_HEIGHT, rest @ ..] if rest.len() == 24 => Ok(StateKey::Record(RecordId(
-            rest[8..].try_into().expect("16 bytes"),
-        ))),
-        _ => decode(k, 4096).map_err(|e| StoreError::Corrupt(format!("state key: {e}"))),
+/// The first byte of a record's encoded [`StateKey`] (borsh's variant index).
+const RECORD_KEY_TAG: u8 = 1;
+
+/// A read-only snapshot of the stored state (records, their indexes, the tree's nodes): what
+/// a [`State`] reads through once its overlay is written ([`ehrchain_ledger::cold`]). The
+/// tables hold their read transaction open, so the snapshot stays consistent however far
+/// the store moves on.
+struct ColdView {
+    state: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    by_patient: redb::ReadOnlyTable<(&'static [u8; 20], &'static [u8; 16]), ()>,
+    by_content: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8; 16]>,
+    tree: redb::ReadOnlyTable<&'static [u8; 41], &'static [u8]>,
+}
+
+impl std::fmt::Debug for ColdView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ColdView")
+    }
+}
+
+/// A read of the stored state that fails: the node cannot go on executing blocks.
+fn cold_failed(e: impl std::fmt::Display) -> ! {
+    panic!("reading the stored state failed: {e}")
+}
+
+impl Cold for ColdView {
+    fn record(&self, id: &RecordId) -> Option<Record> {
+        let v = self
+            .state
+            .get(encode(&StateKey::Record(*id)).as_slice())
+            .unwrap_or_else(|e| cold_failed(e))?;
+        Some(decode(v.value(), ehrchain_types::MAX_BLOCK_BYTES).unwrap_or_else(|e| cold_failed(e)))
+    }
+
+    fn record_with_content(&self, content: &Hash) -> Option<RecordId> {
+        let v = self
+            .by_content
+            .get(&content.0)
+            .unwrap_or_else(|e| cold_failed(e))?;
+        Some(RecordId(*v.value()))
+    }
+
+    fn records_of(
+        &self,
+        patient: &AccountId,
+        after: Option<RecordId>,
+        limit: usize,
+    ) -> Vec<RecordId> {
+        let lo = after.map_or([0; 16], |a| a.0);
+        let range = self
+            .by_patient
+            .range((&patient.0, &lo)..=(&patient.0, &[0xff; 16]))
+            .unwrap_or_else(|e| cold_failed(e));
+        range
+            .map(|item| RecordId(*item.unwrap_or_else(|e| cold_failed(e)).0.value().1))
+            .filter(|id| Some(*id) != after)
+            .take(limit)
+            .collect()
+    }
+
+    fn tree_node(&self, key: &TreeNodeKey) -> Option<Vec<u8>> {
+        let v = self.tree.get(key).unwrap_or_else(|e| cold_failed(e))?;
+        Some(v.value().to_vec())
     }
 }
 
@@ -116,16 +171,21 @@ impl std::fmt::Debug for ChainStore {
     }
 }
 
-/// redb's page cache. Its default (1 GiB) lets the node's memory grow with the database
-/// until it reaches that; a fixed, smaller cache keeps resident memory bounded (the recent
-/// blocks and indexes that reads touch fit easily).
-pub const CACHE_BYTES: usize = 128 << 20;
+/// redb's page cache by default (`[store] cache_bytes`). redb's own default (1 GiB) lets the
+/// node's memory grow with the database until it reaches that; a fixed, smaller cache keeps
+/// resident memory bounded.
+pub const CACHE_BYTES: usize = 256 << 20;
 
 impl ChainStore {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path` with the default cache.
     pub fn open(path: &Path) -> Result<ChainStore, StoreError> {
+        Self::open_with_cache(path, CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database at `path` with a page cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<ChainStore, StoreError> {
         let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
@@ -141,6 +201,9 @@ impl ChainStore {
         w.open_table(BLOCK_IDS)?;
         w.open_table(TXS)?;
         w.open_table(STATE)?;
+        w.open_table(RECORDS_BY_PATIENT)?;
+        w.open_table(RECORDS_BY_CONTENT)?;
+        w.open_table(TREE)?;
         w.open_table(AUDIT)?;
         w.open_table(AUDIT_IDS)?;
         w.open_table(AUDIT_BY_PATIENT)?;
@@ -150,30 +213,59 @@ impl ChainStore {
         Ok(ChainStore { db })
     }
 
-    /// Writes the genesis block and state into an empty store (returns `true`), or checks that
-    /// a non-empty store holds the same chain (`false`).
-    pub fn init_genesis(&self, block: &Block, state: &State) -> Result<bool, StoreError> {
-        let gid = block.id();
+    /// The genesis block of a store made from the genesis whose digest is `genesis_digest`,
+    /// `None` for an empty store; a store of another chain, genesis or state layout is
+    /// refused.
+    pub fn stored_genesis(&self, genesis_digest: &Hash) -> Result<Option<Block>, StoreError> {
         let r = self.db.begin_read()?;
         let meta = r.open_table(META)?;
-        if let Some(stored) = meta.get(META_GENESIS)? {
-            let stored_id = hex::encode(stored.value());
-            let chain = meta
-                .get(META_CHAIN_ID)?
+        let Some(stored) = meta.get(META_GENESIS)? else {
+            return Ok(None);
+        };
+        let stored_genesis = hex::encode(stored.value());
+        let text = |k: &str| -> Result<String, StoreError> {
+            Ok(meta
+                .get(k)?
                 .map(|v| String::from_utf8_lossy(v.value()).to_string())
-                .unwrap_or_default();
-            if stored.value() != gid.0.as_slice() {
-                return Err(StoreError::OtherChain {
-                    stored: chain,
-                    stored_genesis: stored_id,
-                    expected: state.chain_id.clone(),
-                    expected_genesis: gid.to_string(),
-                });
-            }
-            return Ok(false);
+                .unwrap_or_default())
+        };
+        let same_genesis = meta
+            .get(META_GENESIS_FILE)?
+            .is_some_and(|v| v.value() == genesis_digest.0.as_slice());
+        let same_format = text(META_STATE_FORMAT)?.as_bytes() == STATE_FORMAT;
+        if !same_genesis || !same_format {
+            return Err(StoreError::OtherChain {
+                stored: text(META_CHAIN_ID)?,
+                stored_genesis,
+            });
         }
         drop(meta);
         drop(r);
+        Ok(Some(self.block(0)?.ok_or_else(|| {
+            StoreError::Corrupt("the genesis block is missing".into())
+        })?))
+    }
+
+    /// Stores part of a genesis state being built (a chunk of a large prefill) before the
+    /// genesis block exists; the caller then drops it from memory ([`State::rebase`]).
+    pub fn store_genesis_part(
+        &self,
+        state: &State,
+        touched: &BTreeSet<StateKey>,
+    ) -> Result<(), StoreError> {
+        let w = self.db.begin_write()?;
+        Self::write_state(&w, state, touched, 0)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Writes the genesis block and the rest of its state into an empty store.
+    pub fn init_genesis(
+        &self,
+        block: &Block,
+        state: &State,
+        genesis_digest: &Hash,
+    ) -> Result<(), StoreError> {
         let output = BlockOutput {
             touched: state.all_keys(),
             ..BlockOutput::default()
@@ -182,11 +274,74 @@ impl ChainStore {
         {
             let mut meta = w.open_table(META)?;
             meta.insert(META_CHAIN_ID, state.chain_id.as_bytes())?;
-            meta.insert(META_GENESIS, gid.0.as_slice())?;
+            meta.insert(META_GENESIS, block.id().0.as_slice())?;
+            meta.insert(META_GENESIS_FILE, genesis_digest.0.as_slice())?;
+            meta.insert(META_STATE_FORMAT, STATE_FORMAT)?;
         }
         Self::write_block(&w, block, &output, None, state)?;
         w.commit()?;
-        Ok(true)
+        Ok(())
+    }
+
+    /// A snapshot of the stored state as it is now, for a [`State`] to read through.
+    pub fn cold_view(&self) -> Result<Arc<dyn Cold>, StoreError> {
+        let r = self.db.begin_read()?;
+        Ok(Arc::new(ColdView {
+            state: r.open_table(STATE)?,
+            by_patient: r.open_table(RECORDS_BY_PATIENT)?,
+            by_content: r.open_table(RECORDS_BY_CONTENT)?,
+            tree: r.open_table(TREE)?,
+        }))
+    }
+
+    /// Writes what the block at `height` changed (the entries under `touched`, read from its
+    /// post-state `state`): entries, the record indexes, the tree's new nodes (deleting those
+    /// replaced) and its root. Keys go in sorted order, so neighbours share B-tree pages.
+    fn write_state(
+        w: &redb::WriteTransaction,
+        state: &State,
+        touched: &BTreeSet<StateKey>,
+        height: u64,
+    ) -> Result<(), StoreError> {
+        let mut entries = w.open_table(STATE)?;
+        let mut keys: Vec<(Vec<u8>, &StateKey)> = touched.iter().map(|k| (encode(k), k)).collect();
+        keys.sort_unstable();
+        let mut patients = Vec::new();
+        let mut contents = Vec::new();
+        for (k, key) in &keys {
+            match state.entry(key) {
+                Some(v) => {
+                    if let StateKey::Record(id) = key {
+                        let r = state.record(id).expect("the entry exists");
+                        patients.push((r.patient.0, id.0));
+                        contents.push((r.content.0, id.0));
+                    }
+                    entries.insert(k.as_slice(), v.as_slice())?
+                }
+                None => entries.remove(k.as_slice())?,
+            };
+        }
+        patients.sort_unstable();
+        let mut by_patient = w.open_table(RECORDS_BY_PATIENT)?;
+        for (p, id) in &patients {
+            by_patient.insert((p, id), ())?;
+        }
+        contents.sort_unstable();
+        let mut by_content = w.open_table(RECORDS_BY_CONTENT)?;
+        for (c, id) in &contents {
+            by_content.insert(c, id)?;
+        }
+        let (nodes, stale) = state.tree.changes(height);
+        let mut tree = w.open_table(TREE)?;
+        for (k, n) in &nodes {
+            tree.insert(k, n.as_slice())?;
+        }
+        for k in &stale {
+            tree.remove(k)?;
+        }
+        w.open_table(META)?
+            .insert(META_TREE, encode(&state.tree.version_and_root()).as_slice())?;
+        Ok(())
     }
 
     fn write_block(
@@ -242,20 +397,7 @@ impl ChainStore {
         for (id, i) in &tx_ids {
             txs.insert(id, (h, *i))?;
         }
-        let mut entries = w.open_table(STATE)?;
-        let mut keys: Vec<(Vec<u8>, &StateKey)> = output
-            .touched
-            .iter()
-            .map(|k| (storage_key(k, state), k))
-            .collect();
-        keys.sort_unstable();
-        for (k, key) in &keys {
-            match state.entry(key) {
-                Some(v) => entries.insert(k.as_slice(), v.as_slice())?,
-                None => entries.remove(k.as_slice())?,
-            };
-        }
-        Ok(())
+        Self::write_state(w, state, &output.touched, h)
     }
 
     /// Commits one finalized block with its receipts, audit events and the state entries it
@@ -337,7 +479,8 @@ impl ChainStore {
         }))
     }
 
-    /// Loads the whole state (at node start).
+    /// Loads the stored state (at node start): the entries kept in memory are read, the rest
+    /// is read through a snapshot as needed.
     pub fn load_state(&self) -> Result<State, StoreError> {
         let r = self.db.begin_read()?;
         let meta = r.open_table(META)?;
@@ -345,18 +488,44 @@ impl ChainStore {
             .get(META_CHAIN_ID)?
             .map(|v| String::from_utf8_lossy(v.value()).to_string())
             .ok_or_else(|| StoreError::Corrupt("no chain id".into()))?;
+        let (version, root): (Option<u64>, [u8; 32]) = meta
+            .get(META_TREE)?
+            .map(|v| decode(v.value(), 64))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?
+            .ok_or_else(|| StoreError::Corrupt("no state tree".into()))?;
+        let cold = self.cold_view()?;
+        let mut state = State::stored(&chain_id, Tree::stored(version, root, cold.clone()), cold);
         let t = r.open_table(STATE)?;
-        let mut state = State::empty(&chain_id);
-        for item in t.iter()? {
+        // Every entry but the records, which stay on disk.
+        let before: &[u8] = &[RECORD_KEY_TAG];
+        let after: &[u8] = &[RECORD_KEY_TAG + 1];
+        for item in t.range(..before)?.chain(t.range(after..)?) {
             let (k, v) = item?;
-            let key = parse_storage_key(k.value())?;
+            let key = parse_state_key(k.value())?;
             state
                 .load_entry(key, v.value())
                 .map_err(|e| StoreError::Corrupt(format!("state entry: {e}")))?;
         }
-        // The tree is derived: rebuilt here, and checked against the tip's root by the caller.
-        state.rebuild_tree();
+        // The caller checks the stored tree's root against the tip's.
         Ok(state)
+    }
+
+    /// The ciphertext hashes that committed records anchor and `held` lacks, in hash order.
+    pub fn contents_missing_from(
+        &self,
+        held: &std::collections::HashSet<Hash>,
+    ) -> Result<Vec<Hash>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(RECORDS_BY_CONTENT)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let c = Hash(*item?.0.value());
+            if !held.contains(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     /// The audit events of the block at `height`, in tree order.

@@ -115,6 +115,7 @@ pub fn init_with(
             mempool: MempoolLimits::default(),
             block: BlockConfig::default(),
             blobs: crate::config::BlobConfig::default(),
+            store: crate::config::StoreConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
             followers: Vec::new(),
         };

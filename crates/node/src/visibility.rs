@@ -202,8 +202,7 @@ pub fn may_prove_entry(viewer: &Viewer, state: &State, key: &ehrchain_ledger::St
             party && anchored
         }
         StateKey::Record(id) => state
-            .records
-            .get(id)
+            .record(id)
             .is_some_and(|r| r.patient == who || r.author == who),
         StateKey::Request(id) => state
             .requests

@@ -47,6 +47,8 @@ pub const EMERGENCY_KEY: &[u8] = b"ehrchain/emergency-key/v1";
 pub const SHARE_DIGEST: &[u8] = b"ehrchain/emergency-share-digest/v1";
 /// Manifest of an erasure-coded blob: its content hash, size and stripe commitments.
 pub const CODING_MANIFEST: &[u8] = b"ehrchain/coding-manifest/v1";
+/// Digest of a genesis file's ledger part (JSON), which a node's store records it was made from.
+pub const GENESIS_FILE: &[u8] = b"ehrchain/genesis-file/v1";
 /// Patient QR code payload.
 pub const QR: &[u8] = b"ehrchain/qr/v1";
 /// Consensus votes and certificates (namespace given to the engine).

@@ -168,7 +168,10 @@ impl<'a> TxScope<'a> {
     }
 
     pub fn record(&self, id: &RecordId) -> Option<Record> {
-        self.records.get(&self.state.records, id)
+        match self.records.writes.get(id) {
+            Some(r) => r.clone(),
+            None => self.state.record(id),
+        }
     }
 
     pub fn put_record(&mut self, r: Record) {

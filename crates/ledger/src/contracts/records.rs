@@ -55,7 +55,7 @@ pub fn add(scope: &mut TxScope<'_>, r: &RecordDraft) -> Result<(), Refusal> {
     if scope.record(&r.id).is_some() {
         return Err(Refusal::RecordExists { record: r.id });
     }
-    if scope.state().by_content.contains_key(&r.content) {
+    if scope.state().has_content(&r.content) {
         // One blob, one record: otherwise anyone could anchor someone else's ciphertext as
         // their own record and download it through their own audited read.
         return Err(Refusal::ContentAnchored);

@@ -455,7 +455,10 @@ fn three_of_five_guardians_release_the_emergency_categories_for_the_window() {
         .open_category_key(&w.sealed, &alice.account(), MED, 0)
         .unwrap();
     assert_eq!(ck.as_bytes(), fx.med.as_bytes());
-    let rec = &fx.w.state.records[&RecordId([MED_RECORD; 16])];
+    let rec =
+        fx.w.state
+            .record(&RecordId([MED_RECORD; 16]))
+            .expect("record exists");
     let RecordKey::Category { wrapped, .. } = &rec.key else {
         panic!("a category-keyed record")
     };
@@ -1230,7 +1233,10 @@ fn a_review_ends_a_running_access_and_a_doctor_guardian_cannot_approve_their_own
     for i in 0..3 {
         fx.approve(i, &rid, "applied");
     }
-    let record = fx.w.state.records[&ehrchain_types::RecordId([MED_RECORD; 16])].clone();
+    let record =
+        fx.w.state
+            .record(&ehrchain_types::RecordId([MED_RECORD; 16]))
+            .expect("record exists");
     let reads = |fx: &Fx| {
         ehrchain_ledger::access::read_decision(
             &fx.w.state,
