@@ -86,7 +86,8 @@ impl Chain {
             ehrchain_types::domain::GENESIS_FILE,
             &[&serde_json::to_vec(genesis).expect("a genesis state encodes")],
         );
-        let (gblock, state) = match store.stored_genesis(&digest)? {
+        let rebuild = || ehrchain_ledger::genesis(genesis).0;
+        let (gblock, state) = match store.stored_genesis(&digest, rebuild)? {
             Some(gblock) => (gblock, store.load_state()?),
             None => {
                 // A large prefill is stored a chunk at a time instead of held in memory.

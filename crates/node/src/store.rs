@@ -214,9 +214,15 @@ impl ChainStore {
     }
 
     /// The genesis block of a store made from the genesis whose digest is `genesis_digest`,
-    /// `None` for an empty store; a store of another chain, genesis or state layout is
-    /// refused.
-    pub fn stored_genesis(&self, genesis_digest: &Hash) -> Result<Option<Block>, StoreError> {
+    /// `None` for an empty store; a store of another chain or state layout is refused. A
+    /// genesis file with another digest (re-encoded by a newer version, say) is accepted if
+    /// `rebuild` (which computes its genesis block) gives the stored block, and its digest
+    /// is recorded.
+    pub fn stored_genesis(
+        &self,
+        genesis_digest: &Hash,
+        rebuild: impl FnOnce() -> Block,
+    ) -> Result<Option<Block>, StoreError> {
         let r = self.db.begin_read()?;
         let meta = r.open_table(META)?;
         let Some(stored) = meta.get(META_GENESIS)? else {
@@ -233,17 +239,28 @@ impl ChainStore {
             .get(META_GENESIS_FILE)?
             .is_some_and(|v| v.value() == genesis_digest.0.as_slice());
         let same_format = text(META_STATE_FORMAT)?.as_bytes() == STATE_FORMAT;
-        if !same_genesis || !same_format {
-            return Err(StoreError::OtherChain {
-                stored: text(META_CHAIN_ID)?,
-                stored_genesis,
-            });
+        let other = StoreError::OtherChain {
+            stored: text(META_CHAIN_ID)?,
+            stored_genesis,
+        };
+        if !same_format {
+            return Err(other);
         }
         drop(meta);
         drop(r);
-        Ok(Some(self.block(0)?.ok_or_else(|| {
-            StoreError::Corrupt("the genesis block is missing".into())
-        })?))
+        let block = self
+            .block(0)?
+            .ok_or_else(|| StoreError::Corrupt("the genesis block is missing".into()))?;
+        if !same_genesis {
+            if rebuild().id() != block.id() {
+                return Err(other);
+            }
+            let w = self.db.begin_write()?;
+            w.open_table(META)?
+                .insert(META_GENESIS_FILE, genesis_digest.0.as_slice())?;
+            w.commit()?;
+        }
+        Ok(Some(block))
     }
 
     /// Stores part of a genesis state being built (a chunk of a large prefill) before the
