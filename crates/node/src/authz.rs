@@ -86,7 +86,17 @@ pub fn record(
     now: u64,
 ) -> Result<Authorized<RecordRead>, ApiError> {
     let rec = state.record(id).ok_or_else(|| not_found(id, "see"))?;
-    let access = read_decision(state, &who, &rec, now).map_err(|_| not_found(id, "see"))?;
+    record_read(state, who, rec, now)
+}
+
+/// [`record`] for a record already read from `state`.
+fn record_read(
+    state: &State,
+    who: AccountId,
+    rec: Record,
+    now: u64,
+) -> Result<Authorized<RecordRead>, ApiError> {
+    let access = read_decision(state, &who, &rec, now).map_err(|_| not_found(&rec.id, "see"))?;
     Ok(Authorized {
         who,
         grant: RecordRead {
@@ -112,11 +122,12 @@ pub fn visible_records(
         let Some(last) = chunk.last() else { break };
         after = Some(last.id);
         let more = chunk.len() == CHUNK;
+        let room = limit - out.len();
         out.extend(
             chunk
-                .iter()
-                .filter_map(|r| record(state, list.who, &r.id, now).ok())
-                .take(limit - out.len()),
+                .into_iter()
+                .filter_map(|r| record_read(state, list.who, r, now).ok())
+                .take(room),
         );
         if !more {
             break;

@@ -253,6 +253,9 @@ async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
                 unanchored.remove(c);
             }
         }
+        // A state holds a snapshot of the store, which keeps the store from reusing the pages
+        // later blocks free: never hold one across the long repair pass below.
+        drop(state);
         // Repair: anchored contents this validator holds nothing of (a wiped or new node).
         // The committed state is all in the store: scan its content index off the runtime.
         let todo = {
@@ -274,10 +277,16 @@ async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
         // All of them, one after another: the pause between stripes bounds the rate.
         for c in todo {
             p.counters.repair_pending.dec();
-            let expected = state
+            // A fresh snapshot per content: it knows every content the scan found.
+            let state = s.chain.snapshot().state;
+            let Some(record) = state
                 .record_with_content(&c)
                 .and_then(|id| state.record(&id))
-                .and_then(|r| r.coding);
+            else {
+                continue;
+            };
+            drop(state);
+            let expected = record.coding;
             match p.repair(&c, expected, REPAIR_PAUSE).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(content = %crate::blobs::cid_string(&c), shards = n, "rebuilt this validator's shards")

@@ -9,7 +9,7 @@ use ehrchain_types::{
     AccountId, AuditAction, AuditEvent, Block, Decision, EventId, Hash, Receipt, RecordId, decode,
     encode,
 };
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::{collections::BTreeSet, path::Path, sync::Arc};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
@@ -226,6 +226,14 @@ impl ChainStore {
         let r = self.db.begin_read()?;
         let meta = r.open_table(META)?;
         let Some(stored) = meta.get(META_GENESIS)? else {
+            // No genesis block yet: the state tables must be empty too (a prefill is stored
+            // in parts before the genesis block; parts left by a node stopped while building
+            // one, possibly from another genesis file, must not mix with a new one).
+            if !r.open_table(STATE)?.is_empty()? || !r.open_table(TREE)?.is_empty()? {
+                return Err(StoreError::Corrupt(
+                    "the data dir holds part of a genesis state whose building was interrupted; start with a fresh data dir".into(),
+                ));
+            }
             return Ok(None);
         };
         let stored_genesis = hex::encode(stored.value());
@@ -302,13 +310,7 @@ impl ChainStore {
 
     /// A snapshot of the stored state as it is now, for a [`State`] to read through.
     pub fn cold_view(&self) -> Result<Arc<dyn Cold>, StoreError> {
-        let r = self.db.begin_read()?;
-        Ok(Arc::new(ColdView {
-            state: r.open_table(STATE)?,
-            by_patient: r.open_table(RECORDS_BY_PATIENT)?,
-            by_content: r.open_table(RECORDS_BY_CONTENT)?,
-            tree: r.open_table(TREE)?,
-        }))
+        cold_view_of(&self.db.begin_read()?)
     }
 
     /// Writes what the block at `height` changed (the entries under `touched`, read from its
@@ -511,8 +513,12 @@ impl ChainStore {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?
             .ok_or_else(|| StoreError::Corrupt("no state tree".into()))?;
-        let cold = self.cold_view()?;
-        let mut state = State::stored(&chain_id, Tree::stored(version, root, cold.clone()), cold);
+        let cold = cold_view_of(&r)?;
+        let mut state = State::stored(
+            &chain_id,
+            Tree::stored(version, root, cold.clone()),
+            cold.clone(),
+        );
         let t = r.open_table(STATE)?;
         // Every entry but the records, which stay on disk.
         let before: &[u8] = &[RECORD_KEY_TAG];
@@ -524,6 +530,10 @@ impl ChainStore {
                 .load_entry(key, v.value())
                 .map_err(|e| StoreError::Corrupt(format!("state entry: {e}")))?;
         }
+        // Everything up to the tip is in the store: a block built on a state derived from this
+        // one drops only what later blocks write.
+        let tip = r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value());
+        state.rebase(cold, tip);
         // The caller checks the stored tree's root against the tip's.
         Ok(state)
     }
@@ -612,6 +622,16 @@ impl ChainStore {
         }
         Ok(out)
     }
+}
+
+/// The stored state as `r` sees it.
+fn cold_view_of(r: &redb::ReadTransaction) -> Result<Arc<dyn Cold>, StoreError> {
+    Ok(Arc::new(ColdView {
+        state: r.open_table(STATE)?,
+        by_patient: r.open_table(RECORDS_BY_PATIENT)?,
+        by_content: r.open_table(RECORDS_BY_CONTENT)?,
+        tree: r.open_table(TREE)?,
+    }))
 }
 
 fn decode_event(bytes: &[u8]) -> Result<AuditEvent, StoreError> {

@@ -751,6 +751,17 @@ fn a_stored_state_reads_through_the_store_and_agrees_with_memory() {
     assert_eq!(snap.state.root(), memory.root());
     let r = ehrchain_ledger::state::synthetic_record(3, n);
     assert_eq!(snap.state.record(&r.id), Some(r));
+
+    // A node stopped while storing a prefill left parts of it and no genesis block: the
+    // next start refuses the data dir rather than mixing them with a new genesis state.
+    let other = tempfile::tempdir().unwrap();
+    let store = ChainStore::open(&other.path().join("chain.redb")).unwrap();
+    let part = ehrchain_ledger::State::genesis(&g);
+    store.store_genesis_part(&part, &part.all_keys()).unwrap();
+    let err = Chain::open(store, &g, MempoolLimits::default(), BlockConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("interrupted"), "{err}");
 }
 
 #[test]
