@@ -305,35 +305,46 @@ impl Chain {
     /// speculative state holding what [`REBASE_AFTER`] or more committed blocks wrote drops
     /// it first (once: the rebased state replaces it), so a chain of blocks built on
     /// unfinalized parents holds the changes of the unfinalized ones and a few more, not of
-    /// everything since its snapshot.
-    fn parent_state(inner: &mut Inner, parent: &Block) -> Option<Arc<State>> {
+    /// everything since its snapshot. The rebase runs outside the chain's lock, so readers
+    /// and admission do not wait for it.
+    fn parent_state(&self, parent: &Block) -> Option<Arc<State>> {
         let id = parent.id();
-        if id == inner.tip.id() {
-            return Some(inner.state.clone());
-        }
-        let committed = inner.tip.height;
-        let cold = inner.state.cold();
-        // Only a state built on the tip may drop what the store now holds (a state on another
-        // branch wrote nodes the store never got): walk up to the tip.
-        let tip = inner.tip.id();
-        let mut at = id;
-        let on_tip = loop {
-            match inner.speculative.get(&at) {
-                _ if at == tip => break true,
-                Some(s) if s.height > committed => at = s.parent,
-                _ => break false,
+        let (spec, rebase_on) = {
+            let inner = self.lock();
+            if id == inner.tip.id() {
+                return Some(inner.state.clone());
             }
+            let committed = inner.tip.height;
+            let spec = inner.speculative.get(&id)?.state.clone();
+            // Only a state built on the tip may drop what the store now holds (a state on
+            // another branch wrote nodes the store never got): walk up to the tip.
+            let tip = inner.tip.id();
+            let mut at = id;
+            let on_tip = loop {
+                match inner.speculative.get(&at) {
+                    _ if at == tip => break true,
+                    Some(s) if s.height > committed => at = s.parent,
+                    _ => break false,
+                }
+            };
+            let due = on_tip && spec.rebased_to() + REBASE_AFTER <= committed;
+            let cold = inner.state.cold().filter(|_| due);
+            (spec, cold.map(|c| (c, committed)))
         };
-        let spec = inner.speculative.get_mut(&id)?;
-        if let Some(cold) = cold
-            && on_tip
-            && spec.state.rebased_to() + REBASE_AFTER <= committed
+        let Some((cold, committed)) = rebase_on else {
+            return Some(spec);
+        };
+        let mut state = State::clone(&spec);
+        state.rebase(cold, committed);
+        let state = Arc::new(state);
+        // Keep it for the next block built on the same parent, unless the entry changed (or
+        // went) meanwhile.
+        if let Some(entry) = self.lock().speculative.get_mut(&id)
+            && Arc::ptr_eq(&entry.state, &spec)
         {
-            let mut state = State::clone(&spec.state);
-            state.rebase(cold, committed);
-            spec.state = Arc::new(state);
+            entry.state = state.clone();
         }
-        Some(spec.state.clone())
+        Some(state)
     }
 }
 
@@ -345,11 +356,8 @@ impl Ledger for Chain {
         proposer: PublicKey,
         now_ms: u64,
     ) -> Option<Block> {
-        let (state, candidates) = {
-            let mut inner = self.lock();
-            let state = Self::parent_state(&mut inner, parent)?;
-            (state, inner.mempool.candidates(self.block_cfg.max_txs))
-        };
+        let state = self.parent_state(parent)?;
+        let candidates = self.lock().mempool.candidates(self.block_cfg.max_txs);
         let ctx = BlockContext {
             height: parent.header.height + 1,
             // Strictly after the parent even if this clock lags behind the parent's proposer.
@@ -423,7 +431,7 @@ impl Ledger for Chain {
                 at_ms: block.header.timestamp_ms - drift,
             };
         }
-        let Some(state) = Self::parent_state(&mut self.lock(), parent) else {
+        let Some(state) = self.parent_state(parent) else {
             // Final although states come and go: the engine asks only after `has_state(parent)`
             // held (it replays unknown ancestors first), and a state is dropped only when the
             // finalized tip reaches its height. So `parent` is at or below the finalized height
