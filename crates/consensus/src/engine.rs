@@ -297,8 +297,10 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
 /// the backpressure from the ledger to marshal: with a slow or full disk, marshal stops
 /// dispatching (it keeps storing finalizations in its own archives and hands them out later),
 /// and nothing waits on the executor that the executor waits on, so it cannot deadlock.
-/// One block at a time, because the ledger applies blocks one after another anyway.
-const MAX_PENDING_ACKS: NonZeroUsize = NZUsize!(1);
+/// It is also the most blocks the executor writes at once: when the ledger falls behind
+/// consensus (a large state makes each write cost more), the blocks waiting go to disk in one
+/// transaction, so the cost of a durable write is shared instead of paid per block.
+const MAX_PENDING_ACKS: NonZeroUsize = NZUsize!(16);
 
 /// A finalized block for the executor, with marshal's acknowledgement.
 struct FinalizedBlock {
@@ -340,7 +342,8 @@ impl Reporter for FinalizedBlocks {
     }
 }
 
-/// Applies finalized blocks in order; acknowledges each only once it is durable. A storage
+/// Applies finalized blocks in order; acknowledges each only once it is durable. The blocks
+/// already waiting when one arrives are applied with it, in one durable write. A storage
 /// failure (a full disk) is retried until it clears, so nothing is skipped or half-applied.
 async fn run_executor<E: Clock>(
     clock: E,
@@ -348,30 +351,45 @@ async fn run_executor<E: Clock>(
     marshal: MarshalMailbox<Scheme, Standard<ChainBlock>>,
     mut rx: mailbox::Receiver<FinalizedBlock>,
 ) {
-    while let Some(FinalizedBlock { block, ack }) = rx.recv().await {
-        let height = block.height();
-        if height.get() == 0 {
-            ack.acknowledge();
-            continue;
+    while let Some(first) = rx.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < MAX_PENDING_ACKS.get() {
+            match rx.try_recv() {
+                Ok(next) => waiting.push(next),
+                Err(_) => break,
+            }
         }
-        let finalization = marshal
-            .get_finalization(height)
-            .await
-            .map(|f| f.encode().to_vec());
+        let mut blocks = Vec::with_capacity(waiting.len());
+        for FinalizedBlock { block, .. } in &waiting {
+            let height = block.height();
+            if height.get() == 0 {
+                continue;
+            }
+            let finalization = marshal
+                .get_finalization(height)
+                .await
+                .map(|f| f.encode().to_vec());
+            blocks.push((&*block.inner().block, finalization));
+        }
         let mut attempts = 0u64;
-        loop {
-            match ledger.finalized(&block.inner().block, finalization.clone()) {
+        while !blocks.is_empty() {
+            match ledger.finalized_many(&blocks) {
                 Ok(()) => break,
                 Err(e) => {
                     if attempts.is_power_of_two() {
-                        tracing::error!(height = height.get(), error = %e, attempts, "cannot apply finalized block; retrying");
+                        let first = blocks[0].0.header.height;
+                        let last = blocks[blocks.len() - 1].0.header.height;
+                        tracing::error!(first, last, error = %e, attempts, "cannot apply finalized blocks; retrying");
                     }
                     attempts += 1;
                     clock.sleep(Duration::from_secs(1)).await;
                 }
             }
         }
-        ack.acknowledge();
+        drop(blocks);
+        for FinalizedBlock { ack, .. } in waiting {
+            ack.acknowledge();
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! # Restart contract
 //! Marshal delivers finalized blocks in height order, at least once: after a crash every
-//! block above the last acknowledged height comes again. [`Ledger::finalized`] must
+//! block above the last acknowledged height comes again. [`Ledger::finalized_many`] must
 //! therefore be idempotent, and must have made the block durable before it returns `Ok`;
 //! only then is the block acknowledged to marshal.
 
@@ -61,10 +61,17 @@ pub trait Ledger: Send + Sync + 'static {
     /// dropped.
     fn receive_gossip(&self, bytes: &[u8], now_ms: u64);
 
-    /// Applies a finalized block durably. Blocks arrive in height order from 1 (genesis is
-    /// written at start-up); a block at or below the applied height is a redelivery and must
-    /// be ignored. `finalization` is the engine's encoded finality certificate.
-    fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String>;
+    /// Applies consecutive finalized blocks durably and atomically: all of them or none.
+    /// Blocks arrive in height order from 1 (genesis is written at start-up); a block at or
+    /// below the applied height is a redelivery and must be ignored. Each comes with the
+    /// engine's encoded finality certificate. The engine hands over every block that is
+    /// waiting when the ledger is behind, so one durable write carries several blocks.
+    fn finalized_many(&self, blocks: &[(&Block, Option<Vec<u8>>)]) -> Result<(), String>;
+
+    /// [`Ledger::finalized_many`] for one block.
+    fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String> {
+        self.finalized_many(&[(block, finalization)])
+    }
 }
 
 /// The answer of [`Ledger::verify`].

@@ -5,7 +5,7 @@ use crate::{
     config::BlockConfig,
     mempool::{Mempool, MempoolError, MempoolLimits},
     metrics::Metrics,
-    store::{ChainStore, StoreError, TxLocation},
+    store::{ChainStore, Finalized, StoreError, TxLocation},
 };
 use ehrchain_consensus::{Ledger, Verdict};
 use ehrchain_ledger::{BlockContext, BlockOutput, State, TxError};
@@ -357,7 +357,7 @@ impl Ledger for Chain {
         now_ms: u64,
     ) -> Option<Block> {
         let state = self.parent_state(parent)?;
-        let candidates = self.lock().mempool.candidates(self.block_cfg.max_txs);
+        let candidates = (self.lock().mempool).candidates(&state, self.block_cfg.max_txs);
         let ctx = BlockContext {
             height: parent.header.height + 1,
             // Strictly after the parent even if this clock lags behind the parent's proposer.
@@ -462,63 +462,84 @@ impl Ledger for Chain {
         }
     }
 
-    fn finalized(&self, block: &Block, finalization: Option<Vec<u8>>) -> Result<(), String> {
-        let id = block.id();
-        let (state, tip, spec) = {
+    fn finalized_many(&self, blocks: &[(&Block, Option<Vec<u8>>)]) -> Result<(), String> {
+        let (mut state, mut tip, specs) = {
             let inner = self.lock();
-            if block.header.height <= inner.tip.height {
-                return Ok(());
-            }
+            // The speculative entries stay until the tip moves (below), so that each block's
+            // state is known, as tip or as speculative, at every instant: a proposal on one
+            // that arrives while the blocks are being written must not find it missing.
+            let specs: Vec<_> = blocks
+                .iter()
+                .filter(|(b, _)| b.header.height > inner.tip.height)
+                .map(|(b, f)| {
+                    let spec = inner
+                        .speculative
+                        .get(&b.id())
+                        .map(|s| (s.state.clone(), s.output.clone()));
+                    (*b, f.as_deref(), spec)
+                })
+                .collect();
+            (inner.state.clone(), inner.tip.clone(), specs)
+        };
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let mut applied = Vec::with_capacity(specs.len());
+        for (block, finalization, spec) in specs {
             assert_eq!(
                 block.header.height,
-                inner.tip.height + 1,
+                tip.height + 1,
                 "marshal delivers finalized blocks in height order without gaps"
             );
-            // The speculative entry stays until the tip moves (below), so that the block's
-            // state is known, as tip or as speculative, at every instant: a proposal on it
-            // that arrives while the block is being written must not find it missing.
-            let spec = inner
-                .speculative
-                .get(&id)
-                .map(|s| (s.state.clone(), s.output.clone()));
-            (inner.state.clone(), inner.tip.clone(), spec)
-        };
-        let (post, output) = match spec {
-            Some(known) => known,
-            None => {
-                // Not seen during voting (back-filled): re-verify against the committed state.
-                let (post, output) = ehrchain_ledger::verify_block(&tip, &state, block)
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "finalized block {} does not apply to the committed state: {e}",
-                            block.header.height
-                        )
-                    });
-                (Arc::new(post), Arc::new(output))
-            }
-        };
+            let (post, output) = match spec {
+                Some(known) => known,
+                None => {
+                    // Not seen during voting (back-filled): re-verify against the state
+                    // before it.
+                    let (post, output) = ehrchain_ledger::verify_block(&tip, &state, block)
+                        .unwrap_or_else(|e| {
+                            panic!(
+                                "finalized block {} does not apply to the committed state: {e}",
+                                block.header.height
+                            )
+                        });
+                    (Arc::new(post), Arc::new(output))
+                }
+            };
+            state = post.clone();
+            tip = block.header.clone();
+            applied.push((block, finalization, post, output));
+        }
+        let writes: Vec<Finalized<'_>> = applied
+            .iter()
+            .map(|(block, finalization, post, output)| Finalized {
+                block,
+                output,
+                finalization: *finalization,
+                state: post,
+            })
+            .collect();
         self.store
-            .commit_block(block, &output, finalization.as_deref(), &post)
+            .commit_blocks(&writes)
             .map_err(|e| e.to_string())?;
-        // What the block wrote is read from the store from now on: memory holds the changes
+        // What the blocks wrote is read from the store from now on: memory holds the changes
         // of unfinalized blocks, not the chain's history.
         let cold = self.store.cold_view().map_err(|e| e.to_string())?;
-        let mut committed = State::clone(&post);
-        committed.rebase(cold, block.header.height);
+        let mut committed = State::clone(&state);
+        committed.rebase(cold, tip.height);
         let post = Arc::new(committed);
-        let rejected = output
-            .receipts
-            .iter()
-            .filter(|r| matches!(r.outcome, ehrchain_types::TxOutcome::Rejected { .. }))
-            .count();
+        let last = applied.last().expect("at least one block").0;
+        let id = last.id();
         {
             let mut inner = self.lock();
             inner.state = post.clone();
-            inner.tip = block.header.clone();
-            let senders: Vec<_> = block.txs.iter().map(|t| t.tx.sender()).collect();
+            inner.tip = tip.clone();
+            let senders: Vec<_> = (applied.iter())
+                .flat_map(|(b, ..)| b.txs.iter().map(|t| t.tx.sender()))
+                .collect();
             inner.mempool.prune(&post, senders);
-            let h = block.header.height;
-            // States of blocks not built on this one can never be finalized now.
+            let h = tip.height;
+            // States of blocks not built on the new tip can never be finalized now.
             let mut specs: Vec<(Hash, Speculative)> = inner.speculative.drain().collect();
             specs.sort_by_key(|(_, s)| s.height);
             let mut descendants = std::collections::HashSet::from([id]);
@@ -530,12 +551,19 @@ impl Ledger for Chain {
             }
             self.metrics.mempool_size.set(inner.mempool.len() as i64);
         }
-        self.metrics.height.set(block.header.height as i64);
-        self.metrics.blocks_finalized.inc();
-        self.metrics.txs_finalized.inc_by(block.txs.len() as u64);
-        self.metrics.txs_rejected.inc_by(rejected as u64);
-        self.metrics.audit_events.inc_by(output.events.len() as u64);
-        self.finalized.send_replace(block.header.height);
+        for (block, _, _, output) in &applied {
+            let rejected = output
+                .receipts
+                .iter()
+                .filter(|r| matches!(r.outcome, ehrchain_types::TxOutcome::Rejected { .. }))
+                .count();
+            self.metrics.blocks_finalized.inc();
+            self.metrics.txs_finalized.inc_by(block.txs.len() as u64);
+            self.metrics.txs_rejected.inc_by(rejected as u64);
+            self.metrics.audit_events.inc_by(output.events.len() as u64);
+        }
+        self.metrics.height.set(tip.height as i64);
+        self.finalized.send_replace(tip.height);
         Ok(())
     }
 }

@@ -157,10 +157,17 @@ impl Mempool {
         Ok(id)
     }
 
-    /// Up to `max` candidates for a block: each sender's queue in nonce order, senders
-    /// interleaved round-robin so that one busy sender cannot starve the others.
-    pub fn candidates(&self, max: usize) -> Vec<SignedTransaction> {
-        let mut queues: Vec<_> = self.by_sender.values().map(|q| q.values()).collect();
+    /// Up to `max` candidates for a block on a parent whose state is `parent`: each sender's
+    /// queue in nonce order from the nonce the parent expects next, senders interleaved
+    /// round-robin so that one busy sender cannot starve the others. Transactions that blocks
+    /// between the committed tip and the parent already carry stay here until those blocks
+    /// are finalized, but are no candidates: counted against `max`, they would shrink every
+    /// block while finalization lags behind consensus.
+    pub fn candidates(&self, parent: &State, max: usize) -> Vec<SignedTransaction> {
+        let mut queues: Vec<_> = (self.by_sender.iter())
+            .map(|(sender, q)| q.range(parent.account(sender).map_or(0, |a| a.nonce)..))
+            .map(|q| q.map(|(_, t)| t))
+            .collect();
         let mut out = Vec::with_capacity(max.min(self.ids.len()));
         while out.len() < max && !queues.is_empty() {
             queues.retain_mut(|q| match q.next() {

@@ -176,6 +176,15 @@ impl std::fmt::Debug for ChainStore {
 /// resident memory bounded.
 pub const CACHE_BYTES: usize = 256 << 20;
 
+/// A finalized block with what committing it writes.
+pub struct Finalized<'a> {
+    pub block: &'a Block,
+    pub output: &'a BlockOutput,
+    pub finalization: Option<&'a [u8]>,
+    /// The state after the block (its changes at the block's height are written).
+    pub state: &'a State,
+}
+
 impl ChainStore {
     /// Opens (or creates) the database at `path` with the default cache.
     pub fn open(path: &Path) -> Result<ChainStore, StoreError> {
@@ -419,17 +428,14 @@ impl ChainStore {
         Self::write_state(w, state, &output.touched, h)
     }
 
-    /// Commits one finalized block with its receipts, audit events and the state entries it
-    /// changed, atomically.
-    pub fn commit_block(
-        &self,
-        block: &Block,
-        output: &BlockOutput,
-        finalization: Option<&[u8]>,
-        state: &State,
-    ) -> Result<(), StoreError> {
+    /// Commits consecutive finalized blocks, each with its receipts, audit events, finality
+    /// certificate and post-state (whose changes of that block are written), atomically: one
+    /// durable write for all of them.
+    pub fn commit_blocks(&self, blocks: &[Finalized<'_>]) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
-        Self::write_block(&w, block, output, finalization, state)?;
+        for b in blocks {
+            Self::write_block(&w, b.block, b.output, b.finalization, b.state)?;
+        }
         w.commit()?;
         Ok(())
     }
