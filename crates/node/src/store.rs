@@ -10,7 +10,11 @@ use ehrchain_types::{
     encode,
 };
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use std::{collections::BTreeSet, path::Path, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_ids");
@@ -27,6 +31,9 @@ const RECORDS_BY_CONTENT: TableDefinition<&[u8; 32], &[u8; 16]> =
     TableDefinition::new("records_by_content");
 /// The state tree's nodes (borsh), by packed node key.
 const TREE: TableDefinition<&[u8; 41], &[u8]> = TableDefinition::new("tree");
+/// Tree nodes replaced by a block, by (height of that block, node key): deleted from [`TREE`]
+/// a generation later (see [`ChainStore::prune_stale`]).
+const TREE_STALE: TableDefinition<(u64, &[u8; 41]), ()> = TableDefinition::new("tree_stale");
 /// Audit events by (height, index in the block's audit tree).
 const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
 const AUDIT_IDS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
@@ -163,7 +170,15 @@ pub struct TxLocation {
 /// The node's chain database.
 pub struct ChainStore {
     db: Database,
+    /// The sorted keys of the generation whose stale tree nodes the blocks being committed
+    /// delete (see [`ChainStore::prune_stale`]), read from [`TREE_STALE`] once per generation.
+    pruning: Mutex<Option<(u64, Arc<[TreeNodeKey]>)>>,
 }
+
+/// Blocks per generation of stale tree nodes: the nodes blocks replace are deleted from the
+/// store over the next generation's blocks, a slice per block, in key order (see
+/// [`ChainStore::prune_stale`]).
+const PRUNE_GENERATION: u64 = 32;
 
 impl std::fmt::Debug for ChainStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,6 +190,18 @@ impl std::fmt::Debug for ChainStore {
 /// node's memory grow with the database until it reaches that; a fixed, smaller cache keeps
 /// resident memory bounded.
 pub const CACHE_BYTES: usize = 256 << 20;
+
+/// What [`ChainStore::tree_stats`] counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Nodes in the store, live or waiting to be deleted.
+    pub nodes: u64,
+    /// Replaced nodes logged for deletion, and how many of them the store still holds.
+    pub stale_logged: u64,
+    pub stale_present: u64,
+    /// The height of the oldest block whose replaced nodes are still logged.
+    pub oldest_stale_height: Option<u64>,
+}
 
 /// A finalized block with what committing it writes.
 pub struct Finalized<'a> {
@@ -219,7 +246,10 @@ impl ChainStore {
         w.open_table(LAST_READ)?;
         w.open_table(META)?;
         w.commit()?;
-        Ok(ChainStore { db })
+        Ok(ChainStore {
+            db,
+            pruning: Mutex::new(None),
+        })
     }
 
     /// The genesis block of a store made from the genesis whose digest is `genesis_digest`,
@@ -364,8 +394,16 @@ impl ChainStore {
         for (k, n) in &nodes {
             tree.insert(k, n.as_slice())?;
         }
-        for k in &stale {
-            tree.remove(k)?;
+        if height == 0 {
+            // The parts of a genesis prefill replace one another's nodes at version 0.
+            for k in &stale {
+                tree.remove(k)?;
+            }
+        } else {
+            let mut log = w.open_table(TREE_STALE)?;
+            for k in &stale {
+                log.insert((height, k), ())?;
+            }
         }
         w.open_table(META)?
             .insert(META_TREE, encode(&state.tree.version_and_root()).as_slice())?;
@@ -433,11 +471,88 @@ impl ChainStore {
     /// durable write for all of them.
     pub fn commit_blocks(&self, blocks: &[Finalized<'_>]) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
-        for b in blocks {
+        let written = blocks.iter().try_for_each(|b| {
             Self::write_block(&w, b.block, b.output, b.finalization, b.state)?;
+            self.prune_stale(&w, b.block.header.height)
+        });
+        let committed = written.and_then(|()| Ok(w.commit()?));
+        if committed.is_err() {
+            // Nothing of the transaction stays: forget the generation it may have read, so
+            // that nothing derived from it is reused.
+            *self.pruning.lock().expect("pruning lock") = None;
         }
-        w.commit()?;
+        committed
+    }
+
+    /// Deletes the share of block `height` of the tree nodes that the previous generation's
+    /// blocks replaced. A block replaces a few nodes at random places in the tree; deleting
+    /// each right away would rewrite a store page per node. Instead they are logged
+    /// ([`TREE_STALE`]) and, a generation later, deleted in key order, a contiguous slice of
+    /// them per block, so that one page holds many of them. Which slice a block deletes
+    /// follows from its height and the log alone, so a node that restarts, or a transaction
+    /// that is retried, deletes exactly the same nodes (deleting one twice is a no-op). No
+    /// reader needs a stale node: the committed tree and every state built on it point to
+    /// their replacements, and older snapshots keep their own copy of the store.
+    fn prune_stale(&self, w: &redb::WriteTransaction, height: u64) -> Result<(), StoreError> {
+        let (generation, slice) = (
+            (height - 1) / PRUNE_GENERATION,
+            (height - 1) % PRUNE_GENERATION,
+        );
+        let Some(previous) = generation.checked_sub(1) else {
+            return Ok(());
+        };
+        let heights = previous * PRUNE_GENERATION + 1..=generation * PRUNE_GENERATION;
+        let range = (*heights.start(), &[0u8; 41])..=(*heights.end(), &[0xffu8; 41]);
+        let keys = {
+            let mut cached = self.pruning.lock().expect("pruning lock");
+            match &*cached {
+                Some((g, keys)) if *g == previous => keys.clone(),
+                _ => {
+                    let log = w.open_table(TREE_STALE)?;
+                    let mut keys = Vec::new();
+                    for entry in log.range(range.clone())? {
+                        keys.push(*entry?.0.value().1);
+                    }
+                    keys.sort_unstable();
+                    let keys: Arc<[TreeNodeKey]> = keys.into();
+                    *cached = Some((previous, keys.clone()));
+                    keys
+                }
+            }
+        };
+        let n = keys.len() as u64;
+        let (from, to) = (
+            n * slice / PRUNE_GENERATION,
+            n * (slice + 1) / PRUNE_GENERATION,
+        );
+        let mut tree = w.open_table(TREE)?;
+        for k in &keys[from as usize..to as usize] {
+            tree.remove(k)?;
+        }
+        if slice == PRUNE_GENERATION - 1 {
+            w.open_table(TREE_STALE)?.retain_in(range, |_, _| false)?;
+            *self.pruning.lock().expect("pruning lock") = None;
+        }
         Ok(())
+    }
+
+    /// The state tree's nodes in the store, and the replaced ones logged for deletion.
+    pub fn tree_stats(&self) -> Result<TreeStats, StoreError> {
+        let r = self.db.begin_read()?;
+        let tree = r.open_table(TREE)?;
+        let log = r.open_table(TREE_STALE)?;
+        let mut stats = TreeStats {
+            nodes: tree.len()?,
+            stale_logged: log.len()?,
+            ..TreeStats::default()
+        };
+        for entry in log.iter()? {
+            let (stored, _) = entry?;
+            let (height, key) = stored.value();
+            stats.oldest_stale_height.get_or_insert(height);
+            stats.stale_present += u64::from(tree.get(key)?.is_some());
+        }
+        Ok(stats)
     }
 
     /// The highest committed block, if any.

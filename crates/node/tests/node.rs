@@ -677,6 +677,65 @@ fn restart_reopens_committed_state() {
     assert_eq!(again.snapshot().tip.state_root, root);
 }
 
+/// The tree nodes a block replaces leave the store a generation (32 blocks) later, deleted in
+/// key order over the next generation's blocks: after three generations, the first two
+/// generations' replaced nodes are gone, the store holds exactly the live tree plus the
+/// third generation's replaced nodes, and the state reads back whole after a restart.
+#[test]
+fn replaced_tree_nodes_are_deleted_a_generation_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let senders: Vec<Keypair> = (0..3).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let g = genesis(&senders);
+    let (_, mut memory) = ehrchain_ledger::genesis(&g);
+    let chain = open_chain(dir.path(), &g);
+    let blocks = 3 * 32;
+    let txs = transfers(&senders, blocks);
+    let mut parent = chain.store().tip().unwrap().unwrap();
+    let mut pending: Vec<Block> = Vec::new();
+    for (h, batch) in txs.chunks(senders.len()).enumerate() {
+        chain.submit_batch(batch.to_vec(), 0);
+        let b = chain
+            .propose(&parent, h as u64 + 1, PublicKey([1; 32]), 1_000 + h as u64)
+            .unwrap();
+        assert_eq!(b.txs.len(), senders.len());
+        memory = ehrchain_ledger::verify_block(&parent.header, &memory, &b)
+            .unwrap()
+            .0;
+        parent = b.clone();
+        pending.push(b);
+        // Batches of 1 to 5 blocks, some of them across a generation's end.
+        if pending.len() > h % 5 {
+            let many: Vec<_> = pending.iter().map(|p| (p, None)).collect();
+            chain.finalized_many(&many).unwrap();
+            pending.clear();
+        }
+    }
+    let many: Vec<_> = pending.iter().map(|p| (p, None)).collect();
+    chain.finalized_many(&many).unwrap();
+    assert_eq!(chain.snapshot().tip.height, blocks);
+    let stats = chain.store().tree_stats().unwrap();
+    assert_eq!(stats.oldest_stale_height, Some(2 * 32 + 1), "{stats:?}");
+    assert_eq!(stats.stale_present, stats.stale_logged, "{stats:?}");
+    assert!(stats.stale_logged >= 32 * 3, "{stats:?}");
+    let live = memory.tree.node_count() as u64;
+    assert_eq!(stats.nodes, live + stats.stale_present, "{stats:?}");
+    drop(chain);
+    let again = open_chain(dir.path(), &g);
+    let snap = again.snapshot();
+    assert_eq!(snap.state.root(), memory.root());
+    for k in &senders {
+        assert_eq!(
+            snap.state.account(&k.account()),
+            memory.account(&k.account())
+        );
+        let key = ehrchain_ledger::StateKey::Account(k.account());
+        let (value, proof) = snap.state.prove(&key);
+        let digest = ehrchain_ledger::tree::entry_digest(&value.unwrap());
+        ehrchain_ledger::tree::verify_proof(&proof, &snap.state.tree.root(), &key, Some(digest))
+            .unwrap();
+    }
+}
+
 /// A prefill larger than one chunk is stored as it is built, and the chain reads records,
 /// indexes and tree nodes through its store: nothing of it stays in memory, the root is the
 /// one an all-in-memory genesis computes, and blocks built on unfinalized parents (which drop
