@@ -88,7 +88,15 @@ pub struct EngineConfig {
 struct App {
     ledger: Arc<dyn Ledger>,
     idle_block_interval: Duration,
+    /// The longest a leader holds a proposal back for the writer (see [`MAX_UNWRITTEN`]).
+    max_hold: Duration,
 }
+
+/// How many blocks a leader's parent may be ahead of this node's last written (finalized and
+/// committed) block before the leader holds its proposal back, for at most a quarter of the
+/// leader timeout. With a large state each durable write costs more, and small blocks
+/// proposed faster than they are written only grow the backlog (measured in ADR 0008).
+const MAX_UNWRITTEN: u64 = 8;
 
 /// Heights per section of marshal's archives of finalized blocks and certificates. Each
 /// section is a key file and a value file per archive, and the archive keeps every section
@@ -262,6 +270,15 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
         while !ledger.has_pending() && now_ms(&rt) < idle_until {
             rt.sleep(Duration::from_millis(5)).await;
         }
+        // While this node's finalized blocks wait to be written, hold the proposal back a
+        // little: the block collects more transactions and the writer catches up, rather than
+        // many small blocks each paying a whole durable write and the backlog growing.
+        let parent_height = parent.inner().block.header.height;
+        let hold_until = now_ms(&rt) + self.max_hold.as_millis() as u64;
+        while parent_height > ledger.finalized_height() + MAX_UNWRITTEN && now_ms(&rt) < hold_until
+        {
+            rt.sleep(Duration::from_millis(5)).await;
+        }
         let block = ledger.propose(
             &parent.inner().block,
             view,
@@ -299,8 +316,10 @@ impl<E: Spawner + Metrics + Clock> Application<E> for App {
 /// and nothing waits on the executor that the executor waits on, so it cannot deadlock.
 /// It is also the most blocks the executor writes at once: when the ledger falls behind
 /// consensus (a large state makes each write cost more), the blocks waiting go to disk in one
-/// transaction, so the cost of a durable write is shared instead of paid per block.
-const MAX_PENDING_ACKS: NonZeroUsize = NZUsize!(16);
+/// transaction, so the cost of a durable write is shared instead of paid per block. Measured
+/// (ADR 0008): a window of 16 took the 4-validator half-load benchmark's p99 from ~110 ms to
+/// ~2 s (cause not found); 4 and 1 do not.
+const MAX_PENDING_ACKS: NonZeroUsize = NZUsize!(4);
 
 /// A finalized block for the executor, with marshal's acknowledgement.
 struct FinalizedBlock {
@@ -548,6 +567,7 @@ pub async fn start_validator<E, S, R, Bl, Pv>(
         App {
             ledger,
             idle_block_interval: cfg.idle_block_interval.min(cfg.leader_timeout / 2),
+            max_hold: cfg.leader_timeout / 4,
         },
         marshal,
         epocher,

@@ -32,8 +32,25 @@ const RECORDS_BY_CONTENT: TableDefinition<&[u8; 32], &[u8; 16]> =
 /// The state tree's nodes (borsh), by packed node key.
 const TREE: TableDefinition<&[u8; 41], &[u8]> = TableDefinition::new("tree");
 /// Tree nodes replaced by a block, by (height of that block, node key): deleted from [`TREE`]
-/// a generation later (see [`ChainStore::prune_stale`]).
-const TREE_STALE: TableDefinition<(u64, &[u8; 41]), ()> = TableDefinition::new("tree_stale");
+/// a generation later (see [`ChainStore::prune_stale`]). Even and odd generations have a table
+/// each, so that a pruned generation's log is dropped whole rather than entry by entry.
+const TREE_STALE: [TableDefinition<(u64, &[u8; 41]), ()>; 2] = [
+    TableDefinition::new("tree_stale_even"),
+    TableDefinition::new("tree_stale_odd"),
+];
+
+/// The generation of the block at `height` (from 1), and its index in it.
+fn generation_of(height: u64) -> (u64, u64) {
+    (
+        (height - 1) / PRUNE_GENERATION,
+        (height - 1) % PRUNE_GENERATION,
+    )
+}
+
+/// The stale-node log of generation `g`.
+fn stale_log(g: u64) -> TableDefinition<'static, (u64, &'static [u8; 41]), ()> {
+    TREE_STALE[(g % 2) as usize]
+}
 /// Audit events by (height, index in the block's audit tree).
 const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
 const AUDIT_IDS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
@@ -400,7 +417,7 @@ impl ChainStore {
                 tree.remove(k)?;
             }
         } else {
-            let mut log = w.open_table(TREE_STALE)?;
+            let mut log = w.open_table(stale_log(generation_of(height).0))?;
             for k in &stale {
                 log.insert((height, k), ())?;
             }
@@ -494,10 +511,7 @@ impl ChainStore {
     /// reader needs a stale node: the committed tree and every state built on it point to
     /// their replacements, and older snapshots keep their own copy of the store.
     fn prune_stale(&self, w: &redb::WriteTransaction, height: u64) -> Result<(), StoreError> {
-        let (generation, slice) = (
-            (height - 1) / PRUNE_GENERATION,
-            (height - 1) % PRUNE_GENERATION,
-        );
+        let (generation, slice) = generation_of(height);
         let Some(previous) = generation.checked_sub(1) else {
             return Ok(());
         };
@@ -508,7 +522,7 @@ impl ChainStore {
             match &*cached {
                 Some((g, keys)) if *g == previous => keys.clone(),
                 _ => {
-                    let log = w.open_table(TREE_STALE)?;
+                    let log = w.open_table(stale_log(previous))?;
                     let mut keys = Vec::new();
                     for entry in log.range(range.clone())? {
                         keys.push(*entry?.0.value().1);
@@ -530,7 +544,8 @@ impl ChainStore {
             tree.remove(k)?;
         }
         if slice == PRUNE_GENERATION - 1 {
-            w.open_table(TREE_STALE)?.retain_in(range, |_, _| false)?;
+            // The log holds nothing but this generation: the next one writes the other table.
+            w.delete_table(stale_log(previous))?;
             *self.pruning.lock().expect("pruning lock") = None;
         }
         Ok(())
@@ -540,17 +555,24 @@ impl ChainStore {
     pub fn tree_stats(&self) -> Result<TreeStats, StoreError> {
         let r = self.db.begin_read()?;
         let tree = r.open_table(TREE)?;
-        let log = r.open_table(TREE_STALE)?;
         let mut stats = TreeStats {
             nodes: tree.len()?,
-            stale_logged: log.len()?,
             ..TreeStats::default()
         };
-        for entry in log.iter()? {
-            let (stored, _) = entry?;
-            let (height, key) = stored.value();
-            stats.oldest_stale_height.get_or_insert(height);
-            stats.stale_present += u64::from(tree.get(key)?.is_some());
+        for def in TREE_STALE {
+            let log = match r.open_table(def) {
+                Ok(log) => log,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            stats.stale_logged += log.len()?;
+            for entry in log.iter()? {
+                let (stored, _) = entry?;
+                let (height, key) = stored.value();
+                let oldest = stats.oldest_stale_height.get_or_insert(height);
+                *oldest = (*oldest).min(height);
+                stats.stale_present += u64::from(tree.get(key)?.is_some());
+            }
         }
         Ok(stats)
     }
