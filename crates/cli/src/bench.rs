@@ -49,10 +49,13 @@ pub struct BenchArgs {
     /// Submitting client threads.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Offered load in tx/s across all clients (0: as fast as the node admits them); for
-    /// `soak`, the background transfers per second beside the patients' mix.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    /// Offered load in tx/s across all clients (0: as fast as the node admits them; `half`:
+    /// half the throughput the phase before it committed). Comma-separated for load phases
+    /// run one after another on the same network (e.g. `0,half`: saturation, then latency at
+    /// half of it, on one prefilled state). For `soak`, one figure: the background transfers
+    /// per second beside the patients' mix.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    rate: Vec<Rate>,
     /// Transactions per HTTP batch.
     #[arg(long, default_value_t = 500)]
     batch: usize,
@@ -75,6 +78,27 @@ pub struct BenchArgs {
     prefill: Vec<u64>,
 }
 
+/// The offered load of a phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rate {
+    /// This many tx/s across all clients; 0: as fast as the node admits them.
+    Fixed(u64),
+    /// Half the throughput the phase before it committed.
+    Half,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Rate, String> {
+        match s.trim() {
+            "half" => Ok(Rate::Half),
+            n => n.parse().map(Rate::Fixed).map_err(|_| {
+                format!("{n:?} is not a rate: give tx/s (0: as fast as admitted) or `half`")
+            }),
+        }
+    }
+}
+
 /// Per-node resource use.
 #[derive(Clone, Debug, serde::Serialize)]
 struct NodeUse {
@@ -86,6 +110,8 @@ struct NodeUse {
 #[derive(Clone, Debug, serde::Serialize)]
 struct RunReport {
     prefill: u64,
+    /// The phase's offered load in tx/s (0: as fast as the node admitted).
+    offered_tps: u64,
     committed_tps: f64,
     elapsed_s: f64,
     finalized: usize,
@@ -267,7 +293,9 @@ pub(crate) fn start_network(
     Ok((net, urls))
 }
 
-fn one_run(args: &BenchArgs, prefill: u64) -> anyhow::Result<RunReport> {
+/// One run: a fresh network holding `prefill` records, then each load phase of `--rate` in
+/// turn on it, each sender's transactions going on from the phase before.
+fn one_run(args: &BenchArgs, prefill: u64) -> anyhow::Result<Vec<RunReport>> {
     let dir = tempfile::tempdir()?;
     let senders: Vec<Keypair> = (0..args.senders).map(|_| Keypair::generate()).collect();
     let sink = Keypair::generate().account();
@@ -307,195 +335,264 @@ fn one_run(args: &BenchArgs, prefill: u64) -> anyhow::Result<RunReport> {
     } else {
         0
     };
-    // Pre-sign outside the timed window; each sender's transactions stay in nonce order.
-    let mut per_sender: Vec<Vec<SignedTransaction>> = vec![Vec::new(); senders.len()];
-    for i in 0..args.txs {
-        let s = i % senders.len();
-        let k = per_sender[s].len() as u64;
-        let payload = payload(&args.scenario, &senders[s], &doctor, sink, s, k);
-        per_sender[s].push(senders[s].sign_tx(Transaction {
-            chain_id: "ehrchain-bench".into(),
-            signer: senders[s].public_key(),
-            nonce: first_nonce + k,
-            payload,
-        }));
-    }
-    let mut work: Vec<Vec<(Hash, String)>> = vec![Vec::new(); args.clients];
-    for (s, txs) in per_sender.into_iter().enumerate() {
-        for t in txs {
-            work[s % args.clients].push((t.id(), hex::encode(ehrchain_types::encode(&t))));
-        }
-    }
-    let start_height = observer.get::<StatusView>("/api/v1/status")?.height;
-    let submitted: Arc<Mutex<HashMap<Hash, Instant>>> =
-        Arc::new(Mutex::new(HashMap::with_capacity(args.txs)));
-    let start = Instant::now();
-    let per_client_rate = if args.rate == 0 {
-        0.0
-    } else {
-        args.rate as f64 / args.clients as f64
-    };
-    let handles: Vec<_> = work
-        .into_iter()
-        .enumerate()
-        .map(|(c, txs)| {
-            let client = Client::new(&urls[c % urls.len()]);
-            let submitted = submitted.clone();
-            // At a given rate, send a batch every 20 ms or so rather than a big one now and
-            // then: bursts would leave mempools empty in between and measure the burst.
-            let batch = if per_client_rate > 0.0 {
-                ((per_client_rate * 0.02).ceil() as usize).min(args.batch)
-            } else {
-                args.batch
-            }
-            .clamp(1, ehrchain_client::api::MAX_BATCH);
-            std::thread::spawn(move || -> anyhow::Result<usize> {
-                let mut refused = 0;
-                let began = Instant::now();
-                let mut sent = 0usize;
-                for chunk in txs.chunks(batch) {
-                    if per_client_rate > 0.0 {
-                        let due = began + Duration::from_secs_f64(sent as f64 / per_client_rate);
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                    }
-                    // Record the submit time before sending: a block may be finalized
-                    // before the response is read.
-                    let at = Instant::now();
-                    {
-                        let mut map = submitted.lock().expect("lock");
-                        for (id, _) in chunk {
-                            map.insert(*id, at);
-                        }
-                    }
-                    let req = BatchRequest {
-                        txs: chunk.iter().map(|(_, h)| h.clone()).collect(),
-                    };
-                    let results: Vec<BatchResult> =
-                        client.post("/api/v1/transactions/batch", &req)?;
-                    let mut map = submitted.lock().expect("lock");
-                    for ((id, _), r) in chunk.iter().zip(results) {
-                        if r.id.is_none() {
-                            map.remove(id);
-                            refused += 1;
-                        }
-                    }
-                    sent += chunk.len();
-                }
-                Ok(refused)
-            })
-        })
-        .collect();
-
-    // Follow finalized blocks on node 0 while the clients submit.
-    let mut latencies = Vec::with_capacity(args.txs);
-    let mut seen = start_height;
-    let mut rejected = 0usize;
-    let mut timestamps = Vec::new();
-    let mut block_txs = Vec::new();
-    let mut last_final = start;
-    let deadline = start + Duration::from_secs(60 + args.txs as u64 / 200);
-    let mut refused = None;
-    let mut handles = Some(handles);
-    loop {
-        if refused.is_none()
-            && handles
-                .as_ref()
-                .is_some_and(|h| h.iter().all(|t| t.is_finished()))
-        {
-            let mut r = 0;
-            for h in handles.take().expect("handles") {
-                r += h.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
-            }
-            refused = Some(r);
-        }
-        let tip = observer.get::<StatusView>("/api/v1/status")?.height;
-        while seen < tip {
-            seen += 1;
-            let now = Instant::now();
-            let path = format!("/api/v1/blocks/{seen}/receipts");
-            let auth = auditor
-                .sign_request(
-                    "ehrchain-bench",
-                    "GET",
-                    &path,
-                    &ehrchain_client::api::request::empty_body(),
-                    ehrchain_client::api::now_ms(),
-                )
-                .header_value();
-            let view: ReceiptsView = observer.get_signed(&path, &auth)?;
-            rejected += view
-                .receipts
-                .iter()
-                .filter(|r| !matches!(r.outcome, ehrchain_types::TxOutcome::Applied))
-                .count();
-            timestamps.push(view.timestamp_ms);
-            block_txs.push(view.receipts.len());
-            let map = submitted.lock().expect("lock");
-            for r in &view.receipts {
-                if let Some(at) = map.get(&r.tx_id) {
-                    latencies.push(now.duration_since(*at).as_secs_f64() * 1000.0);
-                    last_final = now;
-                }
-            }
-        }
-        if let Some(r) = refused
-            && latencies.len() + r >= args.txs
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let refused = refused.unwrap_or(0);
-    let nodes: Vec<NodeUse> = net
-        .children
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let (cpu_seconds, peak_rss_mb) = process_use(c.id());
-            NodeUse {
-                cpu_seconds,
-                peak_rss_mb,
-                disk_bytes: dir_size(&testnet::node_dir(dir.path(), i).join("data")),
-            }
-        })
-        .collect();
-    drop(net);
-    let elapsed = last_final.duration_since(start).as_secs_f64().max(1e-9);
-    let finalized = latencies.len();
-    let lost = args.txs - finalized - refused;
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let blocks = seen - start_height;
-    let interval = if timestamps.len() > 1 {
-        (timestamps[timestamps.len() - 1] - timestamps[0]) as f64 / (timestamps.len() - 1) as f64
-    } else {
-        0.0
-    };
-    let node0_disk = nodes.first().map_or(0, |n| n.disk_bytes) as f64;
-    Ok(RunReport {
+    let net_ctx = Phase {
+        args,
+        dir: dir.path(),
+        net: &net,
+        urls: &urls,
+        observer: &observer,
+        auditor: &auditor,
+        senders: &senders,
+        doctor: &doctor,
+        sink,
         prefill,
-        disk_bytes_per_record: node0_disk / (prefill + args.txs as u64) as f64,
         start_rss_mb,
-        committed_tps: finalized as f64 / elapsed,
-        elapsed_s: elapsed,
-        finalized,
-        refused,
-        rejected,
-        lost,
-        failure_rate: (refused + rejected + lost) as f64 / args.txs as f64,
-        latency_ms_p50: percentile(&latencies, 0.50),
-        latency_ms_p95: percentile(&latencies, 0.95),
-        latency_ms_p99: percentile(&latencies, 0.99),
-        blocks,
-        block_interval_ms: interval,
-        mean_block_txs: block_txs.iter().sum::<usize>() as f64 / block_txs.len().max(1) as f64,
-        disk_bytes_per_tx: nodes.first().map_or(0, |n| n.disk_bytes) as f64 / args.txs as f64,
-        nodes,
-    })
+        first_nonce,
+    };
+    let mut sent = vec![0u64; senders.len()];
+    let mut reports: Vec<RunReport> = Vec::new();
+    for rate in &args.rate {
+        let offered = match rate {
+            Rate::Fixed(n) => *n,
+            Rate::Half => {
+                let before = reports.last().context("`half` needs a phase before it")?;
+                ((before.committed_tps / 2.0).round() as u64).max(1)
+            }
+        };
+        reports.push(net_ctx.load(offered, &mut sent)?);
+    }
+    Ok(reports)
+}
+
+/// What a load phase runs on: the network of a run and its accounts.
+struct Phase<'a> {
+    args: &'a BenchArgs,
+    dir: &'a Path,
+    net: &'a Network,
+    urls: &'a [String],
+    observer: &'a Client,
+    auditor: &'a Keypair,
+    senders: &'a [Keypair],
+    doctor: &'a Keypair,
+    sink: ehrchain_types::AccountId,
+    prefill: u64,
+    start_rss_mb: f64,
+    first_nonce: u64,
+}
+
+impl Phase<'_> {
+    /// Submits `--txs` transactions at `offered` tx/s (0: as fast as admitted), `sent[s]`
+    /// being how many sender `s` sent before, and follows them until finalized.
+    fn load(&self, offered: u64, sent: &mut [u64]) -> anyhow::Result<RunReport> {
+        let Phase {
+            args,
+            dir,
+            net,
+            urls,
+            observer,
+            auditor,
+            senders,
+            doctor,
+            sink,
+            prefill,
+            start_rss_mb,
+            first_nonce,
+        } = *self;
+        let cpu_before: Vec<f64> = (net.children.iter())
+            .map(|c| process_use(c.id()).0)
+            .collect();
+        // Pre-sign outside the timed window; each sender's transactions stay in nonce order.
+        let mut per_sender: Vec<Vec<SignedTransaction>> = vec![Vec::new(); senders.len()];
+        for i in 0..args.txs {
+            let s = i % senders.len();
+            let k = sent[s];
+            sent[s] += 1;
+            let payload = payload(&args.scenario, &senders[s], &doctor, sink, s, k);
+            per_sender[s].push(senders[s].sign_tx(Transaction {
+                chain_id: "ehrchain-bench".into(),
+                signer: senders[s].public_key(),
+                nonce: first_nonce + k,
+                payload,
+            }));
+        }
+        let mut work: Vec<Vec<(Hash, String)>> = vec![Vec::new(); args.clients];
+        for (s, txs) in per_sender.into_iter().enumerate() {
+            for t in txs {
+                work[s % args.clients].push((t.id(), hex::encode(ehrchain_types::encode(&t))));
+            }
+        }
+        let start_height = observer.get::<StatusView>("/api/v1/status")?.height;
+        let submitted: Arc<Mutex<HashMap<Hash, Instant>>> =
+            Arc::new(Mutex::new(HashMap::with_capacity(args.txs)));
+        let start = Instant::now();
+        let per_client_rate = if offered == 0 {
+            0.0
+        } else {
+            offered as f64 / args.clients as f64
+        };
+        let handles: Vec<_> = work
+            .into_iter()
+            .enumerate()
+            .map(|(c, txs)| {
+                let client = Client::new(&urls[c % urls.len()]);
+                let submitted = submitted.clone();
+                // At a given rate, send a batch every 20 ms or so rather than a big one now and
+                // then: bursts would leave mempools empty in between and measure the burst.
+                let batch = if per_client_rate > 0.0 {
+                    ((per_client_rate * 0.02).ceil() as usize).min(args.batch)
+                } else {
+                    args.batch
+                }
+                .clamp(1, ehrchain_client::api::MAX_BATCH);
+                std::thread::spawn(move || -> anyhow::Result<usize> {
+                    let mut refused = 0;
+                    let began = Instant::now();
+                    let mut sent = 0usize;
+                    for chunk in txs.chunks(batch) {
+                        if per_client_rate > 0.0 {
+                            let due = began + Duration::from_secs_f64(sent as f64 / per_client_rate);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                        // Record the submit time before sending: a block may be finalized
+                        // before the response is read.
+                        let at = Instant::now();
+                        {
+                            let mut map = submitted.lock().expect("lock");
+                            for (id, _) in chunk {
+                                map.insert(*id, at);
+                            }
+                        }
+                        let req = BatchRequest {
+                            txs: chunk.iter().map(|(_, h)| h.clone()).collect(),
+                        };
+                        let results: Vec<BatchResult> =
+                            client.post("/api/v1/transactions/batch", &req)?;
+                        let mut map = submitted.lock().expect("lock");
+                        for ((id, _), r) in chunk.iter().zip(results) {
+                            if r.id.is_none() {
+                                map.remove(id);
+                                refused += 1;
+                            }
+                        }
+                        sent += chunk.len();
+                    }
+                    Ok(refused)
+                })
+            })
+            .collect();
+
+        // Follow finalized blocks on node 0 while the clients submit.
+        let mut latencies = Vec::with_capacity(args.txs);
+        let mut seen = start_height;
+        let mut rejected = 0usize;
+        let mut timestamps = Vec::new();
+        let mut block_txs = Vec::new();
+        let mut last_final = start;
+        let deadline = start + Duration::from_secs(60 + args.txs as u64 / 200);
+        let mut refused = None;
+        let mut handles = Some(handles);
+        loop {
+            if refused.is_none()
+                && handles
+                    .as_ref()
+                    .is_some_and(|h| h.iter().all(|t| t.is_finished()))
+            {
+                let mut r = 0;
+                for h in handles.take().expect("handles") {
+                    r += h.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+                }
+                refused = Some(r);
+            }
+            let tip = observer.get::<StatusView>("/api/v1/status")?.height;
+            while seen < tip {
+                seen += 1;
+                let now = Instant::now();
+                let path = format!("/api/v1/blocks/{seen}/receipts");
+                let auth = auditor
+                    .sign_request(
+                        "ehrchain-bench",
+                        "GET",
+                        &path,
+                        &ehrchain_client::api::request::empty_body(),
+                        ehrchain_client::api::now_ms(),
+                    )
+                    .header_value();
+                let view: ReceiptsView = observer.get_signed(&path, &auth)?;
+                rejected += view
+                    .receipts
+                    .iter()
+                    .filter(|r| !matches!(r.outcome, ehrchain_types::TxOutcome::Applied))
+                    .count();
+                timestamps.push(view.timestamp_ms);
+                block_txs.push(view.receipts.len());
+                let map = submitted.lock().expect("lock");
+                for r in &view.receipts {
+                    if let Some(at) = map.get(&r.tx_id) {
+                        latencies.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                        last_final = now;
+                    }
+                }
+            }
+            if let Some(r) = refused
+                && latencies.len() + r >= args.txs
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let refused = refused.unwrap_or(0);
+        let nodes: Vec<NodeUse> = net
+            .children
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (cpu_seconds, peak_rss_mb) = process_use(c.id());
+                NodeUse {
+                    cpu_seconds: cpu_seconds - cpu_before[i],
+                    peak_rss_mb,
+                    disk_bytes: dir_size(&testnet::node_dir(dir, i).join("data")),
+                }
+            })
+            .collect();
+        let elapsed = last_final.duration_since(start).as_secs_f64().max(1e-9);
+        let finalized = latencies.len();
+        let lost = args.txs - finalized - refused;
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        let blocks = seen - start_height;
+        let interval = if timestamps.len() > 1 {
+            (timestamps[timestamps.len() - 1] - timestamps[0]) as f64 / (timestamps.len() - 1) as f64
+        } else {
+            0.0
+        };
+        let node0_disk = nodes.first().map_or(0, |n| n.disk_bytes) as f64;
+        let records = prefill + sent.iter().sum::<u64>();
+        Ok(RunReport {
+            prefill,
+            offered_tps: offered,
+            disk_bytes_per_record: node0_disk / records as f64,
+            start_rss_mb,
+            committed_tps: finalized as f64 / elapsed,
+            elapsed_s: elapsed,
+            finalized,
+            refused,
+            rejected,
+            lost,
+            failure_rate: (refused + rejected + lost) as f64 / args.txs as f64,
+            latency_ms_p50: percentile(&latencies, 0.50),
+            latency_ms_p95: percentile(&latencies, 0.95),
+            latency_ms_p99: percentile(&latencies, 0.99),
+            blocks,
+            block_interval_ms: interval,
+            mean_block_txs: block_txs.iter().sum::<usize>() as f64 / block_txs.len().max(1) as f64,
+            disk_bytes_per_tx: node0_disk / sent.iter().sum::<u64>().max(1) as f64,
+            nodes,
+        })
+    }
 }
 
 /// The `k`-th transaction of sender `s` in a scenario.
@@ -606,7 +703,10 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
                 interval: args.interval,
                 clients: args.clients,
                 record_bytes: args.record_bytes,
-                rate: args.rate,
+                rate: match args.rate.as_slice() {
+                    [Rate::Fixed(n)] => *n,
+                    _ => bail!("`soak` takes one --rate in tx/s"),
+                },
             },
         );
     }
@@ -630,30 +730,40 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
         "each sender may queue at most 1000 transactions: use --senders {} or more",
         args.txs.div_ceil(1_000)
     );
-    let mut sizes = Vec::new();
+    anyhow::ensure!(
+        args.rate.first() != Some(&Rate::Half),
+        "`half` needs a phase before it (e.g. --rate 0,half)"
+    );
+    // One entry per (prefill, phase): the median run by throughput, and every run's.
+    let mut results = Vec::new();
     for &prefill in &args.prefill {
-        let mut runs = Vec::new();
+        let mut phases: Vec<Vec<RunReport>> = vec![Vec::new(); args.rate.len()];
         for i in 0..args.runs {
-            let r = one_run(&args, prefill)
+            let reports = one_run(&args, prefill)
                 .with_context(|| format!("run {} with {prefill} records prefilled", i + 1))?;
-            if !json_out {
-                eprintln!(
-                    "prefill {prefill}, run {}: {:.0} tx/s, p50 {:.0} ms, p99 {:.0} ms, failures {:.2}%",
-                    i + 1,
-                    r.committed_tps,
-                    r.latency_ms_p50,
-                    r.latency_ms_p99,
-                    r.failure_rate * 100.0
-                );
+            for (p, r) in reports.into_iter().enumerate() {
+                if !json_out {
+                    eprintln!(
+                        "prefill {prefill}, run {}, offered {}: {:.0} tx/s, p50 {:.0} ms, p99 {:.0} ms, failures {:.2}%",
+                        i + 1,
+                        offered_label(r.offered_tps),
+                        r.committed_tps,
+                        r.latency_ms_p50,
+                        r.latency_ms_p99,
+                        r.failure_rate * 100.0
+                    );
+                }
+                phases[p].push(r);
             }
-            runs.push(r);
         }
-        runs.sort_by(|a, b| a.committed_tps.total_cmp(&b.committed_tps));
-        let median = runs[runs.len() / 2].clone();
-        if !json_out {
-            print_summary(&args, prefill, &runs, &median);
+        for mut runs in phases {
+            runs.sort_by(|a, b| a.committed_tps.total_cmp(&b.committed_tps));
+            let median = runs[runs.len() / 2].clone();
+            if !json_out {
+                print_summary(&args, &runs, &median);
+            }
+            results.push((median, runs));
         }
-        sizes.push((median, runs));
     }
     if json_out {
         let report = json!({
@@ -662,24 +772,25 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
             "txs": args.txs,
             "senders": args.senders,
             "clients": args.clients,
-            "offered_rate": args.rate,
             "runs": args.runs,
-            "sizes": sizes.iter().map(|(m, runs)| json!({
+            "results": results.iter().map(|(m, runs)| json!({
                 "prefill": m.prefill,
+                "offered_tps": m.offered_tps,
                 "median": m,
                 "all_tps": runs.iter().map(|r| r.committed_tps).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if sizes.len() > 1 {
+    } else if results.len() > 1 {
         println!(
-            "\nprefilled records | tx/s | p50 ms | p99 ms | block interval ms | node0 RSS at start / peak MB | disk bytes/record"
+            "\nprefilled records | offered tx/s | tx/s | p50 ms | p99 ms | block interval ms | node0 RSS at start / peak MB | disk bytes/record"
         );
-        for (m, _) in &sizes {
+        for (m, _) in &results {
             println!(
-                "{:>17} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0}",
+                "{:>17} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0}",
                 m.prefill,
+                offered_label(m.offered_tps),
                 m.committed_tps,
                 m.latency_ms_p50,
                 m.latency_ms_p99,
@@ -693,15 +804,25 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_summary(args: &BenchArgs, prefill: u64, runs: &[RunReport], m: &RunReport) {
+/// An offered load for reports: tx/s, or "max" for as fast as admitted.
+fn offered_label(tps: u64) -> String {
+    if tps == 0 {
+        "max".into()
+    } else {
+        tps.to_string()
+    }
+}
+
+fn print_summary(args: &BenchArgs, runs: &[RunReport], m: &RunReport) {
     println!(
-        "{} x {} txs, {} validator(s), {} senders, {} clients, {} records prefilled, median of {} runs",
+        "{} x {} txs, {} validator(s), {} senders, {} clients, {} records prefilled, offered {} tx/s, median of {} runs",
         args.scenario,
         args.txs,
         args.validators,
         args.senders,
         args.clients,
-        prefill,
+        m.prefill,
+        offered_label(m.offered_tps),
         runs.len()
     );
     println!(
@@ -734,7 +855,7 @@ fn print_summary(args: &BenchArgs, prefill: u64, runs: &[RunReport], m: &RunRepo
     println!("  node0 memory at start  {:.0} MB", m.start_rss_mb);
     for (i, n) in m.nodes.iter().enumerate() {
         println!(
-            "  node{i}                  cpu {:.1} s, peak memory {:.0} MB",
+            "  node{i}                  cpu {:.1} s in the phase, peak memory {:.0} MB",
             n.cpu_seconds, n.peak_rss_mb
         );
     }
