@@ -723,6 +723,10 @@ fn replaced_tree_nodes_are_deleted_a_generation_later() {
     let again = open_chain(dir.path(), &g);
     let snap = again.snapshot();
     assert_eq!(snap.state.root(), memory.root());
+    assert_eq!(
+        stats.nodes,
+        snap.state.tree.reachable_nodes() + stats.stale_present
+    );
     for k in &senders {
         assert_eq!(
             snap.state.account(&k.account()),
@@ -734,6 +738,81 @@ fn replaced_tree_nodes_are_deleted_a_generation_later() {
         ehrchain_ledger::tree::verify_proof(&proof, &snap.state.tree.root(), &key, Some(digest))
             .unwrap();
     }
+}
+
+/// A block whose deletions change nothing (a grant made and revoked in the same block, so the
+/// key is absent before and after) leaves no tree node behind: after two generations the
+/// store holds exactly the nodes reachable from the root and the replaced ones not yet
+/// deleted. (Before, each such block wrote a copy of the root under a new version and
+/// orphaned the old one for good.)
+#[test]
+fn a_grant_made_and_revoked_in_one_block_orphans_no_tree_node() {
+    use ehrchain_types::{Category, Grantee, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let patients: Vec<Keypair> = (0..3).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let doctor = Keypair::from_seed(&[9; 32]);
+    let mut g = genesis(&patients);
+    for a in &mut g.accounts {
+        a.role = Some(Role::Patient);
+    }
+    g.accounts.push(GenesisAccount {
+        public_key: doctor.public_key(),
+        role: Some(Role::Doctor),
+        balance: 0,
+        encryption_key: Some(doctor.encryption().public()),
+    });
+    let chain = open_chain(dir.path(), &g);
+    let mut parent = chain.store().tip().unwrap().unwrap();
+    let blocks = 2 * 32 + 5;
+    for h in 0..blocks {
+        let mut txs = Vec::new();
+        for k in &patients {
+            let tx = |nonce, payload| {
+                k.sign_tx(Transaction {
+                    chain_id: "sim".into(),
+                    signer: k.public_key(),
+                    nonce,
+                    payload,
+                })
+            };
+            txs.push(tx(
+                2 * h,
+                TxPayload::Grant {
+                    to: Grantee::Account(doctor.account()),
+                    categories: vec![Category::Vitals],
+                    expires_ms: None,
+                    write: false,
+                    wraps: vec![],
+                },
+            ));
+            txs.push(tx(
+                2 * h + 1,
+                TxPayload::Revoke {
+                    from: Grantee::Account(doctor.account()),
+                    categories: vec![],
+                    rotations: vec![],
+                },
+            ));
+        }
+        chain.submit_batch(txs, 0);
+        let b = chain
+            .propose(&parent, h + 1, PublicKey([1; 32]), 1_000 + h)
+            .unwrap();
+        assert_eq!(b.txs.len(), 2 * patients.len());
+        chain.finalized(&b, None).unwrap();
+        parent = b;
+    }
+    let receipts = chain.store().receipts(blocks).unwrap();
+    assert!(
+        receipts
+            .iter()
+            .all(|r| matches!(r.outcome, ehrchain_types::TxOutcome::Applied)),
+        "{receipts:?}"
+    );
+    let stats = chain.store().tree_stats().unwrap();
+    let reachable = chain.snapshot().state.tree.reachable_nodes();
+    assert!(reachable > 0);
+    assert_eq!(stats.nodes, reachable + stats.stale_present, "{stats:?}");
 }
 
 /// A prefill larger than one chunk is stored as it is built, and the chain reads records,
