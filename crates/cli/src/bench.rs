@@ -407,7 +407,7 @@ impl Phase<'_> {
             let s = i % senders.len();
             let k = sent[s];
             sent[s] += 1;
-            let payload = payload(&args.scenario, &senders[s], &doctor, sink, s, k);
+            let payload = payload(&args.scenario, &senders[s], doctor, sink, s, k);
             per_sender[s].push(senders[s].sign_tx(Transaction {
                 chain_id: "ehrchain-bench".into(),
                 signer: senders[s].public_key(),
@@ -450,7 +450,8 @@ impl Phase<'_> {
                     let mut sent = 0usize;
                     for chunk in txs.chunks(batch) {
                         if per_client_rate > 0.0 {
-                            let due = began + Duration::from_secs_f64(sent as f64 / per_client_rate);
+                            let due =
+                                began + Duration::from_secs_f64(sent as f64 / per_client_rate);
                             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                                 std::thread::sleep(wait);
                             }
@@ -565,7 +566,8 @@ impl Phase<'_> {
         latencies.sort_by(|a, b| a.total_cmp(b));
         let blocks = seen - start_height;
         let interval = if timestamps.len() > 1 {
-            (timestamps[timestamps.len() - 1] - timestamps[0]) as f64 / (timestamps.len() - 1) as f64
+            (timestamps[timestamps.len() - 1] - timestamps[0]) as f64
+                / (timestamps.len() - 1) as f64
         } else {
             0.0
         };

@@ -1123,10 +1123,17 @@ fn verify(ctx: &Ctx, data_dir: PathBuf, genesis: Option<PathBuf>) -> anyhow::Res
     }
     let summary = ehrchain_node::verify::verify_data_dir(&db, &genesis)?;
     ctx.print(&serde_json::to_value(&summary)?, || {
-        format!(
+        let mut out = format!(
             "chain valid: {} blocks, {} transactions, {} finality certificates checked\ntip:        {}\nstate root: {}",
             summary.blocks, summary.transactions, summary.certificates, summary.tip, summary.state_root
-        )
+        );
+        if let Some(s) = &summary.stored_state {
+            out += &format!(
+                "\nstored state matches the replay: {} entries ({} records, both indexes), {} tree nodes hash-checked; {} replaced nodes awaiting deletion, {} orphaned",
+                s.entries, s.records, s.tree_nodes, s.tree_nodes_replaced, s.tree_nodes_orphaned
+            );
+        }
+        out
     });
     Ok(())
 }

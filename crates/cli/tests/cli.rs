@@ -316,7 +316,13 @@ fn dev_chain_end_to_end() {
         "verify failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("chain valid"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("chain valid"), "{stdout}");
+    // After a kill -9 and a restart, the stored state is exactly the replay's.
+    assert!(
+        stdout.contains("stored state matches the replay") && stdout.contains(", 0 orphaned"),
+        "{stdout}"
+    );
     let db = dir.join("chain.redb");
     let mut bytes = std::fs::read(&db).unwrap();
     let genesis: Value =

@@ -26,4 +26,4 @@ pub use state::{
     AccessRequest, Account, AccountStatus, GenesisAccount, GenesisState, Grant, Record,
     RecordStatus, RequestStatus, State, StateKey,
 };
-pub use verify::{ChainError, verify_chain};
+pub use verify::{ChainError, verify_chain, verify_chain_state};

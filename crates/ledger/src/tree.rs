@@ -104,6 +104,17 @@ impl PartialEq for Tree {
 }
 impl Eq for Tree {}
 
+/// What walking a tree from its root found ([`Tree::check`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeCheck {
+    /// Nodes reached.
+    pub nodes: u64,
+    /// Nodes a parent points to that neither memory nor the store holds.
+    pub missing: u64,
+    /// Nodes whose hash differs from the one their parent (or the root) records.
+    pub bad_hashes: u64,
+}
+
 /// The root of an empty tree (jmt's placeholder hash, which jmt does not export).
 const EMPTY_ROOT: [u8; 32] = *b"SPARSE_MERKLE_PLACEHOLDER_HASH__";
 
@@ -166,12 +177,13 @@ impl Tree {
         self.nodes.len()
     }
 
-    /// How many nodes the tree at its newest version is made of, walked from its root through
-    /// memory and the store: every other node the store holds is replaced or orphaned. O(n)
-    /// reads; for offline checks and tests.
-    pub fn reachable_nodes(&self) -> u64 {
+    /// Walks the tree at its newest version from its root, through memory and the store,
+    /// checking every node's hash against what its parent (or the root) says. O(n) reads;
+    /// for offline checks and tests.
+    pub fn check(&self) -> TreeCheck {
+        let mut out = TreeCheck::default();
         let Some(version) = self.version else {
-            return 0;
+            return out;
         };
         let node = |key: &PackedKey| -> Option<Node> {
             if let Some((_, n)) = self.nodes.get(key) {
@@ -182,25 +194,32 @@ impl Tree {
         };
         let mut root = [0u8; 41];
         root[..8].copy_from_slice(&version.to_be_bytes());
-        let mut todo = vec![root];
-        let mut count = 0u64;
-        while let Some(key) = todo.pop() {
+        let mut todo = vec![(root, self.root)];
+        while let Some((key, expected)) = todo.pop() {
             let Some(n) = node(&key) else {
+                out.missing += 1;
                 continue;
             };
-            count += 1;
+            out.nodes += 1;
+            let hash = match &n {
+                Node::Null => EMPTY_ROOT,
+                Node::Leaf(leaf) => leaf.hash::<sha2_10::Sha256>(),
+                Node::Internal(internal) => internal.hash::<sha2_10::Sha256>(),
+            };
+            out.bad_hashes += u64::from(hash != expected);
             if let Node::Internal(internal) = n {
                 let depth = key[8] as usize;
                 for (nibble, child) in internal.children_sorted() {
                     let mut k = key;
                     k[..8].copy_from_slice(&child.version.to_be_bytes());
                     k[8] = depth as u8 + 1;
-                    k[9 + depth / 2] |= u8::from(nibble) << if depth % 2 == 0 { 4 } else { 0 };
-                    todo.push(k);
+                    k[9 + depth / 2] |=
+                        u8::from(nibble) << if depth.is_multiple_of(2) { 4 } else { 0 };
+                    todo.push((k, child.hash));
                 }
             }
         }
-        count
+        out
     }
 
     /// A tree stored in a node's store: its newest version and root, read through `cold`.

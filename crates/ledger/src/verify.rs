@@ -1,6 +1,6 @@
 //! Offline chain verification: replay every block from genesis and recompute everything.
 
-use crate::{GenesisState, execute};
+use crate::{GenesisState, State, execute};
 use ehrchain_types::{Block, Hash};
 
 /// The first thing wrong with a chain.
@@ -26,6 +26,15 @@ pub fn verify_chain(
     genesis: &GenesisState,
     blocks: impl IntoIterator<Item = Result<(u64, Hash, Block), ChainError>>,
 ) -> Result<ChainSummary, ChainError> {
+    verify_chain_state(genesis, blocks).map(|(summary, _)| summary)
+}
+
+/// [`verify_chain`], returning the replayed state after the last block too (held in memory
+/// whole), for comparing with a node's stored state.
+pub fn verify_chain_state(
+    genesis: &GenesisState,
+    blocks: impl IntoIterator<Item = Result<(u64, Hash, Block), ChainError>>,
+) -> Result<(ChainSummary, State), ChainError> {
     let (gblock, mut state) = execute::genesis(genesis);
     let mut parent = gblock.header;
     let mut summary = ChainSummary {
@@ -68,5 +77,5 @@ pub fn verify_chain(
     }
     summary.tip = parent.id();
     summary.state_root = state.root();
-    Ok(summary)
+    Ok((summary, state))
 }

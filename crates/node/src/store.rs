@@ -220,6 +220,22 @@ pub struct TreeStats {
     pub oldest_stale_height: Option<u64>,
 }
 
+/// What [`ChainStore::check_state`] compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StateCheck {
+    /// State entries equal to the replay's.
+    pub entries: u64,
+    /// Records among them, each in both indexes.
+    pub records: u64,
+    /// Nodes of the stored tree reachable from its root, each hash checked.
+    pub tree_nodes: u64,
+    /// Replaced nodes still stored, logged for deletion a generation after their block.
+    pub tree_nodes_replaced: u64,
+    /// Stored nodes neither reachable nor logged: space, not state (builds before December
+    /// 2026 left one per block whose deletions changed nothing).
+    pub tree_nodes_orphaned: u64,
+}
+
 /// A finalized block with what committing it writes.
 pub struct Finalized<'a> {
     pub block: &'a Block,
@@ -575,6 +591,78 @@ impl ChainStore {
             }
         }
         Ok(stats)
+    }
+
+    /// Compares the stored state with `replay`, the state a replay of every stored block from
+    /// genesis reached (held in memory whole): every entry and both record indexes must be
+    /// exactly the replay's, and the stored tree must have the replay's root, with every node
+    /// present and hashing to what its parent records. Tree nodes that are neither reachable
+    /// nor logged for deletion are counted as orphaned (space, not a wrong state).
+    pub fn check_state(&self, replay: &State) -> Result<StateCheck, StoreError> {
+        let corrupt = |what: String| Err(StoreError::Corrupt(what));
+        let r = self.db.begin_read()?;
+        let entries = r.open_table(STATE)?;
+        let by_patient = r.open_table(RECORDS_BY_PATIENT)?;
+        let by_content = r.open_table(RECORDS_BY_CONTENT)?;
+        let keys = replay.all_keys();
+        let mut records = 0u64;
+        for key in &keys {
+            let want = replay.entry(key);
+            let got = entries.get(encode(key).as_slice())?;
+            if got.as_ref().map(|v| v.value()) != want.as_deref() {
+                return corrupt(format!("state entry {key:?} differs from the replay"));
+            }
+            if let StateKey::Record(id) = key {
+                let rec = replay.record(id).expect("the entry exists");
+                records += 1;
+                if by_patient.get((&rec.patient.0, &id.0))?.is_none()
+                    || by_content.get(&rec.content.0)?.map(|v| *v.value()) != Some(id.0)
+                {
+                    return corrupt(format!("record {id} is missing from an index"));
+                }
+            }
+        }
+        let stored = entries.len()?;
+        if stored != keys.len() as u64 {
+            return corrupt(format!(
+                "the store holds {stored} state entries, the replay {}",
+                keys.len()
+            ));
+        }
+        for (name, len) in [
+            ("patient", by_patient.len()?),
+            ("content", by_content.len()?),
+        ] {
+            if len != records {
+                return corrupt(format!(
+                    "the {name} index holds {len} entries for {records} records"
+                ));
+            }
+        }
+        drop((entries, by_patient, by_content, r));
+        let tree = self.load_state()?.tree;
+        if tree.root() != replay.tree.root() {
+            return corrupt(format!(
+                "stored state tree root {} differs from the replay's {}",
+                hex::encode(tree.root()),
+                hex::encode(replay.tree.root())
+            ));
+        }
+        let walk = tree.check();
+        if walk.missing > 0 || walk.bad_hashes > 0 {
+            return corrupt(format!(
+                "the stored state tree lacks {} node(s) and has {} node(s) whose hash is wrong",
+                walk.missing, walk.bad_hashes
+            ));
+        }
+        let stats = self.tree_stats()?;
+        Ok(StateCheck {
+            entries: keys.len() as u64,
+            records,
+            tree_nodes: walk.nodes,
+            tree_nodes_replaced: stats.stale_present,
+            tree_nodes_orphaned: stats.nodes.saturating_sub(walk.nodes + stats.stale_present),
+        })
     }
 
     /// The highest committed block, if any.

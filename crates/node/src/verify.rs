@@ -1,6 +1,9 @@
 //! Offline verification of a node's data dir against a genesis file.
 
-use crate::{GenesisFile, store::ChainStore};
+use crate::{
+    GenesisFile,
+    store::{ChainStore, StateCheck},
+};
 use ehrchain_ledger::ChainError;
 use ehrchain_types::{Block, Hash};
 use serde::Serialize;
@@ -14,6 +17,9 @@ pub struct VerifySummary {
     pub certificates: u64,
     pub tip: Hash,
     pub state_root: Hash,
+    /// The data dir's stored state compared with the replay's (a data dir only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_state: Option<StateCheck>,
 }
 
 /// One block to verify: its height, canonical bytes, finality certificate (none for
@@ -28,7 +34,9 @@ pub struct BlockSource {
 
 /// Re-verifies every stored block from the genesis file: decoding, id, parent link, time,
 /// transaction Merkle root, every signature, re-execution to the receipts and state roots,
-/// and each block's finality certificate against the genesis validators.
+/// and each block's finality certificate against the genesis validators; then compares the
+/// stored state (entries, record indexes, every tree node) with the replay's
+/// ([`ChainStore::check_state`]). The replay holds the whole state in memory.
 pub fn verify_data_dir(db: &Path, genesis: &GenesisFile) -> anyhow::Result<VerifySummary> {
     let store = ChainStore::open(db)?;
     let ids: BTreeMap<u64, Hash> = store.indexed_ids()?.into_iter().collect();
@@ -47,7 +55,9 @@ pub fn verify_data_dir(db: &Path, genesis: &GenesisFile) -> anyhow::Result<Verif
             })?),
         }));
     }
-    verify_blocks(genesis, blocks)
+    let (mut summary, state) = replay_blocks(genesis, blocks)?;
+    summary.stored_state = Some(store.check_state(&state)?);
+    Ok(summary)
 }
 
 /// Verifies a chain from the genesis given its blocks in height order (from a data dir, or
@@ -56,6 +66,14 @@ pub fn verify_blocks(
     genesis: &GenesisFile,
     blocks: impl IntoIterator<Item = anyhow::Result<BlockSource>>,
 ) -> anyhow::Result<VerifySummary> {
+    replay_blocks(genesis, blocks).map(|(summary, _)| summary)
+}
+
+/// [`verify_blocks`], with the state the replay reached.
+fn replay_blocks(
+    genesis: &GenesisFile,
+    blocks: impl IntoIterator<Item = anyhow::Result<BlockSource>>,
+) -> anyhow::Result<(VerifySummary, ehrchain_ledger::State)> {
     let validators: Vec<[u8; 32]> = genesis.validators.iter().map(|v| v.public_key.0).collect();
     let mut certificates = 0u64;
     let mut items = Vec::new();
@@ -92,12 +110,14 @@ pub fn verify_blocks(
             break;
         }
     }
-    let s = ehrchain_ledger::verify_chain(&genesis.ledger, items)?;
-    Ok(VerifySummary {
+    let (s, state) = ehrchain_ledger::verify_chain_state(&genesis.ledger, items)?;
+    let summary = VerifySummary {
         blocks: s.blocks,
         transactions: s.transactions,
         certificates,
         tip: s.tip,
         state_root: s.state_root,
-    })
+        stored_state: None,
+    };
+    Ok((summary, state))
 }

@@ -723,9 +723,15 @@ fn replaced_tree_nodes_are_deleted_a_generation_later() {
     let again = open_chain(dir.path(), &g);
     let snap = again.snapshot();
     assert_eq!(snap.state.root(), memory.root());
+    let walk = snap.state.tree.check();
+    assert_eq!((walk.missing, walk.bad_hashes), (0, 0));
+    assert_eq!(stats.nodes, walk.nodes + stats.stale_present);
+    // The offline check (`chain verify --data-dir`) agrees, and names what a changed byte or a
+    // lost tree node breaks.
+    let check = again.store().check_state(&memory).unwrap();
     assert_eq!(
-        stats.nodes,
-        snap.state.tree.reachable_nodes() + stats.stale_present
+        (check.entries, check.tree_nodes, check.tree_nodes_orphaned),
+        (memory.all_keys().len() as u64, walk.nodes, 0)
     );
     for k in &senders {
         assert_eq!(
@@ -738,6 +744,46 @@ fn replaced_tree_nodes_are_deleted_a_generation_later() {
         ehrchain_ledger::tree::verify_proof(&proof, &snap.state.tree.root(), &key, Some(digest))
             .unwrap();
     }
+    drop((snap, again));
+    let path = dir.path().join("chain.redb");
+    let entries: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("state");
+    let tree: redb::TableDefinition<&[u8; 41], &[u8]> = redb::TableDefinition::new("tree");
+    let account = ehrchain_types::encode(&ehrchain_ledger::StateKey::Account(senders[0].account()));
+    use redb::ReadableTable as _;
+    let edit = |f: &dyn Fn(&redb::WriteTransaction)| {
+        let db = redb::Database::open(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        f(&w);
+        w.commit().unwrap();
+    };
+    let checked = || {
+        let store = ChainStore::open(&path).unwrap();
+        store.check_state(&memory).map_err(|e| e.to_string())
+    };
+    let original = {
+        let db = redb::Database::open(&path).unwrap();
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(entries).unwrap();
+        t.get(account.as_slice()).unwrap().unwrap().value().to_vec()
+    };
+    let mut changed = original.clone();
+    *changed.last_mut().unwrap() ^= 1;
+    edit(&|w| {
+        let mut t = w.open_table(entries).unwrap();
+        t.insert(account.as_slice(), changed.as_slice()).unwrap();
+    });
+    let err = checked().unwrap_err();
+    assert!(err.contains("differs from the replay"), "{err}");
+    edit(&|w| {
+        let mut t = w.open_table(entries).unwrap();
+        t.insert(account.as_slice(), original.as_slice()).unwrap();
+        // The newest node is part of the newest tree.
+        let mut nodes = w.open_table(tree).unwrap();
+        let newest = *nodes.last().unwrap().unwrap().0.value();
+        nodes.remove(&newest).unwrap();
+    });
+    let err = checked().unwrap_err();
+    assert!(err.contains("lacks 1 node"), "{err}");
 }
 
 /// A block whose deletions change nothing (a grant made and revoked in the same block, so the
@@ -810,9 +856,12 @@ fn a_grant_made_and_revoked_in_one_block_orphans_no_tree_node() {
         "{receipts:?}"
     );
     let stats = chain.store().tree_stats().unwrap();
-    let reachable = chain.snapshot().state.tree.reachable_nodes();
-    assert!(reachable > 0);
-    assert_eq!(stats.nodes, reachable + stats.stale_present, "{stats:?}");
+    let walk = chain.snapshot().state.tree.check();
+    assert!(
+        walk.nodes > 0 && walk.missing == 0 && walk.bad_hashes == 0,
+        "{walk:?}"
+    );
+    assert_eq!(stats.nodes, walk.nodes + stats.stale_present, "{stats:?}");
 }
 
 /// A prefill larger than one chunk is stored as it is built, and the chain reads records,
