@@ -360,6 +360,15 @@ fn one_run(args: &BenchArgs, prefill: u64) -> anyhow::Result<Vec<RunReport>> {
                 ((before.committed_tps / 2.0).round() as u64).max(1)
             }
         };
+        if let Some(before) = reports.last()
+            && before.refused + before.lost > 0
+        {
+            // Their senders' later nonces would wait on the missing ones forever.
+            eprintln!(
+                "warning: the phase before lost or refused transactions; the phases after it are skipped"
+            );
+            break;
+        }
         reports.push(net_ctx.load(offered, &mut sent)?);
     }
     Ok(reports)
@@ -426,6 +435,8 @@ impl Phase<'_> {
         let submitted: Arc<Mutex<HashMap<Hash, Instant>>> =
             Arc::new(Mutex::new(HashMap::with_capacity(args.txs)));
         let start = Instant::now();
+        // Set when the phase times out: the clients stop sending into the next phase.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let per_client_rate = if offered == 0 {
             0.0
         } else {
@@ -437,6 +448,7 @@ impl Phase<'_> {
             .map(|(c, txs)| {
                 let client = Client::new(&urls[c % urls.len()]);
                 let submitted = submitted.clone();
+                let stop = stop.clone();
                 // At a given rate, send a batch every 20 ms or so rather than a big one now and
                 // then: bursts would leave mempools empty in between and measure the burst.
                 let batch = if per_client_rate > 0.0 {
@@ -450,6 +462,9 @@ impl Phase<'_> {
                     let began = Instant::now();
                     let mut sent = 0usize;
                     for chunk in txs.chunks(batch) {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
                         if per_client_rate > 0.0 {
                             let due =
                                 began + Duration::from_secs_f64(sent as f64 / per_client_rate);
@@ -492,7 +507,9 @@ impl Phase<'_> {
         let mut timestamps = Vec::new();
         let mut block_txs = Vec::new();
         let mut last_final = start;
-        let deadline = start + Duration::from_secs(60 + args.txs as u64 / 200);
+        // Twice the time the offered rate takes to send them all, a minute at least.
+        let sending_s = (args.txs as u64 * 2).checked_div(offered).unwrap_or(0);
+        let deadline = start + Duration::from_secs(60 + (args.txs as u64 / 200).max(sending_s));
         let mut refused = None;
         let mut handles = Some(handles);
         loop {
@@ -546,6 +563,14 @@ impl Phase<'_> {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(handles) = handles {
+            let mut r = 0;
+            for h in handles {
+                r += h.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+            }
+            refused = Some(r);
         }
         let refused = refused.unwrap_or(0);
         let nodes: Vec<NodeUse> = net
@@ -760,7 +785,15 @@ pub fn run(json_out: bool, args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         for mut runs in phases {
-            runs.sort_by(|a, b| a.committed_tps.total_cmp(&b.committed_tps));
+            if runs.is_empty() {
+                continue;
+            }
+            // A saturating phase measures throughput, a phase at a given rate its latency.
+            if runs[0].offered_tps == 0 {
+                runs.sort_by(|a, b| a.committed_tps.total_cmp(&b.committed_tps));
+            } else {
+                runs.sort_by(|a, b| a.latency_ms_p99.total_cmp(&b.latency_ms_p99));
+            }
             let median = runs[runs.len() / 2].clone();
             if !json_out {
                 print_summary(&args, &runs, &median);
@@ -818,7 +851,7 @@ fn offered_label(tps: u64) -> String {
 
 fn print_summary(args: &BenchArgs, runs: &[RunReport], m: &RunReport) {
     println!(
-        "{} x {} txs, {} validator(s), {} senders, {} clients, {} records prefilled, offered {} tx/s, median of {} runs",
+        "{} x {} txs, {} validator(s), {} senders, {} clients, {} records prefilled, offered {} tx/s, median of {} runs (by throughput at max, else by p99)",
         args.scenario,
         args.txs,
         args.validators,
@@ -852,13 +885,13 @@ fn print_summary(args: &BenchArgs, runs: &[RunReport], m: &RunReport) {
         m.blocks, m.block_interval_ms, m.mean_block_txs
     );
     println!(
-        "  disk                   {:.0} bytes/tx, {:.0} bytes/record on node0",
+        "  disk (node0, so far)   {:.0} bytes/tx, {:.0} bytes/record",
         m.disk_bytes_per_tx, m.disk_bytes_per_record
     );
     println!("  node0 memory at start  {:.0} MB", m.start_rss_mb);
     for (i, n) in m.nodes.iter().enumerate() {
         println!(
-            "  node{i}                  cpu {:.1} s in the phase, peak memory {:.0} MB",
+            "  node{i}                  cpu {:.1} s in the phase, peak memory since start {:.0} MB",
             n.cpu_seconds, n.peak_rss_mb
         );
     }

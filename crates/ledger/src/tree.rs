@@ -111,7 +111,8 @@ pub struct TreeCheck {
     pub nodes: u64,
     /// Nodes a parent points to that neither memory nor the store holds.
     pub missing: u64,
-    /// Nodes whose hash differs from the one their parent (or the root) records.
+    /// Nodes whose hash differs from the one their parent (or the root) records, or whose
+    /// stored bytes do not decode.
     pub bad_hashes: u64,
 }
 
@@ -185,12 +186,13 @@ impl Tree {
         let Some(version) = self.version else {
             return out;
         };
-        let node = |key: &PackedKey| -> Option<Node> {
+        // `Some(None)`: stored bytes that do not decode.
+        let node = |key: &PackedKey| -> Option<Option<Node>> {
             if let Some((_, n)) = self.nodes.get(key) {
-                return Some(Node::clone(n));
+                return Some(Some(Node::clone(n)));
             }
             let bytes = self.cold.as_ref()?.tree_node(key)?;
-            borsh::from_slice(&bytes).ok()
+            Some(borsh::from_slice(&bytes).ok())
         };
         let mut root = [0u8; 41];
         root[..8].copy_from_slice(&version.to_be_bytes());
@@ -198,6 +200,10 @@ impl Tree {
         while let Some((key, expected)) = todo.pop() {
             let Some(n) = node(&key) else {
                 out.missing += 1;
+                continue;
+            };
+            let Some(n) = n else {
+                out.bad_hashes += 1;
                 continue;
             };
             out.nodes += 1;
