@@ -359,6 +359,23 @@ fn run_sim_with(cfg: &sim::SimConfig, setup: Setup) -> SimRun {
     }
 }
 
+/// Changes the chain database at `path` behind the node's back (a test's corruption).
+fn edit_store(path: &std::path::Path, f: &dyn Fn(&redb::WriteTransaction)) {
+    let db = redb::Database::open(path).unwrap();
+    let w = db.begin_write().unwrap();
+    f(&w);
+    w.commit().unwrap();
+}
+
+/// The offline check of the stored state at `path` against a replay's state.
+fn check_store(
+    path: &std::path::Path,
+    replay: &ehrchain_ledger::State,
+) -> Result<ehrchain_node::store::StateCheck, String> {
+    let store = ChainStore::open(path).unwrap();
+    store.check_state(replay).map_err(|e| e.to_string())
+}
+
 fn secs(s: u64) -> std::time::Duration {
     std::time::Duration::from_secs(s)
 }
@@ -747,16 +764,8 @@ fn replaced_tree_nodes_are_deleted_a_generation_later() {
     let tree: redb::TableDefinition<&[u8; 41], &[u8]> = redb::TableDefinition::new("tree");
     let account = ehrchain_types::encode(&ehrchain_ledger::StateKey::Account(senders[0].account()));
     use redb::ReadableTable as _;
-    let edit = |f: &dyn Fn(&redb::WriteTransaction)| {
-        let db = redb::Database::open(&path).unwrap();
-        let w = db.begin_write().unwrap();
-        f(&w);
-        w.commit().unwrap();
-    };
-    let checked = || {
-        let store = ChainStore::open(&path).unwrap();
-        store.check_state(&memory).map_err(|e| e.to_string())
-    };
+    let edit = |f: &dyn Fn(&redb::WriteTransaction)| edit_store(&path, f);
+    let checked = || check_store(&path, &memory);
     let original = {
         let db = redb::Database::open(&path).unwrap();
         let r = db.begin_read().unwrap();
@@ -966,16 +975,8 @@ fn a_stored_state_reads_through_the_store_and_agrees_with_memory() {
     let by_content: redb::TableDefinition<&[u8; 32], &[u8; 16]> =
         redb::TableDefinition::new("records_by_content");
     let tree: redb::TableDefinition<&[u8; 41], &[u8]> = redb::TableDefinition::new("tree");
-    let edit = |f: &dyn Fn(&redb::WriteTransaction)| {
-        let db = redb::Database::open(&path).unwrap();
-        let w = db.begin_write().unwrap();
-        f(&w);
-        w.commit().unwrap();
-    };
-    let checked = || {
-        let store = ChainStore::open(&path).unwrap();
-        store.check_state(&memory).map_err(|e| e.to_string())
-    };
+    let edit = |f: &dyn Fn(&redb::WriteTransaction)| edit_store(&path, f);
+    let checked = || check_store(&path, &memory);
     edit(&|w| {
         let mut t = w.open_table(by_content).unwrap();
         assert!(t.remove(&r.content.0).unwrap().is_some());
