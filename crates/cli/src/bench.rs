@@ -632,7 +632,7 @@ fn payload(
     s: usize,
     k: u64,
 ) -> TxPayload {
-    use ehrchain_types::{Category, Grantee, HexBytes, RecordId, RecordKey};
+    use ehrchain_types::{Category, Grantee, HexBytes, RecordKey};
     let random = |n: usize| {
         let mut v = vec![0u8; n];
         getrandom::fill(&mut v).expect("OS random source");
@@ -652,7 +652,7 @@ fn payload(
             rotations: vec![],
         },
         "records" => TxPayload::AddRecord(ehrchain_types::RecordDraft {
-            id: RecordId(random(16).try_into().expect("16 bytes")),
+            id: ehrchain_crypto::envelope::new_record_id(),
             patient: sender.account(),
             category: Category::Lab,
             content: ehrchain_types::domain::tagged_hash(

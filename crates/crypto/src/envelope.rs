@@ -811,7 +811,12 @@ pub fn content_hash(bytes: &[u8]) -> Hash {
     Hash(Sha256::digest(bytes).into())
 }
 
-/// A fresh random record id.
+/// A fresh record id: this machine's clock, then 10 random bytes
+/// ([`RecordId::time_ordered`]), so the records a client writes sort in the order it wrote
+/// them.
 pub fn new_record_id() -> RecordId {
-    RecordId(random())
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    RecordId::time_ordered(now_ms, random())
 }

@@ -447,3 +447,27 @@ fn key_wrapping_is_bound_to_recipient_record_and_epoch() {
             .is_err()
     );
 }
+
+#[test]
+fn new_record_ids_start_with_the_clock_and_sort_in_the_order_they_were_made() {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let first = envelope::new_record_id();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let second = envelope::new_record_id();
+    assert!(first < second, "{first} then {second}");
+    let mut clock = [0u8; 8];
+    clock[2..].copy_from_slice(&first.0[..RecordId::TIME_BYTES]);
+    let made = u64::from_be_bytes(clock);
+    assert!(
+        made >= before && made < before + 60_000,
+        "{made} vs {before}"
+    );
+    // The rest is random: two ids of the same millisecond still differ.
+    assert_ne!(
+        envelope::new_record_id().0[6..],
+        envelope::new_record_id().0[6..]
+    );
+}

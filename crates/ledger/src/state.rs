@@ -571,13 +571,19 @@ fn index_after<'a, I: Ord + Copy>(
 
 /// Synthetic records per synthetic patient.
 const SYNTHETIC_PER_PATIENT: u64 = 4;
+/// Synthetic records were made over the five years from 2020-01-01 (UTC), in turn, so their
+/// ids ([`RecordId::time_ordered`]) sort in the order of `i`, and before any made since.
+const SYNTHETIC_FROM_MS: u64 = 1_577_836_800_000;
+const SYNTHETIC_SPAN_MS: u64 = 5 * 365 * 86_400_000;
 
 /// Synthetic record `i` of `total`, the same on every node: the bulk prefill of a genesis
 /// state (`GenesisState::synthetic_records`) and of the state benchmarks. Shaped like a real
 /// one (160 bytes of sealed metadata, a 72-byte wrapped key), four to a synthetic patient
-/// (accounts that do not exist, so no key opens them).
+/// (accounts that do not exist, so no key opens them), made in turn over five years.
 pub fn synthetic_record(i: u64, total: u64) -> Record {
     let patients = total / SYNTHETIC_PER_PATIENT + 1;
+    let made_ms = SYNTHETIC_FROM_MS
+        + (u128::from(i) * u128::from(SYNTHETIC_SPAN_MS) / u128::from(total.max(1))) as u64;
     use ehrchain_types::{HexBytes, RecordKey, domain::tagged_hash};
     let bytes = |tag: &[u8], n: usize| -> Vec<u8> {
         (0..n.div_ceil(32) as u32)
@@ -597,7 +603,7 @@ pub fn synthetic_record(i: u64, total: u64) -> Record {
     );
     let patient = AccountId(patient.0[..20].try_into().expect("20 of 32 bytes"));
     Record {
-        id: RecordId(bytes(b"id", 16).try_into().expect("16 bytes")),
+        id: RecordId::time_ordered(made_ms, bytes(b"id", 10).try_into().expect("10 bytes")),
         patient,
         author: patient,
         category: Category::Lab,
@@ -610,7 +616,7 @@ pub fn synthetic_record(i: u64, total: u64) -> Record {
             wrapped: HexBytes(bytes(b"key", 72)),
         },
         status: RecordStatus::Active,
-        created_ms: i,
+        created_ms: made_ms,
         height: 0,
         reviewed_ms: None,
         coding: None,

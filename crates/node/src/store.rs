@@ -72,8 +72,9 @@ const META_STATE_FORMAT: &str = "state_format";
 const META_TREE: &str = "tree";
 
 /// Version of the stored state's layout: 2 keeps records, their indexes and the tree's nodes
-/// on disk. A store of another layout is refused (start with a fresh data dir).
-const STATE_FORMAT: &[u8] = b"2";
+/// on disk; 3 keys records in the tree by their ids' clock (`tree::key_hash`), so a store of
+/// 2 holds another tree. A store of another layout is refused (start with a fresh data dir).
+const STATE_FORMAT: &[u8] = b"3";
 
 /// A storage failure. Disk full and IO errors land here and stop block execution, since a
 /// node that cannot persist must not vote on further state.

@@ -492,7 +492,7 @@ signed transaction    ba9b7e4bbee520a9788fbf89a66ebe7484b8478bbc2193b2d27248e1de
 block header          33723400ad650ebd52e110a09cb280d902a788fb4b2eab9ca10f229ed831e599
 block id              fabe47ad15938c5b21b640c109f4944e76681f878b87cd661bf80681208bc566
 block                 90521cb5ff8076d7fbbdab605748d955f7914c05c575f80666a6bdef667d3532
-genesis block         12d5b21727c63db877df3767a45e7ba5108128fa5fb6b0f8cf88fc6226b9a786
+genesis block         2076c91e486a3a5dd6e807929f843b439d6ac2d030476d8e0192c4000bc78cbf
 request signing bytes ead32587b143e2ed606538fced7b1d7f1859054ca0fc5a5150c5fb1fd3d090be
 request header        c9e7da454777fd4449b300ade73692acefae49536ddc3cb9cfc99f4fbae0002f
 ";
