@@ -143,19 +143,26 @@ struct Reader<'a> {
     empty: bool,
 }
 
+/// The node under `key`: written since the snapshot (`nodes`), else read from the snapshot
+/// `cold` and decoded.
+fn node_at(
+    nodes: &Nodes,
+    cold: Option<&dyn Cold>,
+    key: &PackedKey,
+) -> Option<Result<Node, std::io::Error>> {
+    if let Some((_, n)) = nodes.get(key) {
+        return Some(Ok(Node::clone(n)));
+    }
+    let bytes = cold?.tree_node(key)?;
+    Some(borsh::from_slice(&bytes))
+}
+
 impl TreeReader for Reader<'_> {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
         if self.empty && node_key.version() == 0 && node_key.nibble_path().num_nibbles() == 0 {
             return Ok(Some(Node::Null));
         }
-        let key = pack(node_key);
-        if let Some((_, n)) = self.nodes.get(&key) {
-            return Ok(Some(Node::clone(n)));
-        }
-        match self.cold.and_then(|c| c.tree_node(&key)) {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(borsh::from_slice(&bytes)?)),
-        }
+        Ok(node_at(self.nodes, self.cold, &pack(node_key)).transpose()?)
     }
 
     fn get_value_option(
@@ -199,13 +206,8 @@ impl Tree {
             return out;
         };
         // `Some(None)`: stored bytes that do not decode.
-        let node = |key: &PackedKey| -> Option<Option<Node>> {
-            if let Some((_, n)) = self.nodes.get(key) {
-                return Some(Some(Node::clone(n)));
-            }
-            let bytes = self.cold.as_ref()?.tree_node(key)?;
-            Some(borsh::from_slice(&bytes).ok())
-        };
+        let node =
+            |key: &PackedKey| node_at(&self.nodes, self.cold.as_deref(), key).map(Result::ok);
         let mut root = [0u8; 41];
         root[..8].copy_from_slice(&version.to_be_bytes());
         let mut todo = vec![(root, self.root)];

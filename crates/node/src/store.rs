@@ -640,8 +640,8 @@ impl ChainStore {
                 ));
             }
         }
-        drop((entries, by_patient, by_content, r));
-        let tree = self.load_state()?.tree;
+        drop((entries, by_patient, by_content));
+        let tree = stored_tree(&r)?.0;
         if tree.root() != replay.tree.root() {
             return corrupt(format!(
                 "stored state tree root {} differs from the replay's {}",
@@ -739,18 +739,8 @@ impl ChainStore {
             .get(META_CHAIN_ID)?
             .map(|v| String::from_utf8_lossy(v.value()).to_string())
             .ok_or_else(|| StoreError::Corrupt("no chain id".into()))?;
-        let (version, root): (Option<u64>, [u8; 32]) = meta
-            .get(META_TREE)?
-            .map(|v| decode(v.value(), 64))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?
-            .ok_or_else(|| StoreError::Corrupt("no state tree".into()))?;
-        let cold = cold_view_of(&r)?;
-        let mut state = State::stored(
-            &chain_id,
-            Tree::stored(version, root, cold.clone()),
-            cold.clone(),
-        );
+        let (tree, cold) = stored_tree(&r)?;
+        let mut state = State::stored(&chain_id, tree, cold.clone());
         let t = r.open_table(STATE)?;
         // Every entry but the records, which stay on disk.
         let before: &[u8] = &[RECORD_KEY_TAG];
@@ -854,6 +844,20 @@ impl ChainStore {
         }
         Ok(out)
     }
+}
+
+/// The stored state tree (its version and root in `meta`) over a snapshot of `r`, and the
+/// snapshot.
+fn stored_tree(r: &redb::ReadTransaction) -> Result<(Tree, Arc<dyn Cold>), StoreError> {
+    let (version, root): (Option<u64>, [u8; 32]) = r
+        .open_table(META)?
+        .get(META_TREE)?
+        .map(|v| decode(v.value(), 64))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?
+        .ok_or_else(|| StoreError::Corrupt("no state tree".into()))?;
+    let cold = cold_view_of(r)?;
+    Ok((Tree::stored(version, root, cold.clone()), cold))
 }
 
 /// The stored state as `r` sees it.
