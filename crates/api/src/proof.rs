@@ -185,7 +185,9 @@ impl AuditProof {
 }
 
 /// The format tag of a state proof file.
-pub const STATE_FORMAT: &str = "ehrchain-state-proof/v1";
+/// Version 2: a record's leaf key starts with its id's clock (ADR 0008, fourth part), so the
+/// tree proofs of version 1 files no longer check.
+pub const STATE_FORMAT: &str = "ehrchain-state-proof/v2";
 
 /// A self-contained proof of one state entry, or of its absence, in the state after a
 /// finalized block: the entry's bytes, the tree proof from its leaf to the tree root, the
@@ -243,6 +245,13 @@ impl StateProofFile {
         finality: &dyn FinalityCheck,
     ) -> Result<StateVerified, String> {
         use ehrchain_ledger::{StateKey, tree};
+        if self.format == "ehrchain-state-proof/v1" {
+            return Err(
+                "a state proof of format v1, from before record keys in the state tree \
+                 changed (ADR 0008, fourth part): ask the node for a new proof"
+                    .into(),
+            );
+        }
         if self.format != STATE_FORMAT {
             return Err(format!(
                 "not a state proof (format {:?}, expected {STATE_FORMAT:?})",

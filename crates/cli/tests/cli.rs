@@ -768,6 +768,22 @@ fn encrypted_records_consent_and_audit_end_to_end() {
     );
     let rec = added["record"].as_str().unwrap().to_string();
     assert_eq!(added["status"], "active");
+    // A record id starts with its writer's clock (milliseconds, 12 hex digits after "rec"),
+    // except a profile record's: the public account view names it, so it is all random.
+    let clock_of = |id: &str| u64::from_str_radix(&id["rec".len()..][..12], 16).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(clock_of(&rec).abs_diff(now_ms) < 3_600_000, "{rec}");
+    let demo1 = ok(&dev, &["account", "demo1"]);
+    let profile_id = demo1["profile"]
+        .as_str()
+        .expect("demo1 has a profile record");
+    assert!(
+        clock_of(profile_id).abs_diff(now_ms) > 30 * 86_400_000,
+        "{profile_id}"
+    );
     let list = ok(&dev, &["record", "list", "--key", "demo1"]);
     assert!(
         list.as_array()

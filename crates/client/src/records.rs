@@ -185,7 +185,17 @@ pub fn seal_upload(
     title: Option<String>,
     file_name: Option<String>,
 ) -> Result<Sealed> {
-    let id = envelope::new_record_id();
+    seal_upload_as(s, envelope::new_record_id(), input, title, file_name)
+}
+
+/// [`seal_upload`] under the record id `id`.
+fn seal_upload_as(
+    s: &Session,
+    id: RecordId,
+    input: impl Read,
+    title: Option<String>,
+    file_name: Option<String>,
+) -> Result<Sealed> {
     let dk = DataKey::generate();
     // The sealed metadata has a fixed length, so a title or file name too long for it is
     // refused now, before a large file is encrypted: the size is not known yet, so the check
@@ -280,7 +290,13 @@ pub fn add_record_from(
     let own_key = own
         .then(|| consent::current_category_key(s, category))
         .transpose()?;
-    let sealed = seal_upload(s, input, title, file_name)?;
+    // A profile record's id is public (the account view names it): no clock in it.
+    let id = if profile {
+        envelope::random_record_id()
+    } else {
+        envelope::new_record_id()
+    };
+    let sealed = seal_upload_as(s, id, input, title, file_name)?;
     let key = match own_key {
         Some((epoch, ck)) => sealed.category_key(epoch, &ck),
         None => sealed.direct_key(s, patient)?,

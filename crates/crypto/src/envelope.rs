@@ -813,10 +813,17 @@ pub fn content_hash(bytes: &[u8]) -> Hash {
 
 /// A fresh record id: this machine's clock, then 10 random bytes
 /// ([`RecordId::time_ordered`]), so the records a client writes sort in the order it wrote
-/// them.
+/// them (to the millisecond, while its clock does not step back).
 pub fn new_record_id() -> RecordId {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     RecordId::time_ordered(now_ms, random())
+}
+
+/// A record id with no clock in it, all 16 bytes random: for a record whose id the public
+/// sees (an account's profile record, named in the public account view), where a clock would
+/// tell anyone when the account made it. It lands at a random place in the state tree.
+pub fn random_record_id() -> RecordId {
+    RecordId(random())
 }

@@ -582,8 +582,14 @@ const SYNTHETIC_SPAN_MS: u64 = 5 * 365 * 86_400_000;
 /// (accounts that do not exist, so no key opens them), made in turn over five years.
 pub fn synthetic_record(i: u64, total: u64) -> Record {
     let patients = total / SYNTHETIC_PER_PATIENT + 1;
-    let made_ms = SYNTHETIC_FROM_MS
-        + (u128::from(i) * u128::from(SYNTHETIC_SPAN_MS) / u128::from(total.max(1))) as u64;
+    // Past the end of the span (`i` ≥ `total`: tests adding records), one per millisecond.
+    let made_ms = match i.checked_sub(total) {
+        None => {
+            SYNTHETIC_FROM_MS
+                + (u128::from(i) * u128::from(SYNTHETIC_SPAN_MS) / u128::from(total)) as u64
+        }
+        Some(after) => SYNTHETIC_FROM_MS + SYNTHETIC_SPAN_MS + after,
+    };
     use ehrchain_types::{HexBytes, RecordKey, domain::tagged_hash};
     let bytes = |tag: &[u8], n: usize| -> Vec<u8> {
         (0..n.div_ceil(32) as u32)

@@ -3,10 +3,11 @@
 //! state, and any entry (or its absence) can be proven against a block header.
 //!
 //! - A leaf's key is `sha256(STATE_KEY tag ‖ borsh(StateKey))` (a record's starts with its
-//!   id's clock instead, so new records cluster: [`key_hash`]); its value is the 32-byte
-//!   `tagged_hash(STATE_ENTRY, borsh(entry))`. The tree never holds an entry itself, so a proof
-//!   (which shows the leaf on the key's path and single-leaf siblings) reveals neighbours' key
-//!   hashes and value digests, never their contents. A guessable key's hash can still be
+//!   id's clock to the minute instead, so new records cluster: [`key_hash`]); its value is the
+//!   32-byte `tagged_hash(STATE_ENTRY, borsh(entry))`. The tree never holds an entry itself, so
+//!   a proof (which shows the leaf on the key's path and single-leaf siblings) reveals
+//!   neighbours' key hashes and value digests, never their contents; a neighbouring record's
+//!   key shows the minute its id was made. A guessable key's hash can still be
 //!   matched against them, so the node limits whose proofs it serves
 //!   (`node::visibility::may_prove_entry`).
 //! - The root depends only on the set of entries, not on the history that produced it: a node
@@ -18,7 +19,7 @@
 //!   replaced are listed, so the node deletes them from its store when the block commits.
 
 use crate::{cold::Cold, state::StateKey};
-use ehrchain_types::{Hash, RecordId, domain, encode};
+use ehrchain_types::{Hash, domain, encode};
 use immutable_chunkmap::map::Map;
 use jmt::{
     KeyHash, OwnedValue, RootHash, Sha256Jmt, Version,
@@ -32,18 +33,24 @@ pub const STATE_KEY: &[u8] = b"ehrchain/state-key/v2";
 /// Tag of a leaf value (the digest of an entry's encoding).
 pub const STATE_ENTRY: &[u8] = b"ehrchain/state-entry/v1";
 
+/// How many leading bytes of a record's id (its clock) lead its leaf key: four of the six,
+/// the clock in steps of 65.536 s.
+pub const RECORD_KEY_CLOCK_BYTES: usize = 4;
+
 /// The tree's leaf key for a state key: `sha256(STATE_KEY tag ‖ borsh(key))`, except that a
-/// record's key starts with its id's clock bytes ([`RecordId::TIME_BYTES`]) instead of the
-/// hash's first six. Records are almost all of the state and come in time order, so a
-/// block's new records share one region of the tree: it rewrites a few nodes per record near
-/// the leaves and one path above them, which stay in the store's cache, instead of a whole
-/// path per record at a random place (ADR 0008, fourth part). Within a millisecond the key
-/// is a hash again, so the tree stays balanced, and distinct keys still differ in 26 hash
-/// bytes. A writer that picks an odd clock only puts its own records elsewhere.
+/// record's key starts with its id's clock to the minute (the first
+/// [`RECORD_KEY_CLOCK_BYTES`] bytes of the id) instead of the hash's first four bytes.
+/// Records are almost all of the state and come in time order, so a block's new records
+/// land in the subtree of the current minute, whose nodes are recent and cached, instead of
+/// replacing a whole path per record at a random place in the tree (ADR 0008, fourth part).
+/// Within a minute the key is a hash, so that subtree is balanced and a proof's neighbouring
+/// leaves show at most that other records were made in the same minute. Distinct keys still
+/// differ in 28 hash bytes. Records' paths start with the clock's slowly changing bytes, so
+/// they are a few levels deeper than with plain hashes.
 pub fn key_hash(key: &StateKey) -> KeyHash {
     let mut hash = domain::tagged_hash(STATE_KEY, &[&encode(key)]).0;
     if let StateKey::Record(id) = key {
-        hash[..RecordId::TIME_BYTES].copy_from_slice(&id.0[..RecordId::TIME_BYTES]);
+        hash[..RECORD_KEY_CLOCK_BYTES].copy_from_slice(&id.0[..RECORD_KEY_CLOCK_BYTES]);
     }
     KeyHash(hash)
 }
@@ -394,13 +401,18 @@ pub fn verify_proof(
 mod tests {
     use super::*;
     use crate::state::{Grant, State, synthetic_record};
-    use ehrchain_types::{AccountId, Grantee};
+    use ehrchain_types::{AccountId, Grantee, RecordId};
     use std::collections::BTreeSet;
+
+    /// Synthetic record `i` of a history of 20,000 made over five years.
+    fn record(i: u64) -> crate::state::Record {
+        synthetic_record(i, 20_000)
+    }
 
     fn with_records(n: u64) -> State {
         let mut s = State::empty("t");
         for i in 0..n {
-            s.insert_record(synthetic_record(i, 10));
+            s.insert_record(record(i));
         }
         s.rebuild_tree();
         s
@@ -424,7 +436,7 @@ mod tests {
         for chunk in [0..100u64, 100..250, 250..300] {
             let mut touched = BTreeSet::new();
             for i in chunk {
-                let mut r = synthetic_record(i, 10);
+                let mut r = record(i);
                 touched.insert(StateKey::Record(r.id));
                 if i == 120 {
                     r.size += 1;
@@ -464,7 +476,7 @@ mod tests {
     fn proofs_of_a_value_and_of_absence_verify_and_fail_when_a_byte_changes() {
         let s = with_records(1000);
         let root = s.tree.root();
-        let present = StateKey::Record(synthetic_record(7, 10).id);
+        let present = StateKey::Record(record(7).id);
         let (value, proof) = s.prove(&present);
         let value = value.expect("record 7 exists");
         let digest = entry_digest(&value);
@@ -497,7 +509,7 @@ mod tests {
         assert!(verify_proof(&proof, &root, &g, Some([0; 32])).is_err());
         // ...and a proof of absence does not carry a neighbour's entry, only hashes.
         let encoded = borsh::to_vec(&proof).expect("encode");
-        let neighbour_meta = &synthetic_record(0, 10).meta.0[..16];
+        let neighbour_meta = &record(0).meta.0[..16];
         assert!(!encoded.windows(16).any(|w| w == neighbour_meta));
 
         // An empty state proves absence too.
@@ -514,7 +526,7 @@ mod tests {
         s.begin_block(1);
         let mut touched = BTreeSet::new();
         for (i, id) in ids.iter().enumerate() {
-            let mut r = synthetic_record(1_000_000 + i as u64, 10);
+            let mut r = record(1_000_000 + i as u64);
             r.id = *id;
             touched.insert(StateKey::Record(r.id));
             s.insert_record(r);
@@ -530,18 +542,19 @@ mod tests {
     fn records_made_in_time_order_share_one_region_of_the_tree() {
         let id = RecordId::time_ordered(0x0102_0304_0506, [7; 10]);
         assert_eq!(id.0[..6], [1, 2, 3, 4, 5, 6]);
-        assert_eq!(key_hash(&StateKey::Record(id)).0[..6], id.0[..6]);
+        assert_eq!(key_hash(&StateKey::Record(id)).0[..4], [1, 2, 3, 4]);
         // The rest of a record's key, and every other key, is the tagged hash.
         let hashed = domain::tagged_hash(STATE_KEY, &[&encode(&StateKey::Record(id))]).0;
-        assert_eq!(key_hash(&StateKey::Record(id)).0[6..], hashed[6..]);
+        assert_eq!(key_hash(&StateKey::Record(id)).0[4..], hashed[4..]);
         let g = StateKey::Grant(AccountId([1; 20]), Grantee::Account(AccountId([2; 20])));
         assert_eq!(
             key_hash(&g).0,
             domain::tagged_hash(STATE_KEY, &[&encode(&g)]).0
         );
 
-        // A block of 1,000 new records on 20,000: made a millisecond apart (as clients make
-        // ids), against the same with random clocks (as when keys were plain hashes).
+        // A block of 1,000 new records on 20,000 (made over five years): made within a second
+        // (as clients make ids), against the same with clocks scattered over those five years
+        // (each lands among the old records, as every record did when keys were plain hashes).
         let base = with_records(20_000);
         let random = |j: u64| -> [u8; 10] {
             domain::tagged_hash(b"test", &[&j.to_be_bytes()]).0[..10]
@@ -553,8 +566,9 @@ mod tests {
             .collect();
         let scattered: Vec<RecordId> = (0..1_000u64)
             .map(|j| {
-                let clock = u64::from_be_bytes(random(j + 7)[..8].try_into().expect("8"));
-                RecordId::time_ordered(clock, random(j))
+                let (from, to) = (record(0).created_ms, record(19_999).created_ms);
+                let r = u64::from_be_bytes(random(j + 7)[..8].try_into().expect("8"));
+                RecordId::time_ordered(from + r % (to - from), random(j))
             })
             .collect();
         let (in_turn_written, in_turn_replaced) = block_of_records(&base, &made_in_turn);

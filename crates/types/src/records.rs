@@ -26,11 +26,13 @@ impl RecordId {
 
     /// A record id made at `time_ms`: the clock's low 48 bits, big-endian, then 10 random
     /// bytes (the layout of a UUIDv7, without its version bits). Ids made one after another
-    /// sort in the order they were made, so the store and the state tree put a block's new
-    /// records next to each other instead of at random places (ADR 0008). The ledger requires
-    /// nothing of the layout: an id is any 16 bytes not yet used, and one with an odd clock
-    /// only lands somewhere else. The clock is no secret: a record's anchoring block is
-    /// public and carries the time.
+    /// sort in the order they were made (to the millisecond, by the writer's clock), so the
+    /// store and the state tree put a block's new records next to each other instead of at
+    /// random places (ADR 0008, fourth part). The ledger requires nothing of the layout: an id
+    /// is any 16 bytes not yet used, and one with an odd clock only lands somewhere else.
+    /// Whoever sees the id learns when it was made, about what the record's anchoring block
+    /// tells the consortium; an id the public sees (an account's profile record) is made all
+    /// random instead.
     pub fn time_ordered(time_ms: u64, random: [u8; 10]) -> RecordId {
         let mut id = [0u8; 16];
         id[..Self::TIME_BYTES].copy_from_slice(&time_ms.to_be_bytes()[8 - Self::TIME_BYTES..]);
