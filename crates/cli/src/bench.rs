@@ -122,8 +122,14 @@ struct RunReport {
     latency_ms_p50: f64,
     latency_ms_p95: f64,
     latency_ms_p99: f64,
+    /// Of the latency, the part before the block carrying the transaction was built: its
+    /// wait at the node (admission, mempool), p50 and p99 (block timestamp − submit time).
+    wait_ms_p50: f64,
+    wait_ms_p99: f64,
     blocks: u64,
     block_interval_ms: f64,
+    /// The longest time between two consecutive blocks' timestamps in the phase.
+    block_gap_ms_max: f64,
     mean_block_txs: f64,
     disk_bytes_per_tx: f64,
     /// Node 0's data dir over every record the chain holds (prefill and load).
@@ -432,7 +438,9 @@ impl Phase<'_> {
             }
         }
         let start_height = observer.get::<StatusView>("/api/v1/status")?.height;
-        let submitted: Arc<Mutex<HashMap<Hash, Instant>>> =
+        // Each transaction's submit time, monotonic and wall-clock (ms, to compare with
+        // block timestamps).
+        let submitted: Arc<Mutex<HashMap<Hash, (Instant, u64)>>> =
             Arc::new(Mutex::new(HashMap::with_capacity(args.txs)));
         let start = Instant::now();
         // Set when the phase times out: the clients stop sending into the next phase.
@@ -474,7 +482,7 @@ impl Phase<'_> {
                         }
                         // Record the submit time before sending: a block may be finalized
                         // before the response is read.
-                        let at = Instant::now();
+                        let at = (Instant::now(), ehrchain_client::api::now_ms());
                         {
                             let mut map = submitted.lock().expect("lock");
                             for (id, _) in chunk {
@@ -502,6 +510,7 @@ impl Phase<'_> {
 
         // Follow finalized blocks on node 0 while the clients submit.
         let mut latencies = Vec::with_capacity(args.txs);
+        let mut waits = Vec::with_capacity(args.txs);
         let mut seen = start_height;
         let mut rejected = 0usize;
         let mut timestamps = Vec::new();
@@ -548,8 +557,9 @@ impl Phase<'_> {
                 block_txs.push(view.receipts.len());
                 let map = submitted.lock().expect("lock");
                 for r in &view.receipts {
-                    if let Some(at) = map.get(&r.tx_id) {
+                    if let Some((at, at_ms)) = map.get(&r.tx_id) {
                         latencies.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                        waits.push(view.timestamp_ms.saturating_sub(*at_ms) as f64);
                         last_final = now;
                     }
                 }
@@ -590,6 +600,7 @@ impl Phase<'_> {
         let finalized = latencies.len();
         let lost = args.txs - finalized - refused;
         latencies.sort_by(|a, b| a.total_cmp(b));
+        waits.sort_by(|a, b| a.total_cmp(b));
         let blocks = seen - start_height;
         let interval = if timestamps.len() > 1 {
             (timestamps[timestamps.len() - 1] - timestamps[0]) as f64
@@ -615,7 +626,13 @@ impl Phase<'_> {
             latency_ms_p95: percentile(&latencies, 0.95),
             latency_ms_p99: percentile(&latencies, 0.99),
             blocks,
+            wait_ms_p50: percentile(&waits, 0.50),
+            wait_ms_p99: percentile(&waits, 0.99),
             block_interval_ms: interval,
+            block_gap_ms_max: (timestamps.windows(2))
+                .map(|w| w[1].saturating_sub(w[0]))
+                .max()
+                .unwrap_or(0) as f64,
             mean_block_txs: block_txs.iter().sum::<usize>() as f64 / block_txs.len().max(1) as f64,
             disk_bytes_per_tx: node0_disk / sent.iter().sum::<u64>().max(1) as f64,
             nodes,
@@ -874,6 +891,10 @@ fn print_summary(args: &BenchArgs, runs: &[RunReport], m: &RunReport) {
         m.latency_ms_p50, m.latency_ms_p95, m.latency_ms_p99
     );
     println!(
+        "  of which before its block  p50 {:.0} ms  p99 {:.0} ms",
+        m.wait_ms_p50, m.wait_ms_p99
+    );
+    println!(
         "  failures               {:.2}%  (refused {}, rejected {}, not finalized {})",
         m.failure_rate * 100.0,
         m.refused,
@@ -881,8 +902,8 @@ fn print_summary(args: &BenchArgs, runs: &[RunReport], m: &RunReport) {
         m.lost
     );
     println!(
-        "  blocks                 {} (every {:.0} ms, {:.0} txs each)",
-        m.blocks, m.block_interval_ms, m.mean_block_txs
+        "  blocks                 {} (every {:.0} ms, longest gap {:.0} ms, {:.0} txs each)",
+        m.blocks, m.block_interval_ms, m.block_gap_ms_max, m.mean_block_txs
     );
     println!(
         "  disk (node0, so far)   {:.0} bytes/tx, {:.0} bytes/record",

@@ -2040,6 +2040,19 @@ fn state_proofs_and_a_late_follower() {
         let e = fails(&dev, "dev", &["state", "verify", bad.to_str().unwrap()]);
         assert!(e.contains("proof is invalid"), "{field}: {e}");
     }
+    // A file of the old format (its record keys were laid out otherwise) or of an unknown
+    // one: refused, the old one with what to do.
+    for (format, says) in [
+        ("ehrchain-state-proof/v1", "ask the node for a new proof"),
+        ("ehrchain-state-proof/v9", "not a state proof"),
+    ] {
+        let old = text.replacen("ehrchain-state-proof/v2", format, 1);
+        assert_ne!(old, text);
+        let bad = tmp.path().join("old-format.json");
+        std::fs::write(&bad, old).unwrap();
+        let e = fails(&dev, "dev", &["state", "verify", bad.to_str().unwrap()]);
+        assert!(e.contains(says), "{format}: {e}");
+    }
     // A proof of absence: no grant from the patient to demo3.
     let none = tmp.path().join("none.json");
     let got = prove(&dev, "grant:demo1:demo3", &none);

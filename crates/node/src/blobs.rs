@@ -192,13 +192,19 @@ impl BlobStore {
         }
     }
 
-    /// Every stored blob with its size (the staging files of unfinished uploads excluded).
-    pub async fn list(&self) -> Result<Vec<(Hash, u64)>, BlobError> {
+    /// The stored blobs that `keep` picks, with their sizes (the staging files of unfinished
+    /// uploads excluded). The listing streams: memory holds what is kept, not every blob.
+    pub async fn list_where(
+        &self,
+        mut keep: impl FnMut(&Hash) -> bool,
+    ) -> Result<Vec<(Hash, u64)>, BlobError> {
         let mut out = Vec::new();
         let mut listing = self.store.list(None);
         while let Some(meta) = listing.next().await {
             let meta = meta?;
-            if let Ok(h) = parse_cid(meta.location.as_ref()) {
+            if let Ok(h) = parse_cid(meta.location.as_ref())
+                && keep(&h)
+            {
                 out.push((h, meta.size));
             }
         }

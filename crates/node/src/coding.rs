@@ -481,9 +481,12 @@ impl From<object_store::Error> for ShardError {
     }
 }
 
-/// This node's manifests and shards: `<cid>/manifest` (borsh) and `<cid>/<stripe>` (the
-/// node's encoded shard of that stripe), on the local filesystem under `data_dir/shards`
-/// (writes are staged, fsynced and renamed into place).
+/// This node's manifests and shards: `<bucket>/<cid>/manifest` (borsh) and
+/// `<bucket>/<cid>/<stripe>` (the node's encoded shard of that stripe), on the local
+/// filesystem under `data_dir/shards` (writes are staged, fsynced and renamed into place).
+/// The bucket is the hex of the content hash's first byte ([`bucket_of`]): no directory
+/// holds more than about a 256th of the contents, and the chores walk the store a bucket at
+/// a time, so their memory is a 256th of the contents', not all of it.
 pub struct ShardStore {
     store: Arc<dyn ObjectStore>,
 }
@@ -494,8 +497,53 @@ impl std::fmt::Debug for ShardStore {
     }
 }
 
+/// The bucket of the shard store that holds `content`.
+pub fn bucket_of(content: &Hash) -> u8 {
+    content.0[0]
+}
+
+fn bucket_dir(bucket: u8) -> String {
+    format!("{bucket:02x}")
+}
+
 fn dir(content: &Hash) -> ObjPath {
-    ObjPath::from(crate::blobs::cid_string(content))
+    ObjPath::from_iter([
+        bucket_dir(bucket_of(content)),
+        crate::blobs::cid_string(content),
+    ])
+}
+
+/// Moves contents that an earlier version stored at the top level (`<cid>/…`) into their
+/// buckets. Each move is one rename, so a node killed midway finds every content in one
+/// place or the other, and finishes the moves when it next starts.
+fn move_into_buckets(root: &Path) -> std::io::Result<usize> {
+    let mut moved = 0;
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(content) = name.to_str().and_then(|n| crate::blobs::parse_cid(n).ok()) else {
+            continue;
+        };
+        let bucket = root.join(bucket_dir(bucket_of(&content)));
+        std::fs::create_dir_all(&bucket)?;
+        let to = bucket.join(&name);
+        if to.exists() {
+            // Stored again since (the move is a rename, so not half of one): keep the
+            // newer files, move the others, drop the old directory.
+            for f in std::fs::read_dir(entry.path())? {
+                let f = f?;
+                let t = to.join(f.file_name());
+                if !t.exists() {
+                    std::fs::rename(f.path(), t)?;
+                }
+            }
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::rename(entry.path(), to)?;
+        }
+        moved += 1;
+    }
+    Ok(moved)
 }
 
 fn manifest_path(content: &Hash) -> ObjPath {
@@ -511,6 +559,12 @@ impl ShardStore {
     pub fn open(dir: &Path) -> Result<ShardStore, ShardError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ShardError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let moved = move_into_buckets(dir).map_err(|e| {
+            ShardError::Io(format!("cannot move {} into buckets: {e}", dir.display()))
+        })?;
+        if moved > 0 {
+            tracing::info!(contents = moved, "moved stored shards into buckets");
+        }
         let store = LocalFileSystem::new_with_prefix(dir)?
             .with_fsync(true)
             .with_automatic_cleanup(true);
@@ -593,15 +647,29 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Every content with something stored (a manifest or shards).
-    pub async fn list(&self) -> Result<Vec<Hash>, ShardError> {
-        let listing = self.store.list_with_delimiter(None).await?;
-        let mut out: Vec<Hash> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| crate::blobs::parse_cid(p.as_ref()).ok())
+    /// The contents of `bucket` with something stored (a manifest or shards), in hash order.
+    pub async fn list_bucket(&self, bucket: u8) -> Result<Vec<Hash>, ShardError> {
+        let prefix = ObjPath::from(bucket_dir(bucket));
+        let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out: Vec<Hash> = (listing.common_prefixes.iter())
+            .filter_map(|p| crate::blobs::parse_cid(p.filename()?).ok())
+            .filter(|c| bucket_of(c) == bucket)
             .collect();
         out.sort();
+        Ok(out)
+    }
+
+    /// Every content with something stored, in hash order: O(contents) in memory, for
+    /// tests and tools; the node's chores go a bucket at a time ([`Self::list_bucket`]).
+    pub async fn list(&self) -> Result<Vec<Hash>, ShardError> {
+        let mut out = Vec::new();
+        for b in 0..=u8::MAX {
+            out.extend(self.list_bucket(b).await?);
+        }
         Ok(out)
     }
 
@@ -1066,6 +1134,7 @@ mod tests {
         let path = tmp
             .path()
             .join("shards")
+            .join(format!("{:02x}", m2.content.0[0]))
             .join(crate::blobs::cid_string(&m2.content))
             .join("manifest");
         std::fs::write(&path, b"junk").unwrap();
@@ -1080,5 +1149,71 @@ mod tests {
         assert_eq!(store.list().await.unwrap(), vec![m2.content]);
         store.delete(&m2.content).await.unwrap();
         assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_store_of_the_flat_layout_moves_into_buckets_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("shards");
+        let params = Params::for_validators(4).unwrap();
+        let me = 1u16;
+        let mut stored = Vec::new();
+        {
+            let store = ShardStore::open(&root).unwrap();
+            for seed in 20..24 {
+                let (m, shards) = encode(params, &random(1000, seed));
+                store.put_manifest(&m).await.unwrap();
+                store
+                    .put_shard(&m, 0, me, shards[0][me as usize].clone())
+                    .await
+                    .unwrap();
+                stored.push((m, shards[0][me as usize].clone()));
+            }
+        }
+        stored.sort_by_key(|(m, _)| m.content);
+        // Lay the store out as earlier versions did: every content at the top level.
+        for (m, _) in &stored {
+            let cid = crate::blobs::cid_string(&m.content);
+            let bucket = root.join(bucket_dir(bucket_of(&m.content)));
+            std::fs::rename(bucket.join(&cid), root.join(&cid)).unwrap();
+        }
+        // One of them also stored again in its bucket since, as a newer version would.
+        let (again, _) = &stored[0];
+        let again_dir = root
+            .join(bucket_dir(bucket_of(&again.content)))
+            .join(crate::blobs::cid_string(&again.content));
+        std::fs::create_dir_all(&again_dir).unwrap();
+        std::fs::copy(
+            root.join(crate::blobs::cid_string(&again.content))
+                .join("manifest"),
+            again_dir.join("manifest"),
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let store = ShardStore::open(&root).unwrap();
+            let all: Vec<Hash> = stored.iter().map(|(m, _)| m.content).collect();
+            assert_eq!(store.list().await.unwrap(), all);
+            for (m, shard) in &stored {
+                assert_eq!(store.manifest(&m.content).await.unwrap().as_ref(), Some(m));
+                assert_eq!(
+                    store.shard(&m.content, 0).await.unwrap().as_ref(),
+                    Some(shard)
+                );
+                assert_eq!(
+                    store.list_bucket(bucket_of(&m.content)).await.unwrap(),
+                    (all.iter().copied())
+                        .filter(|c| bucket_of(c) == bucket_of(&m.content))
+                        .collect::<Vec<_>>()
+                );
+            }
+            // Nothing is left at the top level but buckets.
+            for e in std::fs::read_dir(&root).unwrap() {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                assert!(
+                    name.len() == 2 && u8::from_str_radix(&name, 16).is_ok(),
+                    "{name}"
+                );
+            }
+        }
     }
 }

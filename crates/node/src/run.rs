@@ -183,13 +183,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// and count, expire and delete uploaded blobs that no record anchors. Blobs already in the
 /// store at start and not anchored are adopted, with their time starting now.
 pub(crate) async fn housekeeping(s: ApiState) {
-    match s.blobs.list().await {
+    // A snapshot per blob: one held across the whole listing would keep the store from
+    // reusing the pages that blocks free meanwhile.
+    let found = (s.blobs)
+        .list_where(|c| !s.chain.snapshot().state.has_content(c))
+        .await;
+    match found {
         Ok(found) => {
-            let snap = s.chain.snapshot();
             for (content, size) in found {
-                if !snap.state.has_content(&content) {
-                    s.limits.pending.adopt(content, size);
-                }
+                s.limits.pending.adopt(content, size);
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot list the blob store"),
@@ -221,7 +223,9 @@ pub(crate) async fn housekeeping(s: ApiState) {
 
 /// When a validator first looks for shards to repair (soon after start: a node that was down
 /// or lost its disk catches up at once), and how often after that. Each round lists the shard
-/// store and walks the anchored contents, O(records), so it is not frequent.
+/// store and walks the anchored contents, O(records) in time, so it is not frequent; it goes
+/// a bucket of the shard store at a time ([`crate::coding::bucket_of`]), so its memory is a
+/// 256th of that.
 const SHARD_CHORES_FIRST: Duration = Duration::from_secs(10);
 const SHARD_CHORES_EVERY: Duration = Duration::from_secs(300);
 /// Pause between two repaired stripes: at most about 8 MB/s of repair per validator.
@@ -238,63 +242,96 @@ async fn shard_chores(s: &ApiState, p: &crate::placement::Placement) {
     loop {
         tokio::time::sleep(wait).await;
         wait = SHARD_CHORES_EVERY;
-        let Ok(held) = p.store.list().await else {
-            continue;
-        };
-        let held: std::collections::HashSet<_> = held.into_iter().collect();
-        let state = s.chain.snapshot().state;
-        // Sweep.
-        let now = std::time::Instant::now();
-        unanchored.retain(|c, _| held.contains(c) && !state.has_content(c));
-        for c in held.iter().filter(|c| !state.has_content(c)) {
-            let since = *unanchored.entry(*c).or_insert(now);
-            if now.duration_since(since) >= ttl && p.store.delete(c).await.is_ok() {
-                p.counters.swept.inc();
-                unanchored.remove(c);
-            }
-        }
-        // A state holds a snapshot of the store, which keeps the store from reusing the pages
-        // later blocks free: never hold one across the long repair pass below.
-        drop(state);
-        // Repair: anchored contents this validator holds nothing of (a wiped or new node).
-        // The committed state is all in the store: scan its content index off the runtime.
-        let todo = {
-            let (s, held) = (s.clone(), held.clone());
-            tokio::task::spawn_blocking(move || s.chain.store().contents_missing_from(&held)).await
-        };
-        let todo = match todo {
-            Ok(Ok(todo)) => todo,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot list anchored contents");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "listing anchored contents failed");
-                continue;
-            }
-        };
-        p.counters.repair_pending.set(todo.len() as i64);
-        // All of them, one after another: the pause between stripes bounds the rate.
-        for c in todo {
-            p.counters.repair_pending.dec();
-            // A fresh snapshot per content: it knows every content the scan found.
-            let state = s.chain.snapshot().state;
-            let Some(record) = state
-                .record_with_content(&c)
-                .and_then(|id| state.record(&id))
-            else {
+        // Missing contents found so far this round and not yet repaired.
+        p.counters.repair_pending.set(0);
+        for bucket in 0..=u8::MAX {
+            let Ok(held) = p.store.list_bucket(bucket).await else {
                 continue;
             };
-            drop(state);
-            let expected = record.coding;
-            match p.repair(&c, expected, REPAIR_PAUSE).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(content = %crate::blobs::cid_string(&c), shards = n, "rebuilt this validator's shards")
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(content = %crate::blobs::cid_string(&c), error = %e, "cannot repair yet")
-                }
+            sweep_unanchored_shards(s, p, bucket, &held, &mut unanchored, ttl).await;
+            repair_bucket(s, p, bucket, held).await;
+        }
+    }
+}
+
+/// Deletes the shards in `bucket` (`held`, sorted) of contents no record has anchored for
+/// `ttl` since they were first seen unanchored.
+async fn sweep_unanchored_shards(
+    s: &ApiState,
+    p: &crate::placement::Placement,
+    bucket: u8,
+    held: &[ehrchain_types::Hash],
+    unanchored: &mut std::collections::HashMap<ehrchain_types::Hash, std::time::Instant>,
+    ttl: Duration,
+) {
+    // A state holds a snapshot of the store, which keeps the store from reusing the pages
+    // later blocks free: it is dropped before anything long (the repair pass).
+    let state = s.chain.snapshot().state;
+    let now = std::time::Instant::now();
+    unanchored.retain(|c, _| {
+        crate::coding::bucket_of(c) != bucket
+            || (held.binary_search(c).is_ok() && !state.has_content(c))
+    });
+    let found: Vec<_> = (held.iter())
+        .filter(|c| !state.has_content(c))
+        .copied()
+        .collect();
+    drop(state);
+    for c in found {
+        let since = *unanchored.entry(c).or_insert(now);
+        if now.duration_since(since) >= ttl && p.store.delete(&c).await.is_ok() {
+            p.counters.swept.inc();
+            unanchored.remove(&c);
+        }
+    }
+}
+
+/// Rebuilds this validator's shards of the anchored contents in `bucket` it holds nothing of
+/// (`held`, sorted, is what it holds): a wiped or new node.
+async fn repair_bucket(
+    s: &ApiState,
+    p: &crate::placement::Placement,
+    bucket: u8,
+    held: Vec<ehrchain_types::Hash>,
+) {
+    // The committed state is all in the store: scan its content index off the runtime.
+    let todo = {
+        let s = s.clone();
+        tokio::task::spawn_blocking(move || s.chain.store().contents_missing_from(bucket, &held))
+            .await
+    };
+    let todo = match todo {
+        Ok(Ok(todo)) => todo,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot list anchored contents");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "listing anchored contents failed");
+            return;
+        }
+    };
+    p.counters.repair_pending.inc_by(todo.len() as i64);
+    // One after another: the pause between stripes bounds the rate.
+    for c in todo {
+        p.counters.repair_pending.dec();
+        // A fresh snapshot per content: it knows every content the scan found.
+        let state = s.chain.snapshot().state;
+        let Some(record) = state
+            .record_with_content(&c)
+            .and_then(|id| state.record(&id))
+        else {
+            continue;
+        };
+        drop(state);
+        let expected = record.coding;
+        match p.repair(&c, expected, REPAIR_PAUSE).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(content = %crate::blobs::cid_string(&c), shards = n, "rebuilt this validator's shards")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(content = %crate::blobs::cid_string(&c), error = %e, "cannot repair yet")
             }
         }
     }

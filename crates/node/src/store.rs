@@ -760,17 +760,22 @@ impl ChainStore {
         Ok(state)
     }
 
-    /// The ciphertext hashes that committed records anchor and `held` lacks, in hash order.
+    /// The ciphertext hashes whose first byte is `bucket` that committed records anchor and
+    /// `held` (sorted) lacks, in hash order: one bucket of the content index, so the caller
+    /// holds a 256th of the contents at a time.
     pub fn contents_missing_from(
         &self,
-        held: &std::collections::HashSet<Hash>,
+        bucket: u8,
+        held: &[Hash],
     ) -> Result<Vec<Hash>, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(RECORDS_BY_CONTENT)?;
+        let (mut from, mut to) = ([0u8; 32], [0xffu8; 32]);
+        (from[0], to[0]) = (bucket, bucket);
         let mut out = Vec::new();
-        for item in t.iter()? {
+        for item in t.range::<&[u8; 32]>(&from..=&to)? {
             let c = Hash(*item?.0.value());
-            if !held.contains(&c) {
+            if held.binary_search(&c).is_err() {
                 out.push(c);
             }
         }
@@ -833,16 +838,17 @@ impl ChainStore {
         Ok(out)
     }
 
-    /// Iterates all stored blocks in height order as raw bytes, with the indexed id.
-    pub fn raw_blocks(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// All stored blocks in height order as raw bytes, read one at a time from one snapshot:
+    /// a chain's blocks need not fit in memory.
+    pub fn raw_blocks(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + use<>, StoreError> {
         let r = self.db.begin_read()?;
-        let t = r.open_table(BLOCKS)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
+        let blocks = r.open_table(BLOCKS)?.range::<u64>(..)?;
+        Ok(blocks.map(|item| {
             let (k, v) = item?;
-            out.push((k.value(), v.value().to_vec()));
-        }
-        Ok(out)
+            Ok((k.value(), v.value().to_vec()))
+        }))
     }
 }
 

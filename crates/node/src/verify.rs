@@ -40,9 +40,10 @@ pub struct BlockSource {
 pub fn verify_data_dir(db: &Path, genesis: &GenesisFile) -> anyhow::Result<VerifySummary> {
     let store = ChainStore::open(db)?;
     let ids: BTreeMap<u64, Hash> = store.indexed_ids()?.into_iter().collect();
-    let mut blocks = Vec::new();
-    for (height, bytes) in store.raw_blocks()? {
-        blocks.push(Ok(BlockSource {
+    // Read as the replay goes: one block in memory at a time.
+    let blocks = store.raw_blocks()?.map(|item| {
+        let (height, bytes) = item?;
+        Ok(BlockSource {
             height,
             bytes,
             certificate: if height > 0 {
@@ -53,8 +54,8 @@ pub fn verify_data_dir(db: &Path, genesis: &GenesisFile) -> anyhow::Result<Verif
             indexed_id: Some(ids.get(&height).copied().ok_or_else(|| {
                 anyhow::anyhow!("block {height}: no entry in the block id index")
             })?),
-        }));
-    }
+        })
+    });
     let (mut summary, state) = replay_blocks(genesis, blocks)?;
     summary.stored_state = Some(store.check_state(&state)?);
     Ok(summary)
@@ -75,42 +76,40 @@ fn replay_blocks(
     blocks: impl IntoIterator<Item = anyhow::Result<BlockSource>>,
 ) -> anyhow::Result<(VerifySummary, ehrchain_ledger::State)> {
     let validators: Vec<[u8; 32]> = genesis.validators.iter().map(|v| v.public_key.0).collect();
-    let mut certificates = 0u64;
-    let mut items = Vec::new();
+    let certificates = std::cell::Cell::new(0u64);
+    // The first error of the source (not of a block), which stops the replay there.
+    let source_error = std::cell::Cell::new(None);
     let bad = |height: u64, reason: String| ChainError::BadBlock { height, reason };
-    for (expected, source) in (0u64..).zip(blocks) {
-        let source = source?;
+    // Lazy: the replay pulls one block at a time and stops at the first error.
+    let items = (0u64..).zip(blocks).map(|(expected, source)| {
+        let source = source.map_err(|e| {
+            source_error.set(Some(e));
+            bad(expected, "the source failed".into())
+        })?;
         let height = source.height;
-        let item = (|| {
-            if height != expected {
-                return Err(bad(expected, "missing from the store".into()));
-            }
-            let block: Block =
-                ehrchain_types::decode(&source.bytes, ehrchain_types::MAX_BLOCK_BYTES)
-                    .map_err(|e| bad(height, format!("stored bytes do not decode: {e}")))?;
-            let id = source.indexed_id.unwrap_or_else(|| block.id());
-            if height > 0 {
-                let cert = source
-                    .certificate
-                    .as_ref()
-                    .ok_or_else(|| bad(height, "no finality certificate stored".into()))?;
-                ehrchain_consensus::certificate::verify_finalization(
-                    &validators,
-                    cert,
-                    &block.id(),
-                )
-                .map_err(|e| bad(height, e))?;
-                certificates += 1;
-            }
-            Ok((height, id, block))
-        })();
-        let failed = item.is_err();
-        items.push(item);
-        if failed {
-            break;
+        if height != expected {
+            return Err(bad(expected, "missing from the store".into()));
         }
+        let block: Block = ehrchain_types::decode(&source.bytes, ehrchain_types::MAX_BLOCK_BYTES)
+            .map_err(|e| bad(height, format!("stored bytes do not decode: {e}")))?;
+        let id = source.indexed_id.unwrap_or_else(|| block.id());
+        if height > 0 {
+            let cert = source
+                .certificate
+                .as_ref()
+                .ok_or_else(|| bad(height, "no finality certificate stored".into()))?;
+            ehrchain_consensus::certificate::verify_finalization(&validators, cert, &block.id())
+                .map_err(|e| bad(height, e))?;
+            certificates.set(certificates.get() + 1);
+        }
+        Ok((height, id, block))
+    });
+    let replayed = ehrchain_ledger::verify_chain_state(&genesis.ledger, items);
+    if let Some(e) = source_error.take() {
+        return Err(e);
     }
-    let (s, state) = ehrchain_ledger::verify_chain_state(&genesis.ledger, items)?;
+    let (s, state) = replayed?;
+    let certificates = certificates.get();
     let summary = VerifySummary {
         blocks: s.blocks,
         transactions: s.transactions,
