@@ -247,8 +247,9 @@ impl StateProofFile {
         use ehrchain_ledger::{StateKey, tree};
         if self.format == "ehrchain-state-proof/v1" {
             return Err(
-                "a state proof of format v1, from before record keys in the state tree \
-                 changed (ADR 0008, fourth part): ask the node for a new proof"
+                "a state proof of format v1, made by an older ehrchain version whose state \
+                 tree laid out record keys otherwise (ADR 0008, fourth part): ask the node \
+                 for a new proof"
                     .into(),
             );
         }

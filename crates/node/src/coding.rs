@@ -1134,7 +1134,7 @@ mod tests {
         let path = tmp
             .path()
             .join("shards")
-            .join(format!("{:02x}", m2.content.0[0]))
+            .join(bucket_dir(bucket_of(&m2.content)))
             .join(crate::blobs::cid_string(&m2.content))
             .join("manifest");
         std::fs::write(&path, b"junk").unwrap();
