@@ -136,7 +136,93 @@ struct RunReport {
     disk_bytes_per_record: f64,
     /// Node 0's resident memory right after start (the prefilled state loaded), MB.
     start_rss_mb: f64,
+    /// Node 0's block builds in the phase (its `/metrics`).
+    builds: Timing,
+    /// Node 0's durable writes of finalized blocks in the phase.
+    commits: Timing,
     nodes: Vec<NodeUse>,
+}
+
+/// What a node's histogram of a block timing counted in a phase: how many, their mean, and
+/// the bucket bounds (ms) under which 99 % and all of them fell.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct Timing {
+    count: u64,
+    mean_ms: f64,
+    p99_ms_at_most: f64,
+    max_ms_at_most: f64,
+}
+
+/// A histogram of `/metrics` text: its count, sum and cumulative buckets (upper bound in
+/// seconds, count).
+#[derive(Clone, Debug, Default)]
+struct Histo {
+    count: f64,
+    sum: f64,
+    buckets: Vec<(f64, f64)>,
+}
+
+fn histogram(metrics: &str, name: &str) -> Histo {
+    let mut h = Histo::default();
+    for line in metrics.lines() {
+        let Some((key, value)) = line.strip_prefix(name).and_then(|r| r.split_once(' ')) else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        match key {
+            "_count" => h.count = v,
+            "_sum" => h.sum = v,
+            k => {
+                if let Some(le) =
+                    (k.strip_prefix("_bucket{le=\"")).and_then(|k| k.strip_suffix("\"}"))
+                {
+                    h.buckets.push((le.parse().unwrap_or(f64::INFINITY), v));
+                }
+            }
+        }
+    }
+    h
+}
+
+/// Node 0's block build and commit histograms (empty if it does not answer).
+fn node_histograms(url: &str) -> (Histo, Histo) {
+    let text = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    (
+        histogram(&text, "ehrchain_block_build_seconds"),
+        histogram(&text, "ehrchain_block_commit_seconds"),
+    )
+}
+
+/// What `after` counted since `before`.
+fn timing(before: &Histo, after: &Histo) -> Timing {
+    let count = after.count - before.count;
+    let within = |q: f64| -> f64 {
+        (after.buckets.iter())
+            .map(|&(le, n)| {
+                let was = (before.buckets.iter())
+                    .find(|b| b.0 == le)
+                    .map_or(0.0, |b| b.1);
+                (le, n - was)
+            })
+            .find(|&(_, n)| n >= q * count)
+            .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+    };
+    Timing {
+        count: count as u64,
+        mean_ms: if count > 0.0 {
+            (after.sum - before.sum) / count * 1000.0
+        } else {
+            0.0
+        },
+        p99_ms_at_most: within(0.99),
+        max_ms_at_most: within(1.0),
+    }
 }
 
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -417,6 +503,7 @@ impl Phase<'_> {
         let cpu_before: Vec<f64> = (net.children.iter())
             .map(|c| process_use(c.id()).0)
             .collect();
+        let histograms_before = node_histograms(&urls[0]);
         // Pre-sign outside the timed window; each sender's transactions stay in nonce order.
         let mut per_sender: Vec<Vec<SignedTransaction>> = vec![Vec::new(); senders.len()];
         for i in 0..args.txs {
@@ -583,6 +670,7 @@ impl Phase<'_> {
             refused = Some(r);
         }
         let refused = refused.unwrap_or(0);
+        let histograms_after = node_histograms(&urls[0]);
         let nodes: Vec<NodeUse> = net
             .children
             .iter()
@@ -635,6 +723,8 @@ impl Phase<'_> {
                 .unwrap_or(0) as f64,
             mean_block_txs: block_txs.iter().sum::<usize>() as f64 / block_txs.len().max(1) as f64,
             disk_bytes_per_tx: node0_disk / sent.iter().sum::<u64>().max(1) as f64,
+            builds: timing(&histograms_before.0, &histograms_after.0),
+            commits: timing(&histograms_before.1, &histograms_after.1),
             nodes,
         })
     }
@@ -909,6 +999,12 @@ fn print_summary(args: &BenchArgs, runs: &[RunReport], m: &RunReport) {
         "  disk (node0, so far)   {:.0} bytes/tx, {:.0} bytes/record",
         m.disk_bytes_per_tx, m.disk_bytes_per_record
     );
+    for (what, t) in [("block builds", &m.builds), ("block writes", &m.commits)] {
+        println!(
+            "  node0 {what}     {} (mean {:.1} ms, 99 % within {:.0} ms, all within {:.0} ms)",
+            t.count, t.mean_ms, t.p99_ms_at_most, t.max_ms_at_most
+        );
+    }
     println!("  node0 memory at start  {:.0} MB", m.start_rss_mb);
     for (i, n) in m.nodes.iter().enumerate() {
         println!(

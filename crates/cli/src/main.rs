@@ -254,8 +254,17 @@ enum RecordCmd {
         /// demographics, vitals, lab, imaging, medication, notes, insurance or emergency.
         #[arg(long)]
         category: String,
+        /// The file to encrypt and upload (or give it as `--file FILE`).
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        path: Option<PathBuf>,
+        /// The same as `FILE`.
         #[arg(long)]
-        file: PathBuf,
+        file: Option<PathBuf>,
+        /// A title, sealed with the record (only readers of the record see it).
         #[arg(long)]
         title: Option<String>,
     },
@@ -1237,9 +1246,11 @@ fn run_record(ctx: &Ctx, cmd: RecordCmd) -> anyhow::Result<()> {
             key,
             patient,
             category,
+            path,
             file,
             title,
         } => {
+            let file = path.or(file).expect("clap requires one of them");
             let category = category.parse().map_err(|e| anyhow!("{e}"))?;
             let patient = ctx.resolve(&patient)?;
             let s = session(ctx, &key)?;

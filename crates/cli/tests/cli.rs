@@ -250,8 +250,18 @@ fn dev_chain_end_to_end() {
     );
     assert!(err.contains("no key named \"ghost\""), "{err}");
 
-    // kill -9 and restart: every finalized block and balance is still there.
+    // The node times its block builds and its writes of finalized blocks.
     let height = ok(&dev, &["chain", "status"])["height"].as_u64().unwrap();
+    let metrics = ureq_get(&format!("{}/metrics", dev.node));
+    for name in ["build", "commit"] {
+        let count = (metrics.lines())
+            .find_map(|l| l.strip_prefix(&format!("ehrchain_block_{name}_seconds_count ")))
+            .unwrap_or_else(|| panic!("no {name} timings: {metrics}"));
+        let count: u64 = count.trim().parse().unwrap();
+        assert!(count > 0 && count <= height, "{name}: {count} of {height}");
+    }
+
+    // kill -9 and restart: every finalized block and balance is still there.
     dev.child.kill().unwrap();
     dev.child.wait().unwrap();
     drop(dev);
@@ -1026,7 +1036,7 @@ fn encrypted_records_consent_and_audit_end_to_end() {
             "demo1",
             "--category",
             "notes",
-            "--file",
+            // The file may be given without `--file`.
             note.to_str().unwrap(),
             "--title",
             "Consult",
@@ -1615,6 +1625,28 @@ fn emergency_access_end_to_end() {
     let notes = tmp.path().join("notes.txt");
     std::fs::write(&notes, b"private notes").unwrap();
     let notes_rec = add("notes", &notes, "Notes");
+    // The file is needed, once: as `FILE` or as `--file FILE`.
+    let e = refused("record add --key demo1 --patient demo1 --category notes");
+    assert!(e.contains("<FILE>"), "{e}");
+    let notes_arg = notes.to_str().unwrap();
+    let e = fails(
+        &dev,
+        "dev",
+        &[
+            "record",
+            "add",
+            "--key",
+            "demo1",
+            "--patient",
+            "demo1",
+            "--category",
+            "notes",
+            notes_arg,
+            "--file",
+            notes_arg,
+        ],
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
 
     // Guardians: a threshold of 1 is refused by the client before anything is sent.
     let e = refused("guardians set --key demo1 --guardians demo3,demo4 --threshold 1");

@@ -364,6 +364,7 @@ impl Ledger for Chain {
             timestamp_ms: now_ms.max(parent.header.timestamp_ms + 1),
             proposer,
         };
+        let started = std::time::Instant::now();
         let (block, post, output) = ehrchain_ledger::build_block(
             &parent.header,
             &state,
@@ -372,6 +373,7 @@ impl Ledger for Chain {
             view,
             self.block_cfg.max_txs,
         );
+        (self.metrics.block_build_seconds.0).observe(started.elapsed().as_secs_f64());
         self.remember(&block, post, output);
         Some(block)
     }
@@ -519,9 +521,11 @@ impl Ledger for Chain {
                 state: post,
             })
             .collect();
+        let started = std::time::Instant::now();
         self.store
             .commit_blocks(&writes)
             .map_err(|e| e.to_string())?;
+        (self.metrics.block_commit_seconds.0).observe(started.elapsed().as_secs_f64());
         // What the blocks wrote is read from the store from now on: memory holds the changes
         // of unfinalized blocks, not the chain's history.
         let cold = self.store.cold_view().map_err(|e| e.to_string())?;

@@ -2,7 +2,12 @@
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
     registry::Registry,
 };
 
@@ -13,6 +18,16 @@ pub struct RequestLabels {
     pub route: String,
     pub method: String,
     pub status: u16,
+}
+
+/// A histogram of a block timing, in seconds: buckets from 1 ms to ~8 s, doubling.
+#[derive(Clone, Debug)]
+pub struct BlockTime(pub Histogram);
+
+impl Default for BlockTime {
+    fn default() -> Self {
+        BlockTime(Histogram::new(exponential_buckets(0.001, 2.0, 14)))
+    }
 }
 
 /// The node's own metrics.
@@ -36,6 +51,10 @@ pub struct Metrics {
     pub pending_blob_bytes: Gauge,
     pub blobs_expired: Counter,
     pub http_requests: Family<RequestLabels, Counter>,
+    /// Time to build a proposed block (execute its transactions on the parent's state).
+    pub block_build_seconds: BlockTime,
+    /// Time of each durable write of finalized blocks (one or more per write) to the store.
+    pub block_commit_seconds: BlockTime,
     /// Erasure-coded storage (issue 16).
     pub shards: crate::placement::Counters,
 }
@@ -128,6 +147,16 @@ impl Metrics {
             "ehrchain_blobs_expired",
             "Unanchored blobs deleted after their time",
             m.blobs_expired.clone(),
+        );
+        r.register(
+            "ehrchain_block_build_seconds",
+            "Time to build a proposed block",
+            m.block_build_seconds.0.clone(),
+        );
+        r.register(
+            "ehrchain_block_commit_seconds",
+            "Time of each durable write of finalized blocks to the store",
+            m.block_commit_seconds.0.clone(),
         );
         let c = &m.shards;
         for (name, help, counter) in [
