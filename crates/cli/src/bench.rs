@@ -503,7 +503,6 @@ impl Phase<'_> {
         let cpu_before: Vec<f64> = (net.children.iter())
             .map(|c| process_use(c.id()).0)
             .collect();
-        let histograms_before = node_histograms(&urls[0]);
         // Pre-sign outside the timed window; each sender's transactions stay in nonce order.
         let mut per_sender: Vec<Vec<SignedTransaction>> = vec![Vec::new(); senders.len()];
         for i in 0..args.txs {
@@ -525,6 +524,7 @@ impl Phase<'_> {
             }
         }
         let start_height = observer.get::<StatusView>("/api/v1/status")?.height;
+        let histograms_before = node_histograms(&urls[0]);
         // Each transaction's submit time, monotonic and wall-clock (ms, to compare with
         // block timestamps).
         let submitted: Arc<Mutex<HashMap<Hash, (Instant, u64)>>> =
