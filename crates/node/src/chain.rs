@@ -109,6 +109,10 @@ impl Chain {
                     return Err(e);
                 }
                 store.init_genesis(&gblock, &gstate, &digest)?;
+                if genesis.synthetic_records > 0 {
+                    // As large as the lookup indexes of a chain that anchored them in blocks.
+                    store.prefill_index(genesis.synthetic_records)?;
+                }
                 gstate.rebase(store.cold_view()?, 0);
                 (gblock, gstate)
             }
@@ -555,6 +559,7 @@ impl Ledger for Chain {
             }
             self.metrics.mempool_size.set(inner.mempool.len() as i64);
         }
+        (self.metrics.index_pending).set(self.store.index_pending() as i64);
         for (block, _, _, output) in &applied {
             let rejected = output
                 .receipts

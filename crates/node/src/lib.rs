@@ -14,6 +14,7 @@ pub mod config;
 pub mod dev;
 pub mod follow;
 pub mod genesis;
+pub mod index;
 pub mod limits;
 pub mod mempool;
 pub mod metrics;

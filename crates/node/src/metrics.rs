@@ -39,6 +39,8 @@ pub struct Metrics {
     pub txs_finalized: Counter,
     pub txs_rejected: Counter,
     pub mempool_size: Gauge,
+    /// Lookup-index entries of committed blocks not yet merged into the index database.
+    pub index_pending: Gauge,
     pub submissions_accepted: Counter,
     pub submissions_refused: Counter,
     pub blob_bytes: Counter,
@@ -92,6 +94,11 @@ impl Metrics {
             "ehrchain_mempool_size",
             "Transactions waiting in the mempool",
             m.mempool_size.clone(),
+        );
+        r.register(
+            "ehrchain_api_index_pending",
+            "Lookup-index entries of committed blocks held in memory, not yet in the index database",
+            m.index_pending.clone(),
         );
         r.register(
             "ehrchain_submissions_accepted",

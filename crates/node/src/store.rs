@@ -1,13 +1,15 @@
-//! Durable storage of the chain in `redb`: blocks, receipts, transaction index and state.
+//! Durable storage of the chain in `redb`: blocks, receipts, audit events and state.
 //!
 //! Every finalized block is committed in exactly one write transaction (block, receipts,
-//! index entries, changed accounts and the new tip together), so a process killed at any
-//! moment restarts with every committed block and nothing half-written.
+//! audit events, changed state and the new tip together), so a process killed at any moment
+//! restarts with every committed block and nothing half-written. The read API's lookup
+//! indexes (transactions and audit events by id, audit events by patient, last reads) are
+//! derived from these and kept apart, off the block write ([`crate::index`]).
 
+use crate::index::{ApiIndex, BlockEntries};
 use ehrchain_ledger::{BlockOutput, Cold, Record, State, StateKey, cold::TreeNodeKey, tree::Tree};
 use ehrchain_types::{
-    AccountId, AuditAction, AuditEvent, Block, Decision, EventId, Hash, Receipt, RecordId, decode,
-    encode,
+    AccountId, AuditEvent, Block, EventId, Hash, Receipt, RecordId, decode, encode,
 };
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::{
@@ -20,7 +22,6 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_ids");
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("finalizations");
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
-const TXS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("txs");
 /// State entries by their encoded [`StateKey`].
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 /// (patient, record) of every record: the state's patient index, on disk.
@@ -53,12 +54,9 @@ fn stale_log(g: u64) -> TableDefinition<'static, (u64, &'static [u8; 41]), ()> {
 }
 /// Audit events by (height, index in the block's audit tree).
 const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
-const AUDIT_IDS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
-/// (reader, record) → block time of the reader's last allowed read of the record.
-const LAST_READ: TableDefinition<(&[u8; 20], &[u8; 16]), u64> = TableDefinition::new("last_read");
-/// (patient, height, index) of every event about a patient.
-const AUDIT_BY_PATIENT: TableDefinition<(&[u8; 20], u64, u32), ()> =
-    TableDefinition::new("audit_by_patient");
+/// Tables of the lookup indexes that stores made before December 2026 kept here; they are
+/// now in the index database ([`crate::index`]), and dropped from this one at open.
+const MOVED_TO_INDEX: [&str; 4] = ["txs", "audit_ids", "audit_by_patient", "last_read"];
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Meta keys.
@@ -105,7 +103,8 @@ from_redb!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::Error
 );
 
 fn parse_state_key(k: &[u8]) -> Result<StateKey, StoreError> {
@@ -188,6 +187,8 @@ pub struct TxLocation {
 /// The node's chain database.
 pub struct ChainStore {
     db: Database,
+    /// The read API's lookup indexes, in a database of their own beside this one.
+    index: ApiIndex,
     /// The sorted keys of the generation whose stale tree nodes the blocks being committed
     /// delete (see [`ChainStore::prune_stale`]), read from [`TREE_STALE`] once per generation.
     pruning: Mutex<Option<(u64, Arc<[TreeNodeKey]>)>>,
@@ -269,21 +270,60 @@ impl ChainStore {
             w.open_table(t)?;
         }
         w.open_table(BLOCK_IDS)?;
-        w.open_table(TXS)?;
         w.open_table(STATE)?;
         w.open_table(RECORDS_BY_PATIENT)?;
         w.open_table(RECORDS_BY_CONTENT)?;
         w.open_table(TREE)?;
         w.open_table(AUDIT)?;
-        w.open_table(AUDIT_IDS)?;
-        w.open_table(AUDIT_BY_PATIENT)?;
-        w.open_table(LAST_READ)?;
         w.open_table(META)?;
+        for name in MOVED_TO_INDEX {
+            w.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new(name))?;
+        }
         w.commit()?;
-        Ok(ChainStore {
+        let index = ApiIndex::open(&index_path(path), |height, id| {
+            let stored = || -> Result<Option<u64>, StoreError> {
+                let r = db.begin_read()?;
+                Ok(r.open_table(BLOCK_IDS)?.get(id)?.map(|v| v.value()))
+            };
+            stored().ok().flatten() == Some(height)
+        })?;
+        let store = ChainStore {
             db,
+            index,
             pruning: Mutex::new(None),
-        })
+        };
+        store.catch_up_index()?;
+        Ok(store)
+    }
+
+    /// Indexes the committed blocks the index database does not hold yet (those its merge had
+    /// not written when the node stopped, or every block of a store made before it existed),
+    /// from the stored receipts and audit events.
+    fn catch_up_index(&self) -> Result<(), StoreError> {
+        let Some(tip) = self.tip()?.map(|b| b.header.height) else {
+            return Ok(());
+        };
+        let from = self.index.indexed()? + 1;
+        if tip >= from + 1_000 {
+            tracing::info!(from, tip, "indexing committed blocks for the read API");
+        }
+        let mut batch = Vec::new();
+        let mut entries = 0;
+        for h in from..=tip {
+            let id = self
+                .block(h)?
+                .ok_or_else(|| StoreError::Corrupt(format!("block {h} is missing")))?
+                .id();
+            let b = BlockEntries::of(h, id.0, &self.receipts(h)?, &self.audit_events(h)?);
+            entries += b.txs.len() + b.events.len() + 1;
+            batch.push(Arc::new(b));
+            if entries >= crate::index::FLUSH_ENTRIES || h == tip {
+                self.index.merge(&batch)?;
+                batch.clear();
+                entries = 0;
+            }
+        }
+        Ok(())
     }
 
     /// The genesis block of a store made from the genesis whose digest is `genesis_digest`,
@@ -456,46 +496,14 @@ impl ChainStore {
         w.open_table(BLOCK_IDS)?.insert(&block.id().0, h)?;
         w.open_table(RECEIPTS)?
             .insert(h, encode(&output.receipts).as_slice())?;
-        // The hash-keyed indexes are written in key order: neighbouring inserts then land in
-        // the same B-tree pages (about a third less work for redb than random order).
-        let mut event_ids = Vec::with_capacity(output.events.len());
-        let mut patients = Vec::with_capacity(output.events.len());
         {
             let mut audit = w.open_table(AUDIT)?;
-            let mut reads = w.open_table(LAST_READ)?;
             for (i, ev) in output.events.iter().enumerate() {
-                let i = i as u32;
-                audit.insert((h, i), ev.leaf().as_slice())?;
-                event_ids.push((ev.id().0, i));
-                patients.push((ev.patient.0, i));
-                if let (AuditAction::Read, Decision::Allowed, Some(r)) =
-                    (ev.action, ev.decision, ev.record)
-                {
-                    reads.insert((&ev.actor.0, &r.0), ev.time_ms)?;
-                }
+                audit.insert((h, i as u32), ev.leaf().as_slice())?;
             }
-        }
-        event_ids.sort_unstable();
-        let mut ids = w.open_table(AUDIT_IDS)?;
-        for (id, i) in &event_ids {
-            ids.insert(id, (h, *i))?;
-        }
-        patients.sort_unstable();
-        let mut by_patient = w.open_table(AUDIT_BY_PATIENT)?;
-        for (patient, i) in &patients {
-            by_patient.insert((patient, h, *i), ())?;
         }
         if let Some(f) = finalization {
             w.open_table(CERTS)?.insert(h, f)?;
-        }
-        // The receipts carry each transaction's id, in block order.
-        let mut tx_ids: Vec<([u8; 32], u32)> = (output.receipts.iter().enumerate())
-            .map(|(i, r)| (r.tx_id.0, i as u32))
-            .collect();
-        tx_ids.sort_unstable();
-        let mut txs = w.open_table(TXS)?;
-        for (id, i) in &tx_ids {
-            txs.insert(id, (h, *i))?;
         }
         Self::write_state(w, state, &output.touched, h)
     }
@@ -514,8 +522,29 @@ impl ChainStore {
             // Nothing of the transaction stays: forget the generation it may have read, so
             // that nothing derived from it is reused.
             *self.pruning.lock().expect("pruning lock") = None;
+            return committed;
         }
-        committed
+        self.index.push(
+            blocks
+                .iter()
+                .map(|b| {
+                    let (block, out) = (b.block, b.output);
+                    BlockEntries::of(block.header.height, block.id().0, &out.receipts, &out.events)
+                })
+                .collect(),
+        );
+        Ok(())
+    }
+
+    /// Fills the empty lookup indexes with synthetic entries for `records` records (the
+    /// benchmarks' prefill: [`ApiIndex::prefill_synthetic`]).
+    pub fn prefill_index(&self, records: u64) -> Result<(), StoreError> {
+        Ok(self.index.prefill_synthetic(records)?)
+    }
+
+    /// Lookup-index entries held in memory, not yet merged into the index database.
+    pub fn index_pending(&self) -> usize {
+        self.index.pending()
     }
 
     /// Deletes the share of block `height` of the tree nodes that the previous generation's
@@ -722,12 +751,10 @@ impl ChainStore {
     }
 
     pub fn tx_location(&self, id: &Hash) -> Result<Option<TxLocation>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(TXS)?;
-        Ok(t.get(&id.0)?.map(|v| {
-            let (height, index) = v.value();
-            TxLocation { height, index }
-        }))
+        Ok(self
+            .index
+            .tx(&id.0)?
+            .map(|(height, index)| TxLocation { height, index }))
     }
 
     /// Loads the stored state (at node start): the entries kept in memory are read, the rest
@@ -800,16 +827,12 @@ impl ChainStore {
         reader: &AccountId,
         record: &RecordId,
     ) -> Result<Option<u64>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(LAST_READ)?;
-        Ok(t.get((&reader.0, &record.0))?.map(|v| v.value()))
+        Ok(self.index.last_read(&reader.0, &record.0)?)
     }
 
     /// Where an audit event is: (height, index).
     pub fn audit_location(&self, id: &EventId) -> Result<Option<(u64, u32)>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(AUDIT_IDS)?;
-        Ok(t.get(&id.0)?.map(|v| v.value()))
+        Ok(self.index.event(&id.0)?)
     }
 
     /// A patient's audit events, newest first, at most `limit`.
@@ -819,17 +842,11 @@ impl ChainStore {
         before: Option<(u64, u32)>,
         limit: usize,
     ) -> Result<Vec<(u64, u32, AuditEvent)>, StoreError> {
+        let found = self.index.events_of(&patient.0, before, limit)?;
         let r = self.db.begin_read()?;
-        let idx = r.open_table(AUDIT_BY_PATIENT)?;
         let t = r.open_table(AUDIT)?;
         let mut out = Vec::new();
-        let range = match before {
-            Some((h, i)) => idx.range((&patient.0, 0, 0)..(&patient.0, h, i))?,
-            None => idx.range((&patient.0, 0, 0)..=(&patient.0, u64::MAX, u32::MAX))?,
-        };
-        for item in range.rev().take(limit) {
-            let (k, _) = item?;
-            let (_, h, i) = k.value();
+        for (h, i) in found {
             let v = t
                 .get((h, i))?
                 .ok_or_else(|| StoreError::Corrupt(format!("audit index points at {h}/{i}")))?;
@@ -850,6 +867,14 @@ impl ChainStore {
             Ok((k.value(), v.value().to_vec()))
         }))
     }
+}
+
+/// The index database beside the chain database at `path`: `chain.redb` → `chain.index.redb`.
+fn index_path(path: &Path) -> std::path::PathBuf {
+    let stem = path.file_stem().map_or_else(Default::default, |s| s.to_os_string());
+    let mut name = stem;
+    name.push(".index.redb");
+    path.with_file_name(name)
 }
 
 /// The stored state tree (its version and root in `meta`) over a snapshot of `r`, and the

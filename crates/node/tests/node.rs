@@ -694,6 +694,80 @@ fn restart_reopens_committed_state() {
     assert_eq!(again.snapshot().tip.state_root, root);
 }
 
+/// Proposes a block of everything `chain`'s mempool holds on its tip and finalizes it.
+fn finalize_next(chain: &Chain, txs: &[SignedTransaction]) -> Block {
+    for t in txs {
+        chain.submit(t.clone(), 0).unwrap();
+    }
+    let tip = chain.store().tip().unwrap().unwrap();
+    let time = (tip.header.height + 1) * 1_000;
+    let b = chain
+        .propose(&tip, 1, ehrchain_types::PublicKey([1; 32]), time)
+        .unwrap();
+    assert_eq!(b.txs.len(), txs.len());
+    chain.finalized(&b, None).unwrap();
+    b
+}
+
+/// The lookup indexes live in a database of their own, merged behind the block writes: a
+/// transaction is found as soon as its block is committed; an index left behind by a crash is
+/// brought up to the chain from the stored blocks at open; an index of another chain is built
+/// again; a store of the old layout loses its index tables.
+#[test]
+fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let senders: Vec<Keypair> = (0..2).map(|i| Keypair::from_seed(&[i + 1; 32])).collect();
+    let g = genesis(&senders);
+    let chain = open_chain(dir.path(), &g);
+    let first = transfers(&senders[..1], 3);
+    finalize_next(&chain, &first);
+    // Found at once: the index's merge runs a second later at the soonest.
+    let (loc, tx, _) = chain.finalized_tx(&first[2].id()).unwrap().unwrap();
+    assert_eq!((loc.height, loc.index, tx.id()), (1, 2, first[2].id()));
+    drop(chain);
+    let index = dir.path().join("chain.index.redb");
+    let after_first = dir.path().join("index-after-block-1");
+    std::fs::copy(&index, &after_first).unwrap();
+    let chain = open_chain(dir.path(), &g);
+    let second = transfers(&senders[1..], 2);
+    finalize_next(&chain, &second);
+    drop(chain);
+    // A crash before the merge wrote block 2: the index holds block 1 only.
+    std::fs::copy(&after_first, &index).unwrap();
+    let chain = open_chain(dir.path(), &g);
+    let (loc, ..) = chain.finalized_tx(&second[1].id()).unwrap().unwrap();
+    assert_eq!((loc.height, loc.index), (2, 1));
+    drop(chain);
+    // Another chain's index (its block 2 is not this chain's) is emptied and built from this
+    // chain. Its second block holds the same transaction as this chain's first block does,
+    // elsewhere.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_g = genesis(&senders[..1]);
+    let other = open_chain(other_dir.path(), &other_g);
+    let theirs = transfers(&senders[..1], 2);
+    finalize_next(&other, &theirs[..1]);
+    finalize_next(&other, &theirs[1..]);
+    assert_eq!(theirs[1].id(), first[1].id());
+    drop(other);
+    std::fs::copy(other_dir.path().join("chain.index.redb"), &index).unwrap();
+    // A store of the old layout kept the index in the chain database: that table goes.
+    let old_txs: redb::TableDefinition<&[u8; 32], (u64, u32)> = redb::TableDefinition::new("txs");
+    edit_store(&dir.path().join("chain.redb"), &|w| {
+        w.open_table(old_txs).unwrap().insert(&[9; 32], (1, 0)).unwrap();
+    });
+    let chain = open_chain(dir.path(), &g);
+    let ours = (first.iter().enumerate().map(|(i, t)| (t, 1, i)))
+        .chain(second.iter().enumerate().map(|(i, t)| (t, 2, i)));
+    for (t, height, index) in ours {
+        let (loc, ..) = chain.finalized_tx(&t.id()).unwrap().unwrap();
+        assert_eq!((loc.height, loc.index as usize), (height, index));
+    }
+    drop(chain);
+    let db = redb::Database::open(dir.path().join("chain.redb")).unwrap();
+    let r = db.begin_read().unwrap();
+    assert!(r.open_table(old_txs).is_err(), "the old index table is dropped");
+}
+
 /// The tree nodes a block replaces leave the store a generation (32 blocks) later, deleted in
 /// key order over the next generation's blocks: after three generations, the first two
 /// generations' replaced nodes are gone, the store holds exactly the live tree plus the

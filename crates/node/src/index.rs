@@ -1,0 +1,632 @@
+//! The read API's lookup indexes, kept out of the block write: transaction id → location,
+//! audit event id → location, a patient's audit events, and a reader's last allowed read of a
+//! record.
+//!
+//! Executing a block never reads them, so they need not be written in the block's durable
+//! write, where at scale each entry costs a random B-tree page (their keys are hashes, or
+//! accounts spread over the whole key space; ADR 0008, eighth part). Instead:
+//! - a committed block's entries enter memory ([`ApiIndex::push`]), where lookups find them at
+//!   once;
+//! - a thread of the index merges what memory holds into its own database (`*.index.redb`
+//!   beside the chain's) about once a second, or sooner once [`FLUSH_ENTRIES`] are waiting, in
+//!   one sorted write: entries of many blocks share B-tree pages, and the chain's writer does
+//!   not wait for them;
+//! - the index database records the last block it holds; at open, the blocks after it are
+//!   indexed again from the chain store, whose blocks, receipts and audit events are the source
+//!   of truth. A crash loses at most the entries not yet merged, and these are redone.
+//!
+//! Lookups read memory before the database: an entry leaves memory only after the write that
+//! holds it committed, so a lookup never misses an entry of a committed block.
+
+use ehrchain_types::{AuditAction, AuditEvent, Decision, Receipt};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    path::Path,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+const TXS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("txs");
+const EVENTS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
+/// (patient, height, index) of every audit event about a patient.
+const BY_PATIENT: TableDefinition<(&[u8; 20], u64, u32), ()> =
+    TableDefinition::new("audit_by_patient");
+/// (reader, record) → block time of the reader's last allowed read of the record.
+const LAST_READ: TableDefinition<(&[u8; 20], &[u8; 16]), u64> = TableDefinition::new("last_read");
+/// `indexed` → (height, block id) of the last block whose entries the database holds.
+const META: TableDefinition<&str, (u64, &[u8; 32])> = TableDefinition::new("meta");
+const META_INDEXED: &str = "indexed";
+
+/// Entries waiting in memory that wake the merge before its interval is up.
+pub const FLUSH_ENTRIES: usize = 50_000;
+/// How often the merge runs while entries wait.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Entries memory may hold before committing a block waits for the merge: the bound on the
+/// index's memory (about 100 bytes an entry) when its database cannot keep up or fails.
+pub const MAX_PENDING: usize = 1_000_000;
+
+/// What one committed block adds to the indexes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockEntries {
+    pub height: u64,
+    pub block_id: [u8; 32],
+    /// Transaction ids in block order (a transaction's index is its position).
+    pub txs: Vec<[u8; 32]>,
+    /// Audit event ids with their patients, in the block's audit tree order.
+    pub events: Vec<([u8; 32], [u8; 20])>,
+    /// Allowed reads: (reader, record, block time).
+    pub reads: Vec<([u8; 20], [u8; 16], u64)>,
+}
+
+impl BlockEntries {
+    pub fn of(
+        height: u64,
+        block_id: [u8; 32],
+        receipts: &[Receipt],
+        events: &[AuditEvent],
+    ) -> Self {
+        BlockEntries {
+            height,
+            block_id,
+            txs: receipts.iter().map(|r| r.tx_id.0).collect(),
+            events: events.iter().map(|e| (e.id().0, e.patient.0)).collect(),
+            reads: events
+                .iter()
+                .filter_map(|e| match (e.action, e.decision, e.record) {
+                    (AuditAction::Read, Decision::Allowed, Some(r)) => {
+                        Some((e.actor.0, r.0, e.time_ms))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.txs.len() + 2 * self.events.len() + self.reads.len()
+    }
+}
+
+/// Committed entries not yet in the database, by key, with the blocks they came from.
+#[derive(Default)]
+struct Pending {
+    blocks: VecDeque<Arc<BlockEntries>>,
+    txs: HashMap<[u8; 32], (u64, u32)>,
+    events: HashMap<[u8; 32], (u64, u32)>,
+    by_patient: BTreeSet<([u8; 20], u64, u32)>,
+    /// (reader, record) → (block time, height of the block that set it).
+    reads: HashMap<([u8; 20], [u8; 16]), (u64, u64)>,
+    entries: usize,
+    stop: bool,
+}
+
+impl Pending {
+    fn add(&mut self, b: Arc<BlockEntries>) {
+        let h = b.height;
+        for (i, id) in b.txs.iter().enumerate() {
+            self.txs.insert(*id, (h, i as u32));
+        }
+        for (i, (id, patient)) in b.events.iter().enumerate() {
+            self.events.insert(*id, (h, i as u32));
+            self.by_patient.insert((*patient, h, i as u32));
+        }
+        for (reader, record, time) in &b.reads {
+            self.reads.insert((*reader, *record), (*time, h));
+        }
+        self.entries += b.len();
+        self.blocks.push_back(b);
+    }
+
+    /// Forgets the oldest `n` blocks, whose entries the database now holds.
+    fn remove_merged(&mut self, n: usize) {
+        for b in self.blocks.drain(..n) {
+            let h = b.height;
+            for id in &b.txs {
+                if self.txs.get(id).is_some_and(|(at, _)| *at == h) {
+                    self.txs.remove(id);
+                }
+            }
+            for (i, (id, patient)) in b.events.iter().enumerate() {
+                if self.events.get(id).is_some_and(|(at, _)| *at == h) {
+                    self.events.remove(id);
+                }
+                self.by_patient.remove(&(*patient, h, i as u32));
+            }
+            // A later block still waiting may have set the reader's read again.
+            for (reader, record, _) in &b.reads {
+                let key = (*reader, *record);
+                if self.reads.get(&key).is_some_and(|(_, at)| *at == h) {
+                    self.reads.remove(&key);
+                }
+            }
+            self.entries -= b.len();
+        }
+    }
+}
+
+struct Shared {
+    db: Database,
+    pending: Mutex<Pending>,
+    /// Wakes the merge (entries past [`FLUSH_ENTRIES`], or stop).
+    wake: Condvar,
+    /// Signalled after each merge, for a committer waiting on [`MAX_PENDING`].
+    merged: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().expect("index lock poisoned")
+    }
+}
+
+/// The indexes: memory for what the database does not hold yet, and the thread that merges it.
+pub struct ApiIndex {
+    shared: Arc<Shared>,
+    merger: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ApiIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiIndex")
+    }
+}
+
+impl ApiIndex {
+    /// Opens (or creates) the index database at `path`. `is_committed(height, id)` says whether
+    /// the chain store holds that block: an index whose last block is not the chain's (a data
+    /// dir of another chain, a chain store restored from a backup) is emptied, to be built
+    /// again. The caller then brings it up to the chain's tip ([`ApiIndex::indexed`],
+    /// [`ApiIndex::merge`]).
+    pub fn open(
+        path: &Path,
+        is_committed: impl FnOnce(u64, &[u8; 32]) -> bool,
+    ) -> Result<ApiIndex, redb::Error> {
+        let db = redb::Builder::new()
+            .set_cache_size(32 << 20)
+            .create(path)?;
+        let w = db.begin_write()?;
+        let stale = {
+            let meta = w.open_table(META)?;
+            let last = meta.get(META_INDEXED)?.map(|v| {
+                let (h, id) = v.value();
+                (h, *id)
+            });
+            last.is_some_and(|(h, id)| !is_committed(h, &id))
+        };
+        if stale {
+            tracing::warn!(path = %path.display(), "the API index is of another chain; building it again");
+            w.delete_table(TXS)?;
+            w.delete_table(EVENTS)?;
+            w.delete_table(BY_PATIENT)?;
+            w.delete_table(LAST_READ)?;
+            w.delete_table(META)?;
+        }
+        w.open_table(TXS)?;
+        w.open_table(EVENTS)?;
+        w.open_table(BY_PATIENT)?;
+        w.open_table(LAST_READ)?;
+        w.open_table(META)?;
+        w.commit()?;
+        let shared = Arc::new(Shared {
+            db,
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            merged: Condvar::new(),
+        });
+        let merger = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("api-index".into())
+                .spawn(move || merge_loop(&shared))
+                .map_err(|e| redb::Error::Io(e))?
+        };
+        Ok(ApiIndex {
+            shared,
+            merger: Some(merger),
+        })
+    }
+
+    /// The height of the last block the database holds (0 for none).
+    pub fn indexed(&self) -> Result<u64, redb::Error> {
+        let r = self.shared.db.begin_read()?;
+        let meta = r.open_table(META)?;
+        Ok(meta.get(META_INDEXED)?.map_or(0, |v| v.value().0))
+    }
+
+    /// Writes `blocks` (consecutive, after [`ApiIndex::indexed`]) to the database now, in one
+    /// write: bringing the index up to the chain at open.
+    pub fn merge(&self, blocks: &[Arc<BlockEntries>]) -> Result<(), redb::Error> {
+        write(&self.shared.db, blocks)
+    }
+
+    /// Fills an empty index with `n` synthetic entries of each kind (transaction ids, audit
+    /// event ids, and audit events of `n / 4 + 1` patients), the size a chain that anchored `n`
+    /// records through transactions would have: the benchmarks' prefill
+    /// (`GenesisState::synthetic_records`), so that merges at scale cost what they would on
+    /// such a chain. The keys are spread over the key space like hashes, but no transaction,
+    /// event or account has them, so no lookup finds them. Written a sixteenth of the key
+    /// space at a time, so memory holds a sixteenth of the entries.
+    pub fn prefill_synthetic(&self, n: u64) -> Result<(), redb::Error> {
+        const PASSES: u64 = 16;
+        let patients = n / 4 + 1;
+        for pass in 0..PASSES {
+            let in_pass = |tag: u64, i: u64| spread(tag, i, 0) >> 60 == pass;
+            let mut txs = Vec::new();
+            let mut events = Vec::new();
+            let mut by_patient = Vec::new();
+            for i in 0..n {
+                if in_pass(1, i) {
+                    txs.push((spread_key::<32>(1, i), i as u32));
+                }
+                if in_pass(2, i) {
+                    events.push((spread_key::<32>(2, i), i as u32));
+                }
+                if in_pass(3, i % patients) {
+                    by_patient.push((spread_key::<20>(3, i % patients), i as u32));
+                }
+            }
+            txs.sort_unstable();
+            events.sort_unstable();
+            by_patient.sort_unstable();
+            let w = self.shared.db.begin_write()?;
+            {
+                let mut t = w.open_table(TXS)?;
+                for (id, i) in &txs {
+                    t.insert(id, (0, *i))?;
+                }
+                let mut t = w.open_table(EVENTS)?;
+                for (id, i) in &events {
+                    t.insert(id, (0, *i))?;
+                }
+                let mut t = w.open_table(BY_PATIENT)?;
+                for (patient, i) in &by_patient {
+                    t.insert((patient, 0, *i), ())?;
+                }
+            }
+            w.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the entries of blocks just committed to the chain store, in height order. Waits
+    /// while memory holds [`MAX_PENDING`] entries the database has not taken yet.
+    pub fn push(&self, blocks: Vec<BlockEntries>) {
+        let mut p = self.shared.lock();
+        let mut waited = Instant::now();
+        while p.entries >= MAX_PENDING && !p.stop {
+            let (guard, _) = (self.shared.merged)
+                .wait_timeout(p, Duration::from_secs(1))
+                .expect("index lock poisoned");
+            p = guard;
+            if waited.elapsed() >= Duration::from_secs(10) {
+                tracing::warn!(
+                    pending = p.entries,
+                    "block commits wait for the API index to catch up"
+                );
+                waited = Instant::now();
+            }
+        }
+        for b in blocks {
+            p.add(Arc::new(b));
+        }
+        if p.entries >= FLUSH_ENTRIES {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Entries in memory not yet in the database.
+    pub fn pending(&self) -> usize {
+        self.shared.lock().entries
+    }
+
+    /// Where a transaction was finalized: (height, index in the block).
+    pub fn tx(&self, id: &[u8; 32]) -> Result<Option<(u64, u32)>, redb::Error> {
+        if let Some(v) = self.shared.lock().txs.get(id) {
+            return Ok(Some(*v));
+        }
+        let r = self.shared.db.begin_read()?;
+        Ok(r.open_table(TXS)?.get(id)?.map(|v| v.value()))
+    }
+
+    /// Where an audit event is: (height, index in the block's audit tree).
+    pub fn event(&self, id: &[u8; 32]) -> Result<Option<(u64, u32)>, redb::Error> {
+        if let Some(v) = self.shared.lock().events.get(id) {
+            return Ok(Some(*v));
+        }
+        let r = self.shared.db.begin_read()?;
+        Ok(r.open_table(EVENTS)?.get(id)?.map(|v| v.value()))
+    }
+
+    /// Block time of `reader`'s last allowed read of `record`.
+    pub fn last_read(
+        &self,
+        reader: &[u8; 20],
+        record: &[u8; 16],
+    ) -> Result<Option<u64>, redb::Error> {
+        if let Some((time, _)) = self.shared.lock().reads.get(&(*reader, *record)) {
+            return Ok(Some(*time));
+        }
+        let r = self.shared.db.begin_read()?;
+        Ok(r.open_table(LAST_READ)?
+            .get((reader, record))?
+            .map(|v| v.value()))
+    }
+
+    /// The locations of `patient`'s audit events before `before` (all if `None`), newest
+    /// first, at most `limit`.
+    pub fn events_of(
+        &self,
+        patient: &[u8; 20],
+        before: Option<(u64, u32)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, u32)>, redb::Error> {
+        let (bh, bi) = before.unwrap_or((u64::MAX, u32::MAX));
+        // Memory first: what leaves it is in the database by the time that is read.
+        let mut found: BTreeSet<(u64, u32)> = {
+            let p = self.shared.lock();
+            p.by_patient
+                .range((*patient, 0, 0)..(*patient, bh, bi))
+                .rev()
+                .take(limit)
+                .map(|(_, h, i)| (*h, *i))
+                .collect()
+        };
+        let r = self.shared.db.begin_read()?;
+        let t = r.open_table(BY_PATIENT)?;
+        let range = match before {
+            Some((h, i)) => t.range((patient, 0, 0)..(patient, h, i))?,
+            None => t.range((patient, 0, 0)..=(patient, u64::MAX, u32::MAX))?,
+        };
+        for item in range.rev().take(limit) {
+            let (_, h, i) = item?.0.value();
+            found.insert((h, i));
+        }
+        Ok(found.into_iter().rev().take(limit).collect())
+    }
+}
+
+impl Drop for ApiIndex {
+    /// Merges what memory holds (a clean stop leaves nothing to redo) and stops the thread.
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.merger.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Word `j` of synthetic key `i` of kind `tag` (splitmix64's finaliser): spread evenly over the
+/// key space like a hash, but cheap, since a ten-million prefill makes it half a billion
+/// times. Benchmark data only, never a digest of anything.
+fn spread(tag: u64, i: u64, j: u64) -> u64 {
+    let mut z = ((tag << 56) ^ (i << 3) ^ j).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Synthetic key `i` of kind `tag`, `N` bytes: [`spread`]'s words, big-endian.
+fn spread_key<const N: usize>(tag: u64, i: u64) -> [u8; N] {
+    let mut out = [0; N];
+    for (j, chunk) in out.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&spread(tag, i, j as u64).to_be_bytes()[..chunk.len()]);
+    }
+    out
+}
+
+/// The merge thread: about once a [`FLUSH_INTERVAL`] (sooner past [`FLUSH_ENTRIES`]), writes
+/// every waiting block's entries in one write, then forgets them from memory.
+fn merge_loop(shared: &Shared) {
+    let mut last = Instant::now();
+    let mut failing = false;
+    loop {
+        let (batch, stopping) = {
+            let mut p = shared.lock();
+            while !p.stop && p.entries < FLUSH_ENTRIES {
+                let left = FLUSH_INTERVAL.saturating_sub(last.elapsed());
+                if left.is_zero() && !p.blocks.is_empty() {
+                    break;
+                }
+                let wait = if left.is_zero() { FLUSH_INTERVAL } else { left };
+                p = shared
+                    .wake
+                    .wait_timeout(p, wait)
+                    .expect("index lock poisoned")
+                    .0;
+            }
+            (p.blocks.iter().cloned().collect::<Vec<_>>(), p.stop)
+        };
+        last = Instant::now();
+        if !batch.is_empty() {
+            match write(&shared.db, &batch) {
+                Ok(()) => {
+                    shared.lock().remove_merged(batch.len());
+                    shared.merged.notify_all();
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("the API index is written again");
+                    }
+                }
+                // Memory keeps the entries (lookups still find them) and the merge is tried
+                // again each interval; at open, the blocks after the database's last are
+                // indexed again. Logged once, not every second.
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "writing the API index failed; retrying every second");
+                }
+                Err(_) => {}
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Writes the entries of consecutive `blocks` and the last one's height, in one write, each
+/// table's keys in sorted order.
+fn write(db: &Database, blocks: &[Arc<BlockEntries>]) -> Result<(), redb::Error> {
+    let Some(last) = blocks.last() else {
+        return Ok(());
+    };
+    let mut txs = Vec::new();
+    let mut events = Vec::new();
+    let mut patients = Vec::new();
+    // Later blocks' reads replace earlier ones.
+    let mut reads = BTreeMap::new();
+    for b in blocks {
+        let h = b.height;
+        txs.extend(b.txs.iter().enumerate().map(|(i, id)| (*id, i as u32, h)));
+        for (i, (id, patient)) in b.events.iter().enumerate() {
+            events.push((*id, i as u32, h));
+            patients.push((*patient, h, i as u32));
+        }
+        for (reader, record, time) in &b.reads {
+            reads.insert((*reader, *record), *time);
+        }
+    }
+    txs.sort_unstable();
+    events.sort_unstable();
+    patients.sort_unstable();
+    let mut w = db.begin_write()?;
+    w.set_durability(Durability::Immediate);
+    {
+        let mut t = w.open_table(TXS)?;
+        for (id, i, h) in &txs {
+            t.insert(id, (*h, *i))?;
+        }
+        let mut t = w.open_table(EVENTS)?;
+        for (id, i, h) in &events {
+            t.insert(id, (*h, *i))?;
+        }
+        let mut t = w.open_table(BY_PATIENT)?;
+        for (patient, h, i) in &patients {
+            t.insert((patient, *h, *i), ())?;
+        }
+        let mut t = w.open_table(LAST_READ)?;
+        for ((reader, record), time) in &reads {
+            t.insert((reader, record), *time)?;
+        }
+        w.open_table(META)?
+            .insert(META_INDEXED, (last.height, &last.block_id))?;
+    }
+    w.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    fn block(height: u64, txs: &[u8], events: &[(u8, u8)], reads: &[(u8, u8, u64)]) -> BlockEntries {
+        BlockEntries {
+            height,
+            block_id: [height as u8; 32],
+            txs: txs.iter().map(|t| [*t; 32]).collect(),
+            events: events.iter().map(|(e, p)| ([*e; 32], [*p; 20])).collect(),
+            reads: reads.iter().map(|(r, rec, t)| ([*r; 20], [*rec; 16], *t)).collect(),
+        }
+    }
+
+    /// Waits until the merge took everything (its interval is a second).
+    fn merged(ix: &ApiIndex) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while ix.pending() > 0 {
+            assert!(Instant::now() < until, "the merge never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn lookups(ix: &ApiIndex) {
+        assert_eq!(ix.tx(&[1; 32]).unwrap(), Some((1, 0)));
+        assert_eq!(ix.tx(&[3; 32]).unwrap(), Some((2, 0)));
+        assert_eq!(ix.tx(&[9; 32]).unwrap(), None);
+        assert_eq!(ix.event(&[13; 32]).unwrap(), Some((2, 1)));
+        // Patient 7's events, newest first, across both blocks; paged with `before`.
+        assert_eq!(
+            ix.events_of(&[7; 20], None, 10).unwrap(),
+            vec![(2, 1), (2, 0), (1, 0)]
+        );
+        assert_eq!(ix.events_of(&[7; 20], None, 2).unwrap(), vec![(2, 1), (2, 0)]);
+        assert_eq!(ix.events_of(&[7; 20], Some((2, 0)), 10).unwrap(), vec![(1, 0)]);
+        assert_eq!(ix.events_of(&[8; 20], None, 10).unwrap(), vec![(1, 1)]);
+        // The later block's read of the same record wins.
+        assert_eq!(ix.last_read(&[5; 20], &[6; 16]).unwrap(), Some(2_000));
+        assert_eq!(ix.last_read(&[5; 20], &[4; 16]).unwrap(), Some(1_000));
+        assert_eq!(ix.last_read(&[6; 20], &[6; 16]).unwrap(), None);
+    }
+
+    #[test]
+    fn lookups_agree_before_and_after_the_merge_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.index.redb");
+        let ix = ApiIndex::open(&path, |_, _| true).unwrap();
+        ix.push(vec![
+            block(1, &[1, 2], &[(10, 7), (11, 8)], &[(5, 6, 1_000), (5, 4, 1_000)]),
+            block(2, &[3], &[(12, 7), (13, 7)], &[(5, 6, 2_000)]),
+        ]);
+        // From memory at once, before any merge.
+        lookups(&ix);
+        merged(&ix);
+        assert_eq!(ix.indexed().unwrap(), 2);
+        lookups(&ix);
+        // Half in the database, half in memory.
+        ix.push(vec![block(3, &[4], &[(14, 7)], &[(5, 6, 3_000)])]);
+        assert_eq!(ix.events_of(&[7; 20], None, 2).unwrap(), vec![(3, 0), (2, 1)]);
+        assert_eq!(ix.last_read(&[5; 20], &[6; 16]).unwrap(), Some(3_000));
+        // A clean stop merges what memory holds.
+        drop(ix);
+        let ix = ApiIndex::open(&path, |h, id| h == 3 && id == &[3; 32]).unwrap();
+        assert_eq!(ix.indexed().unwrap(), 3);
+        assert_eq!(ix.tx(&[4; 32]).unwrap(), Some((3, 0)));
+        assert_eq!(ix.last_read(&[5; 20], &[6; 16]).unwrap(), Some(3_000));
+        drop(ix);
+        // An index whose last block the chain does not hold is emptied.
+        let ix = ApiIndex::open(&path, |_, _| false).unwrap();
+        assert_eq!(ix.indexed().unwrap(), 0);
+        assert_eq!(ix.tx(&[1; 32]).unwrap(), None);
+        assert_eq!(ix.events_of(&[7; 20], None, 10).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_prefill_fills_each_index_without_touching_real_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = ApiIndex::open(&dir.path().join("i.redb"), |_, _| true).unwrap();
+        ix.prefill_synthetic(1_000).unwrap();
+        ix.push(vec![
+            block(1, &[1, 2], &[(10, 7), (11, 8)], &[(5, 6, 1_000), (5, 4, 1_000)]),
+            block(2, &[3], &[(12, 7), (13, 7)], &[(5, 6, 2_000)]),
+        ]);
+        merged(&ix);
+        lookups(&ix);
+        let r = ix.shared.db.begin_read().unwrap();
+        assert_eq!(r.open_table(TXS).unwrap().len().unwrap(), 1_003);
+        assert_eq!(r.open_table(EVENTS).unwrap().len().unwrap(), 1_004);
+        let by_patient = r.open_table(BY_PATIENT).unwrap();
+        assert_eq!(by_patient.len().unwrap(), 1_004);
+        // 251 synthetic patients (and the two real ones), their entries spread over the keys.
+        let mut patients = BTreeSet::new();
+        for item in by_patient.iter().unwrap() {
+            patients.insert(*item.unwrap().0.value().0);
+        }
+        assert_eq!(patients.len(), 253);
+        let first_bytes: BTreeSet<u8> = patients.iter().map(|p| p[0] >> 4).collect();
+        assert_eq!(first_bytes.len(), 16, "every sixteenth of the key space");
+    }
+
+    #[test]
+    fn memory_forgets_a_merged_read_only_if_no_later_block_set_it() {
+        let mut p = Pending::default();
+        p.add(Arc::new(block(1, &[1], &[], &[(5, 6, 1_000)])));
+        p.add(Arc::new(block(2, &[2], &[], &[(5, 6, 2_000)])));
+        assert_eq!(p.entries, 4);
+        p.remove_merged(1);
+        assert_eq!(p.reads.get(&([5; 20], [6; 16])), Some(&(2_000, 2)));
+        assert!(!p.txs.contains_key(&[1; 32]) && p.txs.contains_key(&[2; 32]));
+        p.remove_merged(1);
+        assert!(p.reads.is_empty() && p.txs.is_empty() && p.entries == 0);
+    }
+}
