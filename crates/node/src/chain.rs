@@ -283,9 +283,9 @@ impl Chain {
         let receipts = self.store.receipts(loc.height)?;
         let i = loc.index as usize;
         match (block.txs.get(i), receipts.get(i)) {
-            (Some(t), Some(r)) => Ok(Some((loc, t.clone(), r.clone()))),
+            (Some(t), Some(r)) if t.id() == *id => Ok(Some((loc, t.clone(), r.clone()))),
             _ => Err(StoreError::Corrupt(format!(
-                "tx index points past block {}",
+                "tx index points at another transaction in block {}",
                 loc.height
             ))),
         }

@@ -18,6 +18,7 @@
 //! Lookups read memory before the database: an entry leaves memory only after the write that
 //! holds it committed, so a lookup never misses an entry of a committed block.
 
+use crate::store::StoreError;
 use ehrchain_types::{AuditAction, AuditEvent, Decision, Receipt};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::{
@@ -182,10 +183,8 @@ impl ApiIndex {
     pub fn open(
         path: &Path,
         is_committed: impl FnOnce(u64, &[u8; 32]) -> bool,
-    ) -> Result<ApiIndex, redb::Error> {
-        let db = redb::Builder::new()
-            .set_cache_size(32 << 20)
-            .create(path)?;
+    ) -> Result<ApiIndex, StoreError> {
+        let db = redb::Builder::new().set_cache_size(32 << 20).create(path)?;
         let w = db.begin_write()?;
         let stale = {
             let meta = w.open_table(META)?;
@@ -220,7 +219,7 @@ impl ApiIndex {
             std::thread::Builder::new()
                 .name("api-index".into())
                 .spawn(move || merge_loop(&shared))
-                .map_err(|e| redb::Error::Io(e))?
+                .map_err(|e| StoreError::Db(format!("starting the index thread: {e}")))?
         };
         Ok(ApiIndex {
             shared,
@@ -229,7 +228,7 @@ impl ApiIndex {
     }
 
     /// The height of the last block the database holds (0 for none).
-    pub fn indexed(&self) -> Result<u64, redb::Error> {
+    pub fn indexed(&self) -> Result<u64, StoreError> {
         let r = self.shared.db.begin_read()?;
         let meta = r.open_table(META)?;
         Ok(meta.get(META_INDEXED)?.map_or(0, |v| v.value().0))
@@ -237,7 +236,7 @@ impl ApiIndex {
 
     /// Writes `blocks` (consecutive, after [`ApiIndex::indexed`]) to the database now, in one
     /// write: bringing the index up to the chain at open.
-    pub fn merge(&self, blocks: &[Arc<BlockEntries>]) -> Result<(), redb::Error> {
+    pub fn merge(&self, blocks: &[Arc<BlockEntries>]) -> Result<(), StoreError> {
         write(&self.shared.db, blocks)
     }
 
@@ -248,7 +247,7 @@ impl ApiIndex {
     /// such a chain. The keys are spread over the key space like hashes, but no transaction,
     /// event or account has them, so no lookup finds them. Written a sixteenth of the key
     /// space at a time, so memory holds a sixteenth of the entries.
-    pub fn prefill_synthetic(&self, n: u64) -> Result<(), redb::Error> {
+    pub fn prefill_synthetic(&self, n: u64) -> Result<(), StoreError> {
         const PASSES: u64 = 16;
         let patients = n / 4 + 1;
         for pass in 0..PASSES {
@@ -322,7 +321,7 @@ impl ApiIndex {
     }
 
     /// Where a transaction was finalized: (height, index in the block).
-    pub fn tx(&self, id: &[u8; 32]) -> Result<Option<(u64, u32)>, redb::Error> {
+    pub fn tx(&self, id: &[u8; 32]) -> Result<Option<(u64, u32)>, StoreError> {
         if let Some(v) = self.shared.lock().txs.get(id) {
             return Ok(Some(*v));
         }
@@ -331,7 +330,7 @@ impl ApiIndex {
     }
 
     /// Where an audit event is: (height, index in the block's audit tree).
-    pub fn event(&self, id: &[u8; 32]) -> Result<Option<(u64, u32)>, redb::Error> {
+    pub fn event(&self, id: &[u8; 32]) -> Result<Option<(u64, u32)>, StoreError> {
         if let Some(v) = self.shared.lock().events.get(id) {
             return Ok(Some(*v));
         }
@@ -344,7 +343,7 @@ impl ApiIndex {
         &self,
         reader: &[u8; 20],
         record: &[u8; 16],
-    ) -> Result<Option<u64>, redb::Error> {
+    ) -> Result<Option<u64>, StoreError> {
         if let Some((time, _)) = self.shared.lock().reads.get(&(*reader, *record)) {
             return Ok(Some(*time));
         }
@@ -361,7 +360,7 @@ impl ApiIndex {
         patient: &[u8; 20],
         before: Option<(u64, u32)>,
         limit: usize,
-    ) -> Result<Vec<(u64, u32)>, redb::Error> {
+    ) -> Result<Vec<(u64, u32)>, StoreError> {
         let (bh, bi) = before.unwrap_or((u64::MAX, u32::MAX));
         // Memory first: what leaves it is in the database by the time that is read.
         let mut found: BTreeSet<(u64, u32)> = {
@@ -467,7 +466,7 @@ fn merge_loop(shared: &Shared) {
 
 /// Writes the entries of consecutive `blocks` and the last one's height, in one write, each
 /// table's keys in sorted order.
-fn write(db: &Database, blocks: &[Arc<BlockEntries>]) -> Result<(), redb::Error> {
+fn write(db: &Database, blocks: &[Arc<BlockEntries>]) -> Result<(), StoreError> {
     let Some(last) = blocks.last() else {
         return Ok(());
     };
@@ -521,13 +520,21 @@ mod tests {
     use super::*;
     use redb::ReadableTableMetadata;
 
-    fn block(height: u64, txs: &[u8], events: &[(u8, u8)], reads: &[(u8, u8, u64)]) -> BlockEntries {
+    fn block(
+        height: u64,
+        txs: &[u8],
+        events: &[(u8, u8)],
+        reads: &[(u8, u8, u64)],
+    ) -> BlockEntries {
         BlockEntries {
             height,
             block_id: [height as u8; 32],
             txs: txs.iter().map(|t| [*t; 32]).collect(),
             events: events.iter().map(|(e, p)| ([*e; 32], [*p; 20])).collect(),
-            reads: reads.iter().map(|(r, rec, t)| ([*r; 20], [*rec; 16], *t)).collect(),
+            reads: reads
+                .iter()
+                .map(|(r, rec, t)| ([*r; 20], [*rec; 16], *t))
+                .collect(),
         }
     }
 
@@ -550,8 +557,14 @@ mod tests {
             ix.events_of(&[7; 20], None, 10).unwrap(),
             vec![(2, 1), (2, 0), (1, 0)]
         );
-        assert_eq!(ix.events_of(&[7; 20], None, 2).unwrap(), vec![(2, 1), (2, 0)]);
-        assert_eq!(ix.events_of(&[7; 20], Some((2, 0)), 10).unwrap(), vec![(1, 0)]);
+        assert_eq!(
+            ix.events_of(&[7; 20], None, 2).unwrap(),
+            vec![(2, 1), (2, 0)]
+        );
+        assert_eq!(
+            ix.events_of(&[7; 20], Some((2, 0)), 10).unwrap(),
+            vec![(1, 0)]
+        );
         assert_eq!(ix.events_of(&[8; 20], None, 10).unwrap(), vec![(1, 1)]);
         // The later block's read of the same record wins.
         assert_eq!(ix.last_read(&[5; 20], &[6; 16]).unwrap(), Some(2_000));
@@ -565,7 +578,12 @@ mod tests {
         let path = dir.path().join("chain.index.redb");
         let ix = ApiIndex::open(&path, |_, _| true).unwrap();
         ix.push(vec![
-            block(1, &[1, 2], &[(10, 7), (11, 8)], &[(5, 6, 1_000), (5, 4, 1_000)]),
+            block(
+                1,
+                &[1, 2],
+                &[(10, 7), (11, 8)],
+                &[(5, 6, 1_000), (5, 4, 1_000)],
+            ),
             block(2, &[3], &[(12, 7), (13, 7)], &[(5, 6, 2_000)]),
         ]);
         // From memory at once, before any merge.
@@ -575,7 +593,10 @@ mod tests {
         lookups(&ix);
         // Half in the database, half in memory.
         ix.push(vec![block(3, &[4], &[(14, 7)], &[(5, 6, 3_000)])]);
-        assert_eq!(ix.events_of(&[7; 20], None, 2).unwrap(), vec![(3, 0), (2, 1)]);
+        assert_eq!(
+            ix.events_of(&[7; 20], None, 2).unwrap(),
+            vec![(3, 0), (2, 1)]
+        );
         assert_eq!(ix.last_read(&[5; 20], &[6; 16]).unwrap(), Some(3_000));
         // A clean stop merges what memory holds.
         drop(ix);
@@ -597,7 +618,12 @@ mod tests {
         let ix = ApiIndex::open(&dir.path().join("i.redb"), |_, _| true).unwrap();
         ix.prefill_synthetic(1_000).unwrap();
         ix.push(vec![
-            block(1, &[1, 2], &[(10, 7), (11, 8)], &[(5, 6, 1_000), (5, 4, 1_000)]),
+            block(
+                1,
+                &[1, 2],
+                &[(10, 7), (11, 8)],
+                &[(5, 6, 1_000), (5, 4, 1_000)],
+            ),
             block(2, &[3], &[(12, 7), (13, 7)], &[(5, 6, 2_000)]),
         ]);
         merged(&ix);

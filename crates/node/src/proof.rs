@@ -29,6 +29,7 @@ pub fn build(
     let event = events
         .get(index as usize)
         .cloned()
+        .filter(|e| e.id() == *id)
         .ok_or_else(|| StoreError::Corrupt(format!("audit index {height}/{index}")))?;
     let finalization = store
         .finalization(height)?

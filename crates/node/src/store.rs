@@ -103,8 +103,7 @@ from_redb!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError,
-    redb::Error
+    redb::CommitError
 );
 
 fn parse_state_key(k: &[u8]) -> Result<StateKey, StoreError> {
@@ -529,7 +528,12 @@ impl ChainStore {
                 .iter()
                 .map(|b| {
                     let (block, out) = (b.block, b.output);
-                    BlockEntries::of(block.header.height, block.id().0, &out.receipts, &out.events)
+                    BlockEntries::of(
+                        block.header.height,
+                        block.id().0,
+                        &out.receipts,
+                        &out.events,
+                    )
                 })
                 .collect(),
         );
@@ -539,7 +543,7 @@ impl ChainStore {
     /// Fills the empty lookup indexes with synthetic entries for `records` records (the
     /// benchmarks' prefill: [`ApiIndex::prefill_synthetic`]).
     pub fn prefill_index(&self, records: u64) -> Result<(), StoreError> {
-        Ok(self.index.prefill_synthetic(records)?)
+        self.index.prefill_synthetic(records)
     }
 
     /// Lookup-index entries held in memory, not yet merged into the index database.
@@ -827,12 +831,12 @@ impl ChainStore {
         reader: &AccountId,
         record: &RecordId,
     ) -> Result<Option<u64>, StoreError> {
-        Ok(self.index.last_read(&reader.0, &record.0)?)
+        self.index.last_read(&reader.0, &record.0)
     }
 
     /// Where an audit event is: (height, index).
     pub fn audit_location(&self, id: &EventId) -> Result<Option<(u64, u32)>, StoreError> {
-        Ok(self.index.event(&id.0)?)
+        self.index.event(&id.0)
     }
 
     /// A patient's audit events, newest first, at most `limit`.
@@ -847,10 +851,12 @@ impl ChainStore {
         let t = r.open_table(AUDIT)?;
         let mut out = Vec::new();
         for (h, i) in found {
-            let v = t
-                .get((h, i))?
-                .ok_or_else(|| StoreError::Corrupt(format!("audit index points at {h}/{i}")))?;
-            out.push((h, i, decode_event(v.value())?));
+            let corrupt = || StoreError::Corrupt(format!("audit index points at {h}/{i}"));
+            let ev = decode_event(t.get((h, i))?.ok_or_else(corrupt)?.value())?;
+            if ev.patient != *patient {
+                return Err(corrupt());
+            }
+            out.push((h, i, ev));
         }
         Ok(out)
     }
@@ -871,7 +877,9 @@ impl ChainStore {
 
 /// The index database beside the chain database at `path`: `chain.redb` → `chain.index.redb`.
 fn index_path(path: &Path) -> std::path::PathBuf {
-    let stem = path.file_stem().map_or_else(Default::default, |s| s.to_os_string());
+    let stem = path
+        .file_stem()
+        .map_or_else(Default::default, |s| s.to_os_string());
     let mut name = stem;
     name.push(".index.redb");
     path.with_file_name(name)

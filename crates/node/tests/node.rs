@@ -753,7 +753,10 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     // A store of the old layout kept the index in the chain database: that table goes.
     let old_txs: redb::TableDefinition<&[u8; 32], (u64, u32)> = redb::TableDefinition::new("txs");
     edit_store(&dir.path().join("chain.redb"), &|w| {
-        w.open_table(old_txs).unwrap().insert(&[9; 32], (1, 0)).unwrap();
+        w.open_table(old_txs)
+            .unwrap()
+            .insert(&[9; 32], (1, 0))
+            .unwrap();
     });
     let chain = open_chain(dir.path(), &g);
     let ours = (first.iter().enumerate().map(|(i, t)| (t, 1, i)))
@@ -765,7 +768,10 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     drop(chain);
     let db = redb::Database::open(dir.path().join("chain.redb")).unwrap();
     let r = db.begin_read().unwrap();
-    assert!(r.open_table(old_txs).is_err(), "the old index table is dropped");
+    assert!(
+        r.open_table(old_txs).is_err(),
+        "the old index table is dropped"
+    );
 }
 
 /// The tree nodes a block replaces leave the store a generation (32 blocks) later, deleted in
