@@ -547,6 +547,19 @@ mod tests {
         }
     }
 
+    /// Blocks 1 and 2, whose entries [`lookups`] checks.
+    fn two_blocks() -> Vec<BlockEntries> {
+        vec![
+            block(
+                1,
+                &[1, 2],
+                &[(10, 7), (11, 8)],
+                &[(5, 6, 1_000), (5, 4, 1_000)],
+            ),
+            block(2, &[3], &[(12, 7), (13, 7)], &[(5, 6, 2_000)]),
+        ]
+    }
+
     fn lookups(ix: &ApiIndex) {
         assert_eq!(ix.tx(&[1; 32]).unwrap(), Some((1, 0)));
         assert_eq!(ix.tx(&[3; 32]).unwrap(), Some((2, 0)));
@@ -577,15 +590,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chain.index.redb");
         let ix = ApiIndex::open(&path, |_, _| true).unwrap();
-        ix.push(vec![
-            block(
-                1,
-                &[1, 2],
-                &[(10, 7), (11, 8)],
-                &[(5, 6, 1_000), (5, 4, 1_000)],
-            ),
-            block(2, &[3], &[(12, 7), (13, 7)], &[(5, 6, 2_000)]),
-        ]);
+        ix.push(two_blocks());
         // From memory at once, before any merge.
         lookups(&ix);
         merged(&ix);
@@ -617,15 +622,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ix = ApiIndex::open(&dir.path().join("i.redb"), |_, _| true).unwrap();
         ix.prefill_synthetic(1_000).unwrap();
-        ix.push(vec![
-            block(
-                1,
-                &[1, 2],
-                &[(10, 7), (11, 8)],
-                &[(5, 6, 1_000), (5, 4, 1_000)],
-            ),
-            block(2, &[3], &[(12, 7), (13, 7)], &[(5, 6, 2_000)]),
-        ]);
+        ix.push(two_blocks());
         merged(&ix);
         lookups(&ix);
         let r = ix.shared.db.begin_read().unwrap();
