@@ -184,7 +184,19 @@ impl ApiIndex {
         path: &Path,
         is_committed: impl FnOnce(u64, &[u8; 32]) -> bool,
     ) -> Result<ApiIndex, StoreError> {
-        let db = redb::Builder::new().set_cache_size(32 << 20).create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(32 << 20)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
+                    "{} is in use by another process (stop the node first)",
+                    path.display()
+                )),
+                other => StoreError::Db(format!(
+                    "the lookup index {} cannot be opened ({other}); it holds only data derived from the chain: delete it and start again to rebuild it",
+                    path.display()
+                )),
+            })?;
         let w = db.begin_write()?;
         let stale = {
             let meta = w.open_table(META)?;

@@ -772,6 +772,13 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
         r.open_table(old_txs).is_err(),
         "the old index table is dropped"
     );
+    drop(r);
+    drop(db);
+    // A damaged index file is named, with what to do about it.
+    std::fs::write(&index, vec![0x5a; 100_000]).unwrap();
+    let err = ChainStore::open(&dir.path().join("chain.redb")).unwrap_err();
+    assert!(err.to_string().contains("chain.index.redb"), "{err}");
+    assert!(err.to_string().contains("delete it"), "{err}");
 }
 
 /// The tree nodes a block replaces leave the store a generation (32 blocks) later, deleted in
