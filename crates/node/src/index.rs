@@ -18,7 +18,7 @@
 //! Lookups read memory before the database: an entry leaves memory only after the write that
 //! holds it committed, so a lookup never misses an entry of a committed block.
 
-use crate::store::StoreError;
+use crate::store::{StoreError, open_failed};
 use ehrchain_types::{AuditAction, AuditEvent, Decision, Receipt};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::{
@@ -187,15 +187,11 @@ impl ApiIndex {
         let db = redb::Builder::new()
             .set_cache_size(32 << 20)
             .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
-                    "{} is in use by another process (stop the node first)",
-                    path.display()
-                )),
-                other => StoreError::Db(format!(
+            .map_err(|e| {
+                open_failed(path, e, |other| StoreError::Db(format!(
                     "the lookup index {} cannot be opened ({other}); it holds only data derived from the chain: delete it and start again to rebuild it",
                     path.display()
-                )),
+                )))
             })?;
         let w = db.begin_write()?;
         let stale = {

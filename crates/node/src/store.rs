@@ -257,13 +257,7 @@ impl ChainStore {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
-                    "{} is in use by another process (stop the node first)",
-                    path.display()
-                )),
-                other => StoreError::Db(other.to_string()),
-            })?;
+            .map_err(|e| open_failed(path, e, |other| StoreError::Db(other.to_string())))?;
         let w = db.begin_write()?;
         for t in [BLOCKS, CERTS, RECEIPTS] {
             w.open_table(t)?;
@@ -872,6 +866,22 @@ impl ChainStore {
             let (k, v) = item?;
             Ok((k.value(), v.value().to_vec()))
         }))
+    }
+}
+
+/// The error of opening the database at `path`: one held by another process says so, any other
+/// failure is `otherwise`'s.
+pub(crate) fn open_failed(
+    path: &Path,
+    e: redb::DatabaseError,
+    otherwise: impl FnOnce(redb::DatabaseError) -> StoreError,
+) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Db(format!(
+            "{} is in use by another process (stop the node first)",
+            path.display()
+        )),
+        other => otherwise(other),
     }
 }
 
