@@ -7,10 +7,13 @@
 //! accounts spread over the whole key space; ADR 0008, eighth part). Instead:
 //! - a committed block's entries enter memory ([`ApiIndex::push`]), where lookups find them at
 //!   once;
-//! - a thread of the index merges what memory holds into its own database (`*.index.redb`
-//!   beside the chain's) about once a second, or sooner once [`FLUSH_ENTRIES`] are waiting, in
-//!   one sorted write: entries of many blocks share B-tree pages, and the chain's writer does
-//!   not wait for them;
+//! - a thread of the index merges what memory holds into its own database (the directory
+//!   `*.index` beside the chain's) about once a second, or sooner once [`FLUSH_ENTRIES`] are
+//!   waiting, in one atomic batch, and the chain's writer does not wait for it;
+//! - that database is a log-structured merge tree (fjall): a batch is appended to a log and a
+//!   write buffer, and reaches the sorted tables in background merges that read and write
+//!   sequentially. A B-tree paid a random 4 KiB page per entry at ten million entries, about
+//!   four times the CPU (ADR 0008, ninth part);
 //! - the index database records the last block it holds; at open, the blocks after it are
 //!   indexed again from the chain store, whose blocks, receipts and audit events are the source
 //!   of truth. A crash loses at most the entries not yet merged, and these are redone.
@@ -18,27 +21,130 @@
 //! Lookups read memory before the database: an entry leaves memory only after the write that
 //! holds it committed, so a lookup never misses an entry of a committed block.
 
-use crate::store::{StoreError, open_failed};
+use crate::store::StoreError;
 use ehrchain_types::{AuditAction, AuditEvent, Decision, Receipt};
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    ops::Bound,
     path::Path,
     sync::{Arc, Condvar, Mutex, MutexGuard},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-const TXS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("txs");
-const EVENTS: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("audit_ids");
-/// (patient, height, index) of every audit event about a patient.
-const BY_PATIENT: TableDefinition<(&[u8; 20], u64, u32), ()> =
-    TableDefinition::new("audit_by_patient");
-/// (reader, record) → block time of the reader's last allowed read of the record.
-const LAST_READ: TableDefinition<(&[u8; 20], &[u8; 16]), u64> = TableDefinition::new("last_read");
-/// `indexed` → (height, block id) of the last block whose entries the database holds.
-const META: TableDefinition<&str, (u64, &[u8; 32])> = TableDefinition::new("meta");
-const META_INDEXED: &str = "indexed";
+/// Transaction id → location (height, index), [`loc`]-encoded.
+const TXS: &str = "txs";
+/// Audit event id → location.
+const EVENTS: &str = "audit_ids";
+/// patient ‖ height ‖ index of every audit event about a patient ([`patient_key`]); no value.
+const BY_PATIENT: &str = "audit_by_patient";
+/// reader ‖ record → block time of the reader's last allowed read of the record.
+const LAST_READ: &str = "last_read";
+/// `indexed` → height ‖ block id of the last block whose entries the database holds.
+const META: &str = "meta";
+const META_INDEXED: &[u8] = b"indexed";
+/// Memory for each keyspace's write buffer before it is written out as a sorted table (fjall's
+/// default is 64 MiB each; the index's tables together stay under the node's memory bound).
+const MEMTABLE_BYTES: u64 = 8 << 20;
+/// The database's block cache.
+const CACHE_BYTES: u64 = 32 << 20;
+
+fn db_err(e: fjall::Error) -> StoreError {
+    StoreError::Db(format!("lookup index: {e}"))
+}
+
+fn loc(h: u64, i: u32) -> [u8; 12] {
+    let mut v = [0; 12];
+    v[..8].copy_from_slice(&h.to_be_bytes());
+    v[8..].copy_from_slice(&i.to_be_bytes());
+    v
+}
+
+fn unloc(v: &[u8]) -> Result<(u64, u32), StoreError> {
+    let v: &[u8; 12] = v.try_into().map_err(|_| {
+        StoreError::Corrupt(format!("lookup index: a location of {} bytes", v.len()))
+    })?;
+    let (h, i) = v.split_at(8);
+    Ok((
+        u64::from_be_bytes(h.try_into().expect("8 bytes")),
+        u32::from_be_bytes(i.try_into().expect("4 bytes")),
+    ))
+}
+
+/// The key of a patient's audit event: big-endian, so a patient's events sort by location.
+fn patient_key(patient: &[u8; 20], h: u64, i: u32) -> [u8; 32] {
+    let mut k = [0; 32];
+    k[..20].copy_from_slice(patient);
+    k[20..].copy_from_slice(&loc(h, i));
+    k
+}
+
+fn read_key(reader: &[u8; 20], record: &[u8; 16]) -> [u8; 36] {
+    let mut k = [0; 36];
+    k[..20].copy_from_slice(reader);
+    k[20..].copy_from_slice(record);
+    k
+}
+
+/// The index's tables, one LSM tree each (fjall): an entry is appended to a write buffer and
+/// its log, and reaches the sorted tables in background merges, sequentially. At ten million
+/// entries a B-tree pays a random page per entry instead (ADR 0008, ninth part).
+struct Tables {
+    db: Database,
+    txs: Keyspace,
+    events: Keyspace,
+    by_patient: Keyspace,
+    last_read: Keyspace,
+    meta: Keyspace,
+}
+
+impl Tables {
+    fn open(path: &Path) -> Result<Tables, fjall::Error> {
+        let db = Database::builder(path).cache_size(CACHE_BYTES).open()?;
+        let ks = |name| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
+        };
+        Ok(Tables {
+            txs: ks(TXS)?,
+            events: ks(EVENTS)?,
+            by_patient: ks(BY_PATIENT)?,
+            last_read: ks(LAST_READ)?,
+            meta: ks(META)?,
+            db,
+        })
+    }
+
+    fn all(&self) -> [&Keyspace; 5] {
+        [
+            &self.txs,
+            &self.events,
+            &self.by_patient,
+            &self.last_read,
+            &self.meta,
+        ]
+    }
+
+    fn indexed(&self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        let Some(v) = self.meta.get(META_INDEXED).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let v: &[u8; 40] = v[..]
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("lookup index: its last block".into()))?;
+        let (h, id) = v.split_at(8);
+        Ok(Some((
+            u64::from_be_bytes(h.try_into().expect("8 bytes")),
+            id.try_into().expect("32 bytes"),
+        )))
+    }
+
+    fn loc_of(ks: &Keyspace, key: &[u8]) -> Result<Option<(u64, u32)>, StoreError> {
+        ks.get(key).map_err(db_err)?.map(|v| unloc(&v)).transpose()
+    }
+}
 
 /// Entries waiting in memory that wake the merge before its interval is up.
 pub const FLUSH_ENTRIES: usize = 50_000;
@@ -148,7 +254,7 @@ impl Pending {
 }
 
 struct Shared {
-    db: Database,
+    db: Tables,
     pending: Mutex<Pending>,
     /// Wakes the merge (entries past [`FLUSH_ENTRIES`], or stop).
     wake: Condvar,
@@ -184,38 +290,35 @@ impl ApiIndex {
         path: &Path,
         is_committed: impl FnOnce(u64, &[u8; 32]) -> bool,
     ) -> Result<ApiIndex, StoreError> {
-        let db = redb::Builder::new()
-            .set_cache_size(32 << 20)
-            .create(path)
-            .map_err(|e| {
-                open_failed(path, e, |other| StoreError::Db(format!(
-                    "the lookup index {} cannot be opened ({other}); it holds only data derived from the chain: delete it and start again to rebuild it",
-                    path.display()
-                )))
-            })?;
-        let w = db.begin_write()?;
-        let stale = {
-            let meta = w.open_table(META)?;
-            let last = meta.get(META_INDEXED)?.map(|v| {
-                let (h, id) = v.value();
-                (h, *id)
-            });
-            last.is_some_and(|(h, id)| !is_committed(h, &id))
+        // The layout before the index was an LSM: a redb file, derived data like this.
+        // (`chain.index` → `chain.index.redb`).
+        let old = {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".redb");
+            std::path::PathBuf::from(name)
         };
+        if old.is_file() {
+            std::fs::remove_file(&old)
+                .map_err(|e| StoreError::Db(format!("removing {}: {e}", old.display())))?;
+        }
+        let db = Tables::open(path).map_err(|e| match e {
+            fjall::Error::Locked => StoreError::Db(format!(
+                "{} is in use by another process (stop the node first)",
+                path.display()
+            )),
+            other => StoreError::Db(format!(
+                "the lookup index {} cannot be opened ({other}); it holds only data derived from the chain: delete it and start again to rebuild it",
+                path.display()
+            )),
+        })?;
+        let stale = db.indexed()?.is_some_and(|(h, id)| !is_committed(h, &id));
         if stale {
             tracing::warn!(path = %path.display(), "the API index is of another chain; building it again");
-            w.delete_table(TXS)?;
-            w.delete_table(EVENTS)?;
-            w.delete_table(BY_PATIENT)?;
-            w.delete_table(LAST_READ)?;
-            w.delete_table(META)?;
+            for ks in db.all() {
+                ks.clear().map_err(db_err)?;
+            }
+            db.db.persist(PersistMode::SyncAll).map_err(db_err)?;
         }
-        w.open_table(TXS)?;
-        w.open_table(EVENTS)?;
-        w.open_table(BY_PATIENT)?;
-        w.open_table(LAST_READ)?;
-        w.open_table(META)?;
-        w.commit()?;
         let shared = Arc::new(Shared {
             db,
             pending: Mutex::new(Pending::default()),
@@ -237,9 +340,7 @@ impl ApiIndex {
 
     /// The height of the last block the database holds (0 for none).
     pub fn indexed(&self) -> Result<u64, StoreError> {
-        let r = self.shared.db.begin_read()?;
-        let meta = r.open_table(META)?;
-        Ok(meta.get(META_INDEXED)?.map_or(0, |v| v.value().0))
+        Ok(self.shared.db.indexed()?.map_or(0, |(h, _)| h))
     }
 
     /// Writes `blocks` (consecutive, after [`ApiIndex::indexed`]) to the database now, in one
@@ -258,43 +359,33 @@ impl ApiIndex {
     pub fn prefill_synthetic(&self, n: u64) -> Result<(), StoreError> {
         const PASSES: u64 = 16;
         let patients = n / 4 + 1;
-        for pass in 0..PASSES {
-            let in_pass = |tag: u64, i: u64| spread(tag, i, 0) >> 60 == pass;
-            let mut txs = Vec::new();
-            let mut events = Vec::new();
-            let mut by_patient = Vec::new();
-            for i in 0..n {
-                if in_pass(1, i) {
-                    txs.push((spread_key::<32>(1, i), i as u32));
+        let t = &self.shared.db;
+        // A pass holds the keys whose first four bits are its number, so the passes in turn
+        // give each table its keys in order: a bulk load, as sorted tables.
+        for (tag, ks) in [(1, &t.txs), (2, &t.events), (3, &t.by_patient)] {
+            let mut load = ks.start_ingestion().map_err(db_err)?;
+            for pass in 0..PASSES {
+                let mut keys: Vec<([u8; 32], u32)> = Vec::new();
+                for i in 0..n {
+                    let k = if tag == 3 { i % patients } else { i };
+                    if spread(tag, k, 0) >> 60 != pass {
+                        continue;
+                    }
+                    keys.push(if tag == 3 {
+                        (patient_key(&spread_key::<20>(3, k), 0, i as u32), i as u32)
+                    } else {
+                        (spread_key::<32>(tag, k), i as u32)
+                    });
                 }
-                if in_pass(2, i) {
-                    events.push((spread_key::<32>(2, i), i as u32));
-                }
-                if in_pass(3, i % patients) {
-                    by_patient.push((spread_key::<20>(3, i % patients), i as u32));
-                }
-            }
-            txs.sort_unstable();
-            events.sort_unstable();
-            by_patient.sort_unstable();
-            let w = self.shared.db.begin_write()?;
-            {
-                let mut t = w.open_table(TXS)?;
-                for (id, i) in &txs {
-                    t.insert(id, (0, *i))?;
-                }
-                let mut t = w.open_table(EVENTS)?;
-                for (id, i) in &events {
-                    t.insert(id, (0, *i))?;
-                }
-                let mut t = w.open_table(BY_PATIENT)?;
-                for (patient, i) in &by_patient {
-                    t.insert((patient, 0, *i), ())?;
+                keys.sort_unstable();
+                for (key, i) in keys {
+                    let value: &[u8] = if tag == 3 { &[] } else { &loc(0, i) };
+                    load.write(key.to_vec(), value.to_vec()).map_err(db_err)?;
                 }
             }
-            w.commit()?;
+            load.finish().map_err(db_err)?;
         }
-        Ok(())
+        t.db.persist(PersistMode::SyncAll).map_err(db_err)
     }
 
     /// Takes the entries of blocks just committed to the chain store, in height order. Waits
@@ -333,8 +424,7 @@ impl ApiIndex {
         if let Some(v) = self.shared.lock().txs.get(id) {
             return Ok(Some(*v));
         }
-        let r = self.shared.db.begin_read()?;
-        Ok(r.open_table(TXS)?.get(id)?.map(|v| v.value()))
+        Tables::loc_of(&self.shared.db.txs, id)
     }
 
     /// Where an audit event is: (height, index in the block's audit tree).
@@ -342,8 +432,7 @@ impl ApiIndex {
         if let Some(v) = self.shared.lock().events.get(id) {
             return Ok(Some(*v));
         }
-        let r = self.shared.db.begin_read()?;
-        Ok(r.open_table(EVENTS)?.get(id)?.map(|v| v.value()))
+        Tables::loc_of(&self.shared.db.events, id)
     }
 
     /// Block time of `reader`'s last allowed read of `record`.
@@ -355,10 +444,16 @@ impl ApiIndex {
         if let Some((time, _)) = self.shared.lock().reads.get(&(*reader, *record)) {
             return Ok(Some(*time));
         }
-        let r = self.shared.db.begin_read()?;
-        Ok(r.open_table(LAST_READ)?
-            .get((reader, record))?
-            .map(|v| v.value()))
+        let Some(v) = (self.shared.db.last_read)
+            .get(read_key(reader, record))
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let v: [u8; 8] = v[..]
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("lookup index: a read time".into()))?;
+        Ok(Some(u64::from_be_bytes(v)))
     }
 
     /// The locations of `patient`'s audit events before `before` (all if `None`), newest
@@ -380,15 +475,20 @@ impl ApiIndex {
                 .map(|(_, h, i)| (*h, *i))
                 .collect()
         };
-        let r = self.shared.db.begin_read()?;
-        let t = r.open_table(BY_PATIENT)?;
-        let range = match before {
-            Some((h, i)) => t.range((patient, 0, 0)..(patient, h, i))?,
-            None => t.range((patient, 0, 0)..=(patient, u64::MAX, u32::MAX))?,
+        let from = patient_key(patient, 0, 0);
+        let to = match before {
+            Some(_) => Bound::Excluded(patient_key(patient, bh, bi)),
+            None => Bound::Included(patient_key(patient, bh, bi)),
         };
+        let range = (self.shared.db.by_patient).range((Bound::Included(from), to));
         for item in range.rev().take(limit) {
-            let (_, h, i) = item?.0.value();
-            found.insert((h, i));
+            let key = item.key().map_err(db_err)?;
+            if key.len() != 32 {
+                return Err(StoreError::Corrupt(
+                    "lookup index: a patient's event key".into(),
+                ));
+            }
+            found.insert(unloc(&key[20..])?);
         }
         Ok(found.into_iter().rev().take(limit).collect())
     }
@@ -474,7 +574,7 @@ fn merge_loop(shared: &Shared) {
 
 /// Writes the entries of consecutive `blocks` and the last one's height, in one write, each
 /// table's keys in sorted order.
-fn write(db: &Database, blocks: &[Arc<BlockEntries>]) -> Result<(), StoreError> {
+fn write(db: &Tables, blocks: &[Arc<BlockEntries>]) -> Result<(), StoreError> {
     let Some(last) = blocks.last() else {
         return Ok(());
     };
@@ -497,36 +597,39 @@ fn write(db: &Database, blocks: &[Arc<BlockEntries>]) -> Result<(), StoreError> 
     txs.sort_unstable();
     events.sort_unstable();
     patients.sort_unstable();
-    let mut w = db.begin_write()?;
-    w.set_durability(Durability::Immediate);
-    {
-        let mut t = w.open_table(TXS)?;
-        for (id, i, h) in &txs {
-            t.insert(id, (*h, *i))?;
-        }
-        let mut t = w.open_table(EVENTS)?;
-        for (id, i, h) in &events {
-            t.insert(id, (*h, *i))?;
-        }
-        let mut t = w.open_table(BY_PATIENT)?;
-        for (patient, h, i) in &patients {
-            t.insert((patient, *h, *i), ())?;
-        }
-        let mut t = w.open_table(LAST_READ)?;
-        for ((reader, record), time) in &reads {
-            t.insert((reader, record), *time)?;
-        }
-        w.open_table(META)?
-            .insert(META_INDEXED, (last.height, &last.block_id))?;
+    let mut w = db.db.batch();
+    for (id, i, h) in &txs {
+        w.insert(&db.txs, id.to_vec(), loc(*h, *i).to_vec());
     }
-    w.commit()?;
+    for (id, i, h) in &events {
+        w.insert(&db.events, id.to_vec(), loc(*h, *i).to_vec());
+    }
+    for (patient, h, i) in &patients {
+        w.insert(
+            &db.by_patient,
+            patient_key(patient, *h, *i).to_vec(),
+            Vec::new(),
+        );
+    }
+    for ((reader, record), time) in &reads {
+        w.insert(
+            &db.last_read,
+            read_key(reader, record).to_vec(),
+            time.to_be_bytes().to_vec(),
+        );
+    }
+    let mut last_block = last.height.to_be_bytes().to_vec();
+    last_block.extend_from_slice(&last.block_id);
+    w.insert(&db.meta, META_INDEXED.to_vec(), last_block);
+    // One batch is atomic across the tables; durable before memory forgets its entries.
+    w.commit().map_err(db_err)?;
+    db.db.persist(PersistMode::SyncAll).map_err(db_err)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::ReadableTableMetadata;
 
     fn block(
         height: u64,
@@ -596,7 +699,7 @@ mod tests {
     #[test]
     fn lookups_agree_before_and_after_the_merge_and_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chain.index.redb");
+        let path = dir.path().join("chain.index");
         let ix = ApiIndex::open(&path, |_, _| true).unwrap();
         ix.push(two_blocks());
         // From memory at once, before any merge.
@@ -628,20 +731,20 @@ mod tests {
     #[test]
     fn a_prefill_fills_each_index_without_touching_real_lookups() {
         let dir = tempfile::tempdir().unwrap();
-        let ix = ApiIndex::open(&dir.path().join("i.redb"), |_, _| true).unwrap();
+        let ix = ApiIndex::open(&dir.path().join("i"), |_, _| true).unwrap();
         ix.prefill_synthetic(1_000).unwrap();
         ix.push(two_blocks());
         merged(&ix);
         lookups(&ix);
-        let r = ix.shared.db.begin_read().unwrap();
-        assert_eq!(r.open_table(TXS).unwrap().len().unwrap(), 1_003);
-        assert_eq!(r.open_table(EVENTS).unwrap().len().unwrap(), 1_004);
-        let by_patient = r.open_table(BY_PATIENT).unwrap();
-        assert_eq!(by_patient.len().unwrap(), 1_004);
+        let t = &ix.shared.db;
+        assert_eq!(t.txs.len().unwrap(), 1_003);
+        assert_eq!(t.events.len().unwrap(), 1_004);
+        assert_eq!(t.by_patient.len().unwrap(), 1_004);
         // 251 synthetic patients (and the two real ones), their entries spread over the keys.
         let mut patients = BTreeSet::new();
-        for item in by_patient.iter().unwrap() {
-            patients.insert(*item.unwrap().0.value().0);
+        for item in t.by_patient.iter() {
+            let key = item.key().unwrap();
+            patients.insert(<[u8; 20]>::try_from(&key[..20]).unwrap());
         }
         assert_eq!(patients.len(), 253);
         let first_bytes: BTreeSet<u8> = patients.iter().map(|p| p[0] >> 4).collect();

@@ -885,14 +885,10 @@ pub(crate) fn open_failed(
     }
 }
 
-/// The index database beside the chain database at `path`: `chain.redb` → `chain.index.redb`.
+/// The index database (a directory) beside the chain database at `path`: `chain.redb` →
+/// `chain.index`.
 fn index_path(path: &Path) -> std::path::PathBuf {
-    let stem = path
-        .file_stem()
-        .map_or_else(Default::default, |s| s.to_os_string());
-    let mut name = stem;
-    name.push(".index.redb");
-    path.with_file_name(name)
+    path.with_extension("index")
 }
 
 /// The stored state tree (its version and root in `meta`) over a snapshot of `r`, and the

@@ -725,15 +725,15 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     let (loc, tx, _) = chain.finalized_tx(&first[2].id()).unwrap().unwrap();
     assert_eq!((loc.height, loc.index, tx.id()), (1, 2, first[2].id()));
     drop(chain);
-    let index = dir.path().join("chain.index.redb");
+    let index = dir.path().join("chain.index");
     let after_first = dir.path().join("index-after-block-1");
-    std::fs::copy(&index, &after_first).unwrap();
+    copy_dir(&index, &after_first);
     let chain = open_chain(dir.path(), &g);
     let second = transfers(&senders[1..], 2);
     finalize_next(&chain, &second);
     drop(chain);
     // A crash before the merge wrote block 2: the index holds block 1 only.
-    std::fs::copy(&after_first, &index).unwrap();
+    copy_dir(&after_first, &index);
     let chain = open_chain(dir.path(), &g);
     let (loc, ..) = chain.finalized_tx(&second[1].id()).unwrap().unwrap();
     assert_eq!((loc.height, loc.index), (2, 1));
@@ -749,7 +749,7 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     finalize_next(&other, &theirs[1..]);
     assert_eq!(theirs[1].id(), first[1].id());
     drop(other);
-    std::fs::copy(other_dir.path().join("chain.index.redb"), &index).unwrap();
+    copy_dir(&other_dir.path().join("chain.index"), &index);
     // A store of the old layout kept the index in the chain database: that table goes.
     let old_txs: redb::TableDefinition<&[u8; 32], (u64, u32)> = redb::TableDefinition::new("txs");
     edit_store(&dir.path().join("chain.redb"), &|w| {
@@ -774,10 +774,16 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     );
     drop(r);
     drop(db);
-    // A damaged index file is named, with what to do about it.
+    // The index of a version that kept it in a redb file is removed.
+    let old_index = dir.path().join("chain.index.redb");
+    std::fs::write(&old_index, b"an index of the old layout").unwrap();
+    drop(open_chain(dir.path(), &g));
+    assert!(!old_index.exists());
+    // A damaged index is named, with what to do about it.
+    std::fs::remove_dir_all(&index).unwrap();
     std::fs::write(&index, vec![0x5a; 100_000]).unwrap();
     let err = ChainStore::open(&dir.path().join("chain.redb")).unwrap_err();
-    assert!(err.to_string().contains("chain.index.redb"), "{err}");
+    assert!(err.to_string().contains("chain.index"), "{err}");
     assert!(err.to_string().contains("delete it"), "{err}");
 }
 
@@ -2671,4 +2677,19 @@ fn a_follower_checks_every_certificate_against_the_genesis_validators() {
     drop((f, follower));
     let again = open_chain(dir.path(), &run.net.genesis);
     assert_eq!(again.snapshot().state.root(), s.state.root());
+}
+
+/// Copies directory `from` over `to` (emptied first): an index as it was on disk at a moment.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
 }
