@@ -44,6 +44,8 @@ const LAST_READ: &str = "last_read";
 /// `indexed` → height ‖ block id of the last block whose entries the database holds.
 const META: &str = "meta";
 const META_INDEXED: &[u8] = b"indexed";
+/// Ciphertext hash → record ‖ height of the block that anchored it ([`Contents`]).
+const CONTENTS: &str = "record_contents";
 /// Memory for each keyspace's write buffer before it is written out as a sorted table (fjall's
 /// default is 64 MiB each; the index's tables together stay under the node's memory bound).
 const MEMTABLE_BYTES: u64 = 8 << 20;
@@ -97,6 +99,8 @@ struct Tables {
     by_patient: Keyspace,
     last_read: Keyspace,
     meta: Keyspace,
+    /// The state's content index ([`Contents`]).
+    contents: Keyspace,
 }
 
 impl Tables {
@@ -113,6 +117,7 @@ impl Tables {
             by_patient: ks(BY_PATIENT)?,
             last_read: ks(LAST_READ)?,
             meta: ks(META)?,
+            contents: ks(CONTENTS)?,
             db,
         })
     }
@@ -128,17 +133,11 @@ impl Tables {
     }
 
     fn indexed(&self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-        let Some(v) = self.meta.get(META_INDEXED).map_err(db_err)? else {
-            return Ok(None);
-        };
-        let v: &[u8; 40] = v[..]
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("lookup index: its last block".into()))?;
-        let (h, id) = v.split_at(8);
-        Ok(Some((
-            u64::from_be_bytes(h.try_into().expect("8 bytes")),
-            id.try_into().expect("32 bytes"),
-        )))
+        self.meta
+            .get(META_INDEXED)
+            .map_err(db_err)?
+            .map(|v| unmark(&v))
+            .transpose()
     }
 
     fn loc_of(ks: &Keyspace, key: &[u8]) -> Result<Option<(u64, u32)>, StoreError> {
@@ -414,6 +413,16 @@ impl ApiIndex {
         }
     }
 
+    /// The state's content index, which shares this database.
+    pub fn contents(&self) -> Contents {
+        let t = &self.shared.db;
+        Contents {
+            db: t.db.clone(),
+            contents: t.contents.clone(),
+            meta: t.meta.clone(),
+        }
+    }
+
     /// Entries in memory not yet in the database.
     pub fn pending(&self) -> usize {
         self.shared.lock().entries
@@ -503,6 +512,142 @@ impl Drop for ApiIndex {
             let _ = t.join();
         }
     }
+}
+
+/// The state's content index: ciphertext hash → (record, height of the block that anchored
+/// it), in the index database beside the lookup indexes. Unlike those, execution reads it (a
+/// record's content must be new), so it is written before the chain store's commit of the
+/// blocks that add to it, and durably: it always holds every committed record, and may hold
+/// the records of blocks whose commit had not happened yet when the node stopped. A snapshot
+/// of the chain store at height `h` sees only the entries of heights up to `h`
+/// ([`Contents::get`]), so those never show. Records are never deleted, and an entry keeps the
+/// height that anchored its record. Its keys are hashes: a B-tree paid a random page per
+/// record at ten million (ADR 0008, ninth part).
+#[derive(Clone)]
+pub struct Contents {
+    db: Database,
+    contents: Keyspace,
+    meta: Keyspace,
+}
+
+impl std::fmt::Debug for Contents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Contents")
+    }
+}
+
+/// A content entry: (content, record, height).
+pub type ContentEntry = ([u8; 32], [u8; 16], u64);
+
+impl Contents {
+    /// The record anchoring `content` as of height `at`.
+    pub fn get(&self, content: &[u8; 32], at: u64) -> Result<Option<[u8; 16]>, StoreError> {
+        let Some(v) = self.contents.get(content).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let (record, height) = unentry(&v)?;
+        Ok((height <= at).then_some(record))
+    }
+
+    /// Writes `entries` and, if given, the last block they are complete for (height, id) and
+    /// the chain's genesis block, durably, in one batch.
+    pub fn write(
+        &self,
+        entries: &[ContentEntry],
+        through: Option<(u64, [u8; 32])>,
+        genesis: Option<&[u8; 32]>,
+    ) -> Result<(), StoreError> {
+        let mut w = self.db.batch();
+        if let Some(g) = genesis {
+            w.insert(&self.meta, META_GENESIS.to_vec(), g.to_vec());
+        }
+        for (content, record, height) in entries {
+            w.insert(
+                &self.contents,
+                content.to_vec(),
+                entry(record, *height).to_vec(),
+            );
+        }
+        if let Some((h, id)) = through {
+            w.insert(&self.meta, META_CONTENTS.to_vec(), mark(h, &id).to_vec());
+        }
+        w.commit().map_err(db_err)?;
+        self.db.persist(PersistMode::SyncAll).map_err(db_err)
+    }
+
+    /// The last block the index is complete for, and the chain's genesis block it belongs to.
+    pub fn through(&self) -> Result<Option<((u64, [u8; 32]), [u8; 32])>, StoreError> {
+        let (Some(m), Some(g)) = (
+            self.meta.get(META_CONTENTS).map_err(db_err)?,
+            self.meta.get(META_GENESIS).map_err(db_err)?,
+        ) else {
+            return Ok(None);
+        };
+        let g: [u8; 32] = g[..]
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("content index: its genesis block".into()))?;
+        Ok(Some((unmark(&m)?, g)))
+    }
+
+    /// Empties the index.
+    pub fn clear(&self) -> Result<(), StoreError> {
+        self.contents.clear().map_err(db_err)?;
+        self.meta.remove(META_CONTENTS).map_err(db_err)?;
+        self.meta.remove(META_GENESIS).map_err(db_err)?;
+        self.db.persist(PersistMode::SyncAll).map_err(db_err)
+    }
+
+    /// Every entry whose content starts with byte `bucket`, in content order.
+    pub fn bucket(
+        &self,
+        bucket: u8,
+    ) -> impl Iterator<Item = Result<ContentEntry, StoreError>> + use<> {
+        self.contents.prefix([bucket]).map(|item| {
+            let (k, v) = item.into_inner().map_err(db_err)?;
+            let content: [u8; 32] = k[..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("content index: a key".into()))?;
+            let (record, height) = unentry(&v)?;
+            Ok((content, record, height))
+        })
+    }
+}
+
+const META_CONTENTS: &[u8] = b"contents";
+const META_GENESIS: &[u8] = b"contents_genesis";
+
+fn entry(record: &[u8; 16], height: u64) -> [u8; 24] {
+    let mut v = [0; 24];
+    v[..16].copy_from_slice(record);
+    v[16..].copy_from_slice(&height.to_be_bytes());
+    v
+}
+
+fn unentry(v: &[u8]) -> Result<([u8; 16], u64), StoreError> {
+    if v.len() != 24 {
+        return Err(StoreError::Corrupt("content index: an entry".into()));
+    }
+    Ok((
+        v[..16].try_into().expect("16 bytes"),
+        u64::from_be_bytes(v[16..].try_into().expect("8 bytes")),
+    ))
+}
+
+fn mark(h: u64, id: &[u8; 32]) -> [u8; 40] {
+    let mut v = [0; 40];
+    v[..8].copy_from_slice(&h.to_be_bytes());
+    v[8..].copy_from_slice(id);
+    v
+}
+
+fn unmark(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
+    if v.len() != 40 {
+        return Err(StoreError::Corrupt("index: a block mark".into()));
+    }
+    Ok((
+        u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+        v[8..].try_into().expect("32 bytes"),
+    ))
 }
 
 /// Word `j` of synthetic key `i` of kind `tag` (splitmix64's finaliser): spread evenly over the
@@ -618,9 +763,11 @@ fn write(db: &Tables, blocks: &[Arc<BlockEntries>]) -> Result<(), StoreError> {
             time.to_be_bytes().to_vec(),
         );
     }
-    let mut last_block = last.height.to_be_bytes().to_vec();
-    last_block.extend_from_slice(&last.block_id);
-    w.insert(&db.meta, META_INDEXED.to_vec(), last_block);
+    w.insert(
+        &db.meta,
+        META_INDEXED.to_vec(),
+        mark(last.height, &last.block_id).to_vec(),
+    );
     // One batch is atomic across the tables; durable before memory forgets its entries.
     w.commit().map_err(db_err)?;
     db.db.persist(PersistMode::SyncAll).map_err(db_err)?;

@@ -6,7 +6,7 @@
 //! indexes (transactions and audit events by id, audit events by patient, last reads) are
 //! derived from these and kept apart, off the block write ([`crate::index`]).
 
-use crate::index::{ApiIndex, BlockEntries};
+use crate::index::{ApiIndex, BlockEntries, ContentEntry, Contents};
 use ehrchain_ledger::{BlockOutput, Cold, Record, State, StateKey, cold::TreeNodeKey, tree::Tree};
 use ehrchain_types::{
     AccountId, AuditEvent, Block, EventId, Hash, Receipt, RecordId, decode, encode,
@@ -27,9 +27,6 @@ const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 /// (patient, record) of every record: the state's patient index, on disk.
 const RECORDS_BY_PATIENT: TableDefinition<(&[u8; 20], &[u8; 16]), ()> =
     TableDefinition::new("records_by_patient");
-/// Ciphertext hash → record: the state's content index, on disk.
-const RECORDS_BY_CONTENT: TableDefinition<&[u8; 32], &[u8; 16]> =
-    TableDefinition::new("records_by_content");
 /// The state tree's nodes (borsh), by packed node key.
 const TREE: TableDefinition<&[u8; 41], &[u8]> = TableDefinition::new("tree");
 /// Tree nodes replaced by a block, by (height of that block, node key): deleted from [`TREE`]
@@ -56,7 +53,15 @@ fn stale_log(g: u64) -> TableDefinition<'static, (u64, &'static [u8; 41]), ()> {
 const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
 /// Tables of the lookup indexes that stores made before December 2026 kept here; they are
 /// now in the index database ([`crate::index`]), and dropped from this one at open.
-const MOVED_TO_INDEX: [&str; 4] = ["txs", "audit_ids", "audit_by_patient", "last_read"];
+/// The content index too (`records_by_content`): it is in the index database's LSM tree
+/// ([`Contents`]), built from the stored records at the first open.
+const MOVED_TO_INDEX: [&str; 5] = [
+    "txs",
+    "audit_ids",
+    "audit_by_patient",
+    "last_read",
+    "records_by_content",
+];
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Meta keys.
@@ -120,7 +125,10 @@ const RECORD_KEY_TAG: u8 = 1;
 struct ColdView {
     state: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     by_patient: redb::ReadOnlyTable<(&'static [u8; 20], &'static [u8; 16]), ()>,
-    by_content: redb::ReadOnlyTable<&'static [u8; 32], &'static [u8; 16]>,
+    /// The content index, read as of `height`.
+    contents: Contents,
+    /// The height of the snapshot's last committed block.
+    height: u64,
     tree: redb::ReadOnlyTable<&'static [u8; 41], &'static [u8]>,
 }
 
@@ -145,11 +153,10 @@ impl Cold for ColdView {
     }
 
     fn record_with_content(&self, content: &Hash) -> Option<RecordId> {
-        let v = self
-            .by_content
-            .get(&content.0)
-            .unwrap_or_else(|e| cold_failed(e))?;
-        Some(RecordId(*v.value()))
+        self.contents
+            .get(&content.0, self.height)
+            .unwrap_or_else(|e| cold_failed(e))
+            .map(RecordId)
     }
 
     fn records_of(
@@ -188,6 +195,8 @@ pub struct ChainStore {
     db: Database,
     /// The read API's lookup indexes, in a database of their own beside this one.
     index: ApiIndex,
+    /// The state's content index, in the same database as the lookup indexes.
+    contents: Contents,
     /// The sorted keys of the generation whose stale tree nodes the blocks being committed
     /// delete (see [`ChainStore::prune_stale`]), read from [`TREE_STALE`] once per generation.
     pruning: Mutex<Option<(u64, Arc<[TreeNodeKey]>)>>,
@@ -265,7 +274,6 @@ impl ChainStore {
         w.open_table(BLOCK_IDS)?;
         w.open_table(STATE)?;
         w.open_table(RECORDS_BY_PATIENT)?;
-        w.open_table(RECORDS_BY_CONTENT)?;
         w.open_table(TREE)?;
         w.open_table(AUDIT)?;
         w.open_table(META)?;
@@ -282,11 +290,76 @@ impl ChainStore {
         })?;
         let store = ChainStore {
             db,
+            contents: index.contents(),
             index,
             pruning: Mutex::new(None),
         };
+        store.check_contents()?;
         store.catch_up_index()?;
         Ok(store)
+    }
+
+    /// Makes sure the content index holds every committed record: it is written before each
+    /// commit, so it can lack records only if its database was lost or replaced (deleted by
+    /// hand, another chain's, a store of the layout that kept it in the chain database). Then
+    /// it is built again from the stored records. An index of a store without a genesis block
+    /// (a first start that stopped midway) is emptied.
+    fn check_contents(&self) -> Result<(), StoreError> {
+        let Some(tip) = self.tip()? else {
+            return self.contents.clear();
+        };
+        let r = self.db.begin_read()?;
+        let genesis = r
+            .open_table(META)?
+            .get(META_GENESIS)?
+            .map(|v| v.value().to_vec());
+        let ids = r.open_table(BLOCK_IDS)?;
+        let sound = match self.contents.through()? {
+            Some(((height, id), g)) => {
+                Some(g.as_slice()) == genesis.as_deref()
+                    && height >= tip.header.height
+                    // A later block than the tip is one whose commit failed; its id cannot
+                    // be checked, its records are not seen by any snapshot.
+                    && (height > tip.header.height
+                        || ids.get(&id)?.map(|v| v.value()) == Some(height))
+            }
+            None => false,
+        };
+        drop(ids);
+        if sound {
+            return Ok(());
+        }
+        let genesis: [u8; 32] = genesis
+            .as_deref()
+            .and_then(|g| g.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt("no genesis block id".into()))?;
+        let started = std::time::Instant::now();
+        tracing::info!("building the content index from the stored records");
+        self.contents.clear()?;
+        let entries = r.open_table(STATE)?;
+        let before: &[u8] = &[RECORD_KEY_TAG];
+        let after: &[u8] = &[RECORD_KEY_TAG + 1];
+        let mut batch = Vec::new();
+        let mut records = 0u64;
+        for item in entries.range(before..after)? {
+            let (_, v) = item?;
+            let rec: Record = decode(v.value(), ehrchain_types::MAX_BLOCK_BYTES)
+                .map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
+            batch.push((rec.content.0, rec.id.0, rec.height));
+            records += 1;
+            if batch.len() == 100_000 {
+                self.contents
+                    .write(&std::mem::take(&mut batch), None, None)?;
+            }
+        }
+        let through = (tip.header.height, tip.id().0);
+        self.contents.write(&batch, Some(through), Some(&genesis))?;
+        tracing::info!(
+            records,
+            secs = started.elapsed().as_secs(),
+            "content index built"
+        );
+        Ok(())
     }
 
     /// Indexes the committed blocks the index database does not hold yet (those its merge had
@@ -385,7 +458,10 @@ impl ChainStore {
         touched: &BTreeSet<StateKey>,
     ) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
-        Self::write_state(&w, state, touched, 0)?;
+        let mut contents = Vec::new();
+        Self::write_state(&w, state, touched, 0, &mut contents)?;
+        // Before the chain store's commit: the content index holds whatever that holds.
+        self.contents.write(&contents, None, None)?;
         w.commit()?;
         Ok(())
     }
@@ -409,14 +485,17 @@ impl ChainStore {
             meta.insert(META_GENESIS_FILE, genesis_digest.0.as_slice())?;
             meta.insert(META_STATE_FORMAT, STATE_FORMAT)?;
         }
-        Self::write_block(&w, block, &output, None, state)?;
+        let mut contents = Vec::new();
+        Self::write_block(&w, block, &output, None, state, &mut contents)?;
+        let id = block.id().0;
+        self.contents.write(&contents, Some((0, id)), Some(&id))?;
         w.commit()?;
         Ok(())
     }
 
     /// A snapshot of the stored state as it is now, for a [`State`] to read through.
     pub fn cold_view(&self) -> Result<Arc<dyn Cold>, StoreError> {
-        cold_view_of(&self.db.begin_read()?)
+        cold_view_of(&self.db.begin_read()?, &self.contents)
     }
 
     /// Writes what the block at `height` changed (the entries under `touched`, read from its
@@ -427,19 +506,22 @@ impl ChainStore {
         state: &State,
         touched: &BTreeSet<StateKey>,
         height: u64,
+        new_contents: &mut Vec<ContentEntry>,
     ) -> Result<(), StoreError> {
         let mut entries = w.open_table(STATE)?;
         let mut keys: Vec<(Vec<u8>, &StateKey)> = touched.iter().map(|k| (encode(k), k)).collect();
         keys.sort_unstable();
         let mut patients = Vec::new();
-        let mut contents = Vec::new();
         for (k, key) in &keys {
             match state.entry(key) {
                 Some(v) => {
                     if let StateKey::Record(id) = key {
                         let r = state.record(id).expect("the entry exists");
                         patients.push((r.patient.0, id.0));
-                        contents.push((r.content.0, id.0));
+                        // Anchored by this block (not a later change of its status).
+                        if r.height == height {
+                            new_contents.push((r.content.0, id.0, height));
+                        }
                     }
                     entries.insert(k.as_slice(), v.as_slice())?
                 }
@@ -450,11 +532,6 @@ impl ChainStore {
         let mut by_patient = w.open_table(RECORDS_BY_PATIENT)?;
         for (p, id) in &patients {
             by_patient.insert((p, id), ())?;
-        }
-        contents.sort_unstable();
-        let mut by_content = w.open_table(RECORDS_BY_CONTENT)?;
-        for (c, id) in &contents {
-            by_content.insert(c, id)?;
         }
         let (nodes, stale) = state.tree.changes(height);
         let mut tree = w.open_table(TREE)?;
@@ -483,6 +560,7 @@ impl ChainStore {
         output: &BlockOutput,
         finalization: Option<&[u8]>,
         state: &State,
+        new_contents: &mut Vec<ContentEntry>,
     ) -> Result<(), StoreError> {
         let h = block.header.height;
         w.open_table(BLOCKS)?.insert(h, encode(block).as_slice())?;
@@ -498,7 +576,7 @@ impl ChainStore {
         if let Some(f) = finalization {
             w.open_table(CERTS)?.insert(h, f)?;
         }
-        Self::write_state(w, state, &output.touched, h)
+        Self::write_state(w, state, &output.touched, h, new_contents)
     }
 
     /// Commits consecutive finalized blocks, each with its receipts, audit events, finality
@@ -506,11 +584,26 @@ impl ChainStore {
     /// durable write for all of them.
     pub fn commit_blocks(&self, blocks: &[Finalized<'_>]) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
+        let mut contents = Vec::new();
         let written = blocks.iter().try_for_each(|b| {
-            Self::write_block(&w, b.block, b.output, b.finalization, b.state)?;
+            Self::write_block(
+                &w,
+                b.block,
+                b.output,
+                b.finalization,
+                b.state,
+                &mut contents,
+            )?;
             self.prune_stale(&w, b.block.header.height)
         });
-        let committed = written.and_then(|()| Ok(w.commit()?));
+        // The content index first, durably: it then holds every record the chain store holds
+        // (and, if this commit fails, records of blocks it lacks, which no snapshot sees).
+        let through = blocks
+            .last()
+            .map(|b| (b.block.header.height, b.block.id().0));
+        let committed = written
+            .and_then(|()| self.contents.write(&contents, through, None))
+            .and_then(|()| Ok(w.commit()?));
         if committed.is_err() {
             // Nothing of the transaction stays: forget the generation it may have read, so
             // that nothing derived from it is reused.
@@ -538,6 +631,11 @@ impl ChainStore {
     /// benchmarks' prefill: [`ApiIndex::prefill_synthetic`]).
     pub fn prefill_index(&self, records: u64) -> Result<(), StoreError> {
         self.index.prefill_synthetic(records)
+    }
+
+    /// The state's content index.
+    pub fn contents(&self) -> &Contents {
+        &self.contents
     }
 
     /// Lookup-index entries held in memory, not yet merged into the index database.
@@ -631,7 +729,7 @@ impl ChainStore {
         let r = self.db.begin_read()?;
         let entries = r.open_table(STATE)?;
         let by_patient = r.open_table(RECORDS_BY_PATIENT)?;
-        let by_content = r.open_table(RECORDS_BY_CONTENT)?;
+        let tip = r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value());
         let keys = replay.all_keys();
         let mut records = 0u64;
         for key in &keys {
@@ -644,7 +742,7 @@ impl ChainStore {
                 let rec = replay.record(id).expect("the entry exists");
                 records += 1;
                 if by_patient.get((&rec.patient.0, &id.0))?.is_none()
-                    || by_content.get(&rec.content.0)?.map(|v| *v.value()) != Some(id.0)
+                    || self.contents.get(&rec.content.0, tip)? != Some(id.0)
                 {
                     return corrupt(format!("record {id} is missing from an index"));
                 }
@@ -657,18 +755,21 @@ impl ChainStore {
                 keys.len()
             ));
         }
-        for (name, len) in [
-            ("patient", by_patient.len()?),
-            ("content", by_content.len()?),
-        ] {
+        let mut contents = 0u64;
+        for bucket in 0..=u8::MAX {
+            for entry in self.contents.bucket(bucket) {
+                contents += u64::from(entry?.2 <= tip);
+            }
+        }
+        for (name, len) in [("patient", by_patient.len()?), ("content", contents)] {
             if len != records {
                 return corrupt(format!(
                     "the {name} index holds {len} entries for {records} records"
                 ));
             }
         }
-        drop((entries, by_patient, by_content));
-        let tree = stored_tree(&r)?.0;
+        drop((entries, by_patient));
+        let tree = stored_tree(&r, &self.contents)?.0;
         if tree.root() != replay.tree.root() {
             return corrupt(format!(
                 "stored state tree root {} differs from the replay's {}",
@@ -764,7 +865,7 @@ impl ChainStore {
             .get(META_CHAIN_ID)?
             .map(|v| String::from_utf8_lossy(v.value()).to_string())
             .ok_or_else(|| StoreError::Corrupt("no chain id".into()))?;
-        let (tree, cold) = stored_tree(&r)?;
+        let (tree, cold) = stored_tree(&r, &self.contents)?;
         let mut state = State::stored(&chain_id, tree, cold.clone());
         let t = r.open_table(STATE)?;
         // Every entry but the records, which stay on disk.
@@ -793,14 +894,12 @@ impl ChainStore {
         bucket: u8,
         held: &[Hash],
     ) -> Result<Vec<Hash>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(RECORDS_BY_CONTENT)?;
-        let (mut from, mut to) = ([0u8; 32], [0xffu8; 32]);
-        (from[0], to[0]) = (bucket, bucket);
+        let tip = self.tip()?.map_or(0, |b| b.header.height);
         let mut out = Vec::new();
-        for item in t.range::<&[u8; 32]>(&from..=&to)? {
-            let c = Hash(*item?.0.value());
-            if held.binary_search(&c).is_err() {
+        for entry in self.contents.bucket(bucket) {
+            let (content, _, height) = entry?;
+            let c = Hash(content);
+            if height <= tip && held.binary_search(&c).is_err() {
                 out.push(c);
             }
         }
@@ -893,7 +992,10 @@ fn index_path(path: &Path) -> std::path::PathBuf {
 
 /// The stored state tree (its version and root in `meta`) over a snapshot of `r`, and the
 /// snapshot.
-fn stored_tree(r: &redb::ReadTransaction) -> Result<(Tree, Arc<dyn Cold>), StoreError> {
+fn stored_tree(
+    r: &redb::ReadTransaction,
+    contents: &Contents,
+) -> Result<(Tree, Arc<dyn Cold>), StoreError> {
     let (version, root): (Option<u64>, [u8; 32]) = r
         .open_table(META)?
         .get(META_TREE)?
@@ -901,16 +1003,20 @@ fn stored_tree(r: &redb::ReadTransaction) -> Result<(Tree, Arc<dyn Cold>), Store
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?
         .ok_or_else(|| StoreError::Corrupt("no state tree".into()))?;
-    let cold = cold_view_of(r)?;
+    let cold = cold_view_of(r, contents)?;
     Ok((Tree::stored(version, root, cold.clone()), cold))
 }
 
 /// The stored state as `r` sees it.
-fn cold_view_of(r: &redb::ReadTransaction) -> Result<Arc<dyn Cold>, StoreError> {
+fn cold_view_of(
+    r: &redb::ReadTransaction,
+    contents: &Contents,
+) -> Result<Arc<dyn Cold>, StoreError> {
     Ok(Arc::new(ColdView {
         state: r.open_table(STATE)?,
         by_patient: r.open_table(RECORDS_BY_PATIENT)?,
-        by_content: r.open_table(RECORDS_BY_CONTENT)?,
+        contents: contents.clone(),
+        height: r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value()),
         tree: r.open_table(TREE)?,
     }))
 }
