@@ -56,6 +56,47 @@ fn db_err(e: fjall::Error) -> StoreError {
     StoreError::Db(format!("lookup index: {e}"))
 }
 
+fn keyspace(db: &Database, name: &str) -> Result<Keyspace, fjall::Error> {
+    db.keyspace(name, || {
+        KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+    })
+}
+
+/// Opens the fjall database at `path` with `open`: one held by another process, or that
+/// cannot be opened, is named, with what to do.
+fn open_db<T>(
+    path: &Path,
+    what: &str,
+    open: impl FnOnce(&Path) -> Result<T, fjall::Error>,
+) -> Result<T, StoreError> {
+    open(path).map_err(|e| match e {
+        fjall::Error::Locked => StoreError::Db(format!(
+            "{} is in use by another process (stop the node first)",
+            path.display()
+        )),
+        other => StoreError::Db(format!(
+            "the {what} {} cannot be opened ({other}); it holds only data derived from the chain: delete it and start again to rebuild it",
+            path.display()
+        )),
+    })
+}
+
+/// What a failed write of an index database means. fjall refuses every write after one of
+/// its writes, flushes or compactions failed (an I/O error, a full disk): it is "poisoned"
+/// until it is opened again, when it recovers from its log. The node cannot go on committing
+/// blocks (the content index is written with each) nor merging lookups, and retrying in the
+/// process would never succeed, so it exits: restarted (by its supervisor, once there is
+/// space), it recovers and catches up. Nothing committed is lost.
+fn write_failed(what: &str, e: fjall::Error) -> StoreError {
+    if matches!(e, fjall::Error::Poisoned) {
+        tracing::error!(
+            "the {what} can no longer be written after an I/O error (a full disk?); exiting, to recover it from its log at the next start"
+        );
+        std::process::exit(74);
+    }
+    StoreError::Db(format!("{what}: {e}"))
+}
+
 fn loc(h: u64, i: u32) -> [u8; 12] {
     let mut v = [0; 12];
     v[..8].copy_from_slice(&h.to_be_bytes());
@@ -99,25 +140,18 @@ struct Tables {
     by_patient: Keyspace,
     last_read: Keyspace,
     meta: Keyspace,
-    /// The state's content index ([`Contents`]).
-    contents: Keyspace,
 }
 
 impl Tables {
     fn open(path: &Path) -> Result<Tables, fjall::Error> {
         let db = Database::builder(path).cache_size(CACHE_BYTES).open()?;
-        let ks = |name| {
-            db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
-            })
-        };
+        let ks = |name| keyspace(&db, name);
         Ok(Tables {
             txs: ks(TXS)?,
             events: ks(EVENTS)?,
             by_patient: ks(BY_PATIENT)?,
             last_read: ks(LAST_READ)?,
             meta: ks(META)?,
-            contents: ks(CONTENTS)?,
             db,
         })
     }
@@ -300,16 +334,7 @@ impl ApiIndex {
             std::fs::remove_file(&old)
                 .map_err(|e| StoreError::Db(format!("removing {}: {e}", old.display())))?;
         }
-        let db = Tables::open(path).map_err(|e| match e {
-            fjall::Error::Locked => StoreError::Db(format!(
-                "{} is in use by another process (stop the node first)",
-                path.display()
-            )),
-            other => StoreError::Db(format!(
-                "the lookup index {} cannot be opened ({other}); it holds only data derived from the chain: delete it and start again to rebuild it",
-                path.display()
-            )),
-        })?;
+        let db = open_db(path, "lookup index", Tables::open)?;
         let stale = db.indexed()?.is_some_and(|(h, id)| !is_committed(h, &id));
         if stale {
             tracing::warn!(path = %path.display(), "the API index is of another chain; building it again");
@@ -413,16 +438,6 @@ impl ApiIndex {
         }
     }
 
-    /// The state's content index, which shares this database.
-    pub fn contents(&self) -> Contents {
-        let t = &self.shared.db;
-        Contents {
-            db: t.db.clone(),
-            contents: t.contents.clone(),
-            meta: t.meta.clone(),
-        }
-    }
-
     /// Entries in memory not yet in the database.
     pub fn pending(&self) -> usize {
         self.shared.lock().entries
@@ -515,7 +530,8 @@ impl Drop for ApiIndex {
 }
 
 /// The state's content index: ciphertext hash → (record, height of the block that anchored
-/// it), in the index database beside the lookup indexes. Unlike those, execution reads it (a
+/// it), an LSM database of its own (`*.contents` beside the chain's). Unlike the lookup
+/// indexes, execution reads it (a
 /// record's content must be new), so it is written before the chain store's commit of the
 /// blocks that add to it, and durably: it always holds every committed record, and may hold
 /// the records of blocks whose commit had not happened yet when the node stopped. A snapshot
@@ -540,6 +556,19 @@ impl std::fmt::Debug for Contents {
 pub type ContentEntry = ([u8; 32], [u8; 16], u64);
 
 impl Contents {
+    /// Opens (or creates) the content index at `path`. The caller checks that it holds the
+    /// chain's records ([`Contents::through`]) and builds it again if not.
+    pub fn open(path: &Path) -> Result<Contents, StoreError> {
+        open_db(path, "content index", |path| {
+            let db = Database::builder(path).cache_size(CACHE_BYTES).open()?;
+            Ok(Contents {
+                contents: keyspace(&db, CONTENTS)?,
+                meta: keyspace(&db, META)?,
+                db,
+            })
+        })
+    }
+
     /// The record anchoring `content` as of height `at`.
     pub fn get(&self, content: &[u8; 32], at: u64) -> Result<Option<[u8; 16]>, StoreError> {
         let Some(v) = self.contents.get(content).map_err(db_err)? else {
@@ -571,8 +600,8 @@ impl Contents {
         if let Some((h, id)) = through {
             w.insert(&self.meta, META_CONTENTS.to_vec(), mark(h, &id).to_vec());
         }
-        w.commit().map_err(db_err)?;
-        self.db.persist(PersistMode::SyncAll).map_err(db_err)
+        w.commit().map_err(|e| write_failed("content index", e))?;
+        (self.db.persist(PersistMode::SyncAll)).map_err(|e| write_failed("content index", e))
     }
 
     /// The last block the index is complete for, and the chain's genesis block it belongs to.
@@ -769,8 +798,8 @@ fn write(db: &Tables, blocks: &[Arc<BlockEntries>]) -> Result<(), StoreError> {
         mark(last.height, &last.block_id).to_vec(),
     );
     // One batch is atomic across the tables; durable before memory forgets its entries.
-    w.commit().map_err(db_err)?;
-    db.db.persist(PersistMode::SyncAll).map_err(db_err)?;
+    w.commit().map_err(|e| write_failed("lookup index", e))?;
+    (db.db.persist(PersistMode::SyncAll)).map_err(|e| write_failed("lookup index", e))?;
     Ok(())
 }
 

@@ -77,7 +77,10 @@ const META_TREE: &str = "tree";
 /// Version of the stored state's layout: 2 keeps records, their indexes and the tree's nodes
 /// on disk; 3 keys records in the tree by their ids' clock (`tree::key_hash`), so a store of
 /// 2 holds another tree. A store of another layout is refused (start with a fresh data dir).
-const STATE_FORMAT: &[u8] = b"3";
+/// 4 keeps the content index out of this database ([`Contents`]); a store of 3 is upgraded at
+/// open (its content index built from its records), and an older build then refuses it
+/// rather than find an empty content index in it.
+const STATE_FORMAT: &[u8] = b"4";
 
 /// A storage failure. Disk full and IO errors land here and stop block execution, since a
 /// node that cannot persist must not vote on further state.
@@ -195,7 +198,7 @@ pub struct ChainStore {
     db: Database,
     /// The read API's lookup indexes, in a database of their own beside this one.
     index: ApiIndex,
-    /// The state's content index, in the same database as the lookup indexes.
+    /// The state's content index, in a database of its own beside this one.
     contents: Contents,
     /// The sorted keys of the generation whose stale tree nodes the blocks being committed
     /// delete (see [`ChainStore::prune_stale`]), read from [`TREE_STALE`] once per generation.
@@ -280,7 +283,15 @@ impl ChainStore {
         for name in MOVED_TO_INDEX {
             w.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new(name))?;
         }
+        {
+            let mut meta = w.open_table(META)?;
+            let format = meta.get(META_STATE_FORMAT)?.map(|v| v.value().to_vec());
+            if format.as_deref() == Some(b"3".as_slice()) {
+                meta.insert(META_STATE_FORMAT, STATE_FORMAT)?;
+            }
+        }
         w.commit()?;
+        let contents = Contents::open(&path.with_extension("contents"))?;
         let index = ApiIndex::open(&index_path(path), |height, id| {
             let stored = || -> Result<Option<u64>, StoreError> {
                 let r = db.begin_read()?;
@@ -290,7 +301,7 @@ impl ChainStore {
         })?;
         let store = ChainStore {
             db,
-            contents: index.contents(),
+            contents,
             index,
             pruning: Mutex::new(None),
         };
@@ -894,7 +905,10 @@ impl ChainStore {
         bucket: u8,
         held: &[Hash],
     ) -> Result<Vec<Hash>, StoreError> {
-        let tip = self.tip()?.map_or(0, |b| b.header.height);
+        let tip = {
+            let r = self.db.begin_read()?;
+            r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value())
+        };
         let mut out = Vec::new();
         for entry in self.contents.bucket(bucket) {
             let (content, _, height) = entry?;

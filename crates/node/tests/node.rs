@@ -752,10 +752,17 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     copy_dir(&other_dir.path().join("chain.index"), &index);
     // A store of the old layout kept the index in the chain database: that table goes.
     let old_txs: redb::TableDefinition<&[u8; 32], (u64, u32)> = redb::TableDefinition::new("txs");
+    // Its state format (3) is upgraded (4: an older build refuses the store, whose content
+    // index it would not find).
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     edit_store(&dir.path().join("chain.redb"), &|w| {
         w.open_table(old_txs)
             .unwrap()
             .insert(&[9; 32], (1, 0))
+            .unwrap();
+        w.open_table(meta)
+            .unwrap()
+            .insert("state_format", b"3".as_slice())
             .unwrap();
     });
     let chain = open_chain(dir.path(), &g);
@@ -772,6 +779,15 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
         r.open_table(old_txs).is_err(),
         "the old index table is dropped"
     );
+    let format = r
+        .open_table(meta)
+        .unwrap()
+        .get("state_format")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(format, b"4");
     drop(r);
     drop(db);
     // The index of a version that kept it in a redb file is removed.
@@ -1086,7 +1102,7 @@ fn a_stored_state_reads_through_the_store_and_agrees_with_memory() {
     );
     drop((snap, again));
     // A lost content index is built again from the stored records.
-    std::fs::remove_dir_all(dir.path().join("chain.index")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("chain.contents")).unwrap();
     let again = open_chain(dir.path(), &g);
     let snap = again.snapshot();
     assert_eq!(snap.state.record_with_content(&r.content), Some(r.id));
