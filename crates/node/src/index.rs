@@ -552,6 +552,9 @@ impl std::fmt::Debug for Contents {
     }
 }
 
+/// A block: (height, id).
+pub type BlockMark = (u64, [u8; 32]);
+
 /// A content entry: (content, record, height).
 pub type ContentEntry = ([u8; 32], [u8; 16], u64);
 
@@ -605,7 +608,7 @@ impl Contents {
     }
 
     /// The last block the index is complete for, and the chain's genesis block it belongs to.
-    pub fn through(&self) -> Result<Option<((u64, [u8; 32]), [u8; 32])>, StoreError> {
+    pub fn through(&self) -> Result<Option<(BlockMark, [u8; 32])>, StoreError> {
         let (Some(m), Some(g)) = (
             self.meta.get(META_CONTENTS).map_err(db_err)?,
             self.meta.get(META_GENESIS).map_err(db_err)?,
