@@ -648,8 +648,10 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(server: bool) {
+    // The index databases (fjall) log through `log`, which `init` bridges: their warnings and
+    // errors only (they log every flush and compaction at info).
     let default = if server {
-        "info,commonware=warn"
+        "info,commonware=warn,fjall=warn,lsm_tree=warn"
     } else {
         "warn"
     };
