@@ -648,8 +648,9 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(server: bool) {
-    // The index databases (fjall) log through `log`, which `init` bridges: their warnings and
-    // errors only (they log every flush and compaction at info).
+    // The index databases (fjall, lsm-tree) log through `log`, which `init` bridges: their
+    // warnings and errors only (at info they log opening, recovery and journal rotation, and
+    // lsm-tree has a debugging dump of keys and values at info that must never reach a log).
     let default = if server {
         "info,commonware=warn,fjall=warn,lsm_tree=warn"
     } else {
