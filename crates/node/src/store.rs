@@ -740,7 +740,7 @@ impl ChainStore {
         let r = self.db.begin_read()?;
         let entries = r.open_table(STATE)?;
         let by_patient = r.open_table(RECORDS_BY_PATIENT)?;
-        let tip = r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value());
+        let tip = committed_height(&r)?;
         let keys = replay.all_keys();
         let mut records = 0u64;
         for key in &keys {
@@ -891,7 +891,7 @@ impl ChainStore {
         }
         // Everything up to the tip is in the store: a block built on a state derived from this
         // one drops only what later blocks write.
-        let tip = r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value());
+        let tip = committed_height(&r)?;
         state.rebase(cold, tip);
         // The caller checks the stored tree's root against the tip's.
         Ok(state)
@@ -905,10 +905,7 @@ impl ChainStore {
         bucket: u8,
         held: &[Hash],
     ) -> Result<Vec<Hash>, StoreError> {
-        let tip = {
-            let r = self.db.begin_read()?;
-            r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value())
-        };
+        let tip = committed_height(&self.db.begin_read()?)?;
         let mut out = Vec::new();
         for entry in self.contents.bucket(bucket) {
             let (content, _, height) = entry?;
@@ -1021,6 +1018,11 @@ fn stored_tree(
     Ok((Tree::stored(version, root, cold.clone()), cold))
 }
 
+/// The height of the last block `r` sees committed (0 before the genesis block).
+fn committed_height(r: &redb::ReadTransaction) -> Result<u64, StoreError> {
+    Ok(r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value()))
+}
+
 /// The stored state as `r` sees it.
 fn cold_view_of(
     r: &redb::ReadTransaction,
@@ -1030,7 +1032,7 @@ fn cold_view_of(
         state: r.open_table(STATE)?,
         by_patient: r.open_table(RECORDS_BY_PATIENT)?,
         contents: contents.clone(),
-        height: r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value()),
+        height: committed_height(r)?,
         tree: r.open_table(TREE)?,
     }))
 }
