@@ -44,8 +44,10 @@ const LAST_READ: &str = "last_read";
 /// `indexed` → height ‖ block id of the last block whose entries the database holds.
 const META: &str = "meta";
 const META_INDEXED: &[u8] = b"indexed";
-/// Ciphertext hash → record ‖ height of the block that anchored it ([`Contents`]).
+/// Ciphertext hash → record ‖ height of the block that anchored it ([`RecordIndex`]).
 const CONTENTS: &str = "record_contents";
+/// Patient ‖ record → height of the block that anchored it ([`RecordIndex`]).
+const PATIENTS: &str = "record_patients";
 /// Memory for each keyspace's write buffer before it is written out as a sorted table (fjall's
 /// default is 64 MiB each; the index's tables together stay under the node's memory bound).
 const MEMTABLE_BYTES: u64 = 8 << 20;
@@ -529,26 +531,28 @@ impl Drop for ApiIndex {
     }
 }
 
-/// The state's content index: ciphertext hash → (record, height of the block that anchored
-/// it), an LSM database of its own (`*.contents` beside the chain's). Unlike the lookup
-/// indexes, execution reads it (a
-/// record's content must be new), so it is written before the chain store's commit of the
-/// blocks that add to it, and durably: it always holds every committed record, and may hold
-/// the records of blocks whose commit had not happened yet when the node stopped. A snapshot
-/// of the chain store at height `h` sees only the entries of heights up to `h`
-/// ([`Contents::get`]), so those never show. Records are never deleted, and an entry keeps the
-/// height that anchored its record. Its keys are hashes: a B-tree paid a random page per
-/// record at ten million (ADR 0008, ninth part).
+/// The state's record indexes, in an LSM database of their own (`*.records` beside the
+/// chain's): ciphertext hash → (record, height of the block that anchored it), and patient ‖
+/// record → that height. Unlike the lookup indexes, execution reads them (a record's content
+/// must be new; a patient's records are listed), so they are written before the chain store's
+/// commit of the blocks that add to them, and durably: they always hold every committed
+/// record, and may hold the records of blocks whose commit had not happened yet when the node
+/// stopped. A snapshot of the chain store at height `h` sees only the entries of heights up to
+/// `h` ([`RecordIndex::content`], [`RecordIndex::records_of`]), so those never show. Records
+/// are never deleted, and an entry keeps the height that anchored its record, so both indexes
+/// only grow. Their keys are hashes and accounts spread over the key space: a B-tree paid a
+/// random page per record at ten million (ADR 0008, ninth and tenth parts).
 #[derive(Clone)]
-pub struct Contents {
+pub struct RecordIndex {
     db: Database,
     contents: Keyspace,
+    patients: Keyspace,
     meta: Keyspace,
 }
 
-impl std::fmt::Debug for Contents {
+impl std::fmt::Debug for RecordIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Contents")
+        f.write_str("RecordIndex")
     }
 }
 
@@ -558,14 +562,25 @@ pub type BlockMark = (u64, [u8; 32]);
 /// A content entry: (content, record, height).
 pub type ContentEntry = ([u8; 32], [u8; 16], u64);
 
-impl Contents {
-    /// Opens (or creates) the content index at `path`. The caller checks that it holds the
-    /// chain's records ([`Contents::through`]) and builds it again if not.
-    pub fn open(path: &Path) -> Result<Contents, StoreError> {
-        open_db(path, "content index", |path| {
+/// A record as its indexes hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexedRecord {
+    pub id: [u8; 16],
+    pub content: [u8; 32],
+    pub patient: [u8; 20],
+    /// The height of the block that anchored it.
+    pub height: u64,
+}
+
+impl RecordIndex {
+    /// Opens (or creates) the record indexes at `path`. The caller checks that they hold the
+    /// chain's records ([`RecordIndex::through`]) and builds them again if not.
+    pub fn open(path: &Path) -> Result<RecordIndex, StoreError> {
+        open_db(path, "record index", |path| {
             let db = Database::builder(path).cache_size(CACHE_BYTES).open()?;
-            Ok(Contents {
+            Ok(RecordIndex {
                 contents: keyspace(&db, CONTENTS)?,
+                patients: keyspace(&db, PATIENTS)?,
                 meta: keyspace(&db, META)?,
                 db,
             })
@@ -573,7 +588,7 @@ impl Contents {
     }
 
     /// The record anchoring `content` as of height `at`.
-    pub fn get(&self, content: &[u8; 32], at: u64) -> Result<Option<[u8; 16]>, StoreError> {
+    pub fn content(&self, content: &[u8; 32], at: u64) -> Result<Option<[u8; 16]>, StoreError> {
         let Some(v) = self.contents.get(content).map_err(db_err)? else {
             return Ok(None);
         };
@@ -581,11 +596,59 @@ impl Contents {
         Ok((height <= at).then_some(record))
     }
 
-    /// Writes `entries` and, if given, the last block they are complete for (height, id) and
-    /// the chain's genesis block, durably, in one batch.
+    /// Whether `record` is `patient`'s as of height `at`.
+    pub fn is_patients(
+        &self,
+        patient: &[u8; 20],
+        record: &[u8; 16],
+        at: u64,
+    ) -> Result<bool, StoreError> {
+        match self
+            .patients
+            .get(patient_record(patient, record))
+            .map_err(db_err)?
+        {
+            Some(v) => Ok(height_of(&v)? <= at),
+            None => Ok(false),
+        }
+    }
+
+    /// `patient`'s records after `after` as of height `at`, in id order, at most `limit`.
+    pub fn records_of(
+        &self,
+        patient: &[u8; 20],
+        after: Option<[u8; 16]>,
+        limit: usize,
+        at: u64,
+    ) -> Result<Vec<[u8; 16]>, StoreError> {
+        let from = patient_record(patient, &after.unwrap_or([0; 16]));
+        let to = patient_record(patient, &[0xff; 16]);
+        let from = match after {
+            Some(_) => Bound::Excluded(from),
+            None => Bound::Included(from),
+        };
+        let mut out = Vec::new();
+        for item in self.patients.range((from, Bound::Included(to))) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = item.into_inner().map_err(db_err)?;
+            if k.len() != 36 {
+                return Err(StoreError::Corrupt("record index: a patient key".into()));
+            }
+            if height_of(&v)? <= at {
+                out.push(k[20..].try_into().expect("16 bytes"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `records` and, if given, the last block they are complete for (height, id) and
+    /// the chain's genesis block, durably, in one batch. The last [`RECENT_MARKS`] such blocks
+    /// are kept ([`RecordIndex::through`]).
     pub fn write(
         &self,
-        entries: &[ContentEntry],
+        records: &[IndexedRecord],
         through: Option<(u64, [u8; 32])>,
         genesis: Option<&[u8; 32]>,
     ) -> Result<(), StoreError> {
@@ -593,43 +656,71 @@ impl Contents {
         if let Some(g) = genesis {
             w.insert(&self.meta, META_GENESIS.to_vec(), g.to_vec());
         }
-        for (content, record, height) in entries {
+        for r in records {
             w.insert(
                 &self.contents,
-                content.to_vec(),
-                entry(record, *height).to_vec(),
+                r.content.to_vec(),
+                entry(&r.id, r.height).to_vec(),
+            );
+            w.insert(
+                &self.patients,
+                patient_record(&r.patient, &r.id).to_vec(),
+                r.height.to_be_bytes().to_vec(),
             );
         }
         if let Some((h, id)) = through {
-            w.insert(&self.meta, META_CONTENTS.to_vec(), mark(h, &id).to_vec());
+            let mut marks = self.marks()?;
+            marks.retain(|(m, _)| *m < h);
+            marks.push((h, id));
+            let from = marks.len().saturating_sub(RECENT_MARKS);
+            let value: Vec<u8> = marks[from..]
+                .iter()
+                .flat_map(|(h, id)| mark(*h, id))
+                .collect();
+            w.insert(&self.meta, META_RECORDS.to_vec(), value);
         }
-        w.commit().map_err(|e| write_failed("content index", e))?;
-        (self.db.persist(PersistMode::SyncAll)).map_err(|e| write_failed("content index", e))
+        w.commit().map_err(|e| write_failed("record index", e))?;
+        (self.db.persist(PersistMode::SyncAll)).map_err(|e| write_failed("record index", e))
     }
 
-    /// The last block the index is complete for, and the chain's genesis block it belongs to.
-    pub fn through(&self) -> Result<Option<(BlockMark, [u8; 32])>, StoreError> {
-        let (Some(m), Some(g)) = (
-            self.meta.get(META_CONTENTS).map_err(db_err)?,
-            self.meta.get(META_GENESIS).map_err(db_err)?,
-        ) else {
+    /// The last blocks the indexes were written complete for (the last of them, and up to
+    /// [`RECENT_MARKS`] − 1 before it, in height order), and the chain's genesis block they
+    /// belong to. A block above the chain's tip is one whose commit failed or was cut short;
+    /// the tip is then among the earlier ones, unless the indexes are another chain's.
+    pub fn through(&self) -> Result<Option<(Vec<BlockMark>, [u8; 32])>, StoreError> {
+        let Some(g) = self.meta.get(META_GENESIS).map_err(db_err)? else {
             return Ok(None);
         };
+        let marks = self.marks()?;
+        if marks.is_empty() {
+            return Ok(None);
+        }
         let g: [u8; 32] = g[..]
             .try_into()
-            .map_err(|_| StoreError::Corrupt("content index: its genesis block".into()))?;
-        Ok(Some((unmark(&m)?, g)))
+            .map_err(|_| StoreError::Corrupt("record index: its genesis block".into()))?;
+        Ok(Some((marks, g)))
     }
 
-    /// Empties the index.
+    fn marks(&self) -> Result<Vec<BlockMark>, StoreError> {
+        let Some(v) = self.meta.get(META_RECORDS).map_err(db_err)? else {
+            return Ok(Vec::new());
+        };
+        if v.len() % 40 != 0 {
+            return Err(StoreError::Corrupt("record index: its blocks".into()));
+        }
+        v.chunks(40).map(unmark).collect()
+    }
+
+    /// Empties the indexes.
     pub fn clear(&self) -> Result<(), StoreError> {
         self.contents.clear().map_err(db_err)?;
-        self.meta.remove(META_CONTENTS).map_err(db_err)?;
+        self.patients.clear().map_err(db_err)?;
+        self.meta.remove(META_RECORDS).map_err(db_err)?;
         self.meta.remove(META_GENESIS).map_err(db_err)?;
         self.db.persist(PersistMode::SyncAll).map_err(db_err)
     }
 
-    /// Every entry whose content starts with byte `bucket`, in content order.
+    /// Every content entry whose content starts with byte `bucket`, in content order.
     pub fn bucket(
         &self,
         bucket: u8,
@@ -638,15 +729,40 @@ impl Contents {
             let (k, v) = item.into_inner().map_err(db_err)?;
             let content: [u8; 32] = k[..]
                 .try_into()
-                .map_err(|_| StoreError::Corrupt("content index: a key".into()))?;
+                .map_err(|_| StoreError::Corrupt("record index: a content key".into()))?;
             let (record, height) = unentry(&v)?;
             Ok((content, record, height))
         })
     }
+
+    /// How many (patient, record) entries there are as of height `at`.
+    pub fn patient_entries(&self, at: u64) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.patients.iter() {
+            n += u64::from(height_of(&item.value().map_err(db_err)?)? <= at);
+        }
+        Ok(n)
+    }
 }
 
-const META_CONTENTS: &[u8] = b"contents";
-const META_GENESIS: &[u8] = b"contents_genesis";
+/// The last blocks the record indexes were written for, [`mark`]s in height order.
+const META_RECORDS: &[u8] = b"records";
+/// How many of them are kept.
+const RECENT_MARKS: usize = 16;
+const META_GENESIS: &[u8] = b"records_genesis";
+
+fn patient_record(patient: &[u8; 20], record: &[u8; 16]) -> [u8; 36] {
+    let mut k = [0; 36];
+    k[..20].copy_from_slice(patient);
+    k[20..].copy_from_slice(record);
+    k
+}
+
+fn height_of(v: &[u8]) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(v.try_into().map_err(|_| {
+        StoreError::Corrupt("record index: a patient entry".into())
+    })?))
+}
 
 fn entry(record: &[u8; 16], height: u64) -> [u8; 24] {
     let mut v = [0; 24];
@@ -657,7 +773,7 @@ fn entry(record: &[u8; 16], height: u64) -> [u8; 24] {
 
 fn unentry(v: &[u8]) -> Result<([u8; 16], u64), StoreError> {
     if v.len() != 24 {
-        return Err(StoreError::Corrupt("content index: an entry".into()));
+        return Err(StoreError::Corrupt("record index: a content entry".into()));
     }
     Ok((
         v[..16].try_into().expect("16 bytes"),

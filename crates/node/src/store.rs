@@ -6,7 +6,7 @@
 //! indexes (transactions and audit events by id, audit events by patient, last reads) are
 //! derived from these and kept apart, off the block write ([`crate::index`]).
 
-use crate::index::{ApiIndex, BlockEntries, ContentEntry, Contents};
+use crate::index::{ApiIndex, BlockEntries, IndexedRecord, RecordIndex};
 use ehrchain_ledger::{BlockOutput, Cold, Record, State, StateKey, cold::TreeNodeKey, tree::Tree};
 use ehrchain_types::{
     AccountId, AuditEvent, Block, EventId, Hash, Receipt, RecordId, decode, encode,
@@ -24,9 +24,6 @@ const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("finalizations")
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 /// State entries by their encoded [`StateKey`].
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
-/// (patient, record) of every record: the state's patient index, on disk.
-const RECORDS_BY_PATIENT: TableDefinition<(&[u8; 20], &[u8; 16]), ()> =
-    TableDefinition::new("records_by_patient");
 /// The state tree's nodes (borsh), by packed node key.
 const TREE: TableDefinition<&[u8; 41], &[u8]> = TableDefinition::new("tree");
 /// Tree nodes replaced by a block, by (height of that block, node key): deleted from [`TREE`]
@@ -53,14 +50,16 @@ fn stale_log(g: u64) -> TableDefinition<'static, (u64, &'static [u8; 41]), ()> {
 const AUDIT: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("audit");
 /// Tables of the lookup indexes that stores made before December 2026 kept here; they are
 /// now in the index database ([`crate::index`]), and dropped from this one at open.
-/// The content index too (`records_by_content`): it is in the index database's LSM tree
-/// ([`Contents`]), built from the stored records at the first open.
-const MOVED_TO_INDEX: [&str; 5] = [
+/// The state's record indexes too (`records_by_content`, `records_by_patient`): they are in
+/// an LSM database of their own ([`RecordIndex`]), built from the stored records at the first
+/// open.
+const MOVED_TO_INDEX: [&str; 6] = [
     "txs",
     "audit_ids",
     "audit_by_patient",
     "last_read",
     "records_by_content",
+    "records_by_patient",
 ];
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -77,10 +76,10 @@ const META_TREE: &str = "tree";
 /// Version of the stored state's layout: 2 keeps records, their indexes and the tree's nodes
 /// on disk; 3 keys records in the tree by their ids' clock (`tree::key_hash`), so a store of
 /// 2 holds another tree. A store of another layout is refused (start with a fresh data dir).
-/// 4 keeps the content index out of this database ([`Contents`]); a store of 3 is upgraded at
-/// open (its content index built from its records), and an older build then refuses it
-/// rather than find an empty content index in it.
-const STATE_FORMAT: &[u8] = b"4";
+/// 4 kept the content index out of this database, 5 both record indexes ([`RecordIndex`]); a
+/// store of 3 or 4 is upgraded at open (its record indexes built from its records), and an
+/// older build then refuses it rather than find empty record indexes in it.
+const STATE_FORMAT: &[u8] = b"5";
 
 /// A storage failure. Disk full and IO errors land here and stop block execution, since a
 /// node that cannot persist must not vote on further state.
@@ -127,9 +126,8 @@ const RECORD_KEY_TAG: u8 = 1;
 /// the store moves on.
 struct ColdView {
     state: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
-    by_patient: redb::ReadOnlyTable<(&'static [u8; 20], &'static [u8; 16]), ()>,
-    /// The content index, read as of `height`.
-    contents: Contents,
+    /// The record indexes, read as of `height`.
+    records: RecordIndex,
     /// The height of the snapshot's last committed block.
     height: u64,
     tree: redb::ReadOnlyTable<&'static [u8; 41], &'static [u8]>,
@@ -156,8 +154,8 @@ impl Cold for ColdView {
     }
 
     fn record_with_content(&self, content: &Hash) -> Option<RecordId> {
-        self.contents
-            .get(&content.0, self.height)
+        self.records
+            .content(&content.0, self.height)
             .unwrap_or_else(|e| cold_failed(e))
             .map(RecordId)
     }
@@ -168,15 +166,11 @@ impl Cold for ColdView {
         after: Option<RecordId>,
         limit: usize,
     ) -> Vec<RecordId> {
-        let lo = after.map_or([0; 16], |a| a.0);
-        let range = self
-            .by_patient
-            .range((&patient.0, &lo)..=(&patient.0, &[0xff; 16]))
-            .unwrap_or_else(|e| cold_failed(e));
-        range
-            .map(|item| RecordId(*item.unwrap_or_else(|e| cold_failed(e)).0.value().1))
-            .filter(|id| Some(*id) != after)
-            .take(limit)
+        self.records
+            .records_of(&patient.0, after.map(|a| a.0), limit, self.height)
+            .unwrap_or_else(|e| cold_failed(e))
+            .into_iter()
+            .map(RecordId)
             .collect()
     }
 
@@ -198,8 +192,8 @@ pub struct ChainStore {
     db: Database,
     /// The read API's lookup indexes, in a database of their own beside this one.
     index: ApiIndex,
-    /// The state's content index, in a database of its own beside this one.
-    contents: Contents,
+    /// The state's record indexes, in a database of their own beside this one.
+    records: RecordIndex,
     /// The sorted keys of the generation whose stale tree nodes the blocks being committed
     /// delete (see [`ChainStore::prune_stale`]), read from [`TREE_STALE`] once per generation.
     pruning: Mutex<Option<(u64, Arc<[TreeNodeKey]>)>>,
@@ -276,7 +270,6 @@ impl ChainStore {
         }
         w.open_table(BLOCK_IDS)?;
         w.open_table(STATE)?;
-        w.open_table(RECORDS_BY_PATIENT)?;
         w.open_table(TREE)?;
         w.open_table(AUDIT)?;
         w.open_table(META)?;
@@ -286,12 +279,18 @@ impl ChainStore {
         {
             let mut meta = w.open_table(META)?;
             let format = meta.get(META_STATE_FORMAT)?.map(|v| v.value().to_vec());
-            if format.as_deref() == Some(b"3".as_slice()) {
+            if matches!(format.as_deref(), Some(b"3" | b"4")) {
                 meta.insert(META_STATE_FORMAT, STATE_FORMAT)?;
             }
         }
         w.commit()?;
-        let contents = Contents::open(&path.with_extension("contents"))?;
+        // Format 4 kept the content index alone in `*.contents`; the new one is built.
+        let old = path.with_extension("contents");
+        if old.is_dir() {
+            std::fs::remove_dir_all(&old)
+                .map_err(|e| StoreError::Db(format!("removing {}: {e}", old.display())))?;
+        }
+        let records = RecordIndex::open(&path.with_extension("records"))?;
         let index = ApiIndex::open(&index_path(path), |height, id| {
             let stored = || -> Result<Option<u64>, StoreError> {
                 let r = db.begin_read()?;
@@ -301,42 +300,40 @@ impl ChainStore {
         })?;
         let store = ChainStore {
             db,
-            contents,
+            records,
             index,
             pruning: Mutex::new(None),
         };
-        store.check_contents()?;
+        store.check_records()?;
         store.catch_up_index()?;
         Ok(store)
     }
 
-    /// Makes sure the content index holds every committed record: it is written before each
-    /// commit, so it can lack records only if its database was lost or replaced (deleted by
-    /// hand, another chain's, a store of the layout that kept it in the chain database). Then
-    /// it is built again from the stored records. An index of a store without a genesis block
-    /// (a first start that stopped midway) is emptied.
-    fn check_contents(&self) -> Result<(), StoreError> {
+    /// Makes sure the record indexes hold every committed record: they are written before
+    /// each commit, so they can lack records only if their database was lost or replaced
+    /// (deleted by hand, another chain's, a store of a layout that kept them elsewhere). Then
+    /// they are built again from the stored records. The indexes of a store without a genesis
+    /// block (a first start that stopped midway) are emptied.
+    fn check_records(&self) -> Result<(), StoreError> {
         let Some(tip) = self.tip()? else {
-            return self.contents.clear();
+            return self.records.clear();
         };
         let r = self.db.begin_read()?;
         let genesis = r
             .open_table(META)?
             .get(META_GENESIS)?
             .map(|v| v.value().to_vec());
-        let ids = r.open_table(BLOCK_IDS)?;
-        let sound = match self.contents.through()? {
-            Some(((height, id), g)) => {
+        // The tip must be the indexes' last block, or, if a later commit failed or was cut
+        // short after they were written (its records are seen by no snapshot), one of their
+        // recent blocks.
+        let sound = match self.records.through()? {
+            Some((marks, g)) => {
                 Some(g.as_slice()) == genesis.as_deref()
-                    && height >= tip.header.height
-                    // A later block than the tip is one whose commit failed; its id cannot
-                    // be checked, its records are not seen by any snapshot.
-                    && (height > tip.header.height
-                        || ids.get(&id)?.map(|v| v.value()) == Some(height))
+                    && marks.last().is_some_and(|(h, _)| *h >= tip.header.height)
+                    && marks.contains(&(tip.header.height, tip.id().0))
             }
             None => false,
         };
-        drop(ids);
         if sound {
             return Ok(());
         }
@@ -345,8 +342,8 @@ impl ChainStore {
             .and_then(|g| g.try_into().ok())
             .ok_or_else(|| StoreError::Corrupt("no genesis block id".into()))?;
         let started = std::time::Instant::now();
-        tracing::info!("building the content index from the stored records");
-        self.contents.clear()?;
+        tracing::info!("building the record indexes from the stored records");
+        self.records.clear()?;
         let entries = r.open_table(STATE)?;
         let before: &[u8] = &[RECORD_KEY_TAG];
         let after: &[u8] = &[RECORD_KEY_TAG + 1];
@@ -356,19 +353,19 @@ impl ChainStore {
             let (_, v) = item?;
             let rec: Record = decode(v.value(), ehrchain_types::MAX_BLOCK_BYTES)
                 .map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
-            batch.push((rec.content.0, rec.id.0, rec.height));
+            batch.push(indexed(&rec));
             records += 1;
             if batch.len() == 100_000 {
-                self.contents
+                self.records
                     .write(&std::mem::take(&mut batch), None, None)?;
             }
         }
         let through = (tip.header.height, tip.id().0);
-        self.contents.write(&batch, Some(through), Some(&genesis))?;
+        self.records.write(&batch, Some(through), Some(&genesis))?;
         tracing::info!(
             records,
             secs = started.elapsed().as_secs(),
-            "content index built"
+            "record indexes built"
         );
         Ok(())
     }
@@ -469,10 +466,10 @@ impl ChainStore {
         touched: &BTreeSet<StateKey>,
     ) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
-        let mut contents = Vec::new();
-        Self::write_state(&w, state, touched, 0, &mut contents)?;
-        // Before the chain store's commit: the content index holds whatever that holds.
-        self.contents.write(&contents, None, None)?;
+        let mut records = Vec::new();
+        Self::write_state(&w, state, touched, 0, &mut records)?;
+        // Before the chain store's commit: the record indexes hold whatever that holds.
+        self.records.write(&records, None, None)?;
         w.commit()?;
         Ok(())
     }
@@ -496,53 +493,47 @@ impl ChainStore {
             meta.insert(META_GENESIS_FILE, genesis_digest.0.as_slice())?;
             meta.insert(META_STATE_FORMAT, STATE_FORMAT)?;
         }
-        let mut contents = Vec::new();
-        Self::write_block(&w, block, &output, None, state, &mut contents)?;
+        let mut records = Vec::new();
+        Self::write_block(&w, block, &output, None, state, &mut records)?;
         let id = block.id().0;
-        self.contents.write(&contents, Some((0, id)), Some(&id))?;
+        self.records.write(&records, Some((0, id)), Some(&id))?;
         w.commit()?;
         Ok(())
     }
 
     /// A snapshot of the stored state as it is now, for a [`State`] to read through.
     pub fn cold_view(&self) -> Result<Arc<dyn Cold>, StoreError> {
-        cold_view_of(&self.db.begin_read()?, &self.contents)
+        cold_view_of(&self.db.begin_read()?, &self.records)
     }
 
     /// Writes what the block at `height` changed (the entries under `touched`, read from its
-    /// post-state `state`): entries, the record indexes, the tree's new nodes (deleting those
-    /// replaced) and its root. Keys go in sorted order, so neighbours share B-tree pages.
+    /// post-state `state`): entries, the tree's new nodes (deleting those replaced) and its
+    /// root; the records it anchored go to `new_records`, for the record indexes. Keys go in
+    /// sorted order, so neighbours share B-tree pages.
     fn write_state(
         w: &redb::WriteTransaction,
         state: &State,
         touched: &BTreeSet<StateKey>,
         height: u64,
-        new_contents: &mut Vec<ContentEntry>,
+        new_records: &mut Vec<IndexedRecord>,
     ) -> Result<(), StoreError> {
         let mut entries = w.open_table(STATE)?;
         let mut keys: Vec<(Vec<u8>, &StateKey)> = touched.iter().map(|k| (encode(k), k)).collect();
         keys.sort_unstable();
-        let mut patients = Vec::new();
         for (k, key) in &keys {
             match state.entry(key) {
                 Some(v) => {
                     if let StateKey::Record(id) = key {
                         let r = state.record(id).expect("the entry exists");
-                        patients.push((r.patient.0, id.0));
                         // Anchored by this block (not a later change of its status).
                         if r.height == height {
-                            new_contents.push((r.content.0, id.0, height));
+                            new_records.push(indexed(&r));
                         }
                     }
                     entries.insert(k.as_slice(), v.as_slice())?
                 }
                 None => entries.remove(k.as_slice())?,
             };
-        }
-        patients.sort_unstable();
-        let mut by_patient = w.open_table(RECORDS_BY_PATIENT)?;
-        for (p, id) in &patients {
-            by_patient.insert((p, id), ())?;
         }
         let (nodes, stale) = state.tree.changes(height);
         let mut tree = w.open_table(TREE)?;
@@ -571,7 +562,7 @@ impl ChainStore {
         output: &BlockOutput,
         finalization: Option<&[u8]>,
         state: &State,
-        new_contents: &mut Vec<ContentEntry>,
+        new_records: &mut Vec<IndexedRecord>,
     ) -> Result<(), StoreError> {
         let h = block.header.height;
         w.open_table(BLOCKS)?.insert(h, encode(block).as_slice())?;
@@ -587,7 +578,7 @@ impl ChainStore {
         if let Some(f) = finalization {
             w.open_table(CERTS)?.insert(h, f)?;
         }
-        Self::write_state(w, state, &output.touched, h, new_contents)
+        Self::write_state(w, state, &output.touched, h, new_records)
     }
 
     /// Commits consecutive finalized blocks, each with its receipts, audit events, finality
@@ -595,25 +586,18 @@ impl ChainStore {
     /// durable write for all of them.
     pub fn commit_blocks(&self, blocks: &[Finalized<'_>]) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
-        let mut contents = Vec::new();
+        let mut records = Vec::new();
         let written = blocks.iter().try_for_each(|b| {
-            Self::write_block(
-                &w,
-                b.block,
-                b.output,
-                b.finalization,
-                b.state,
-                &mut contents,
-            )?;
+            Self::write_block(&w, b.block, b.output, b.finalization, b.state, &mut records)?;
             self.prune_stale(&w, b.block.header.height)
         });
-        // The content index first, durably: it then holds every record the chain store holds
+        // The record indexes first, durably: they then hold every record the chain store holds
         // (and, if this commit fails, records of blocks it lacks, which no snapshot sees).
         let through = blocks
             .last()
             .map(|b| (b.block.header.height, b.block.id().0));
         let committed = written
-            .and_then(|()| self.contents.write(&contents, through, None))
+            .and_then(|()| self.records.write(&records, through, None))
             .and_then(|()| Ok(w.commit()?));
         if committed.is_err() {
             // Nothing of the transaction stays: forget the generation it may have read, so
@@ -644,9 +628,9 @@ impl ChainStore {
         self.index.prefill_synthetic(records)
     }
 
-    /// The state's content index.
-    pub fn contents(&self) -> &Contents {
-        &self.contents
+    /// The state's record indexes.
+    pub fn records(&self) -> &RecordIndex {
+        &self.records
     }
 
     /// Lookup-index entries held in memory, not yet merged into the index database.
@@ -739,7 +723,6 @@ impl ChainStore {
         let corrupt = |what: String| Err(StoreError::Corrupt(what));
         let r = self.db.begin_read()?;
         let entries = r.open_table(STATE)?;
-        let by_patient = r.open_table(RECORDS_BY_PATIENT)?;
         let tip = committed_height(&r)?;
         let keys = replay.all_keys();
         let mut records = 0u64;
@@ -752,8 +735,8 @@ impl ChainStore {
             if let StateKey::Record(id) = key {
                 let rec = replay.record(id).expect("the entry exists");
                 records += 1;
-                if by_patient.get((&rec.patient.0, &id.0))?.is_none()
-                    || self.contents.get(&rec.content.0, tip)? != Some(id.0)
+                if !self.records.is_patients(&rec.patient.0, &id.0, tip)?
+                    || self.records.content(&rec.content.0, tip)? != Some(id.0)
                 {
                     return corrupt(format!("record {id} is missing from an index"));
                 }
@@ -768,19 +751,20 @@ impl ChainStore {
         }
         let mut contents = 0u64;
         for bucket in 0..=u8::MAX {
-            for entry in self.contents.bucket(bucket) {
+            for entry in self.records.bucket(bucket) {
                 contents += u64::from(entry?.2 <= tip);
             }
         }
-        for (name, len) in [("patient", by_patient.len()?), ("content", contents)] {
+        let patients = self.records.patient_entries(tip)?;
+        for (name, len) in [("patient", patients), ("content", contents)] {
             if len != records {
                 return corrupt(format!(
                     "the {name} index holds {len} entries for {records} records"
                 ));
             }
         }
-        drop((entries, by_patient));
-        let tree = stored_tree(&r, &self.contents)?.0;
+        drop(entries);
+        let tree = stored_tree(&r, &self.records)?.0;
         if tree.root() != replay.tree.root() {
             return corrupt(format!(
                 "stored state tree root {} differs from the replay's {}",
@@ -876,7 +860,7 @@ impl ChainStore {
             .get(META_CHAIN_ID)?
             .map(|v| String::from_utf8_lossy(v.value()).to_string())
             .ok_or_else(|| StoreError::Corrupt("no chain id".into()))?;
-        let (tree, cold) = stored_tree(&r, &self.contents)?;
+        let (tree, cold) = stored_tree(&r, &self.records)?;
         let mut state = State::stored(&chain_id, tree, cold.clone());
         let t = r.open_table(STATE)?;
         // Every entry but the records, which stay on disk.
@@ -907,7 +891,7 @@ impl ChainStore {
     ) -> Result<Vec<Hash>, StoreError> {
         let tip = committed_height(&self.db.begin_read()?)?;
         let mut out = Vec::new();
-        for entry in self.contents.bucket(bucket) {
+        for entry in self.records.bucket(bucket) {
             let (content, _, height) = entry?;
             let c = Hash(content);
             if height <= tip && held.binary_search(&c).is_err() {
@@ -1005,7 +989,7 @@ fn index_path(path: &Path) -> std::path::PathBuf {
 /// snapshot.
 fn stored_tree(
     r: &redb::ReadTransaction,
-    contents: &Contents,
+    records: &RecordIndex,
 ) -> Result<(Tree, Arc<dyn Cold>), StoreError> {
     let (version, root): (Option<u64>, [u8; 32]) = r
         .open_table(META)?
@@ -1014,7 +998,7 @@ fn stored_tree(
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?
         .ok_or_else(|| StoreError::Corrupt("no state tree".into()))?;
-    let cold = cold_view_of(r, contents)?;
+    let cold = cold_view_of(r, records)?;
     Ok((Tree::stored(version, root, cold.clone()), cold))
 }
 
@@ -1026,15 +1010,24 @@ fn committed_height(r: &redb::ReadTransaction) -> Result<u64, StoreError> {
 /// The stored state as `r` sees it.
 fn cold_view_of(
     r: &redb::ReadTransaction,
-    contents: &Contents,
+    records: &RecordIndex,
 ) -> Result<Arc<dyn Cold>, StoreError> {
     Ok(Arc::new(ColdView {
         state: r.open_table(STATE)?,
-        by_patient: r.open_table(RECORDS_BY_PATIENT)?,
-        contents: contents.clone(),
+        records: records.clone(),
         height: committed_height(r)?,
         tree: r.open_table(TREE)?,
     }))
+}
+
+/// A record's entry in the record indexes.
+fn indexed(r: &Record) -> IndexedRecord {
+    IndexedRecord {
+        id: r.id.0,
+        content: r.content.0,
+        patient: r.patient.0,
+        height: r.height,
+    }
 }
 
 fn decode_event(bytes: &[u8]) -> Result<AuditEvent, StoreError> {

@@ -752,19 +752,28 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     copy_dir(&other_dir.path().join("chain.index"), &index);
     // A store of the old layout kept the index in the chain database: that table goes.
     let old_txs: redb::TableDefinition<&[u8; 32], (u64, u32)> = redb::TableDefinition::new("txs");
-    // Its state format (3) is upgraded (4: an older build refuses the store, whose content
-    // index it would not find).
+    // So did one of the record indexes, and another (format 4) had the content index alone
+    // in a directory of its own. Its state format is upgraded (5: an older build refuses the
+    // store, whose record indexes it would not find), and the record indexes are built.
+    let old_by_patient: redb::TableDefinition<(&[u8; 20], &[u8; 16]), ()> =
+        redb::TableDefinition::new("records_by_patient");
     let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     edit_store(&dir.path().join("chain.redb"), &|w| {
         w.open_table(old_txs)
             .unwrap()
             .insert(&[9; 32], (1, 0))
             .unwrap();
+        w.open_table(old_by_patient)
+            .unwrap()
+            .insert((&[1; 20], &[2; 16]), ())
+            .unwrap();
         w.open_table(meta)
             .unwrap()
-            .insert("state_format", b"3".as_slice())
+            .insert("state_format", b"4".as_slice())
             .unwrap();
     });
+    let old_contents = dir.path().join("chain.contents");
+    copy_dir(&dir.path().join("chain.records"), &old_contents);
     let chain = open_chain(dir.path(), &g);
     let ours = (first.iter().enumerate().map(|(i, t)| (t, 1, i)))
         .chain(second.iter().enumerate().map(|(i, t)| (t, 2, i)));
@@ -776,9 +785,10 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
     let db = redb::Database::open(dir.path().join("chain.redb")).unwrap();
     let r = db.begin_read().unwrap();
     assert!(
-        r.open_table(old_txs).is_err(),
-        "the old index table is dropped"
+        r.open_table(old_txs).is_err() && r.open_table(old_by_patient).is_err(),
+        "the old index tables are dropped"
     );
+    assert!(!old_contents.exists());
     let format = r
         .open_table(meta)
         .unwrap()
@@ -787,7 +797,7 @@ fn lookup_indexes_are_redone_from_the_chain_after_a_crash() {
         .unwrap()
         .value()
         .to_vec();
-    assert_eq!(format, b"4");
+    assert_eq!(format, b"5");
     drop(r);
     drop(db);
     // The index of a version that kept it in a redb file is removed.
@@ -1079,55 +1089,101 @@ fn a_stored_state_reads_through_the_store_and_agrees_with_memory() {
         check.records >= n && check.tree_nodes_orphaned == 0,
         "{check:?}"
     );
-    // The content index may hold records of a block whose commit failed (it is written
+    // The record indexes may hold records of a block whose commit failed (they are written
     // first): no snapshot of the store sees them, nor does the check count them.
     let tip = again.store().tip().unwrap().unwrap().header.height;
-    let unseen = ehrchain_ledger::state::synthetic_record(n + 1, n + 2);
-    (again.store().contents())
-        .write(&[(unseen.content.0, unseen.id.0, tip + 1)], None, None)
+    let mut unseen = ehrchain_ledger::state::synthetic_record(n + 1, n + 2);
+    unseen.patient = r.patient;
+    let listed = |s: &ehrchain_ledger::State| s.records_of_after(&r.patient, None, 1000);
+    let before = listed(&again.snapshot().state);
+    assert!(before.contains(&r), "{before:?}");
+    (again.store().records())
+        .write(
+            &[ehrchain_node::index::IndexedRecord {
+                id: unseen.id.0,
+                content: unseen.content.0,
+                patient: unseen.patient.0,
+                height: tip + 1,
+            }],
+            None,
+            None,
+        )
         .unwrap();
     assert_eq!(
         again.snapshot().state.record_with_content(&unseen.content),
         None
     );
+    assert_eq!(listed(&again.snapshot().state), before);
     let cold = again.store().cold_view().unwrap();
     assert_eq!(
         ehrchain_ledger::Cold::record_with_content(&*cold, &unseen.content),
         None
+    );
+    assert!(
+        !ehrchain_ledger::Cold::records_of(&*cold, &r.patient, None, 1000).contains(&unseen.id)
     );
     drop(cold);
     assert_eq!(
         again.store().check_state(&memory).unwrap().records,
         check.records
     );
+    // A later block recorded as written (a commit cut short by a crash) is accepted at open:
+    // the tip is among the indexes' recent blocks, so they are not built again.
+    (again.store().records())
+        .write(&[], Some((tip + 1, [7; 32])), None)
+        .unwrap();
     drop((snap, again));
-    // A lost content index is built again from the stored records.
-    std::fs::remove_dir_all(dir.path().join("chain.contents")).unwrap();
+    let again = open_chain(dir.path(), &g);
+    let held = |c: &ChainStore| c.records().content(&unseen.content.0, u64::MAX).unwrap();
+    assert_eq!(held(again.store()), Some(unseen.id.0));
+    assert_eq!(listed(&again.snapshot().state), before);
+    // Indexes whose block at the tip's height is another one (a fork's, copied beside this
+    // chain store) are built again.
+    (again.store().records())
+        .write(&[], Some((tip, [9; 32])), None)
+        .unwrap();
+    drop(again);
+    let again = open_chain(dir.path(), &g);
+    assert_eq!(held(again.store()), None);
+    assert_eq!(again.store().check_state(&memory).unwrap(), check);
+    drop(again);
+    // Lost record indexes are built again from the stored records.
+    std::fs::remove_dir_all(dir.path().join("chain.records")).unwrap();
     let again = open_chain(dir.path(), &g);
     let snap = again.snapshot();
     assert_eq!(snap.state.record_with_content(&r.content), Some(r.id));
     let last = ehrchain_ledger::state::synthetic_record(n - 1, n);
     assert_eq!(snap.state.record_with_content(&last.content), Some(last.id));
+    assert_eq!(listed(&snap.state), before);
     assert_eq!(again.store().check_state(&memory).unwrap(), check);
     drop((snap, again));
+    // A record missing from the patient index is named.
+    let patients = || {
+        let db = fjall::Database::builder(dir.path().join("chain.records"))
+            .open()
+            .unwrap();
+        let ks = db
+            .keyspace("record_patients", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        (db, ks, [r.patient.0.as_slice(), &r.id.0].concat())
+    };
+    let (db, ks, key) = patients();
+    let height = ks.get(&key).unwrap().expect("the record is indexed");
+    ks.remove(&key).unwrap();
+    db.persist(fjall::PersistMode::SyncAll).unwrap();
+    drop((ks, db));
     let path = dir.path().join("chain.redb");
-    let by_patient: redb::TableDefinition<(&[u8; 20], &[u8; 16]), ()> =
-        redb::TableDefinition::new("records_by_patient");
-    let tree: redb::TableDefinition<&[u8; 41], &[u8]> = redb::TableDefinition::new("tree");
-    let edit = |f: &dyn Fn(&redb::WriteTransaction)| edit_store(&path, f);
     let checked = || check_store(&path, &memory);
-    edit(&|w| {
-        let mut t = w.open_table(by_patient).unwrap();
-        assert!(t.remove((&r.patient.0, &r.id.0)).unwrap().is_some());
-    });
     let err = checked().unwrap_err();
     assert!(err.contains("missing from an index"), "{err}");
+    let (db, ks, key) = patients();
+    ks.insert(&key, height).unwrap();
+    db.persist(fjall::PersistMode::SyncAll).unwrap();
+    drop((ks, db));
+    let tree: redb::TableDefinition<&[u8; 41], &[u8]> = redb::TableDefinition::new("tree");
+    let edit = |f: &dyn Fn(&redb::WriteTransaction)| edit_store(&path, f);
     edit(&|w| {
         use redb::ReadableTable as _;
-        w.open_table(by_patient)
-            .unwrap()
-            .insert((&r.patient.0, &r.id.0), ())
-            .unwrap();
         let mut nodes = w.open_table(tree).unwrap();
         let oldest = nodes.first().unwrap().unwrap().1.value().to_vec();
         let newest = *nodes.last().unwrap().unwrap().0.value();
