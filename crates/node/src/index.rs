@@ -559,6 +559,9 @@ impl std::fmt::Debug for RecordIndex {
 /// A block: (height, id).
 pub type BlockMark = (u64, [u8; 32]);
 
+/// The last blocks an index was written for, in height order, and the chain's genesis block.
+pub type RecentMarks = (Vec<BlockMark>, [u8; 32]);
+
 /// A content entry: (content, record, height).
 pub type ContentEntry = ([u8; 32], [u8; 16], u64);
 
@@ -683,11 +686,40 @@ impl RecordIndex {
         (self.db.persist(PersistMode::SyncAll)).map_err(|e| write_failed("record index", e))
     }
 
+    /// Fills the empty indexes with every record `scan` yields, then records
+    /// `through` and `genesis`: a bulk load, as sorted tables (a rebuild, a large genesis
+    /// state; written in batches, ten million records would leave the trees a backlog of
+    /// merges that slows the chain's first blocks). `scan` is called [`LOAD_PASSES`] times
+    /// per index and must yield the same records each time: a pass keeps the entries whose
+    /// first byte falls in its share, so memory holds a share of an index at a time.
+    /// Returns how many records were loaded.
+    pub fn load(
+        &self,
+        mut scan: impl FnMut(&mut dyn FnMut(&IndexedRecord)) -> Result<(), StoreError>,
+        through: BlockMark,
+        genesis: &[u8; 32],
+    ) -> Result<u64, StoreError> {
+        let empty = |ks: &Keyspace| ks.is_empty().map_err(db_err);
+        if !empty(&self.contents)? || !empty(&self.patients)? {
+            return Err(StoreError::Db(
+                "record index: a bulk load needs empty indexes".into(),
+            ));
+        }
+        let records = ingest(&self.contents, &mut scan, |r| {
+            (r.content, entry(&r.id, r.height))
+        })?;
+        ingest(&self.patients, &mut scan, |r| {
+            (patient_record(&r.patient, &r.id), r.height.to_be_bytes())
+        })?;
+        self.write(&[], Some(through), Some(genesis))?;
+        Ok(records)
+    }
+
     /// The last blocks the indexes were written complete for (the last of them, and up to
     /// [`RECENT_MARKS`] − 1 before it, in height order), and the chain's genesis block they
     /// belong to. A block above the chain's tip is one whose commit failed or was cut short;
     /// the tip is then among the earlier ones, unless the indexes are another chain's.
-    pub fn through(&self) -> Result<Option<(Vec<BlockMark>, [u8; 32])>, StoreError> {
+    pub fn through(&self) -> Result<Option<RecentMarks>, StoreError> {
         let Some(g) = self.meta.get(META_GENESIS).map_err(db_err)? else {
             return Ok(None);
         };
@@ -711,13 +743,16 @@ impl RecordIndex {
         v.chunks(40).map(unmark).collect()
     }
 
-    /// Empties the indexes.
-    pub fn clear(&self) -> Result<(), StoreError> {
-        self.contents.clear().map_err(db_err)?;
-        self.patients.clear().map_err(db_err)?;
-        self.meta.remove(META_RECORDS).map_err(db_err)?;
-        self.meta.remove(META_GENESIS).map_err(db_err)?;
-        self.db.persist(PersistMode::SyncAll).map_err(db_err)
+    /// Replaces the indexes at `path` (these, closed first) with empty ones. The directory is
+    /// removed rather than the keyspaces cleared: fjall 3.1 logs a clear and replays it when
+    /// it recovers, after tables loaded since, which it then loses.
+    pub fn emptied(self, path: &Path) -> Result<RecordIndex, StoreError> {
+        drop(self);
+        if path.exists() {
+            std::fs::remove_dir_all(path)
+                .map_err(|e| StoreError::Db(format!("removing {}: {e}", path.display())))?;
+        }
+        RecordIndex::open(path)
     }
 
     /// Every content entry whose content starts with byte `bucket`, in content order.
@@ -749,6 +784,43 @@ impl RecordIndex {
 const META_RECORDS: &[u8] = b"records";
 /// How many of them are kept.
 const RECENT_MARKS: usize = 16;
+/// Passes of a bulk load ([`RecordIndex::load`]).
+const LOAD_PASSES: usize = 4;
+
+/// Loads the entries `of` the records `scan` yields into the empty keyspace `ks`, in
+/// [`LOAD_PASSES`] passes of sorted keys. Returns how many there were.
+fn ingest<const K: usize, const V: usize>(
+    ks: &Keyspace,
+    scan: &mut impl FnMut(&mut dyn FnMut(&IndexedRecord)) -> Result<(), StoreError>,
+    of: impl Fn(&IndexedRecord) -> ([u8; K], [u8; V]),
+) -> Result<u64, StoreError> {
+    let failed = |e| write_failed("record index", e);
+    let mut load = ks.start_ingestion().map_err(failed)?;
+    let mut total = 0;
+    for pass in 0..LOAD_PASSES {
+        let mut entries = Vec::new();
+        scan(&mut |r| {
+            let (k, v) = of(r);
+            if usize::from(k[0]) * LOAD_PASSES / 256 == pass {
+                entries.push((k, v));
+            }
+        })?;
+        entries.sort_unstable_by_key(|e| e.0);
+        // Keys are unique (a content anchors one record); a repeated one would make the
+        // load panic, so it is refused here instead.
+        if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(StoreError::Corrupt(
+                "record index: two records with one key".into(),
+            ));
+        }
+        total += entries.len() as u64;
+        for (k, v) in entries {
+            load.write(k.to_vec(), v.to_vec()).map_err(failed)?;
+        }
+    }
+    load.finish().map_err(failed)?;
+    Ok(total)
+}
 const META_GENESIS: &[u8] = b"records_genesis";
 
 fn patient_record(patient: &[u8; 20], record: &[u8; 16]) -> [u8; 36] {
@@ -1057,5 +1129,81 @@ mod tests {
         assert!(!p.txs.contains_key(&[1; 32]) && p.txs.contains_key(&[2; 32]));
         p.remove_merged(1);
         assert!(p.reads.is_empty() && p.txs.is_empty() && p.entries == 0);
+    }
+
+    /// A bulk load and blocks written after it agree on every record, as of each height.
+    #[test]
+    fn the_record_indexes_answer_alike_after_a_load_and_after_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = RecordIndex::open(&dir.path().join("chain.records")).unwrap();
+        let record = |i: u64, height: u64| IndexedRecord {
+            id: spread_key::<16>(4, i),
+            content: spread_key::<32>(5, i),
+            patient: spread_key::<20>(6, i % 7),
+            height,
+        };
+        let loaded: Vec<_> = (0..5_000).map(|i| record(i, 0)).collect();
+        let n = ix
+            .load(
+                |f| {
+                    for r in &loaded {
+                        f(r)
+                    }
+                    Ok(())
+                },
+                (0, [1; 32]),
+                &[1; 32],
+            )
+            .unwrap();
+        assert_eq!(n, 5_000);
+        let later: Vec<_> = (5_000..5_100).map(|i| record(i, 1 + i % 2)).collect();
+        ix.write(&later, Some((2, [2; 32])), None).unwrap();
+        drop(ix);
+        let ix = RecordIndex::open(&dir.path().join("chain.records")).unwrap();
+        for r in loaded.iter().chain(&later) {
+            assert_eq!(ix.content(&r.content, 2).unwrap(), Some(r.id));
+            assert!(ix.is_patients(&r.patient, &r.id, 2).unwrap());
+            let seen = r.height <= 1;
+            assert_eq!(ix.content(&r.content, 1).unwrap().is_some(), seen);
+            assert_eq!(ix.is_patients(&r.patient, &r.id, 1).unwrap(), seen);
+        }
+        assert_eq!(ix.patient_entries(2).unwrap(), 5_100);
+        assert_eq!(ix.patient_entries(1).unwrap(), 5_050);
+        let p = spread_key::<20>(6, 3);
+        let mut mine: Vec<_> = loaded
+            .iter()
+            .chain(&later)
+            .filter(|r| r.patient == p)
+            .map(|r| r.id)
+            .collect();
+        mine.sort_unstable();
+        let page = ix.records_of(&p, None, 10, 2).unwrap();
+        assert_eq!(page, mine[..10]);
+        let next = ix.records_of(&p, Some(page[9]), 1_000, 2).unwrap();
+        assert_eq!(next, mine[10..]);
+        let (marks, genesis) = ix.through().unwrap().unwrap();
+        assert_eq!(
+            (marks, genesis),
+            (vec![(0, [1; 32]), (2, [2; 32])], [1; 32])
+        );
+        // Emptied and loaded again, they hold what was loaded after a restart too (fjall
+        // replays a logged clear over tables loaded after it; the directory is removed).
+        let path = dir.path().join("chain.records");
+        let ix = ix.emptied(&path).unwrap();
+        assert_eq!(ix.content(&later[0].content, 2).unwrap(), None);
+        assert!(ix.through().unwrap().is_none());
+        let scan = |f: &mut dyn FnMut(&IndexedRecord)| {
+            for r in &later {
+                f(r)
+            }
+            Ok(())
+        };
+        ix.load(scan, (2, [2; 32]), &[1; 32]).unwrap();
+        assert!(ix.load(scan, (2, [2; 32]), &[1; 32]).is_err(), "not empty");
+        drop(ix);
+        let ix = RecordIndex::open(&path).unwrap();
+        assert_eq!(ix.content(&later[0].content, 2).unwrap(), Some(later[0].id));
+        assert_eq!(ix.content(&loaded[0].content, 2).unwrap(), None);
+        assert_eq!(ix.patient_entries(2).unwrap(), 100);
     }
 }

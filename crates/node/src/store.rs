@@ -290,7 +290,8 @@ impl ChainStore {
             std::fs::remove_dir_all(&old)
                 .map_err(|e| StoreError::Db(format!("removing {}: {e}", old.display())))?;
         }
-        let records = RecordIndex::open(&path.with_extension("records"))?;
+        let records_path = path.with_extension("records");
+        let records = Self::checked_records(&db, RecordIndex::open(&records_path)?, &records_path)?;
         let index = ApiIndex::open(&index_path(path), |height, id| {
             let stored = || -> Result<Option<u64>, StoreError> {
                 let r = db.begin_read()?;
@@ -304,7 +305,6 @@ impl ChainStore {
             index,
             pruning: Mutex::new(None),
         };
-        store.check_records()?;
         store.catch_up_index()?;
         Ok(store)
     }
@@ -314,11 +314,16 @@ impl ChainStore {
     /// (deleted by hand, another chain's, a store of a layout that kept them elsewhere). Then
     /// they are built again from the stored records. The indexes of a store without a genesis
     /// block (a first start that stopped midway) are emptied.
-    fn check_records(&self) -> Result<(), StoreError> {
-        let Some(tip) = self.tip()? else {
-            return self.records.clear();
+    fn checked_records(
+        db: &Database,
+        records: RecordIndex,
+        path: &Path,
+    ) -> Result<RecordIndex, StoreError> {
+        let r = db.begin_read()?;
+        let tip = match r.open_table(BLOCKS)?.last()? {
+            Some((_, v)) => decode_block(v.value())?,
+            None => return records.emptied(path),
         };
-        let r = self.db.begin_read()?;
         let genesis = r
             .open_table(META)?
             .get(META_GENESIS)?
@@ -326,7 +331,7 @@ impl ChainStore {
         // The tip must be the indexes' last block, or, if a later commit failed or was cut
         // short after they were written (its records are seen by no snapshot), one of their
         // recent blocks.
-        let sound = match self.records.through()? {
+        let sound = match records.through()? {
             Some((marks, g)) => {
                 Some(g.as_slice()) == genesis.as_deref()
                     && marks.last().is_some_and(|(h, _)| *h >= tip.header.height)
@@ -335,39 +340,13 @@ impl ChainStore {
             None => false,
         };
         if sound {
-            return Ok(());
+            return Ok(records);
         }
-        let genesis: [u8; 32] = genesis
-            .as_deref()
-            .and_then(|g| g.try_into().ok())
-            .ok_or_else(|| StoreError::Corrupt("no genesis block id".into()))?;
-        let started = std::time::Instant::now();
-        tracing::info!("building the record indexes from the stored records");
-        self.records.clear()?;
-        let entries = r.open_table(STATE)?;
-        let before: &[u8] = &[RECORD_KEY_TAG];
-        let after: &[u8] = &[RECORD_KEY_TAG + 1];
-        let mut batch = Vec::new();
-        let mut records = 0u64;
-        for item in entries.range(before..after)? {
-            let (_, v) = item?;
-            let rec: Record = decode(v.value(), ehrchain_types::MAX_BLOCK_BYTES)
-                .map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
-            batch.push(indexed(&rec));
-            records += 1;
-            if batch.len() == 100_000 {
-                self.records
-                    .write(&std::mem::take(&mut batch), None, None)?;
-            }
-        }
-        let through = (tip.header.height, tip.id().0);
-        self.records.write(&batch, Some(through), Some(&genesis))?;
-        tracing::info!(
-            records,
-            secs = started.elapsed().as_secs(),
-            "record indexes built"
-        );
-        Ok(())
+        drop(r);
+        tracing::info!("building the record indexes again from the stored records");
+        let records = records.emptied(path)?;
+        build_records(db, &records)?;
+        Ok(records)
     }
 
     /// Indexes the committed blocks the index database does not hold yet (those its merge had
@@ -459,22 +438,22 @@ impl ChainStore {
     }
 
     /// Stores part of a genesis state being built (a chunk of a large prefill) before the
-    /// genesis block exists; the caller then drops it from memory ([`State::rebase`]).
+    /// genesis block exists; the caller then drops it from memory ([`State::rebase`]). Its
+    /// records are indexed with the genesis block ([`Self::init_genesis`]).
     pub fn store_genesis_part(
         &self,
         state: &State,
         touched: &BTreeSet<StateKey>,
     ) -> Result<(), StoreError> {
         let w = self.db.begin_write()?;
-        let mut records = Vec::new();
-        Self::write_state(&w, state, touched, 0, &mut records)?;
-        // Before the chain store's commit: the record indexes hold whatever that holds.
-        self.records.write(&records, None, None)?;
+        Self::write_state(&w, state, touched, 0, &mut Vec::new())?;
         w.commit()?;
         Ok(())
     }
 
-    /// Writes the genesis block and the rest of its state into an empty store.
+    /// Writes the genesis block and the rest of its state into an empty store, then builds
+    /// the record indexes from every stored record (a large genesis state is loaded as
+    /// sorted tables; a crash before they are built has them built at the next open).
     pub fn init_genesis(
         &self,
         block: &Block,
@@ -493,12 +472,9 @@ impl ChainStore {
             meta.insert(META_GENESIS_FILE, genesis_digest.0.as_slice())?;
             meta.insert(META_STATE_FORMAT, STATE_FORMAT)?;
         }
-        let mut records = Vec::new();
-        Self::write_block(&w, block, &output, None, state, &mut records)?;
-        let id = block.id().0;
-        self.records.write(&records, Some((0, id)), Some(&id))?;
+        Self::write_block(&w, block, &output, None, state, &mut Vec::new())?;
         w.commit()?;
-        Ok(())
+        build_records(&self.db, &self.records)
     }
 
     /// A snapshot of the stored state as it is now, for a [`State`] to read through.
@@ -735,10 +711,11 @@ impl ChainStore {
             if let StateKey::Record(id) = key {
                 let rec = replay.record(id).expect("the entry exists");
                 records += 1;
-                if !self.records.is_patients(&rec.patient.0, &id.0, tip)?
-                    || self.records.content(&rec.content.0, tip)? != Some(id.0)
-                {
-                    return corrupt(format!("record {id} is missing from an index"));
+                if !self.records.is_patients(&rec.patient.0, &id.0, tip)? {
+                    return corrupt(format!("record {id} is missing from an index (patient)"));
+                }
+                if self.records.content(&rec.content.0, tip)? != Some(id.0) {
+                    return corrupt(format!("record {id} is missing from an index (content)"));
                 }
             }
         }
@@ -1018,6 +995,38 @@ fn cold_view_of(
         height: committed_height(r)?,
         tree: r.open_table(TREE)?,
     }))
+}
+
+/// Builds the (empty) record indexes from the records in the store `db`, as of its tip.
+fn build_records(db: &Database, records: &RecordIndex) -> Result<(), StoreError> {
+    let r = db.begin_read()?;
+    let tip = match r.open_table(BLOCKS)?.last()? {
+        Some((_, v)) => decode_block(v.value())?,
+        None => return Err(StoreError::Corrupt("no genesis block".into())),
+    };
+    let genesis: [u8; 32] = (r.open_table(META)?.get(META_GENESIS)?)
+        .and_then(|g| g.value().try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt("no genesis block id".into()))?;
+    let started = std::time::Instant::now();
+    let entries = r.open_table(STATE)?;
+    let scan = |f: &mut dyn FnMut(&IndexedRecord)| -> Result<(), StoreError> {
+        let before: &[u8] = &[RECORD_KEY_TAG];
+        let after: &[u8] = &[RECORD_KEY_TAG + 1];
+        for item in entries.range(before..after)? {
+            let (_, v) = item?;
+            let rec: Record = decode(v.value(), ehrchain_types::MAX_BLOCK_BYTES)
+                .map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
+            f(&indexed(&rec));
+        }
+        Ok(())
+    };
+    let through = (tip.header.height, tip.id().0);
+    let records = records.load(scan, through, &genesis)?;
+    let secs = started.elapsed().as_secs();
+    if secs > 0 {
+        tracing::info!(records, secs, "record indexes built");
+    }
+    Ok(())
 }
 
 /// A record's entry in the record indexes.
