@@ -320,9 +320,8 @@ impl ChainStore {
         path: &Path,
     ) -> Result<RecordIndex, StoreError> {
         let r = db.begin_read()?;
-        let tip = match r.open_table(BLOCKS)?.last()? {
-            Some((_, v)) => decode_block(v.value())?,
-            None => return records.emptied(path),
+        let Some(tip) = last_block(&r)? else {
+            return records.emptied(path);
         };
         let genesis = r
             .open_table(META)?
@@ -334,7 +333,6 @@ impl ChainStore {
         let sound = match records.through()? {
             Some((marks, g)) => {
                 Some(g.as_slice()) == genesis.as_deref()
-                    && marks.last().is_some_and(|(h, _)| *h >= tip.header.height)
                     && marks.contains(&(tip.header.height, tip.id().0))
             }
             None => false,
@@ -768,10 +766,7 @@ impl ChainStore {
 
     /// The highest committed block, if any.
     pub fn tip(&self) -> Result<Option<Block>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(BLOCKS)?;
-        let last = t.last()?;
-        last.map(|(_, v)| decode_block(v.value())).transpose()
+        last_block(&self.db.begin_read()?)
     }
 
     /// The bytes stored under `height` in one of the per-height tables.
@@ -979,6 +974,13 @@ fn stored_tree(
     Ok((Tree::stored(version, root, cold.clone()), cold))
 }
 
+/// The last block `r` sees committed, if any.
+fn last_block(r: &redb::ReadTransaction) -> Result<Option<Block>, StoreError> {
+    let t = r.open_table(BLOCKS)?;
+    let last = t.last()?;
+    last.map(|(_, v)| decode_block(v.value())).transpose()
+}
+
 /// The height of the last block `r` sees committed (0 before the genesis block).
 fn committed_height(r: &redb::ReadTransaction) -> Result<u64, StoreError> {
     Ok(r.open_table(BLOCKS)?.last()?.map_or(0, |(k, _)| k.value()))
@@ -1000,10 +1002,7 @@ fn cold_view_of(
 /// Builds the (empty) record indexes from the records in the store `db`, as of its tip.
 fn build_records(db: &Database, records: &RecordIndex) -> Result<(), StoreError> {
     let r = db.begin_read()?;
-    let tip = match r.open_table(BLOCKS)?.last()? {
-        Some((_, v)) => decode_block(v.value())?,
-        None => return Err(StoreError::Corrupt("no genesis block".into())),
-    };
+    let tip = last_block(&r)?.ok_or_else(|| StoreError::Corrupt("no genesis block".into()))?;
     let genesis: [u8; 32] = (r.open_table(META)?.get(META_GENESIS)?)
         .and_then(|g| g.value().try_into().ok())
         .ok_or_else(|| StoreError::Corrupt("no genesis block id".into()))?;
